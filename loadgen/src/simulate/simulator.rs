@@ -1,0 +1,296 @@
+//! The running simulator: function registry, invocation dispatch, recording, and the handle.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
+
+use super::config::{FunctionConfig, SimConfig};
+use super::function::{Execution, Function};
+use super::recording::{Endpoint, Invocation, InvocationResult, InvocationType, Recorder, Stats};
+use super::rules::RuleSet;
+use super::{http, lock};
+use crate::Error;
+
+/// The simulator's shared state. Start one with [`Simulator::start`]; the returned [`SimHandle`]
+/// observes and stops it.
+#[derive(Debug)]
+pub struct Simulator {
+    config: SimConfig,
+    /// Compiled `default.rules`, copied for each undeclared function.
+    default_rules: RuleSet,
+    functions: Mutex<BTreeMap<String, Arc<Function>>>,
+    started: Instant,
+    recorder: Recorder,
+    /// Running invocations, so shutdown can wait for `Event` ones still in the background.
+    tasks: TaskTracker,
+}
+
+/// One invocation request, after the HTTP layer parsed it.
+#[derive(Debug)]
+pub(crate) struct Call {
+    pub(crate) function_name: String,
+    pub(crate) function: Arc<Function>,
+    pub(crate) qualifier: Option<String>,
+    pub(crate) endpoint: Endpoint,
+    pub(crate) request_id: String,
+    pub(crate) payload: Value,
+}
+
+/// The reserved concurrency was exceeded; the function did not run.
+#[derive(Debug)]
+pub(crate) struct Throttled;
+
+/// When an invocation arrived.
+#[derive(Debug, Clone, Copy)]
+struct Arrival {
+    unix_ms: u64,
+    since_start: Duration,
+}
+
+impl Simulator {
+    /// Validates `config`, binds `bind` (port 0 picks a free port) and serves until the handle is
+    /// shut down or dropped.
+    pub async fn start(config: SimConfig, bind: SocketAddr) -> Result<SimHandle, Error> {
+        let sim = Arc::new(Simulator::new(config)?);
+        let listener = TcpListener::bind(bind)
+            .await
+            .map_err(|error| Error::Bind { addr: bind, error })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|error| Error::Bind { addr: bind, error })?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = axum::serve(listener, http::router(Arc::clone(&sim)))
+            .with_graceful_shutdown(async move {
+                // Resolves on send or when the handle (and so the sender) is dropped.
+                stopped.await.ok();
+            })
+            .into_future();
+        Ok(SimHandle {
+            addr,
+            sim,
+            stop,
+            server: tokio::spawn(server),
+        })
+    }
+
+    fn new(config: SimConfig) -> Result<Simulator, Error> {
+        config.validate()?;
+        let compile = |path: String, function: &FunctionConfig| {
+            RuleSet::compile(function).map_err(|e| Error::config(path, e.to_string()))
+        };
+        let default_rules = compile("default.rules".to_owned(), &config.default)?;
+        let mut functions = BTreeMap::new();
+        for (name, function) in &config.functions {
+            let rules = compile(format!("functions.{name}.rules"), function)?;
+            functions.insert(
+                name.clone(),
+                Arc::new(Function::new(name, function.clone(), rules, config.seed)),
+            );
+        }
+        Ok(Simulator {
+            default_rules,
+            functions: Mutex::new(functions),
+            started: Instant::now(),
+            recorder: Recorder::new(config.record),
+            tasks: TaskTracker::new(),
+            config,
+        })
+    }
+
+    /// The function called `name`. Without declared functions every name exists (created on first
+    /// use with the default behaviour); with them, only the declared ones.
+    pub(crate) fn function(&self, name: &str) -> Option<Arc<Function>> {
+        let mut functions = lock(&self.functions);
+        if let Some(function) = functions.get(name) {
+            return Some(Arc::clone(function));
+        }
+        if !self.config.functions.is_empty() {
+            return None;
+        }
+        let function = Function::new(
+            name,
+            self.config.default.clone(),
+            self.default_rules.fresh(),
+            self.config.seed,
+        );
+        Some(Arc::clone(
+            functions
+                .entry(name.to_owned())
+                .or_insert(Arc::new(function)),
+        ))
+    }
+
+    /// Runs a synchronous invocation and waits for it. The execution is a task of its own, so a
+    /// client that hangs up does not cut it short (as on Lambda) and the environment is returned.
+    pub(crate) async fn invoke(self: &Arc<Self>, call: Call) -> Result<Execution, Throttled> {
+        let task = self
+            .spawn(call, InvocationType::RequestResponse)
+            .ok_or(Throttled)?;
+        // The task is never aborted, so an error here is a panic: pass it on.
+        Ok(task
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())))
+    }
+
+    /// Accepts an `Event` invocation and runs it in the background. Lambda queues async invocations
+    /// and retries throttles internally; the simulator counts and records the throttle and drops
+    /// the invocation instead.
+    pub(crate) fn invoke_event(self: &Arc<Self>, call: Call) {
+        // The task finishes (and records) on its own; nothing waits for its result.
+        drop(self.spawn(call, InvocationType::Event));
+    }
+
+    fn spawn(
+        self: &Arc<Self>,
+        call: Call,
+        invocation_type: InvocationType,
+    ) -> Option<JoinHandle<Execution>> {
+        let arrival = self.arrival();
+        let Some(lease) = call.function.admit() else {
+            self.record(call, invocation_type, arrival, None);
+            return None;
+        };
+        let sim = Arc::clone(self);
+        Some(self.tasks.spawn(async move {
+            let execution = call.function.run(lease, &call.payload, &call.request_id, arrival.since_start).await;
+            tracing::debug!(function = %call.function_name, request_id = %call.request_id, result = ?execution.result, "invocation");
+            sim.record(call, invocation_type, arrival, Some(&execution));
+            execution
+        }))
+    }
+
+    fn arrival(&self) -> Arrival {
+        let unix = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        Arrival {
+            unix_ms: u64::try_from(unix.as_millis()).unwrap_or(u64::MAX),
+            since_start: self.started.elapsed(),
+        }
+    }
+
+    /// Appends to the invocation log when recording is on; `execution` is `None` for a throttle.
+    fn record(
+        &self,
+        call: Call,
+        invocation_type: InvocationType,
+        arrival: Arrival,
+        execution: Option<&Execution>,
+    ) {
+        if !self.recorder.enabled() {
+            return;
+        }
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let (result, response, duration_ms, init_duration_ms, records_ok) = match execution {
+            None => (
+                InvocationResult::Throttled,
+                String::new(),
+                0.0,
+                None,
+                Vec::new(),
+            ),
+            Some(e) => (
+                e.result.clone(),
+                e.body.clone(),
+                ms(e.duration),
+                e.init_duration.map(ms),
+                e.records_ok.clone(),
+            ),
+        };
+        self.recorder.push(Invocation {
+            seq: 0,
+            function: call.function_name,
+            qualifier: call.qualifier,
+            invocation_type,
+            endpoint: call.endpoint,
+            request_id: call.request_id,
+            received_at_unix_ms: arrival.unix_ms,
+            received_at_ms: ms(arrival.since_start),
+            payload: call.payload,
+            result,
+            response,
+            cold_start: init_duration_ms.is_some(),
+            duration_ms,
+            init_duration_ms,
+            records_ok,
+        });
+    }
+
+    pub(crate) fn invocations(&self) -> Vec<Invocation> {
+        self.recorder.all()
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let functions = lock(&self.functions);
+        Stats {
+            functions: functions
+                .iter()
+                .map(|(name, f)| (name.clone(), f.stats()))
+                .collect(),
+        }
+    }
+
+    /// Clears the invocation log, the counters, idle environments and rule budgets.
+    pub(crate) fn reset(&self) {
+        self.recorder.clear();
+        for function in lock(&self.functions).values() {
+            function.reset();
+        }
+    }
+}
+
+/// A running simulator. Dropping the handle stops the server too (gracefully, like
+/// [`SimHandle::shutdown`], but without waiting).
+#[derive(Debug)]
+pub struct SimHandle {
+    addr: SocketAddr,
+    sim: Arc<Simulator>,
+    stop: oneshot::Sender<()>,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+impl SimHandle {
+    /// The address actually bound.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`, the base URL for clients (and the AWS SDK's endpoint URL).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The invocation log (empty unless `record = true`), in completion order.
+    pub fn invocations(&self) -> Vec<Invocation> {
+        self.sim.invocations()
+    }
+
+    /// Counters per function.
+    pub fn stats(&self) -> Stats {
+        self.sim.stats()
+    }
+
+    /// Same as `POST /_sim/reset`.
+    pub fn reset(&self) {
+        self.sim.reset();
+    }
+
+    /// Stops accepting connections, waits for open requests and background (`Event`) invocations.
+    pub async fn shutdown(self) -> Result<(), Error> {
+        drop(self.stop);
+        let served = self
+            .server
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        self.sim.tasks.close();
+        self.sim.tasks.wait().await;
+        served.map_err(Error::Serve)
+    }
+}
