@@ -1,0 +1,481 @@
+//! The embedded single-instance store: SQLite (bundled) in WAL mode.
+//!
+//! Durability (kinesis-consumers.md §8.2): `journal_mode=WAL` + `synchronous=FULL` fsyncs the WAL
+//! on every commit, so an acknowledged checkpoint survives a process crash *and* a power loss;
+//! a crash never corrupts the file (SQLite's atomic commit). Every write is one
+//! `BEGIN IMMEDIATE` transaction that reads the row, checks the fencing conditions and updates
+//! it, so the check and the write are atomic. `busy_timeout` (5 s) covers a reader such as the
+//! `sqlite3` CLI holding the file briefly.
+//!
+//! Exclusivity: [`SqliteStore::open`] takes an exclusive advisory lock (`flock` via
+//! `File::try_lock`) on a sibling `<file>.lock` and keeps it while the store lives. A second
+//! poller process pointed at the same file fails fast with [`Error::Locked`] instead of
+//! fighting over leases; the OS releases the lock when the process dies, even on SIGKILL.
+//! (A process spawned while the store is open holds a copy of the lock descriptor from fork to
+//! exec, so reopening in the same process right after a drop can briefly see `Locked`.)
+//!
+//! Table `leases`, primary key `(mapping_uuid, lease_key)`, columns mirroring the KCL
+//! attributes (§8.2): `lease_owner`, `lease_counter`, `checkpoint` (sentinel or sequence number
+//! text), `checkpoint_sub`, `owner_switches`, `parent_shard_ids` / `child_shard_ids`
+//! (comma-separated), `pending_checkpoint` (KCL's two-phase checkpoint; not used yet, kept NULL
+//! so exports to a KCL table stay one-to-one) and `updated_at` (epoch ms of the last write,
+//! diagnostic only; no decision reads it).
+
+use std::fs::{File, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{
+    Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior, params,
+};
+
+use crate::{
+    BoxError, Checkpoint, ChildShard, Error, Lease, LeaseRef, LeaseStore, NewLease, SequenceNumber,
+};
+
+/// How long a write waits for another connection's lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Schema version stored in `PRAGMA user_version`, for future migrations.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS leases (
+    mapping_uuid       TEXT    NOT NULL,
+    lease_key          TEXT    NOT NULL,
+    lease_owner        TEXT,
+    lease_counter      INTEGER NOT NULL,
+    checkpoint         TEXT    NOT NULL,
+    checkpoint_sub     INTEGER NOT NULL DEFAULT 0,
+    owner_switches     INTEGER NOT NULL DEFAULT 0,
+    parent_shard_ids   TEXT    NOT NULL DEFAULT '',
+    child_shard_ids    TEXT    NOT NULL DEFAULT '',
+    pending_checkpoint TEXT,
+    updated_at         INTEGER NOT NULL,
+    PRIMARY KEY (mapping_uuid, lease_key)
+) WITHOUT ROWID;
+";
+
+const SELECT_COLUMNS: &str = "lease_key, lease_owner, lease_counter, checkpoint, checkpoint_sub, \
+                              owner_switches, parent_shard_ids, child_shard_ids";
+
+/// SQLite-backed [`LeaseStore`] for a single poller instance.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    connection: Arc<Mutex<Connection>>,
+    /// Held for the store's lifetime; dropping the last clone releases the lock.
+    _lock: Arc<File>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path`. Blocking: call it at start-up or from
+    /// `spawn_blocking`. Fails with [`Error::Locked`] if another process has it open.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
+        let path = path.as_ref();
+        let lock = lock_file(path)?;
+        let connection = Connection::open(path).map_err(storage)?;
+        let journal_mode: String = connection
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .map_err(storage)?;
+        if !journal_mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::Storage(
+                format!("cannot enable WAL (journal_mode={journal_mode})").into(),
+            ));
+        }
+        connection
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(storage)?;
+        connection.busy_timeout(BUSY_TIMEOUT).map_err(storage)?;
+        connection.execute_batch(SCHEMA).map_err(storage)?;
+        connection
+            .pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(storage)?;
+        Ok(SqliteStore {
+            connection: Arc::new(Mutex::new(connection)),
+            _lock: Arc::new(lock),
+        })
+    }
+
+    /// Runs `f` on the connection in tokio's blocking pool.
+    async fn with_connection<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let connection = Arc::clone(&self.connection);
+        tokio::task::spawn_blocking(move || {
+            // A panic inside an earlier closure rolled its transaction back when the
+            // `Transaction` dropped; the connection itself is still sound.
+            let mut connection = connection.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut connection)
+        })
+        .await
+        .map_err(|join| Error::Storage(Box::new(join)))?
+    }
+
+    /// Runs `f` inside one `BEGIN IMMEDIATE` transaction, committing if it returns `Ok`.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        self.with_connection(move |connection| {
+            let tx = connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(storage)?;
+            let value = f(&tx)?;
+            tx.commit().map_err(storage)?;
+            Ok(value)
+        })
+        .await
+    }
+
+    /// Checks the fence of `lease` inside `tx` and returns the current row.
+    fn fenced(
+        tx: &Transaction<'_>,
+        lease: &LeaseRef,
+        owner: &str,
+        expected_counter: u64,
+    ) -> Result<Lease, Error> {
+        match load(tx, lease)? {
+            Some(row) if row.counter == expected_counter && row.owner.as_deref() == Some(owner) => {
+                Ok(row)
+            }
+            _ => Err(Error::Lost),
+        }
+    }
+}
+
+impl LeaseStore for SqliteStore {
+    async fn list(&self, mapping_uuid: &str) -> Result<Vec<Lease>, Error> {
+        let mapping_uuid = mapping_uuid.to_owned();
+        self.with_connection(move |connection| {
+            let mut statement = connection
+                .prepare_cached(&format!(
+                    "SELECT {SELECT_COLUMNS} FROM leases WHERE mapping_uuid = ?1 ORDER BY lease_key"
+                ))
+                .map_err(storage)?;
+            let rows = statement
+                .query_map(params![mapping_uuid], read_row)
+                .map_err(storage)?;
+            rows.map(|row| row.map_err(storage)?).collect()
+        })
+        .await
+    }
+
+    async fn create_if_absent(&self, mapping_uuid: &str, lease: NewLease) -> Result<bool, Error> {
+        let mapping_uuid = mapping_uuid.to_owned();
+        self.write(move |tx| {
+            insert_if_absent(
+                tx,
+                &mapping_uuid,
+                &lease.lease_key,
+                &lease.checkpoint,
+                &lease.parent_shard_ids,
+            )
+        })
+        .await
+    }
+
+    async fn take(
+        &self,
+        lease: &LeaseRef,
+        owner: &str,
+        expected_counter: u64,
+    ) -> Result<Lease, Error> {
+        let (lease, owner) = (lease.clone(), owner.to_owned());
+        self.write(move |tx| {
+            let row = load(tx, &lease)?.ok_or(Error::Lost)?;
+            if row.counter != expected_counter {
+                return Err(Error::Lost);
+            }
+            for parent in &row.parent_shard_ids {
+                let parent_ref = LeaseRef::new(lease.mapping_uuid.clone(), parent.clone());
+                if load(tx, &parent_ref)?.is_some_and(|p| p.checkpoint != Checkpoint::ShardEnd) {
+                    return Err(Error::ParentNotEnded(parent.clone()));
+                }
+            }
+            let switched = row.owner.as_deref() != Some(owner.as_str());
+            let taken = Lease {
+                owner: Some(owner),
+                counter: row.counter + 1,
+                owner_switches_since_checkpoint: row.owner_switches_since_checkpoint + u64::from(switched),
+                ..row
+            };
+            tx.execute(
+                "UPDATE leases SET lease_owner = ?3, lease_counter = ?4, owner_switches = ?5, updated_at = ?6
+                 WHERE mapping_uuid = ?1 AND lease_key = ?2",
+                params![
+                    lease.mapping_uuid,
+                    lease.lease_key,
+                    taken.owner,
+                    to_sql(taken.counter),
+                    to_sql(taken.owner_switches_since_checkpoint),
+                    now_millis()
+                ],
+            )
+            .map_err(storage)?;
+            Ok(taken)
+        })
+        .await
+    }
+
+    async fn renew(
+        &self,
+        lease: &LeaseRef,
+        owner: &str,
+        expected_counter: u64,
+    ) -> Result<u64, Error> {
+        let (lease, owner) = (lease.clone(), owner.to_owned());
+        self.write(move |tx| {
+            let row = Self::fenced(tx, &lease, &owner, expected_counter)?;
+            bump(tx, &lease, row.counter, "")
+        })
+        .await
+    }
+
+    async fn checkpoint(
+        &self,
+        lease: &LeaseRef,
+        owner: &str,
+        expected_counter: u64,
+        sequence_number: &SequenceNumber,
+        sub_sequence_number: u64,
+    ) -> Result<u64, Error> {
+        let (lease, owner) = (lease.clone(), owner.to_owned());
+        let requested = Checkpoint::Sequence {
+            sequence_number: sequence_number.clone(),
+            sub_sequence_number,
+        };
+        self.write(move |tx| {
+            let row = Self::fenced(tx, &lease, &owner, expected_counter)?;
+            if row.checkpoint.is_after(&requested) {
+                return Err(Error::CheckpointBackwards {
+                    current: row.checkpoint,
+                    requested,
+                });
+            }
+            tx.execute(
+                "UPDATE leases SET checkpoint = ?3, checkpoint_sub = ?4, owner_switches = 0,
+                                   pending_checkpoint = NULL
+                 WHERE mapping_uuid = ?1 AND lease_key = ?2",
+                params![
+                    lease.mapping_uuid,
+                    lease.lease_key,
+                    requested.kcl_value(),
+                    to_sql(requested.sub_sequence_number())
+                ],
+            )
+            .map_err(storage)?;
+            bump(tx, &lease, row.counter, "")
+        })
+        .await
+    }
+
+    async fn end_shard(
+        &self,
+        lease: &LeaseRef,
+        owner: &str,
+        expected_counter: u64,
+        children: &[ChildShard],
+    ) -> Result<u64, Error> {
+        let (lease, owner, children) = (lease.clone(), owner.to_owned(), children.to_vec());
+        self.write(move |tx| {
+            let row = Self::fenced(tx, &lease, &owner, expected_counter)?;
+            for child in &children {
+                insert_if_absent(
+                    tx,
+                    &lease.mapping_uuid,
+                    &child.lease_key,
+                    &Checkpoint::TrimHorizon,
+                    &child.parent_shard_ids,
+                )?;
+            }
+            let child_ids: Vec<String> = children.into_iter().map(|c| c.lease_key).collect();
+            tx.execute(
+                "UPDATE leases SET checkpoint = ?3, checkpoint_sub = 0, child_shard_ids = ?4,
+                                   pending_checkpoint = NULL
+                 WHERE mapping_uuid = ?1 AND lease_key = ?2",
+                params![
+                    lease.mapping_uuid,
+                    lease.lease_key,
+                    Checkpoint::ShardEnd.kcl_value(),
+                    join_ids(&child_ids)?
+                ],
+            )
+            .map_err(storage)?;
+            bump(tx, &lease, row.counter, "")
+        })
+        .await
+    }
+
+    async fn release(
+        &self,
+        lease: &LeaseRef,
+        owner: &str,
+        expected_counter: u64,
+    ) -> Result<u64, Error> {
+        let (lease, owner) = (lease.clone(), owner.to_owned());
+        self.write(move |tx| {
+            let row = Self::fenced(tx, &lease, &owner, expected_counter)?;
+            bump(tx, &lease, row.counter, ", lease_owner = NULL")
+        })
+        .await
+    }
+}
+
+/// Sets the counter to `counter + 1` (plus `extra` assignments) and returns it.
+fn bump(tx: &Transaction<'_>, lease: &LeaseRef, counter: u64, extra: &str) -> Result<u64, Error> {
+    let next = counter + 1;
+    tx.execute(
+        &format!(
+            "UPDATE leases SET lease_counter = ?3, updated_at = ?4{extra}
+             WHERE mapping_uuid = ?1 AND lease_key = ?2"
+        ),
+        params![
+            lease.mapping_uuid,
+            lease.lease_key,
+            to_sql(next),
+            now_millis()
+        ],
+    )
+    .map_err(storage)?;
+    Ok(next)
+}
+
+fn insert_if_absent(
+    tx: &Transaction<'_>,
+    mapping_uuid: &str,
+    lease_key: &str,
+    checkpoint: &Checkpoint,
+    parent_shard_ids: &[String],
+) -> Result<bool, Error> {
+    validate_key(lease_key)?;
+    let inserted = tx
+        .execute(
+            "INSERT INTO leases (mapping_uuid, lease_key, lease_owner, lease_counter, checkpoint,
+                                 checkpoint_sub, owner_switches, parent_shard_ids, updated_at)
+             VALUES (?1, ?2, NULL, 0, ?3, ?4, 0, ?5, ?6)
+             ON CONFLICT (mapping_uuid, lease_key) DO NOTHING",
+            params![
+                mapping_uuid,
+                lease_key,
+                checkpoint.kcl_value(),
+                to_sql(checkpoint.sub_sequence_number()),
+                join_ids(parent_shard_ids)?,
+                now_millis()
+            ],
+        )
+        .map_err(storage)?;
+    Ok(inserted == 1)
+}
+
+fn load(tx: &Transaction<'_>, lease: &LeaseRef) -> Result<Option<Lease>, Error> {
+    tx.query_row(
+        &format!("SELECT {SELECT_COLUMNS} FROM leases WHERE mapping_uuid = ?1 AND lease_key = ?2"),
+        params![lease.mapping_uuid, lease.lease_key],
+        read_row,
+    )
+    .optional()
+    .map_err(storage)?
+    .transpose()
+}
+
+/// Decodes a row; the outer error is SQLite's, the inner one a malformed value.
+fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Lease, Error>> {
+    let lease_key: String = row.get(0)?;
+    let checkpoint_text: String = row.get(3)?;
+    let checkpoint_sub: i64 = row.get(4)?;
+    let parents: String = row.get(6)?;
+    let children: String = row.get(7)?;
+    let counter: i64 = row.get(2)?;
+    let switches: i64 = row.get(5)?;
+    let owner: Option<String> = row.get(1)?;
+    let corrupt =
+        |what: &str| Error::Storage(format!("corrupt lease {lease_key:?}: {what}").into());
+    let decoded = (|| -> Result<Lease, Error> {
+        Ok(Lease {
+            checkpoint: Checkpoint::from_kcl(
+                &checkpoint_text,
+                from_sql(checkpoint_sub).ok_or_else(|| corrupt("checkpoint_sub"))?,
+            )
+            .map_err(|e| corrupt(&e.to_string()))?,
+            counter: from_sql(counter).ok_or_else(|| corrupt("lease_counter"))?,
+            owner_switches_since_checkpoint: from_sql(switches)
+                .ok_or_else(|| corrupt("owner_switches"))?,
+            parent_shard_ids: split_ids(&parents),
+            child_shard_ids: split_ids(&children),
+            owner,
+            lease_key: lease_key.clone(),
+        })
+    })();
+    Ok(decoded)
+}
+
+fn validate_key(key: &str) -> Result<(), Error> {
+    if key.is_empty() || key.contains(',') {
+        return Err(Error::InvalidLeaseKey(key.to_owned()));
+    }
+    Ok(())
+}
+
+fn join_ids(ids: &[String]) -> Result<String, Error> {
+    ids.iter().try_for_each(|id| validate_key(id))?;
+    Ok(ids.join(","))
+}
+
+fn split_ids(text: &str) -> Vec<String> {
+    text.split(',')
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// SQLite integers are i64; counters and sub-sequence numbers never get near 2^63.
+fn to_sql(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn from_sql(value: i64) -> Option<u64> {
+    u64::try_from(value).ok()
+}
+
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Classifies SQLite errors: lock contention is transient, the rest is not.
+fn storage(error: rusqlite::Error) -> Error {
+    let transient = matches!(
+        error.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    );
+    let boxed: BoxError = Box::new(error);
+    if transient {
+        Error::Transient(boxed)
+    } else {
+        Error::Storage(boxed)
+    }
+}
+
+/// Takes the exclusive lock on `<path>.lock`.
+fn lock_file(path: &Path) -> Result<File, Error> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::Storage(Box::new(e)))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(Error::Locked(lock_path)),
+        Err(TryLockError::Error(e)) => Err(Error::Storage(Box::new(e))),
+    }
+}
+
+#[cfg(test)]
+mod tests;
