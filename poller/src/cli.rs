@@ -1,0 +1,62 @@
+//! Command-line arguments. Everything that describes *what* a mapping does lives in the mapping file (the
+//! AWS shape); the flags here only say *where* things are (endpoints, region) and how the process runs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// A self-hosted AWS Lambda event source mapping engine: polls SQS, filters and batches records, invokes
+/// a function, and handles failures as AWS does.
+#[derive(Debug, Parser)]
+#[command(name = "poller", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "POLLER_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run event source mappings until SIGTERM or Ctrl-C, then finish in-flight batches and exit.
+    Run(RunArgs),
+    /// Check mapping files (CreateEventSourceMapping JSON) and print what each resolves to.
+    Validate {
+        /// Mapping files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// A mapping file in the CreateEventSourceMapping JSON shape (as `aws lambda
+    /// create-event-source-mapping --cli-input-json` takes). Repeat for several mappings.
+    #[arg(long = "mapping", short = 'm', required = true)]
+    pub mappings: Vec<PathBuf>,
+    /// Invoke a plain HTTP endpoint instead of the Lambda Invoke API: the event is POSTed as JSON.
+    /// `{function}` in the URL is replaced by the mapping's FunctionName.
+    #[arg(long, env = "POLLER_HTTP_URL")]
+    pub http_url: Option<String>,
+    /// Endpoint of the Lambda Invoke API (default: AWS, or AWS_ENDPOINT_URL_LAMBDA / AWS_ENDPOINT_URL).
+    #[arg(long, env = "POLLER_LAMBDA_ENDPOINT_URL")]
+    pub lambda_endpoint_url: Option<String>,
+    /// Endpoint for every AWS service (an emulator such as moto). The SDK's AWS_ENDPOINT_URL and
+    /// AWS_ENDPOINT_URL_<SERVICE> variables work too.
+    #[arg(long)]
+    pub endpoint_url: Option<String>,
+    /// AWS region for clients whose region is not given by an ARN.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Longest one invoke may take; set it above the function's timeout.
+    #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+    pub invoke_timeout: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}

@@ -1,0 +1,557 @@
+//! Mapping definitions: the `CreateEventSourceMapping` JSON shape, parsed and validated.
+//!
+//! The file a user runs is exactly what `aws lambda create-event-source-mapping --cli-input-json` takes
+//! (PascalCase keys). The output of `get-event-source-mapping` is accepted too: its read-only keys (`UUID`,
+//! `State`, `FunctionArn`, …) are understood or ignored, so a mapping can be exported from AWS and run here.
+//!
+//! Parsing happens in two steps, like ripgrep's low/high arguments: [`RawMapping`] mirrors the AWS shape
+//! (unknown keys rejected, with the key named), then [`RawMapping::validate`] checks every field against the
+//! AWS ranges and rules and resolves defaults per source into a [`Mapping`]. Validation reports every
+//! problem at once, each naming its field.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::arn::SourceArn;
+
+/// `FilterCriteria` as in the API.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct RawFilterCriteria {
+    #[serde(default)]
+    pub filters: Option<Vec<RawFilter>>,
+}
+
+/// One `FilterCriteria.Filters[]` entry.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct RawFilter {
+    /// The pattern: a JSON document *inside a string*, as the API takes it. An object is accepted too
+    /// (the console and some tools show it parsed) and re-serialised.
+    pub pattern: Option<serde_json::Value>,
+}
+
+/// `DestinationConfig` as in the API.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct RawDestinationConfig {
+    pub on_failure: Option<RawDestination>,
+    pub on_success: Option<RawDestination>,
+}
+
+/// `OnFailure` / `OnSuccess`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct RawDestination {
+    pub destination: Option<String>,
+}
+
+/// `ScalingConfig` as in the API.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct RawScalingConfig {
+    pub maximum_concurrency: Option<i64>,
+}
+
+/// The `CreateEventSourceMapping` request (and the read-only keys of its response), field for field.
+///
+/// Numbers are read as `i64` so that an out-of-range value is reported by validation with the AWS range,
+/// not as a JSON type error.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct RawMapping {
+    pub event_source_arn: Option<String>,
+    pub function_name: Option<String>,
+    pub enabled: Option<bool>,
+    pub batch_size: Option<i64>,
+    pub maximum_batching_window_in_seconds: Option<i64>,
+    pub filter_criteria: Option<RawFilterCriteria>,
+    pub function_response_types: Option<Vec<String>>,
+    pub scaling_config: Option<RawScalingConfig>,
+    pub starting_position: Option<String>,
+    /// Epoch seconds (number) or an ISO 8601 string, as the CLI accepts.
+    pub starting_position_timestamp: Option<serde_json::Value>,
+    pub parallelization_factor: Option<i64>,
+    pub bisect_batch_on_function_error: Option<bool>,
+    pub maximum_retry_attempts: Option<i64>,
+    pub maximum_record_age_in_seconds: Option<i64>,
+    pub destination_config: Option<RawDestinationConfig>,
+    pub tumbling_window_in_seconds: Option<i64>,
+
+    // Accepted and without effect on a self-hosted poller (warned about by `validate`).
+    pub tags: Option<serde_json::Value>,
+    #[serde(rename = "KMSKeyArn")]
+    pub kms_key_arn: Option<serde_json::Value>,
+    pub metrics_config: Option<serde_json::Value>,
+    pub logging_config: Option<serde_json::Value>,
+    pub provisioned_poller_config: Option<serde_json::Value>,
+
+    // Keys of other source types (Kafka, MQ, DocumentDB): rejected by `validate` with a clear message.
+    pub topics: Option<serde_json::Value>,
+    pub queues: Option<serde_json::Value>,
+    pub source_access_configurations: Option<serde_json::Value>,
+    pub self_managed_event_source: Option<serde_json::Value>,
+    pub self_managed_kafka_event_source_config: Option<serde_json::Value>,
+    pub amazon_managed_kafka_event_source_config: Option<serde_json::Value>,
+    #[serde(rename = "DocumentDBEventSourceConfig")]
+    pub document_db_event_source_config: Option<serde_json::Value>,
+
+    // Read-only keys of a `GetEventSourceMapping` response.
+    #[serde(rename = "UUID")]
+    pub uuid: Option<String>,
+    pub function_arn: Option<String>,
+    pub event_source_mapping_arn: Option<serde_json::Value>,
+    pub last_modified: Option<serde_json::Value>,
+    pub last_processing_result: Option<serde_json::Value>,
+    pub state: Option<serde_json::Value>,
+    pub state_transition_reason: Option<serde_json::Value>,
+    pub filter_criteria_error: Option<serde_json::Value>,
+}
+
+/// One problem with a mapping definition: the field (a JSON path) and what is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+/// Everything wrong with a mapping definition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub errors: Vec<FieldError>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{}: {}", e.field, e.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Where a stream mapping starts reading a shard that has no checkpoint.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum StartingPosition {
+    TrimHorizon,
+    Latest,
+    /// Epoch seconds.
+    AtTimestamp(f64),
+}
+
+/// Settings that only stream (Kinesis, DynamoDB) mappings have.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamSettings {
+    pub starting_position: StartingPosition,
+    pub parallelization_factor: u32,
+    pub bisect_batch_on_function_error: bool,
+    /// `None` = retry until the record expires (`-1`).
+    pub maximum_retry_attempts: Option<u32>,
+    /// `None` = no age limit (`-1`).
+    pub maximum_record_age: Option<Duration>,
+    pub on_failure_destination: Option<String>,
+    /// `None` = no tumbling window (`0`).
+    pub tumbling_window: Option<Duration>,
+}
+
+/// Settings that only SQS mappings have.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SqsSettings {
+    /// `ScalingConfig.MaximumConcurrency`: at most this many batches in flight.
+    pub maximum_concurrency: Option<u32>,
+}
+
+/// Per-source settings.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SourceSettings {
+    Sqs(SqsSettings),
+    Stream(StreamSettings),
+}
+
+/// A validated mapping with every default resolved.
+#[derive(Clone, Debug)]
+pub struct Mapping {
+    /// The mapping's id: `UUID` from the file, else derived from source and function so that it is stable
+    /// across restarts (checkpoints are keyed by it).
+    pub uuid: String,
+    pub function_name: String,
+    pub enabled: bool,
+    pub source: SourceArn,
+    pub batch_size: u32,
+    pub batching_window: Duration,
+    pub filters: esm_filter::Filters,
+    pub report_batch_item_failures: bool,
+    pub settings: SourceSettings,
+    /// Keys that were accepted but have no effect here, for a warning.
+    pub ignored_keys: Vec<&'static str>,
+}
+
+/// Parse a definition, naming the key of any JSON or type error.
+pub fn parse(json: &str) -> Result<RawMapping, ConfigError> {
+    let de = &mut serde_json::Deserializer::from_str(json);
+    serde_path_to_error::deserialize(de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        ConfigError {
+            errors: vec![FieldError {
+                field: if path == "." { "(document)".to_owned() } else { path },
+                message: inner.to_string(),
+            }],
+        }
+    })
+}
+
+/// Parse and validate in one step.
+pub fn load(json: &str) -> Result<Mapping, ConfigError> {
+    parse(json)?.validate()
+}
+
+/// Collects field errors while validating.
+#[derive(Default)]
+struct Problems(Vec<FieldError>);
+
+impl Problems {
+    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Check `value` (if given) lies in `min..=max`; return it or `default`.
+    fn range(&mut self, field: &str, value: Option<i64>, min: i64, max: i64, default: i64) -> i64 {
+        match value {
+            Some(v) if v < min || v > max => {
+                self.add(field, format!("must be between {min} and {max}, got {v}"));
+                default
+            }
+            Some(v) => v,
+            None => default,
+        }
+    }
+
+    /// Report a stream-only or SQS-only key given for the wrong source.
+    fn not_for<T>(&mut self, field: &str, value: &Option<T>, source: &str) {
+        if value.is_some() {
+            self.add(field, format!("is not supported for {source} event sources"));
+        }
+    }
+}
+
+impl RawMapping {
+    /// Check every field against the AWS rules and resolve defaults.
+    pub fn validate(self) -> Result<Mapping, ConfigError> {
+        let mut p = Problems::default();
+
+        for (field, value) in [
+            ("Topics", &self.topics),
+            ("Queues", &self.queues),
+            ("SourceAccessConfigurations", &self.source_access_configurations),
+            ("SelfManagedEventSource", &self.self_managed_event_source),
+            ("SelfManagedKafkaEventSourceConfig", &self.self_managed_kafka_event_source_config),
+            ("AmazonManagedKafkaEventSourceConfig", &self.amazon_managed_kafka_event_source_config),
+            ("DocumentDBEventSourceConfig", &self.document_db_event_source_config),
+        ] {
+            if value.is_some() {
+                p.add(
+                    field,
+                    "belongs to Kafka, MQ or DocumentDB sources, which poller does not support \
+                     (it reads SQS, Kinesis and DynamoDB Streams)",
+                );
+            }
+        }
+        let ignored_keys: Vec<&'static str> = [
+            ("Tags", self.tags.is_some()),
+            ("KMSKeyArn", self.kms_key_arn.is_some()),
+            ("MetricsConfig", self.metrics_config.is_some()),
+            ("LoggingConfig", self.logging_config.is_some()),
+            ("ProvisionedPollerConfig", self.provisioned_poller_config.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, present)| present.then_some(k))
+        .collect();
+
+        let function_name = match (&self.function_name, &self.function_arn) {
+            (Some(name), _) | (None, Some(name)) if (1..=256).contains(&name.len()) => name.clone(),
+            (Some(name), _) | (None, Some(name)) => {
+                p.add("FunctionName", format!("must be 1 to 256 characters, got {}", name.len()));
+                String::new()
+            }
+            (None, None) => {
+                p.add("FunctionName", "is required");
+                String::new()
+            }
+        };
+
+        let source = match &self.event_source_arn {
+            None => {
+                p.add("EventSourceArn", "is required");
+                None
+            }
+            Some(arn) => match SourceArn::parse(arn) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    p.add("EventSourceArn", e);
+                    None
+                }
+            },
+        };
+
+        let report_batch_item_failures = match self.function_response_types.as_deref() {
+            None | Some([]) => false,
+            Some([t]) if t == "ReportBatchItemFailures" => true,
+            Some([t]) => {
+                p.add(
+                    "FunctionResponseTypes",
+                    format!("unknown value {t:?}; the only allowed value is \"ReportBatchItemFailures\""),
+                );
+                false
+            }
+            Some(more) => {
+                p.add("FunctionResponseTypes", format!("takes at most 1 item, got {}", more.len()));
+                false
+            }
+        };
+
+        let window = p.range(
+            "MaximumBatchingWindowInSeconds",
+            self.maximum_batching_window_in_seconds,
+            0,
+            300,
+            0,
+        );
+
+        let Some(source) = source else {
+            return Err(ConfigError { errors: p.0 });
+        };
+
+        let filter_source = match &source {
+            SourceArn::Sqs(_) => esm_filter::Source::Sqs,
+            SourceArn::Kinesis(_) => esm_filter::Source::Kinesis,
+            SourceArn::DynamoDbStream(_) => esm_filter::Source::DynamoDb,
+        };
+        let filters = self.compile_filters(filter_source, &mut p);
+
+        let (batch_size, settings) = match &source {
+            SourceArn::Sqs(_) => {
+                let fifo = source.is_fifo_queue();
+                let max_batch = if fifo { 10 } else { 10_000 };
+                let batch_size = match self.batch_size {
+                    Some(v) if fifo && v > 10 => {
+                        p.add("BatchSize", format!("must be between 1 and 10 for a FIFO queue, got {v}"));
+                        10
+                    }
+                    v => p.range("BatchSize", v, 1, max_batch, 10),
+                };
+                if fifo && window > 0 {
+                    p.add(
+                        "MaximumBatchingWindowInSeconds",
+                        "is not supported for FIFO queues; leave it unset or 0",
+                    );
+                } else if batch_size > 10 && window == 0 {
+                    // The exact message AWS returns (esm-semantics.md §1.3).
+                    p.add(
+                        "MaximumBatchingWindowInSeconds",
+                        "Maximum batch window in seconds must be greater than 0 if maximum batch size is greater than 10",
+                    );
+                }
+                for (field, present) in [
+                    ("StartingPosition", self.starting_position.is_some()),
+                    ("StartingPositionTimestamp", self.starting_position_timestamp.is_some()),
+                    ("ParallelizationFactor", self.parallelization_factor.is_some()),
+                    ("BisectBatchOnFunctionError", self.bisect_batch_on_function_error.is_some()),
+                    ("MaximumRetryAttempts", self.maximum_retry_attempts.is_some()),
+                    ("MaximumRecordAgeInSeconds", self.maximum_record_age_in_seconds.is_some()),
+                    ("TumblingWindowInSeconds", self.tumbling_window_in_seconds.is_some()),
+                ] {
+                    p.not_for(field, &present.then_some(()), "SQS");
+                }
+                if self.destination_config.as_ref().is_some_and(|d| {
+                    d.on_failure.as_ref().is_some_and(|f| f.destination.is_some()) || d.on_success.is_some()
+                }) {
+                    p.add(
+                        "DestinationConfig",
+                        "is not supported for SQS event sources: failed messages go to the queue's \
+                         redrive policy (dead-letter queue)",
+                    );
+                }
+                let maximum_concurrency = self
+                    .scaling_config
+                    .as_ref()
+                    .and_then(|s| s.maximum_concurrency)
+                    .map(|v| p.range("ScalingConfig.MaximumConcurrency", Some(v), 2, 1000, 2) as u32);
+                (batch_size, SourceSettings::Sqs(SqsSettings { maximum_concurrency }))
+            }
+            SourceArn::Kinesis(_) | SourceArn::DynamoDbStream(_) => {
+                let batch_size = p.range("BatchSize", self.batch_size, 1, 10_000, 100);
+                p.not_for("ScalingConfig", &self.scaling_config, "Kinesis and DynamoDB Streams");
+                (batch_size, SourceSettings::Stream(self.stream_settings(&source, &mut p)))
+            }
+        };
+
+        if !p.0.is_empty() {
+            return Err(ConfigError { errors: p.0 });
+        }
+        let uuid = self.uuid.clone().unwrap_or_else(|| {
+            uuid::Uuid::new_v5(
+                &uuid::Uuid::NAMESPACE_URL,
+                format!("{}|{}", source, function_name).as_bytes(),
+            )
+            .to_string()
+        });
+        Ok(Mapping {
+            uuid,
+            function_name,
+            enabled: self.enabled.unwrap_or(true),
+            source,
+            batch_size: batch_size as u32,
+            batching_window: Duration::from_secs(window as u64),
+            filters: filters.expect("filters compiled when there are no problems"),
+            report_batch_item_failures,
+            settings,
+            ignored_keys,
+        })
+    }
+
+    fn compile_filters(
+        &self,
+        source: esm_filter::Source,
+        p: &mut Problems,
+    ) -> Option<esm_filter::Filters> {
+        let filters = self
+            .filter_criteria
+            .as_ref()
+            .and_then(|c| c.filters.clone())
+            .unwrap_or_default();
+        let mut patterns = Vec::with_capacity(filters.len());
+        for (i, f) in filters.iter().enumerate() {
+            match &f.pattern {
+                Some(serde_json::Value::String(s)) => patterns.push(s.clone()),
+                Some(v @ serde_json::Value::Object(_)) => patterns.push(v.to_string()),
+                Some(_) => p.add(
+                    format!("FilterCriteria.Filters[{i}].Pattern"),
+                    "must be a JSON pattern in a string",
+                ),
+                None => p.add(format!("FilterCriteria.Filters[{i}].Pattern"), "is required"),
+            }
+        }
+        if patterns.len() != filters.len() {
+            return None;
+        }
+        let refs: Vec<&str> = patterns.iter().map(String::as_str).collect();
+        match esm_filter::Filters::compile(source, &refs) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                // The filter engine's message already names `FilterCriteria.Filters[i].Pattern`.
+                p.add("FilterCriteria", e.to_string());
+                None
+            }
+        }
+    }
+
+    fn stream_settings(&self, source: &SourceArn, p: &mut Problems) -> StreamSettings {
+        let is_ddb = matches!(source, SourceArn::DynamoDbStream(_));
+        let starting_position = match self.starting_position.as_deref() {
+            None => {
+                p.add("StartingPosition", "is required for Kinesis and DynamoDB Streams event sources");
+                StartingPosition::Latest
+            }
+            Some("TRIM_HORIZON") => StartingPosition::TrimHorizon,
+            Some("LATEST") => StartingPosition::Latest,
+            Some("AT_TIMESTAMP") if is_ddb => {
+                p.add("StartingPosition", "AT_TIMESTAMP is not supported for DynamoDB Streams");
+                StartingPosition::Latest
+            }
+            Some("AT_TIMESTAMP") => match &self.starting_position_timestamp {
+                Some(ts) => match parse_timestamp(ts) {
+                    Ok(secs) => StartingPosition::AtTimestamp(secs),
+                    Err(e) => {
+                        p.add("StartingPositionTimestamp", e);
+                        StartingPosition::Latest
+                    }
+                },
+                None => {
+                    p.add("StartingPositionTimestamp", "is required when StartingPosition is AT_TIMESTAMP");
+                    StartingPosition::Latest
+                }
+            },
+            Some(other) => {
+                p.add(
+                    "StartingPosition",
+                    format!("unknown value {other:?}; expected TRIM_HORIZON, LATEST or AT_TIMESTAMP"),
+                );
+                StartingPosition::Latest
+            }
+        };
+        if self.starting_position_timestamp.is_some()
+            && !matches!(starting_position, StartingPosition::AtTimestamp(_))
+            && self.starting_position.as_deref() != Some("AT_TIMESTAMP")
+        {
+            p.add("StartingPositionTimestamp", "is only allowed with StartingPosition AT_TIMESTAMP");
+        }
+        let parallelization_factor = p.range("ParallelizationFactor", self.parallelization_factor, 1, 10, 1);
+        let retries = p.range("MaximumRetryAttempts", self.maximum_retry_attempts, -1, 10_000, -1);
+        let age = match self.maximum_record_age_in_seconds {
+            Some(v) if v != -1 && !(60..=604_800).contains(&v) => {
+                p.add(
+                    "MaximumRecordAgeInSeconds",
+                    format!("must be -1 (no limit) or between 60 and 604800, got {v}"),
+                );
+                -1
+            }
+            v => v.unwrap_or(-1),
+        };
+        let tumbling = p.range("TumblingWindowInSeconds", self.tumbling_window_in_seconds, 0, 900, 0);
+        let on_failure_destination = self.destination_config.as_ref().and_then(|d| {
+            if d.on_success.is_some() {
+                p.add("DestinationConfig.OnSuccess", "is not supported for event source mappings");
+            }
+            let dest = d.on_failure.as_ref()?.destination.clone()?;
+            let service = dest.split(':').nth(2).unwrap_or_default();
+            if !dest.starts_with("arn:") || !["sqs", "sns", "s3"].contains(&service) {
+                p.add(
+                    "DestinationConfig.OnFailure.Destination",
+                    format!("{dest:?} must be the ARN of an SQS queue, an SNS topic or an S3 bucket"),
+                );
+            }
+            Some(dest)
+        });
+        StreamSettings {
+            starting_position,
+            parallelization_factor: parallelization_factor as u32,
+            bisect_batch_on_function_error: self.bisect_batch_on_function_error.unwrap_or(false),
+            maximum_retry_attempts: u32::try_from(retries).ok(),
+            maximum_record_age: u64::try_from(age).ok().map(Duration::from_secs),
+            on_failure_destination,
+            tumbling_window: (tumbling > 0).then(|| Duration::from_secs(tumbling as u64)),
+        }
+    }
+}
+
+/// `StartingPositionTimestamp`: epoch seconds, or an RFC 3339 / ISO 8601 date-time string.
+fn parse_timestamp(value: &serde_json::Value) -> Result<f64, String> {
+    match value {
+        serde_json::Value::Number(n) => n.as_f64().ok_or_else(|| format!("{n} is not a valid timestamp")),
+        serde_json::Value::String(s) => {
+            let with_zone = if s.ends_with('Z') || s.rfind(['+', '-']).is_some_and(|i| i > 10) {
+                s.clone()
+            } else {
+                format!("{s}Z")
+            };
+            time::OffsetDateTime::parse(&with_zone, &time::format_description::well_known::Rfc3339)
+                .map(|t| t.unix_timestamp_nanos() as f64 / 1e9)
+                .map_err(|e| format!("{s:?} is not an ISO 8601 date-time: {e}"))
+        }
+        other => Err(format!("must be epoch seconds or an ISO 8601 string, got {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests;

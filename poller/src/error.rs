@@ -1,0 +1,37 @@
+//! The poller's error type: one variant per kind of failure a caller reacts to differently.
+
+use std::path::PathBuf;
+
+use crate::config::ConfigError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A mapping file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A mapping definition is invalid; every problem is listed, each naming its field.
+    #[error("{}", prefixed(path, source))]
+    Config { path: PathBuf, source: ConfigError },
+    /// The event source cannot be used (missing queue, no permission, …), in AWS's words where AWS has them.
+    #[error("{0}")]
+    Source(String),
+    /// The invoke target cannot be set up.
+    #[error("invoke target: {0}")]
+    Target(#[from] lambda_invoke::Error),
+    /// A mapping for a source this build does not poll yet.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// `path: field: message`, one line per problem.
+fn prefixed(path: &std::path::Path, errors: &ConfigError) -> String {
+    errors
+        .errors
+        .iter()
+        .map(|e| format!("{}: {}: {}", path.display(), e.field, e.message))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

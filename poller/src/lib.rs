@@ -1,0 +1,242 @@
+//! `poller`: a self-hosted AWS Lambda event source mapping engine.
+//!
+//! A mapping file in the `CreateEventSourceMapping` JSON shape ([`config`]) says what to read and which
+//! function to invoke; [`Poller`] runs mappings until cancelled. Each source kind has its own module
+//! ([`sqs`]); batching ([`batch`]) and the other decisions are pure modules tested without I/O.
+
+pub mod arn;
+mod backoff;
+pub mod batch;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod logging;
+pub mod sqs;
+pub mod stats;
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+pub use crate::error::Error;
+use crate::config::{Mapping, SourceSettings};
+use crate::stats::{Counters, Snapshot};
+
+/// Where and how mappings invoke their functions, and where the AWS APIs are.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// POST events to this URL (`{function}` replaced by the function name) instead of the Invoke API.
+    pub http_url: Option<String>,
+    /// Endpoint of the Lambda Invoke API.
+    pub lambda_endpoint_url: Option<String>,
+    /// Endpoint for every AWS service.
+    pub endpoint_url: Option<String>,
+    /// Region for clients whose region is not given by an ARN.
+    pub region: Option<String>,
+    /// Longest one invoke may take.
+    pub invoke_timeout: Option<Duration>,
+}
+
+/// What one mapping did while the poller ran.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct MappingReport {
+    pub uuid: String,
+    pub event_source_arn: String,
+    pub function_name: String,
+    pub counters: Snapshot,
+}
+
+/// Read and validate a mapping file.
+pub fn load_mapping(path: &Path) -> Result<Mapping, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    config::load(&text).map_err(|source| Error::Config {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The shared AWS configuration: default credential chain, optional region and endpoint overrides.
+pub async fn sdk_config(options: &Options) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = &options.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    if let Some(url) = &options.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
+}
+
+/// A set of mappings to run.
+pub struct Poller {
+    mappings: Vec<Mapping>,
+    options: Options,
+}
+
+impl Poller {
+    pub fn new(mappings: Vec<Mapping>, options: Options) -> Poller {
+        Poller { mappings, options }
+    }
+
+    /// Connect every enabled mapping, then run them until `cancel` fires; in-flight batches are finished
+    /// before this returns. Fails before polling anything if a source or target cannot be set up.
+    pub async fn run(self, cancel: CancellationToken) -> Result<Vec<MappingReport>, Error> {
+        let sdk = sdk_config(&self.options).await;
+        let mut running = Vec::new();
+        let mut reports = Vec::new();
+        let Poller { mappings, options } = self;
+        for mapping in mappings {
+            let counters = Arc::new(Counters::default());
+            let report = (
+                mapping.uuid.clone(),
+                mapping.source.to_string(),
+                mapping.function_name.clone(),
+                counters.clone(),
+            );
+            if !mapping.enabled {
+                tracing::info!(uuid = %mapping.uuid, source = %mapping.source, "mapping is disabled (Enabled: false); not polling");
+                continue;
+            }
+            if !mapping.ignored_keys.is_empty() {
+                tracing::warn!(uuid = %mapping.uuid, keys = ?mapping.ignored_keys, "keys accepted but without effect here");
+            }
+            let target = target(&options, &sdk, &mapping.function_name)?;
+            match &mapping.settings {
+                SourceSettings::Sqs(_) => {
+                    let m = sqs::SqsMapping::connect(mapping, &sdk, target, counters).await?;
+                    running.push(tokio::spawn(Arc::new(m).run(cancel.clone())));
+                }
+                SourceSettings::Stream(_) => {
+                    return Err(Error::Unsupported(format!(
+                        "{}: Kinesis and DynamoDB Streams mappings are not implemented yet",
+                        mapping.source
+                    )));
+                }
+            }
+            reports.push(report);
+        }
+        for task in running {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "mapping task failed");
+            }
+        }
+        Ok(reports
+            .into_iter()
+            .map(|(uuid, event_source_arn, function_name, counters)| MappingReport {
+                uuid,
+                event_source_arn,
+                function_name,
+                counters: counters.snapshot(),
+            })
+            .collect())
+    }
+
+}
+
+/// The invoke target for a function: HTTP POST if a URL is configured, else the Lambda Invoke API.
+fn target(options: &Options, sdk: &aws_config::SdkConfig, function_name: &str) -> Result<lambda_invoke::Target, Error> {
+        Ok(match &options.http_url {
+            Some(url) => lambda_invoke::Target::Http(lambda_invoke::HttpTarget::new(
+                url.replace("{function}", function_name),
+                options.invoke_timeout,
+            )?),
+            None => lambda_invoke::Target::Lambda(lambda_invoke::LambdaTarget::new(
+                sdk,
+                function_name,
+                options.lambda_endpoint_url.as_deref(),
+                options.invoke_timeout,
+            )),
+        })
+}
+
+/// The `poller` command line.
+pub async fn main(cli: cli::Cli) -> ExitCode {
+    match cli.command {
+        cli::Command::Validate { files } => validate(&files),
+        cli::Command::Run(args) => run(args).await,
+    }
+}
+
+fn validate(files: &[std::path::PathBuf]) -> ExitCode {
+    let mut ok = true;
+    for path in files {
+        match load_mapping(path) {
+            Ok(m) => println!(
+                "{}: ok: {} → {} (BatchSize {}, window {}s{}{})",
+                path.display(),
+                m.source,
+                m.function_name,
+                m.batch_size,
+                m.batching_window.as_secs(),
+                if m.filters.is_empty() { "" } else { ", filtered" },
+                if m.report_batch_item_failures { ", ReportBatchItemFailures" } else { "" },
+            ),
+            Err(e) => {
+                ok = false;
+                eprintln!("{e}");
+            }
+        }
+    }
+    if ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}
+
+async fn run(args: cli::RunArgs) -> ExitCode {
+    let mut mappings = Vec::new();
+    for path in &args.mappings {
+        match load_mapping(path) {
+            Ok(m) => mappings.push(m),
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    let options = Options {
+        http_url: args.http_url,
+        lambda_endpoint_url: args.lambda_endpoint_url,
+        endpoint_url: args.endpoint_url,
+        region: args.region,
+        invoke_timeout: Some(args.invoke_timeout),
+    };
+    let cancel = CancellationToken::new();
+    tokio::spawn(shutdown_on_signal(cancel.clone()));
+    match Poller::new(mappings, options).run(cancel).await {
+        Ok(reports) => {
+            for r in reports {
+                println!("mapping {} ({} → {}): {}", r.uuid, r.event_source_arn, r.function_name, r.counters);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("poller: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// First SIGTERM/SIGINT: graceful shutdown (finish in-flight batches). Second: exit at once.
+async fn shutdown_on_signal(cancel: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    for round in 0..2 {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        if round == 0 {
+            tracing::info!("shutting down: finishing in-flight batches (signal again to exit now)");
+            cancel.cancel();
+        } else {
+            tracing::warn!("second signal: exiting without finishing in-flight batches");
+            std::process::exit(130);
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! Structured logs on stderr: human-readable text by default, one JSON object per line with `--log-format
+//! json`. The level comes from `RUST_LOG` (default `info`). Records, bodies and credentials are never logged
+//! at `info` or above.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::LogFormat;
+
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}

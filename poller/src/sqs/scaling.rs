@@ -1,0 +1,118 @@
+//! How many polling lanes an SQS mapping runs: one lane = one batch in flight.
+//!
+//! AWS (esm-semantics.md §7.1) starts 5 concurrent batches when messages appear, adds up to 300 per minute
+//! while messages remain, caps at 1,000 per mapping (or `ScalingConfig.MaximumConcurrency`), and drops
+//! back toward 2 when traffic is low; throttles and errors lower concurrency. This module makes those
+//! decisions; lanes report what they saw. Time is passed in.
+
+use std::time::Instant;
+
+/// Lanes a mapping starts with (AWS starts five pollers).
+pub const INITIAL_LANES: u32 = 5;
+/// Lanes an idle mapping keeps.
+pub const MIN_LANES: u32 = 2;
+/// AWS's ceiling on concurrent batches per SQS mapping.
+pub const MAX_LANES: u32 = 1000;
+/// Scale-up rate: 300 new lanes per minute.
+const LANES_PER_SECOND: f64 = 300.0 / 60.0;
+
+/// The lane count and the budget for adding more.
+#[derive(Debug)]
+pub struct Scaler {
+    lanes: u32,
+    min: u32,
+    max: u32,
+    tokens: f64,
+    refilled_at: Instant,
+}
+
+impl Scaler {
+    /// A scaler for a mapping whose concurrency is capped at `maximum_concurrency` (or [`MAX_LANES`]).
+    /// Returns it with the lane count to start with.
+    pub fn new(maximum_concurrency: Option<u32>, now: Instant) -> Scaler {
+        let max = maximum_concurrency.unwrap_or(MAX_LANES).max(1);
+        Scaler {
+            lanes: INITIAL_LANES.min(max),
+            min: MIN_LANES.min(max),
+            max,
+            tokens: 0.0,
+            refilled_at: now,
+        }
+    }
+
+    /// Lanes currently wanted.
+    pub fn lanes(&self) -> u32 {
+        self.lanes
+    }
+
+    /// A lane saw a backlog (a full receive). True when one more lane should start.
+    pub fn on_backlog(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.refilled_at).as_secs_f64();
+        self.refilled_at = now;
+        // Never bank more than one second of budget: bursts stay at the AWS rate.
+        self.tokens = (self.tokens + elapsed * LANES_PER_SECOND).min(LANES_PER_SECOND);
+        if self.lanes < self.max && self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.lanes += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A lane found the queue empty or was throttled. True when that lane should stop.
+    pub fn on_slack(&mut self) -> bool {
+        if self.lanes > self.min {
+            self.lanes -= 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn starts_with_five_capped_by_maximum_concurrency() {
+        let now = Instant::now();
+        assert_eq!(Scaler::new(None, now).lanes(), 5);
+        assert_eq!(Scaler::new(Some(2), now).lanes(), 2);
+    }
+
+    #[test]
+    fn grows_at_most_300_per_minute_up_to_the_cap() {
+        let t0 = Instant::now();
+        let mut s = Scaler::new(Some(20), t0);
+        let mut added = 0;
+        // Ask 100 times per second for 10 s.
+        for i in 1..=1000 {
+            if s.on_backlog(t0 + Duration::from_millis(10 * i)) {
+                added += 1;
+            }
+        }
+        assert_eq!(s.lanes(), 20, "capped by MaximumConcurrency");
+        assert_eq!(added, 15);
+
+        let mut s = Scaler::new(None, t0);
+        let mut added = 0;
+        for i in 1..=6000 {
+            if s.on_backlog(t0 + Duration::from_millis(10 * i)) {
+                added += 1;
+            }
+        }
+        // 60 s at 5 lanes/s.
+        assert!((295..=300).contains(&added), "added {added}");
+    }
+
+    #[test]
+    fn shrinks_to_two_and_no_further() {
+        let mut s = Scaler::new(None, Instant::now());
+        let stopped = (0..10).filter(|_| s.on_slack()).count();
+        assert_eq!(stopped, 3);
+        assert_eq!(s.lanes(), 2);
+    }
+}
