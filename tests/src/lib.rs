@@ -1,0 +1,295 @@
+//! Support for the end-to-end tests (and the quickstart): clients for the emulator that
+//! `scripts/emulator.sh` starts, resource helpers, the function simulator and the poller run in-process.
+//!
+//! Every test creates its own uniquely named resources, so tests run in parallel against one emulator.
+
+use std::future::Future;
+use std::time::Duration;
+
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry};
+use tokio_util::sync::CancellationToken;
+
+/// The emulator endpoint, from `POLLER_TEST_ENDPOINT` (set by scripts/test.sh).
+pub fn endpoint() -> String {
+    std::env::var("POLLER_TEST_ENDPOINT").unwrap_or_else(|_| {
+        panic!("POLLER_TEST_ENDPOINT is not set: run the tests with scripts/test.sh, which starts moto server")
+    })
+}
+
+/// AWS configuration for the emulator: fixed region and dummy credentials.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint())
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "e2e"))
+        .load()
+        .await
+}
+
+/// A name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// Wait until `check` returns true, polling every 100 ms; panics with `what` after `timeout`.
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// An SQS queue in the emulator.
+#[derive(Clone, Debug)]
+pub struct Queue {
+    pub name: String,
+    pub url: String,
+    pub arn: String,
+}
+
+/// SQS helpers bound to one client.
+#[derive(Clone, Debug)]
+pub struct Sqs {
+    pub client: aws_sdk_sqs::Client,
+}
+
+impl Sqs {
+    pub async fn new() -> Sqs {
+        Sqs {
+            client: aws_sdk_sqs::Client::new(&sdk_config().await),
+        }
+    }
+
+    /// Create a queue (`.fifo` name suffix makes a FIFO queue) with extra attributes.
+    pub async fn create_queue(&self, name: &str, attributes: &[(QueueAttributeName, String)]) -> Queue {
+        let mut req = self.client.create_queue().queue_name(name);
+        if name.ends_with(".fifo") {
+            req = req.attributes(QueueAttributeName::FifoQueue, "true");
+        }
+        for (k, v) in attributes {
+            req = req.attributes(k.clone(), v);
+        }
+        let url = req.send().await.expect("CreateQueue").queue_url.expect("queue url");
+        let arn = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("GetQueueAttributes")
+            .attributes
+            .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+            .expect("queue arn");
+        Queue {
+            name: name.to_owned(),
+            url,
+            arn,
+        }
+    }
+
+    /// A queue whose failed messages move to a new dead-letter queue after `max_receive_count` receives.
+    pub async fn create_queue_with_dlq(
+        &self,
+        name: &str,
+        visibility_timeout_secs: u32,
+        max_receive_count: u32,
+    ) -> (Queue, Queue) {
+        let suffix = if name.ends_with(".fifo") { ".fifo" } else { "" };
+        let dlq = self
+            .create_queue(&format!("{}-dlq{suffix}", name.trim_end_matches(".fifo")), &[])
+            .await;
+        let policy = serde_json::json!({
+            "deadLetterTargetArn": dlq.arn,
+            "maxReceiveCount": max_receive_count.to_string(),
+        });
+        let queue = self
+            .create_queue(
+                name,
+                &[
+                    (QueueAttributeName::VisibilityTimeout, visibility_timeout_secs.to_string()),
+                    (QueueAttributeName::RedrivePolicy, policy.to_string()),
+                ],
+            )
+            .await;
+        (queue, dlq)
+    }
+
+    /// Send messages in batches of 10; `group` is the FIFO message group (content-based ids are derived
+    /// from the position so FIFO deduplication never drops one).
+    pub async fn send(&self, queue: &Queue, messages: &[(String, Option<String>)]) {
+        for (chunk_no, chunk) in messages.chunks(10).enumerate() {
+            let entries = chunk.iter().enumerate().map(|(i, (body, group))| {
+                let mut e = SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(body);
+                if let Some(g) = group {
+                    e = e
+                        .message_group_id(g)
+                        .message_deduplication_id(format!("{}", chunk_no * 10 + i));
+                }
+                e.build().expect("entry")
+            });
+            let out = self
+                .client
+                .send_message_batch()
+                .queue_url(&queue.url)
+                .set_entries(Some(entries.collect()))
+                .send()
+                .await
+                .expect("SendMessageBatch");
+            assert!(out.failed().is_empty(), "SendMessageBatch failures: {:?}", out.failed());
+        }
+    }
+
+    /// Receive and delete everything currently visible.
+    pub async fn drain(&self, queue: &Queue) -> Vec<Message> {
+        let mut all = Vec::new();
+        loop {
+            let out = self
+                .client
+                .receive_message()
+                .queue_url(&queue.url)
+                .max_number_of_messages(10)
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .send()
+                .await
+                .expect("ReceiveMessage");
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return all;
+            }
+            for m in &messages {
+                self.client
+                    .delete_message()
+                    .queue_url(&queue.url)
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("DeleteMessage");
+            }
+            all.extend(messages);
+        }
+    }
+
+    /// `ApproximateNumberOfMessages` + `…NotVisible`: what the queue still holds.
+    pub async fn depth(&self, queue: &Queue) -> u64 {
+        let attrs = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&queue.url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .expect("GetQueueAttributes")
+            .attributes
+            .unwrap_or_default();
+        [
+            QueueAttributeName::ApproximateNumberOfMessages,
+            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        ]
+        .iter()
+        .filter_map(|k| attrs.get(k)?.parse::<u64>().ok())
+        .sum()
+    }
+}
+
+/// A poller running in this process.
+pub struct RunningPoller {
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<Result<Vec<poller::MappingReport>, poller::Error>>,
+}
+
+impl RunningPoller {
+    /// Start `mappings` (JSON texts in the CreateEventSourceMapping shape) against the emulator, invoking
+    /// through the Lambda API at `lambda_endpoint`, or by HTTP POST when `http_url` is set.
+    pub fn start(mappings: &[String], lambda_endpoint: &str, http_url: Option<String>) -> RunningPoller {
+        if std::env::var_os("RUST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_test_writer()
+                .try_init();
+        }
+        let mappings = mappings
+            .iter()
+            .map(|json| poller::config::load(json).unwrap_or_else(|e| panic!("mapping invalid: {e}\n{json}")))
+            .collect();
+        let options = poller::Options {
+            http_url,
+            lambda_endpoint_url: Some(lambda_endpoint.to_owned()),
+            endpoint_url: Some(endpoint()),
+            region: Some("us-east-1".to_owned()),
+            invoke_timeout: Some(Duration::from_secs(30)),
+        };
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(poller::Poller::new(mappings, options).run(cancel.clone()));
+        RunningPoller { cancel, task }
+    }
+
+    /// Wait for the poller to end on its own (it does when it cannot start).
+    pub async fn result(self) -> Result<Vec<poller::MappingReport>, poller::Error> {
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("poller ends within 30 s")
+            .expect("poller task")
+    }
+
+    /// Graceful shutdown; returns what each mapping did.
+    pub async fn stop(self) -> Vec<poller::MappingReport> {
+        self.cancel.cancel();
+        tokio::time::timeout(Duration::from_secs(60), self.task)
+            .await
+            .expect("poller stops within 60 s of shutdown")
+            .expect("poller task")
+            .expect("poller ran")
+    }
+}
+
+/// The function simulator, started in-process with per-invocation recording on.
+pub async fn simulator(function: loadgen::simulate::FunctionConfig) -> loadgen::simulate::SimHandle {
+    let config = loadgen::simulate::SimConfig {
+        record: true,
+        default: function,
+        ..Default::default()
+    };
+    loadgen::simulate::Simulator::start(config, "127.0.0.1:0".parse().expect("address"))
+        .await
+        .expect("simulator starts")
+}
+
+/// The `Records` of an invocation's payload.
+pub fn records(invocation: &loadgen::simulate::Invocation) -> Vec<serde_json::Value> {
+    invocation.payload["Records"].as_array().cloned().unwrap_or_default()
+}
+
+/// SQS bodies the function processed successfully, in invocation completion order, with repeats.
+pub fn processed_bodies(invocations: &[loadgen::simulate::Invocation]) -> Vec<String> {
+    let mut bodies = Vec::new();
+    for inv in invocations {
+        for record in records(inv) {
+            let id = record["messageId"].as_str().unwrap_or_default();
+            if inv.records_ok.iter().any(|ok| ok == id) {
+                bodies.push(record["body"].as_str().unwrap_or_default().to_owned());
+            }
+        }
+    }
+    bodies
+}
+
+/// A mapping definition for `queue` → `function` with extra top-level keys (a JSON object's members,
+/// without braces, may be empty).
+pub fn sqs_mapping(queue: &Queue, function: &str, extra: &str) -> String {
+    let sep = if extra.trim().is_empty() { "" } else { "," };
+    format!(r#"{{"EventSourceArn":"{}","FunctionName":"{function}"{sep}{extra}}}"#, queue.arn)
+}
