@@ -11,7 +11,7 @@ use loadgen::simulate::{FunctionConfig, Latency, Rule};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize()?;
     let mapping = repo.join("scenarios/quickstart-sqs.json");
     let poller_bin = std::env::current_exe()?.with_file_name("poller");
     anyhow::ensure!(poller_bin.exists(), "{} not built (run scripts/quickstart.sh)", poller_bin.display());
@@ -76,9 +76,15 @@ async fn main() -> anyhow::Result<()> {
         "   function: {} invocations ({} cold starts), {} records ok ({} distinct), {} records failed",
         stats.invocations, stats.cold_starts, stats.records_ok, ok_ids.len(), stats.records_failed
     );
-    for m in sqs.drain(&dlq).await {
+    let dead = sqs.drain(&dlq).await;
+    for m in &dead {
         println!("   dead-letter queue: {}", m.body().unwrap_or_default());
     }
-    println!("done in {:.1} s: 198 orders processed, 20 pings filtered out and deleted, 2 poison orders in the DLQ", started.elapsed().as_secs_f64());
+    println!(
+        "done in {:.1} s: {} orders processed, {} in the dead-letter queue, pings filtered out and deleted",
+        started.elapsed().as_secs_f64(),
+        ok_ids.len(),
+        dead.len()
+    );
     Ok(())
 }
