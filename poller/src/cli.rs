@@ -50,6 +50,13 @@ pub struct RunArgs {
     /// AWS region for clients whose region is not given by an ARN.
     #[arg(long)]
     pub region: Option<String>,
+    /// Directory for durable state: stream checkpoints (`checkpoints.sqlite`). One poller per directory.
+    #[arg(long, default_value = ".poller", env = "POLLER_STATE_DIR")]
+    pub state_dir: PathBuf,
+    /// The function's execution role ARN, written as `invokeIdentityArn` in Kinesis records
+    /// (default: arn:aws:iam::ACCOUNT:role/FUNCTION-role).
+    #[arg(long)]
+    pub invoke_identity_arn: Option<String>,
     /// Longest one invoke may take; set it above the function's timeout.
     #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
     pub invoke_timeout: Duration,

@@ -12,9 +12,10 @@ pub mod config;
 pub mod error;
 pub mod logging;
 pub mod sqs;
+pub mod stream;
 pub mod stats;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +27,7 @@ use crate::config::{Mapping, SourceSettings};
 use crate::stats::{Counters, Snapshot};
 
 /// Where and how mappings invoke their functions, and where the AWS APIs are.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Options {
     /// POST events to this URL (`{function}` replaced by the function name) instead of the Invoke API.
     pub http_url: Option<String>,
@@ -38,6 +39,10 @@ pub struct Options {
     pub region: Option<String>,
     /// Longest one invoke may take.
     pub invoke_timeout: Option<Duration>,
+    /// Where stream checkpoints are kept (`checkpoints.sqlite` inside).
+    pub state_dir: PathBuf,
+    /// `invokeIdentityArn` of Kinesis records: the function's execution role.
+    pub invoke_identity_arn: Option<String>,
 }
 
 /// What one mapping did while the poller ran.
@@ -90,6 +95,8 @@ impl Poller {
         let sdk = sdk_config(&self.options).await;
         let mut running = Vec::new();
         let mut reports = Vec::new();
+        let mut store: Option<Arc<esm_checkpoint::SqliteStore>> = None;
+        let owner = format!("{}:{}:{}", hostname(), std::process::id(), uuid::Uuid::new_v4().simple());
         let Poller { mappings, options } = self;
         for mapping in mappings {
             let counters = Arc::new(Counters::default());
@@ -113,10 +120,21 @@ impl Poller {
                     running.push(tokio::spawn(Arc::new(m).run(cancel.clone())));
                 }
                 SourceSettings::Stream(_) => {
-                    return Err(Error::Unsupported(format!(
-                        "{}: Kinesis and DynamoDB Streams mappings are not implemented yet",
-                        mapping.source
-                    )));
+                    let store = match &store {
+                        Some(store) => store.clone(),
+                        None => store.insert(open_store(&options.state_dir)?).clone(),
+                    };
+                    let deps = stream::StreamDeps {
+                        sdk: &sdk,
+                        target,
+                        counters,
+                        store,
+                        owner: owner.clone(),
+                        invoke_identity_arn: options.invoke_identity_arn.clone(),
+                        cancel: cancel.clone(),
+                    };
+                    let m = stream::StreamMapping::connect(mapping, deps).await?;
+                    running.push(tokio::spawn(m.run()));
                 }
             }
             reports.push(report);
@@ -137,6 +155,29 @@ impl Poller {
             .collect())
     }
 
+}
+
+/// Open (creating it if needed) the checkpoint store in `state_dir`. It is locked: a second poller on
+/// the same directory fails here.
+fn open_store(state_dir: &Path) -> Result<Arc<esm_checkpoint::SqliteStore>, Error> {
+    std::fs::create_dir_all(state_dir).map_err(|source| Error::Read {
+        path: state_dir.to_owned(),
+        source,
+    })?;
+    let path = state_dir.join("checkpoints.sqlite");
+    esm_checkpoint::SqliteStore::open(&path)
+        .map(Arc::new)
+        .map_err(|e| Error::Source(format!("checkpoint store {}: {e}", path.display())))
+}
+
+/// This machine's name for lease owner ids (diagnostic only).
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 /// The invoke target for a function: HTTP POST if a URL is configured, else the Lambda Invoke API.
@@ -203,6 +244,8 @@ async fn run(args: cli::RunArgs) -> ExitCode {
         endpoint_url: args.endpoint_url,
         region: args.region,
         invoke_timeout: Some(args.invoke_timeout),
+        state_dir: args.state_dir,
+        invoke_identity_arn: args.invoke_identity_arn,
     };
     let cancel = CancellationToken::new();
     tokio::spawn(shutdown_on_signal(cancel.clone()));

@@ -55,6 +55,13 @@ counters! {
     invoke_errors,
     /// Messages deleted from the queue (processed or filtered out).
     deleted,
+    /// Stream records given up on (retries exhausted or too old), sent to the on-failure destination
+    /// if there is one.
+    dropped,
+    /// Stream records reported to the on-failure destination.
+    on_failure_delivered,
+    /// Checkpoints written (streams).
+    checkpoints,
 }
 
 impl Counters {

@@ -215,6 +215,16 @@ impl RunningPoller {
     /// Start `mappings` (JSON texts in the CreateEventSourceMapping shape) against the emulator, invoking
     /// through the Lambda API at `lambda_endpoint`, or by HTTP POST when `http_url` is set.
     pub fn start(mappings: &[String], lambda_endpoint: &str, http_url: Option<String>) -> RunningPoller {
+        Self::start_in(mappings, lambda_endpoint, http_url, std::env::temp_dir().join(unique("poller-state")))
+    }
+
+    /// Like [`RunningPoller::start`], keeping durable state (checkpoints) in `state_dir`.
+    pub fn start_in(
+        mappings: &[String],
+        lambda_endpoint: &str,
+        http_url: Option<String>,
+        state_dir: std::path::PathBuf,
+    ) -> RunningPoller {
         if std::env::var_os("RUST_LOG").is_some() {
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -231,6 +241,8 @@ impl RunningPoller {
             endpoint_url: Some(endpoint()),
             region: Some("us-east-1".to_owned()),
             invoke_timeout: Some(Duration::from_secs(30)),
+            state_dir,
+            invoke_identity_arn: None,
         };
         let cancel = CancellationToken::new();
         let task = tokio::spawn(poller::Poller::new(mappings, options).run(cancel.clone()));
@@ -292,4 +304,113 @@ pub fn processed_bodies(invocations: &[loadgen::simulate::Invocation]) -> Vec<St
 pub fn sqs_mapping(queue: &Queue, function: &str, extra: &str) -> String {
     let sep = if extra.trim().is_empty() { "" } else { "," };
     format!(r#"{{"EventSourceArn":"{}","FunctionName":"{function}"{sep}{extra}}}"#, queue.arn)
+}
+
+/// Kinesis helpers bound to one client.
+#[derive(Clone, Debug)]
+pub struct Kinesis {
+    pub client: aws_sdk_kinesis::Client,
+}
+
+impl Kinesis {
+    pub async fn new() -> Kinesis {
+        Kinesis {
+            client: aws_sdk_kinesis::Client::new(&sdk_config().await),
+        }
+    }
+
+    /// Create a stream with `shards` shards, wait until it is active, return its ARN.
+    pub async fn create_stream(&self, name: &str, shards: i32) -> String {
+        self.client
+            .create_stream()
+            .stream_name(name)
+            .shard_count(shards)
+            .send()
+            .await
+            .expect("CreateStream");
+        for _ in 0..100 {
+            let summary = self
+                .client
+                .describe_stream_summary()
+                .stream_name(name)
+                .send()
+                .await
+                .expect("DescribeStreamSummary")
+                .stream_description_summary
+                .expect("summary");
+            if summary.stream_status == aws_sdk_kinesis::types::StreamStatus::Active {
+                return summary.stream_arn;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("stream {name} did not become active");
+    }
+
+    /// Put records (partition key, data) one at a time, so their order in each shard is the given order.
+    pub async fn put(&self, stream: &str, records: &[(String, String)]) -> Vec<String> {
+        let mut sequence_numbers = Vec::new();
+        for (key, data) in records {
+            let out = self
+                .client
+                .put_record()
+                .stream_name(stream)
+                .partition_key(key)
+                .data(aws_sdk_kinesis::primitives::Blob::new(data.as_bytes().to_vec()))
+                .send()
+                .await
+                .expect("PutRecord");
+            sequence_numbers.push(out.sequence_number);
+        }
+        sequence_numbers
+    }
+}
+
+/// The decoded `data` of Kinesis records the function processed successfully, in invocation completion
+/// order (sort invocations by `seq` first for a stable order), with repeats.
+pub fn processed_kinesis_data(invocations: &[loadgen::simulate::Invocation]) -> Vec<String> {
+    use base64::Engine as _;
+    let mut out = Vec::new();
+    for inv in invocations {
+        for record in records(inv) {
+            let seq = record["kinesis"]["sequenceNumber"].as_str().unwrap_or_default();
+            if inv.records_ok.iter().any(|ok| ok == seq) {
+                let data = record["kinesis"]["data"].as_str().unwrap_or_default();
+                let bytes = base64::engine::general_purpose::STANDARD.decode(data).unwrap_or_default();
+                out.push(String::from_utf8_lossy(&bytes).into_owned());
+            }
+        }
+    }
+    out
+}
+
+/// Decoded Kinesis `data` of every record of an invocation.
+pub fn kinesis_data(invocation: &loadgen::simulate::Invocation) -> Vec<String> {
+    use base64::Engine as _;
+    records(invocation)
+        .iter()
+        .map(|r| {
+            let data = r["kinesis"]["data"].as_str().unwrap_or_default();
+            String::from_utf8_lossy(&base64::engine::general_purpose::STANDARD.decode(data).unwrap_or_default())
+                .into_owned()
+        })
+        .collect()
+}
+
+/// A stream mapping definition with extra top-level keys.
+pub fn stream_mapping(arn: &str, function: &str, extra: &str) -> String {
+    let sep = if extra.trim().is_empty() { "" } else { "," };
+    format!(r#"{{"EventSourceArn":"{arn}","FunctionName":"{function}"{sep}{extra}}}"#)
+}
+
+/// The `poller` binary built next to this test binary (`cargo test --workspace` builds it).
+pub fn poller_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test> → target/<profile>/poller
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("poller"))
+        .expect("target directory");
+    assert!(path.exists(), "{} is missing: build it with `cargo build -p poller` (scripts/test.sh does)", path.display());
+    path
 }

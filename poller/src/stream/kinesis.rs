@@ -1,0 +1,218 @@
+//! Kinesis Data Streams: shards, iterators and GetRecords, records converted to the event shape.
+//!
+//! Every call names the stream by ARN rather than by name: the ARN carries the account, so a mapping
+//! reads the stream it names even when the credentials belong to another account (resource policies).
+
+use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::config::Region;
+use aws_sdk_kinesis::error::DisplayErrorContext;
+use aws_sdk_kinesis::types::{Record, ShardIteratorType};
+use aws_smithy_types::DateTime;
+use esm_events::kinesis::KinesisRecord;
+
+use super::source::{Page, Position, ReadError, ShardInfo, StreamRecord, epoch_millis, read_error, sequence_number};
+use crate::arn::ArnParts;
+use crate::error::Error;
+
+/// Most records one GetRecords call may return.
+const MAX_GET_RECORDS: usize = 10_000;
+
+/// A connected Kinesis data stream.
+#[derive(Clone, Debug)]
+pub struct KinesisSource {
+    client: Client,
+    arn: ArnParts,
+    /// The mapping's execution role, written into every record (`invokeIdentityArn`).
+    invoke_identity_arn: String,
+}
+
+impl KinesisSource {
+    /// A client for the stream's region (endpoint overrides come from `sdk`), after checking that the
+    /// stream exists, so a mapping for a missing stream fails at start with AWS's words.
+    pub async fn connect(sdk: &aws_config::SdkConfig, arn: &ArnParts, invoke_identity_arn: &str) -> Result<Self, Error> {
+        let client = Client::from_conf(
+            aws_sdk_kinesis::config::Builder::from(sdk)
+                .region(Region::new(arn.region.clone()))
+                .build(),
+        );
+        client
+            .describe_stream_summary()
+            .stream_arn(&arn.arn)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) {
+                    Error::Source(format!("Stream not found: {}", arn.arn))
+                } else {
+                    Error::Source(format!("{}: DescribeStreamSummary failed: {}", arn.arn, DisplayErrorContext(&e)))
+                }
+            })?;
+        Ok(Self {
+            client,
+            arn: arn.clone(),
+            invoke_identity_arn: invoke_identity_arn.to_owned(),
+        })
+    }
+
+    /// Every shard ListShards knows (open and closed, within retention), page by page.
+    pub async fn list_shards(&self) -> Result<Vec<ShardInfo>, ReadError> {
+        let mut shards = Vec::new();
+        let mut next_token: Option<String> = None;
+        loop {
+            let request = match next_token.take() {
+                // The token names the stream; ListShards rejects a stream name beside it.
+                Some(token) => self.client.list_shards().next_token(token),
+                None => self.client.list_shards().stream_arn(&self.arn.arn),
+            };
+            let out = request.send().await.map_err(|e| read_error(&e))?;
+            shards.extend(out.shards().iter().map(|shard| ShardInfo {
+                shard_id: shard.shard_id().to_owned(),
+                parent_shard_ids: [shard.parent_shard_id(), shard.adjacent_parent_shard_id()]
+                    .into_iter()
+                    .flatten()
+                    .map(str::to_owned)
+                    .collect(),
+            }));
+            match out.next_token {
+                Some(token) => next_token = Some(token),
+                None => return Ok(shards),
+            }
+        }
+    }
+
+    /// GetShardIterator at `position`.
+    pub async fn iterator(&self, shard_id: &str, position: &Position) -> Result<String, ReadError> {
+        let request = self.client.get_shard_iterator().stream_arn(&self.arn.arn).shard_id(shard_id);
+        let request = match position {
+            Position::TrimHorizon => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
+            Position::Latest => request.shard_iterator_type(ShardIteratorType::Latest),
+            Position::AtTimestamp(seconds) => request
+                .shard_iterator_type(ShardIteratorType::AtTimestamp)
+                .timestamp(DateTime::from_secs_f64(*seconds)),
+            Position::AfterSequence(sequence) => request
+                .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                .starting_sequence_number(sequence),
+        };
+        let out = request.send().await.map_err(|e| read_error(&e))?;
+        out.shard_iterator
+            .ok_or_else(|| ReadError::Other(format!("GetShardIterator for {shard_id} returned no iterator")))
+    }
+
+    /// One GetRecords call of up to `limit` records (at most 10,000, Kinesis's maximum).
+    pub async fn read(&self, shard_id: &str, iterator: &str, limit: usize) -> Result<Page, ReadError> {
+        let limit = limit.clamp(1, MAX_GET_RECORDS) as i32;
+        let out = self
+            .client
+            .get_records()
+            .stream_arn(&self.arn.arn)
+            .shard_iterator(iterator)
+            .limit(limit)
+            .send()
+            .await
+            .map_err(|e| read_error(&e))?;
+        let records = out
+            .records()
+            .iter()
+            .map(|record| stream_record(record, shard_id, &self.arn, &self.invoke_identity_arn))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page {
+            records,
+            // Kinesis leaves NextShardIterator out once a closed shard has been read to its end.
+            next_iterator: out.next_shard_iterator,
+            millis_behind: out.millis_behind_latest,
+        })
+    }
+
+    /// The stream's ARN.
+    pub fn arn(&self) -> &ArnParts {
+        &self.arn
+    }
+}
+
+/// One record as the function receives it, serialized once, with what the worker orders and ages it by.
+fn stream_record(
+    record: &Record,
+    shard_id: &str,
+    stream: &ArnParts,
+    invoke_identity_arn: &str,
+) -> Result<StreamRecord, ReadError> {
+    let malformed = |what: &str| {
+        ReadError::Other(format!(
+            "record {} of {shard_id} has no {what}",
+            record.sequence_number()
+        ))
+    };
+    let partition_key = record.partition_key().ok_or_else(|| malformed("PartitionKey"))?;
+    let arrival = record
+        .approximate_arrival_timestamp()
+        .ok_or_else(|| malformed("ApproximateArrivalTimestamp"))?;
+    let arrival_ms = epoch_millis(arrival)?;
+    let event = KinesisRecord {
+        shard_id: shard_id.to_owned(),
+        partition_key: partition_key.to_owned(),
+        sequence_number: record.sequence_number().to_owned(),
+        data: record.data().as_ref().to_vec(),
+        approximate_arrival_ms: arrival_ms,
+        invoke_identity_arn: invoke_identity_arn.to_owned(),
+        aws_region: stream.region.clone(),
+        event_source_arn: stream.arn.clone(),
+    };
+    let json = serde_json::to_vec(&event)
+        .map_err(|e| ReadError::Other(format!("record {} of {shard_id}: {e}", record.sequence_number())))?;
+    Ok(StreamRecord {
+        sequence_number: sequence_number(record.sequence_number())?,
+        arrival_ms,
+        partition_key: partition_key.as_bytes().to_vec(),
+        json,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_smithy_types::Blob;
+
+    fn stream() -> ArnParts {
+        ArnParts {
+            arn: "arn:aws:kinesis:us-east-2:123456789012:stream/lambda-stream".to_owned(),
+            region: "us-east-2".to_owned(),
+            account: "123456789012".to_owned(),
+            name: "lambda-stream".to_owned(),
+        }
+    }
+
+    const SEQ: &str = "49590338271490256608559692538361571095921575989136588898";
+
+    #[test]
+    fn converts_a_record_to_the_event_shape() {
+        // 1545084650.987 as the SDK parses it from the wire: through f64, truncated to nanoseconds.
+        let record = Record::builder()
+            .sequence_number(SEQ)
+            .approximate_arrival_timestamp(DateTime::from_secs_f64(1545084650.987))
+            .data(Blob::new(b"Hello, this is a test.".to_vec()))
+            .partition_key("1")
+            .build()
+            .unwrap();
+        let out = stream_record(&record, "shardId-000000000006", &stream(), "arn:aws:iam::123456789012:role/lambda-role")
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out.json).unwrap(),
+            r#"{"kinesis":{"kinesisSchemaVersion":"1.0","partitionKey":"1","sequenceNumber":"49590338271490256608559692538361571095921575989136588898","data":"SGVsbG8sIHRoaXMgaXMgYSB0ZXN0Lg==","approximateArrivalTimestamp":1545084650.987},"eventSource":"aws:kinesis","eventVersion":"1.0","eventID":"shardId-000000000006:49590338271490256608559692538361571095921575989136588898","eventName":"aws:kinesis:record","invokeIdentityArn":"arn:aws:iam::123456789012:role/lambda-role","awsRegion":"us-east-2","eventSourceARN":"arn:aws:kinesis:us-east-2:123456789012:stream/lambda-stream"}"#
+        );
+        assert_eq!(out.arrival_ms, 1_545_084_650_987);
+        assert_eq!(out.partition_key, b"1");
+        assert_eq!(out.sequence_number.as_str(), SEQ);
+    }
+
+    #[test]
+    fn a_record_without_arrival_time_is_an_error_not_a_panic() {
+        let record = Record::builder()
+            .sequence_number("1")
+            .data(Blob::new(Vec::new()))
+            .partition_key("k")
+            .build()
+            .unwrap();
+        let err = stream_record(&record, "shardId-000000000000", &stream(), "role").unwrap_err();
+        assert!(matches!(&err, ReadError::Other(m) if m.contains("ApproximateArrivalTimestamp")), "{err}");
+    }
+}

@@ -1,0 +1,304 @@
+//! Kinesis and DynamoDB Streams mappings (esm-semantics.md §2.3, §3.1–3.3, §5.4).
+//!
+//! A [`StreamMapping`] keeps a lease per shard in the checkpoint store (SQLite by default, see
+//! `esm-checkpoint`), discovers shards periodically and runs a [`shard::ShardWorker`] for every lease it
+//! can take: a child shard only once its parents have reached SHARD_END, so records are processed in
+//! order across resharding. Each worker reads its shard, filters and batches records, delivers batches
+//! with AWS's error handling ([`deliver`]) and checkpoints only records that are final.
+
+pub mod destination;
+mod deliver;
+pub mod dynamodb;
+pub mod kinesis;
+mod shard;
+pub mod source;
+mod window;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use esm_checkpoint::{Checkpoint, LeaseRef, LeaseStore, NewLease, SqliteStore};
+use esm_events::envelope::{Envelope, MAX_PAYLOAD_BYTES};
+use esm_stream::RetryConfig;
+use lambda_invoke::Target;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::arn::SourceArn;
+use crate::config::{Mapping, SourceSettings, StartingPosition};
+use crate::error::Error;
+use crate::stats::Counters;
+use destination::Destination;
+use shard::{Exit, ShardWorker};
+use source::{ShardInfo, StreamRecord, StreamSource};
+
+/// How often shards are listed to find new ones (a shard that ends triggers a listing at once).
+const SHARD_SYNC_INTERVAL: Duration = Duration::from_secs(10);
+
+/// What every shard worker of a mapping shares.
+pub(crate) struct StreamCtx {
+    uuid: String,
+    source: StreamSource,
+    target: Target,
+    filters: esm_filter::Filters,
+    batch_size: usize,
+    batching_window: Duration,
+    retry: RetryConfig,
+    parallelization_factor: u32,
+    tumbling_window: Option<Duration>,
+    destination: Option<Destination>,
+    store: Arc<SqliteStore>,
+    /// This process's lease owner id.
+    owner: String,
+    counters: Arc<Counters>,
+    function_arn: String,
+    starting_timestamp: Option<f64>,
+    /// Poll interval of a caught-up shard: Lambda's base rate (Kinesis 1/s, DynamoDB Streams 4/s).
+    idle_poll: Duration,
+    cancel: CancellationToken,
+}
+
+impl StreamCtx {
+    /// Does `record` pass the mapping's filters?
+    fn matches(&self, record: &StreamRecord) -> bool {
+        if self.filters.is_empty() {
+            return true;
+        }
+        match serde_json::from_slice(&record.json) {
+            Ok(value) => self.filters.matches(&value),
+            Err(_) => false,
+        }
+    }
+
+    /// Budget for the records of one `{"Records":[...]}` payload: the 6 MB cap less the envelope,
+    /// counting one separator per record (callers add it to each record's size).
+    fn max_record_bytes(&self) -> usize {
+        MAX_PAYLOAD_BYTES - Envelope::records().payload_len([])
+    }
+}
+
+/// One running Kinesis or DynamoDB Streams mapping.
+pub struct StreamMapping {
+    ctx: Arc<StreamCtx>,
+    /// Lease checkpoint for shards found when the mapping has no leases yet.
+    initial: Checkpoint,
+}
+
+/// Everything a stream mapping needs besides its definition.
+pub struct StreamDeps<'a> {
+    pub sdk: &'a aws_config::SdkConfig,
+    pub target: Target,
+    pub counters: Arc<Counters>,
+    pub store: Arc<SqliteStore>,
+    pub owner: String,
+    pub invoke_identity_arn: Option<String>,
+    pub cancel: CancellationToken,
+}
+
+impl StreamMapping {
+    /// Check the stream (and destination) exist and prepare the mapping.
+    pub async fn connect(mapping: Mapping, deps: StreamDeps<'_>) -> Result<StreamMapping, Error> {
+        let SourceSettings::Stream(settings) = &mapping.settings else {
+            unreachable!("StreamMapping::connect is only called for stream mappings");
+        };
+        let arn = mapping.source.parts();
+        let function_arn = function_arn(&mapping.function_name, &arn.region, &arn.account);
+        let role = deps.invoke_identity_arn.clone().unwrap_or_else(|| {
+            format!("arn:aws:iam::{}:role/{}-role", arn.account, short_name(&mapping.function_name))
+        });
+        let source = StreamSource::connect(deps.sdk, &mapping.source, &role).await?;
+        let destination = match &settings.on_failure_destination {
+            Some(dest) => Some(Destination::connect(deps.sdk, dest).await?),
+            None => None,
+        };
+        let (initial, starting_timestamp) = match settings.starting_position {
+            StartingPosition::TrimHorizon => (Checkpoint::TrimHorizon, None),
+            StartingPosition::Latest => (Checkpoint::Latest, None),
+            StartingPosition::AtTimestamp(t) => (Checkpoint::AtTimestamp, Some(t)),
+        };
+        let idle_poll = match mapping.source {
+            SourceArn::DynamoDbStream(_) => Duration::from_millis(250),
+            _ => Duration::from_secs(1),
+        };
+        let ctx = StreamCtx {
+            uuid: mapping.uuid.clone(),
+            source,
+            target: deps.target,
+            filters: mapping.filters,
+            batch_size: mapping.batch_size as usize,
+            batching_window: mapping.batching_window,
+            retry: RetryConfig {
+                bisect_on_function_error: settings.bisect_batch_on_function_error,
+                maximum_retry_attempts: settings.maximum_retry_attempts,
+                maximum_record_age: settings.maximum_record_age,
+                report_batch_item_failures: mapping.report_batch_item_failures,
+                throttle_backoff: Default::default(),
+            },
+            parallelization_factor: settings.parallelization_factor,
+            tumbling_window: settings.tumbling_window,
+            destination,
+            store: deps.store,
+            owner: deps.owner,
+            counters: deps.counters,
+            function_arn,
+            starting_timestamp,
+            idle_poll,
+            cancel: deps.cancel,
+        };
+        Ok(StreamMapping {
+            ctx: Arc::new(ctx),
+            initial,
+        })
+    }
+
+    /// Discover shards and run their workers until shutdown; returns once every worker has stopped
+    /// (in-flight batches finished, checkpoints written, leases released).
+    pub async fn run(self) {
+        let ctx = &self.ctx;
+        tracing::info!(uuid = %ctx.uuid, stream = %ctx.source.arn().arn, function = %ctx.target.describe(), "stream mapping started");
+        let mut workers: JoinSet<(String, Exit)> = JoinSet::new();
+        let mut running: HashSet<String> = HashSet::new();
+        loop {
+            if !ctx.cancel.is_cancelled() {
+                match ctx.source.list_shards().await {
+                    Ok(shards) => self.start_workers(&shards, &mut running, &mut workers).await,
+                    Err(e) => tracing::warn!(uuid = %ctx.uuid, error = %e, "listing shards failed; will retry"),
+                }
+            }
+            tokio::select! {
+                Some(joined) = workers.join_next() => {
+                    match joined {
+                        Ok((shard_id, exit)) => {
+                            running.remove(&shard_id);
+                            tracing::debug!(uuid = %ctx.uuid, shard_id, ?exit, "shard worker stopped");
+                        }
+                        Err(e) => tracing::error!(uuid = %ctx.uuid, error = %e, "shard worker failed"),
+                    }
+                    if ctx.cancel.is_cancelled() && workers.is_empty() {
+                        break;
+                    }
+                }
+                _ = tokio::time::sleep(SHARD_SYNC_INTERVAL), if !ctx.cancel.is_cancelled() => {}
+                _ = ctx.cancel.cancelled(), if !ctx.cancel.is_cancelled() => {}
+                else => break,
+            }
+            if ctx.cancel.is_cancelled() && workers.is_empty() {
+                break;
+            }
+        }
+        tracing::info!(uuid = %ctx.uuid, "stream mapping stopped");
+    }
+
+    /// Create leases for new shards and start a worker for every lease that can be taken.
+    async fn start_workers(
+        &self,
+        shards: &[ShardInfo],
+        running: &mut HashSet<String>,
+        workers: &mut JoinSet<(String, Exit)>,
+    ) {
+        let ctx = &self.ctx;
+        let leases = match ctx.store.list(&ctx.uuid).await {
+            Ok(leases) => leases,
+            Err(e) => {
+                tracing::error!(uuid = %ctx.uuid, error = %e, "reading leases failed");
+                return;
+            }
+        };
+        let known: HashSet<&str> = leases.iter().map(|l| l.lease_key.as_str()).collect();
+        let first_sync = leases.is_empty();
+        // A shard that is some other shard's parent is closed.
+        let closed: HashSet<&str> = shards
+            .iter()
+            .flat_map(|s| s.parent_shard_ids.iter().map(String::as_str))
+            .collect();
+        let listed: HashMap<&str, &ShardInfo> = shards.iter().map(|s| (s.shard_id.as_str(), s)).collect();
+        for shard in shards.iter().filter(|s| !known.contains(s.shard_id.as_str())) {
+            let has_known_parent = shard
+                .parent_shard_ids
+                .iter()
+                .any(|p| known.contains(p.as_str()) || (first_sync && listed.contains_key(p.as_str())));
+            let checkpoint = match (&self.initial, first_sync) {
+                // LATEST: only the open shards are read, from their tip.
+                (Checkpoint::Latest, true) if closed.contains(shard.shard_id.as_str()) => Checkpoint::ShardEnd,
+                (Checkpoint::Latest, true) => Checkpoint::Latest,
+                // Children start at their beginning so nothing between parent and child is skipped.
+                (_, _) if has_known_parent => Checkpoint::TrimHorizon,
+                (initial, _) => initial.clone(),
+            };
+            let lease = NewLease {
+                lease_key: shard.shard_id.clone(),
+                checkpoint,
+                parent_shard_ids: shard.parent_shard_ids.clone(),
+            };
+            if let Err(e) = ctx.store.create_if_absent(&ctx.uuid, lease).await {
+                tracing::error!(uuid = %ctx.uuid, shard_id = %shard.shard_id, error = %e, "creating a lease failed");
+            }
+        }
+        let leases = match ctx.store.list(&ctx.uuid).await {
+            Ok(leases) => leases,
+            Err(e) => {
+                tracing::error!(uuid = %ctx.uuid, error = %e, "reading leases failed");
+                return;
+            }
+        };
+        for lease in leases {
+            if lease.checkpoint == Checkpoint::ShardEnd || running.contains(&lease.lease_key) {
+                continue;
+            }
+            let lease_ref = LeaseRef::new(ctx.uuid.clone(), lease.lease_key.clone());
+            match ctx.store.take(&lease_ref, &ctx.owner, lease.counter).await {
+                Ok(taken) => {
+                    running.insert(lease.lease_key.clone());
+                    let worker = ShardWorker {
+                        ctx: self.ctx.clone(),
+                        lease: lease_ref,
+                        counter: taken.counter,
+                        start: taken.checkpoint,
+                    };
+                    tracing::info!(uuid = %ctx.uuid, shard_id = %lease.lease_key, start = %worker.start, "shard taken");
+                    workers.spawn(async move {
+                        let shard_id = worker.lease.lease_key.clone();
+                        (shard_id, worker.run().await)
+                    });
+                }
+                Err(esm_checkpoint::Error::ParentNotEnded(parent)) => {
+                    tracing::debug!(uuid = %ctx.uuid, shard_id = %lease.lease_key, %parent, "waiting for the parent shard to end");
+                }
+                Err(e) => tracing::warn!(uuid = %ctx.uuid, shard_id = %lease.lease_key, error = %e, "taking the lease failed"),
+            }
+        }
+    }
+}
+
+/// The function's unqualified ARN as AWS writes it in failure records: given as is when it already is an
+/// ARN, else built from the mapping's region and account.
+fn function_arn(function_name: &str, region: &str, account: &str) -> String {
+    if function_name.starts_with("arn:") {
+        function_name.to_owned()
+    } else {
+        format!("arn:aws:lambda:{region}:{account}:function:{}", short_name(function_name))
+    }
+}
+
+/// The bare function name of a name, `name:qualifier`, partial ARN or ARN.
+fn short_name(function_name: &str) -> &str {
+    match function_name.split_once(":function:") {
+        Some((_, rest)) => rest.split(':').next().unwrap_or(rest),
+        None => function_name.split(':').next().unwrap_or(function_name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_arns_and_names() {
+        assert_eq!(function_arn("fn", "us-east-1", "123"), "arn:aws:lambda:us-east-1:123:function:fn");
+        assert_eq!(function_arn("fn:live", "us-east-1", "123"), "arn:aws:lambda:us-east-1:123:function:fn");
+        let arn = "arn:aws:lambda:eu-west-1:9:function:f";
+        assert_eq!(function_arn(arn, "us-east-1", "123"), arn);
+        assert_eq!(short_name("123:function:f:3"), "f");
+    }
+}

@@ -1,0 +1,366 @@
+//! One shard, from its lease to its end: read in order, filter, batch per lane, deliver, checkpoint.
+//!
+//! Records are read ahead (bounded) into [`Lanes`] by partition key: with `ParallelizationFactor` N up to
+//! N batches of the shard are in flight, one per lane, so records with the same key stay in order. A
+//! record becomes *final* when it is delivered, discarded after failure handling, or filtered out; the
+//! [`Frontier`] turns final records into the checkpoint (the end of the longest final prefix), which is
+//! written to the lease store. The checkpoint is therefore never ahead of what the function processed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use esm_checkpoint::{Checkpoint, ChildShard, LeaseRef, LeaseStore};
+use esm_stream::{Frontier, Lanes, SequenceNumber};
+use governor::{Quota, RateLimiter};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::deliver::{Framing, deliver};
+use super::source::{Position, ReadError, StreamRecord};
+use super::{StreamCtx, window};
+use crate::backoff::Backoff;
+use crate::stats::Counters;
+
+/// Why a shard worker stopped.
+#[derive(Debug)]
+pub(super) enum Exit {
+    /// The shard is closed and every record is final; its lease is at SHARD_END.
+    Ended,
+    /// Shutdown, lease lost, or the shard disappeared; the lease was released where possible.
+    Stopped,
+}
+
+/// A shard worker: owns the lease (and its counter) for as long as it runs.
+pub(super) struct ShardWorker {
+    pub(super) ctx: Arc<StreamCtx>,
+    pub(super) lease: LeaseRef,
+    pub(super) counter: u64,
+    pub(super) start: Checkpoint,
+}
+
+/// Lane bookkeeping the [`Lanes`] type leaves to us: how many records wait and since when.
+#[derive(Clone, Copy, Default)]
+struct LaneClock {
+    queued: usize,
+    opened_at: Option<Instant>,
+}
+
+impl ShardWorker {
+    pub(super) async fn run(mut self) -> Exit {
+        let ctx = self.ctx.clone();
+        let shard_id = self.lease.lease_key.clone();
+        if ctx.tumbling_window.is_some() {
+            return window::run(self).await;
+        }
+        let (position, checkpoint) = match &self.start {
+            Checkpoint::ShardEnd => return Exit::Ended,
+            start => start_position(&ctx, start),
+        };
+        let mut frontier = Frontier::new(checkpoint);
+        let mut lanes: Lanes<StreamRecord> =
+            Lanes::new(ctx.parallelization_factor).expect("validated ParallelizationFactor");
+        let mut clocks = vec![LaneClock::default(); lanes.lane_count()];
+        let mut in_flight: JoinSet<(usize, Vec<StreamRecord>, usize)> = JoinSet::new();
+        let read_ahead = (ctx.batch_size * lanes.lane_count() * 2).clamp(100, 20_000);
+        let mut reader = Reader::new(&ctx, shard_id.clone(), position);
+
+        loop {
+            // Start every batch that is ready.
+            let now = Instant::now();
+            let ready: Vec<usize> = lanes.ready_lanes().collect();
+            for lane in ready {
+                let clock = clocks[lane];
+                let due = clock.queued >= ctx.batch_size
+                    || reader.done
+                    || clock.opened_at.is_some_and(|t| now >= t + ctx.batching_window);
+                if !due || ctx.cancel.is_cancelled() {
+                    continue;
+                }
+                let max_bytes = ctx.max_record_bytes();
+                if let Some(batch) = lanes.take_batch(lane, ctx.batch_size, max_bytes, |r| r.json.len() + 1) {
+                    let left = clock.queued - batch.len();
+                    clocks[lane] = LaneClock {
+                        queued: left,
+                        opened_at: (left > 0).then_some(now),
+                    };
+                    let (ctx, shard) = (ctx.clone(), shard_id.clone());
+                    in_flight.spawn(async move {
+                        let (final_count, _) = deliver(ctx, shard, batch.clone(), Framing::Records).await;
+                        (lane, batch, final_count)
+                    });
+                }
+            }
+
+            if reader.done && lanes.is_idle() && in_flight.is_empty() {
+                return self.end(&mut frontier).await;
+            }
+            if ctx.cancel.is_cancelled() && in_flight.is_empty() {
+                self.checkpoint(&mut frontier).await;
+                return self.release().await;
+            }
+
+            let can_read = !reader.done && !ctx.cancel.is_cancelled() && lanes.queued() < read_ahead;
+            // The next batching window to close, among lanes that could start a batch.
+            let window_deadline = lanes
+                .ready_lanes()
+                .filter_map(|lane| clocks[lane].opened_at)
+                .min()
+                .map(|t| t + ctx.batching_window)
+                .filter(|_| !ctx.cancel.is_cancelled());
+            tokio::select! {
+                Some(joined) = in_flight.join_next() => {
+                    let (lane, batch, final_count) = joined.expect("batch task");
+                    lanes.finish_batch(lane);
+                    for record in &batch[..final_count] {
+                        frontier.complete(&record.sequence_number).expect("tracked record");
+                    }
+                    if final_count < batch.len() {
+                        // Shutdown interrupted the batch: stop here; the rest is read again on restart.
+                        self.checkpoint(&mut frontier).await;
+                        in_flight.abort_all();
+                        return self.release().await;
+                    }
+                    if !self.checkpoint(&mut frontier).await {
+                        return Exit::Stopped;
+                    }
+                }
+                _ = tokio::time::sleep_until(reader.ready_at), if can_read => {
+                    let Ok(records) = reader.read(&ctx, &mut frontier, read_ahead).await else {
+                        return self.release().await;
+                    };
+                    for record in records {
+                        let key = record.partition_key.clone();
+                        let lane = lanes.push(&key, record);
+                        let clock = &mut clocks[lane];
+                        clock.queued += 1;
+                        clock.opened_at.get_or_insert(Instant::now());
+                    }
+                    if lanes.is_idle() && in_flight.is_empty() && !self.checkpoint(&mut frontier).await {
+                        return Exit::Stopped;
+                    }
+                }
+                _ = sleep_until_opt(window_deadline) => {}
+                _ = ctx.cancel.cancelled(), if !ctx.cancel.is_cancelled() => {}
+            }
+        }
+    }
+
+    /// Write the frontier's checkpoint if it moved. False if the lease was lost (stop at once).
+    pub(super) async fn checkpoint(&mut self, frontier: &mut Frontier) -> bool {
+        let Some(seq) = frontier.checkpoint().cloned() else {
+            return true;
+        };
+        if matches!(&self.start, Checkpoint::Sequence { sequence_number, .. } if *sequence_number == seq) {
+            return true;
+        }
+        loop {
+            match self
+                .ctx
+                .store
+                .checkpoint(&self.lease, &self.ctx.owner, self.counter, &seq, 0)
+                .await
+            {
+                Ok(counter) => {
+                    self.counter = counter;
+                    self.start = Checkpoint::Sequence {
+                        sequence_number: seq,
+                        sub_sequence_number: 0,
+                    };
+                    Counters::add(&self.ctx.counters.checkpoints, 1);
+                    return true;
+                }
+                Err(e) if e.is_transient() => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(e) => {
+                    tracing::error!(uuid = %self.ctx.uuid, shard_id = %self.lease.lease_key, error = %e,
+                        "checkpoint failed; stopping the shard");
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Every record of a closed shard is final: write the last checkpoint, then SHARD_END with the
+    /// children, whose leases are created at TRIM_HORIZON.
+    pub(super) async fn end(&mut self, frontier: &mut Frontier) -> Exit {
+        if !self.checkpoint(frontier).await {
+            return Exit::Stopped;
+        }
+        let children: Vec<ChildShard> = loop {
+            match self.ctx.source.list_shards().await {
+                Ok(shards) => {
+                    break shards
+                        .into_iter()
+                        .filter(|s| s.parent_shard_ids.contains(&self.lease.lease_key))
+                        .map(|s| ChildShard {
+                            lease_key: s.shard_id,
+                            parent_shard_ids: s.parent_shard_ids,
+                        })
+                        .collect();
+                }
+                Err(e) if !self.ctx.cancel.is_cancelled() => {
+                    tracing::warn!(uuid = %self.ctx.uuid, error = %e, "listing shards failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(_) => return self.release().await,
+            }
+        };
+        match self
+            .ctx
+            .store
+            .end_shard(&self.lease, &self.ctx.owner, self.counter, &children)
+            .await
+        {
+            Ok(counter) => {
+                self.counter = counter;
+                tracing::info!(uuid = %self.ctx.uuid, shard_id = %self.lease.lease_key, "shard ended");
+                let _ = self.release().await;
+                Exit::Ended
+            }
+            Err(e) => {
+                tracing::error!(uuid = %self.ctx.uuid, shard_id = %self.lease.lease_key, error = %e, "ending the shard failed");
+                Exit::Stopped
+            }
+        }
+    }
+
+    /// Give the lease up so a restart (or another worker) takes it at once.
+    pub(super) async fn release(&mut self) -> Exit {
+        if let Err(e) = self
+            .ctx
+            .store
+            .release(&self.lease, &self.ctx.owner, self.counter)
+            .await
+        {
+            tracing::warn!(uuid = %self.ctx.uuid, shard_id = %self.lease.lease_key, error = %e, "releasing the lease failed");
+        }
+        Exit::Stopped
+    }
+}
+
+/// Where to read from for a lease's checkpoint, and the sequence number already final (if any).
+pub(super) fn start_position(ctx: &StreamCtx, start: &Checkpoint) -> (Position, Option<SequenceNumber>) {
+    match start {
+        Checkpoint::TrimHorizon => (Position::TrimHorizon, None),
+        Checkpoint::Latest => (Position::Latest, None),
+        Checkpoint::AtTimestamp => (Position::AtTimestamp(ctx.starting_timestamp.unwrap_or_default()), None),
+        Checkpoint::Sequence { sequence_number, .. } => (
+            Position::AfterSequence(sequence_number.as_str().to_owned()),
+            Some(sequence_number.clone()),
+        ),
+        Checkpoint::ShardEnd => unreachable!("ended shards are not started"),
+    }
+}
+
+/// Reads one shard in order: iterators, pacing (the shard's read limit, Lambda's base poll rate when
+/// caught up), errors and retries. Every record read is tracked in the frontier; records no filter
+/// matches are final at once (skipped, and checkpointed with the rest).
+pub(super) struct Reader {
+    shard_id: String,
+    position: Position,
+    iterator: Option<String>,
+    limiter: governor::DefaultDirectRateLimiter,
+    backoff: Backoff,
+    /// When the next read may start.
+    pub(super) ready_at: Instant,
+    /// The shard is closed and read to its end.
+    pub(super) done: bool,
+    /// The last read returned everything available.
+    pub(super) caught_up: bool,
+}
+
+/// The shard is gone; stop working on it.
+pub(super) struct Gone;
+
+impl Reader {
+    pub(super) fn new(ctx: &StreamCtx, shard_id: String, position: Position) -> Reader {
+        let per_second = std::num::NonZeroU32::new(ctx.source.reads_per_second()).expect("non-zero");
+        Reader {
+            shard_id,
+            position,
+            iterator: None,
+            limiter: RateLimiter::direct(Quota::per_second(per_second)),
+            backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
+            ready_at: Instant::now(),
+            done: false,
+            caught_up: false,
+        }
+    }
+
+    /// One GetRecords call (after getting an iterator if needed). Returns the records that passed
+    /// the filters; on a retryable error, none, with `ready_at` pushed back.
+    pub(super) async fn read(
+        &mut self,
+        ctx: &StreamCtx,
+        frontier: &mut Frontier,
+        limit: usize,
+    ) -> Result<Vec<StreamRecord>, Gone> {
+        self.limiter.until_ready().await;
+        let iterator = match self.iterator.take() {
+            Some(it) => it,
+            None => match ctx.source.iterator(&self.shard_id, &self.position).await {
+                Ok(it) => it,
+                Err(e) => return self.failed(ctx, e).map(|()| Vec::new()),
+            },
+        };
+        let page = match ctx.source.read(&self.shard_id, &iterator, limit.min(ctx.source.max_page())).await {
+            Ok(page) => page,
+            Err(e) => return self.failed(ctx, e).map(|()| Vec::new()),
+        };
+        self.backoff.reset();
+        Counters::add(&ctx.counters.polled, page.records.len());
+        self.caught_up = page.records.is_empty() || page.millis_behind == Some(0);
+        let mut matched = Vec::with_capacity(page.records.len());
+        for record in page.records {
+            if frontier.track(record.sequence_number.clone()).is_err() {
+                // Not after the last record tracked: read again after the iterator was renewed.
+                continue;
+            }
+            self.position = Position::AfterSequence(record.sequence_number.as_str().to_owned());
+            if ctx.matches(&record) {
+                matched.push(record);
+            } else {
+                Counters::add(&ctx.counters.filtered_out, 1);
+                frontier.complete(&record.sequence_number).expect("just tracked");
+            }
+        }
+        match page.next_iterator {
+            Some(next) => {
+                self.iterator = Some(next);
+                // Caught up: poll at the base rate. Behind: read again at once (the rate limiter
+                // keeps us within the shard's read limit).
+                self.ready_at = Instant::now() + if self.caught_up { ctx.idle_poll } else { Duration::ZERO };
+            }
+            None => self.done = true,
+        }
+        Ok(matched)
+    }
+
+    /// What a read error means: try again later (Ok), or stop (the shard is gone).
+    fn failed(&mut self, ctx: &StreamCtx, error: ReadError) -> Result<(), Gone> {
+        let shard_id = &self.shard_id;
+        match error {
+            ReadError::Throttled(_) | ReadError::Other(_) | ReadError::ExpiredIterator => {
+                tracing::debug!(uuid = %ctx.uuid, shard_id, %error, "read failed; retrying");
+                self.ready_at = Instant::now() + self.backoff.next_delay();
+                Ok(())
+            }
+            ReadError::Trimmed(_) => {
+                tracing::warn!(uuid = %ctx.uuid, shard_id, %error,
+                    "records expired from the stream before they were processed; continuing at TRIM_HORIZON");
+                self.position = Position::TrimHorizon;
+                Ok(())
+            }
+            ReadError::NotFound(_) => {
+                tracing::warn!(uuid = %ctx.uuid, shard_id, %error, "shard is gone; stopping");
+                Err(Gone)
+            }
+        }
+    }
+}
+
+pub(super) async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
