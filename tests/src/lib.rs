@@ -414,3 +414,52 @@ pub fn poller_binary() -> std::path::PathBuf {
     assert!(path.exists(), "{} is missing: build it with `cargo build -p poller` (scripts/test.sh does)", path.display());
     path
 }
+
+/// Create a DynamoDB table (string hash key `pk`) with a NEW_AND_OLD_IMAGES stream; returns the stream ARN.
+pub async fn create_table_with_stream(client: &aws_sdk_dynamodb::Client, table: &str) -> String {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, StreamSpecification,
+        StreamViewType,
+    };
+    let out = client
+        .create_table()
+        .table_name(table)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("attribute"),
+        )
+        .key_schema(KeySchemaElement::builder().attribute_name("pk").key_type(KeyType::Hash).build().expect("key"))
+        .billing_mode(BillingMode::PayPerRequest)
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()
+                .expect("stream spec"),
+        )
+        .send()
+        .await
+        .expect("CreateTable");
+    out.table_description
+        .and_then(|t| t.latest_stream_arn)
+        .expect("stream ARN")
+}
+
+/// The `dynamodb.NewImage` (or `OldImage` for REMOVE) `pk` values and event names the function processed
+/// successfully, as `EVENT:pk`.
+pub fn processed_dynamodb(invocations: &[loadgen::simulate::Invocation]) -> Vec<String> {
+    let mut out = Vec::new();
+    for inv in invocations {
+        for record in records(inv) {
+            let seq = record["dynamodb"]["SequenceNumber"].as_str().unwrap_or_default();
+            if inv.records_ok.iter().any(|ok| ok == seq) {
+                let pk = record["dynamodb"]["Keys"]["pk"]["S"].as_str().unwrap_or_default();
+                out.push(format!("{}:{pk}", record["eventName"].as_str().unwrap_or_default()));
+            }
+        }
+    }
+    out
+}

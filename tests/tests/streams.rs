@@ -377,3 +377,132 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// A DynamoDB Streams mapping with an `eventName` filter: INSERTs are delivered with their images,
+/// the other changes are skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dynamodb_stream_with_an_event_name_filter() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let client = aws_sdk_dynamodb::Client::new(&e2e::sdk_config().await);
+    let table = unique("items");
+    let stream_arn = e2e::create_table_with_stream(&client, &table).await;
+    for i in 0..5 {
+        client
+            .put_item()
+            .table_name(&table)
+            .item("pk", AttributeValue::S(format!("item-{i}")))
+            .item("n", AttributeValue::N(i.to_string()))
+            .send()
+            .await
+            .unwrap();
+    }
+    client
+        .update_item()
+        .table_name(&table)
+        .key("pk", AttributeValue::S("item-0".into()))
+        .update_expression("SET n = :n")
+        .expression_attribute_values(":n", AttributeValue::N("100".into()))
+        .send()
+        .await
+        .unwrap();
+    client.delete_item().table_name(&table).key("pk", AttributeValue::S("item-1".into())).send().await.unwrap();
+
+    let sim = simulator(FunctionConfig::default()).await;
+    let pattern = serde_json::to_string(r#"{"eventName":["INSERT"]}"#).unwrap();
+    let poller = RunningPoller::start(
+        &[stream_mapping(
+            &stream_arn,
+            "ddb-fn",
+            &format!(r#""StartingPosition":"TRIM_HORIZON","BatchSize":2,"FilterCriteria":{{"Filters":[{{"Pattern":{pattern}}}]}}"#),
+        )],
+        &sim.url(),
+        None,
+    );
+    eventually(Duration::from_secs(30), "5 inserts processed", || async {
+        e2e::processed_dynamodb(&sim.invocations()).len() >= 5
+    })
+    .await;
+    let reports = poller.stop().await;
+    let invocations = sorted(sim.invocations());
+    let processed = e2e::processed_dynamodb(&invocations);
+    assert_eq!(processed, (0..5).map(|i| format!("INSERT:item-{i}")).collect::<Vec<_>>());
+    assert_eq!(reports[0].counters.filtered_out, 2, "MODIFY and REMOVE skipped: {}", reports[0].counters);
+    let record = &records(&invocations[0])[0];
+    assert_eq!(record["eventSource"], "aws:dynamodb");
+    assert_eq!(record["eventSourceARN"], stream_arn.as_str());
+    assert_eq!(record["dynamodb"]["NewImage"]["n"], serde_json::json!({"N": "0"}));
+    assert_eq!(record["dynamodb"]["StreamViewType"], "NEW_AND_OLD_IMAGES");
+}
+
+/// Tumbling windows: invocations carry the window and the state the function returned last; the
+/// window ends with a final invocation without records whose state has seen every record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tumbling_window_passes_state_and_ends_with_a_final_invoke() {
+    let kinesis = Kinesis::new().await;
+    let name = unique("window");
+    let arn = kinesis.create_stream(&name, 1).await;
+    kinesis.put(&name, &messages(7, |_| "k".into(), |i| format!("w{i}"))).await;
+    let sim = simulator(FunctionConfig::default()).await;
+    let poller = RunningPoller::start(
+        &[stream_mapping(&arn, "window-fn", r#""StartingPosition":"TRIM_HORIZON","BatchSize":3,"TumblingWindowInSeconds":1"#)],
+        &sim.url(),
+        None,
+    );
+    let finals = |invocations: &[Invocation]| -> Vec<serde_json::Value> {
+        invocations.iter().filter(|i| i.payload["isFinalInvokeForWindow"] == true).map(|i| i.payload.clone()).collect()
+    };
+    eventually(Duration::from_secs(30), "the window's final invoke", || async {
+        let invocations = sim.invocations();
+        let counted: i64 = finals(&invocations).iter().map(|p| p["state"]["count"].as_i64().unwrap_or(0)).sum();
+        counted >= 7
+    })
+    .await;
+    let reports = poller.stop().await;
+    let invocations = sorted(sim.invocations());
+    let first = &invocations[0].payload;
+    let keys: Vec<&str> = first.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        ["Records", "window", "state", "shardId", "eventSourceARN", "isFinalInvokeForWindow", "isWindowTerminatedEarly"]
+    );
+    assert_eq!(first["state"], serde_json::json!({}), "a window starts with empty state");
+    assert_eq!(first["shardId"], "shardId-000000000000");
+    for p in finals(&invocations) {
+        assert_eq!(p["Records"], serde_json::json!([]), "the final invoke has no records");
+    }
+    // State flows: each non-final invoke in a window sees the count of the records before it.
+    let mut seen_in_window: HashMap<String, i64> = HashMap::new();
+    for inv in &invocations {
+        let window = inv.payload["window"]["start"].as_str().unwrap().to_owned();
+        let before = *seen_in_window.get(&window).unwrap_or(&0);
+        assert_eq!(inv.payload["state"]["count"].as_i64().unwrap_or(0), before, "{}", inv.payload);
+        seen_in_window.insert(window, before + records(inv).len() as i64);
+    }
+    assert!(reports[0].counters.checkpoints >= 1);
+}
+
+/// StartingPosition LATEST: records written before the mapping starts are not delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn latest_skips_earlier_records() {
+    let kinesis = Kinesis::new().await;
+    let name = unique("latest");
+    let arn = kinesis.create_stream(&name, 1).await;
+    kinesis.put(&name, &messages(3, |_| "k".into(), |i| format!("old{i}"))).await;
+    let sim = simulator(FunctionConfig::default()).await;
+    let poller = RunningPoller::start(&[stream_mapping(&arn, "latest-fn", r#""StartingPosition":"LATEST""#)], &sim.url(), None);
+    // The worker takes its iterator at the tip some time after start: keep writing until a new record
+    // arrives. Whatever was written before that moment must never be delivered.
+    let mut n = 0;
+    eventually(Duration::from_secs(30), "a new record processed", || {
+        n += 1;
+        let (kinesis, name, sim) = (kinesis.clone(), name.clone(), &sim);
+        async move {
+            kinesis.put(&name, &[("k".into(), format!("new{n}"))]).await;
+            !processed_kinesis_data(&sim.invocations()).is_empty()
+        }
+    })
+    .await;
+    poller.stop().await;
+    let processed = processed_kinesis_data(&sorted(sim.invocations()));
+    assert!(processed.iter().all(|d| d.starts_with("new")), "{processed:?}");
+}
