@@ -446,3 +446,29 @@ async fn missing_queue_is_reported_with_the_aws_message() {
         "{err}"
     );
 }
+
+/// A batch that runs longer than the queue's visibility timeout is kept invisible by heartbeats: the
+/// messages are not delivered a second time while the function still works on them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn visibility_is_extended_while_a_batch_runs() {
+    let sqs = Sqs::new().await;
+    let queue = sqs
+        .create_queue(&unique("slow"), &[(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, "2".into())])
+        .await;
+    sqs.send(&queue, &(0..3).map(|i| (format!("s{i}"), None)).collect::<Vec<_>>()).await;
+    let sim = simulator(FunctionConfig {
+        latency: ms(5000),
+        timeout: Duration::from_secs(10),
+        ..FunctionConfig::default()
+    })
+    .await;
+    let poller = RunningPoller::start(&[sqs_mapping(&queue, "slow-fn", r#""BatchSize":3,"MaximumBatchingWindowInSeconds":1"#)], &sim.url(), None);
+    eventually(Duration::from_secs(30), "the slow batch processed", || async {
+        processed_bodies(&sim.invocations()).len() >= 3
+    })
+    .await;
+    eventually(Duration::from_secs(10), "queue empty", || async { sqs.depth(&queue).await == 0 }).await;
+    let reports = poller.stop().await;
+    assert_eq!(sim.invocations().len(), 1, "one invocation: the messages never reappeared during the 5 s run");
+    assert_eq!(reports[0].counters.deleted, 3);
+}
