@@ -226,10 +226,12 @@ impl RunningPoller {
         state_dir: std::path::PathBuf,
     ) -> RunningPoller {
         if std::env::var_os("RUST_LOG").is_some() {
-            let _ = tracing_subscriber::fmt()
+            // Several tests in one binary: only the first installs the subscriber.
+            tracing_subscriber::fmt()
                 .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
                 .with_test_writer()
-                .try_init();
+                .try_init()
+                .ok();
         }
         let mappings = mappings
             .iter()

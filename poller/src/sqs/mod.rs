@@ -186,7 +186,9 @@ impl SqsMapping {
             }
         }
         heartbeat_stop.cancel();
-        let _ = heartbeat.await;
+        if let Err(e) = heartbeat.await {
+            tracing::error!(uuid = %self.uuid, error = %e, "visibility heartbeat failed");
+        }
         tracing::info!(uuid = %self.uuid, "SQS mapping stopped");
     }
 
@@ -255,7 +257,8 @@ impl SqsMapping {
                 break;
             }
             if messages.len() == MAX_RECEIVE && self.scaler().on_backlog(std::time::Instant::now()) {
-                let _ = grow.send(());
+                // Fails only while `run` is returning, when no lane is wanted any more.
+                grow.send(()).ok();
             }
             tracing::debug!(uuid = %self.uuid, received = messages.len(), batch = batcher.len(), "received");
             Counters::add(&self.counters.polled, messages.len());

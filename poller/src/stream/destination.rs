@@ -49,7 +49,9 @@ pub enum DeliveryError {
     /// The destination refused the record for a reason that does not pass with time (deleted,
     /// access denied, invalid request) or the record could not be written: the same call fails
     /// the same way until someone fixes the destination or its permissions.
-    #[error("{0} (permanent: retrying cannot help until the destination or its permissions are fixed)")]
+    #[error(
+        "{0} (permanent: retrying cannot help until the destination or its permissions are fixed)"
+    )]
     Permanent(String),
 }
 
@@ -67,7 +69,11 @@ impl Destination {
     /// the ARN.
     pub async fn connect(sdk: &aws_config::SdkConfig, arn: &str) -> Result<Destination, Error> {
         let target = match DestinationArn::parse(arn).map_err(Error::Source)? {
-            DestinationArn::Sqs { region, account, queue } => {
+            DestinationArn::Sqs {
+                region,
+                account,
+                queue,
+            } => {
                 let client = aws_sdk_sqs::Client::from_conf(
                     aws_sdk_sqs::config::Builder::from(sdk)
                         .region(aws_sdk_sqs::config::Region::new(region.to_owned()))
@@ -80,7 +86,9 @@ impl Destination {
                     .send()
                     .await
                     .map_err(|e| {
-                        let missing = e.as_service_error().is_some_and(|s| s.is_queue_does_not_exist());
+                        let missing = e
+                            .as_service_error()
+                            .is_some_and(|s| s.is_queue_does_not_exist());
                         connect_error(arn, "GetQueueUrl", &e, missing)
                     })?
                     .queue_url
@@ -93,32 +101,31 @@ impl Destination {
                         .region(aws_sdk_sns::config::Region::new(region.to_owned()))
                         .build(),
                 );
-                client.get_topic_attributes().topic_arn(arn).send().await.map_err(|e| {
-                    let missing = e.as_service_error().is_some_and(|s| s.is_not_found_exception());
-                    connect_error(arn, "GetTopicAttributes", &e, missing)
-                })?;
+                client
+                    .get_topic_attributes()
+                    .topic_arn(arn)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        let missing = e
+                            .as_service_error()
+                            .is_some_and(|s| s.is_not_found_exception());
+                        connect_error(arn, "GetTopicAttributes", &e, missing)
+                    })?;
                 Target::Sns { client }
             }
             DestinationArn::S3 { bucket } => {
-                let client = s3_client(sdk, None);
-                let client = match client.head_bucket().bucket(bucket).send().await {
-                    Ok(_) => client,
-                    // S3 answers 301 with the bucket's region when asked in the wrong one.
-                    Err(e) => match bucket_region_redirect(&e) {
-                        Some(region) => {
-                            let client = s3_client(sdk, Some(region));
-                            client.head_bucket().bucket(bucket).send().await.map_err(|e| {
-                                let missing = e.as_service_error().is_some_and(|s| s.is_not_found());
-                                connect_error(arn, "HeadBucket", &e, missing)
-                            })?;
-                            client
-                        }
-                        None => {
-                            let missing = e.as_service_error().is_some_and(|s| s.is_not_found());
-                            return Err(connect_error(arn, "HeadBucket", &e, missing));
-                        }
-                    },
-                };
+                let mut client = s3_client(sdk, None);
+                let mut answer = client.head_bucket().bucket(bucket).send().await;
+                // S3 answers 301 with the bucket's region when asked in the wrong one.
+                if let Some(region) = answer.as_ref().err().and_then(bucket_region_redirect) {
+                    client = s3_client(sdk, Some(region));
+                    answer = client.head_bucket().bucket(bucket).send().await;
+                }
+                answer.map_err(|e| {
+                    let missing = e.as_service_error().is_some_and(|s| s.is_not_found());
+                    connect_error(arn, "HeadBucket", &e, missing)
+                })?;
                 Target::S3 {
                     client,
                     bucket: bucket.to_owned(),
@@ -145,7 +152,10 @@ impl Destination {
         mapping_uuid: &str,
     ) -> Result<(), DeliveryError> {
         let unwritable = |e: esm_events::Error| {
-            DeliveryError::Permanent(format!("on-failure destination {}: the record cannot be written: {e}", self.arn))
+            DeliveryError::Permanent(format!(
+                "on-failure destination {}: the record cannot be written: {e}",
+                self.arn
+            ))
         };
         match &self.target {
             Target::Sqs { client, queue_url } => {
@@ -222,7 +232,10 @@ fn bucket_region_redirect<E>(error: &SdkError<E>) -> Option<String> {
     if response.status().as_u16() != 301 {
         return None;
     }
-    response.headers().get("x-amz-bucket-region").map(str::to_owned)
+    response
+        .headers()
+        .get("x-amz-bucket-region")
+        .map(str::to_owned)
 }
 
 fn connect_error<E>(arn: &str, operation: &str, error: &SdkError<E>, missing: bool) -> Error
@@ -305,7 +318,9 @@ impl<'a> DestinationArn<'a> {
         let invalid = |why: &str| format!("on-failure destination {arn:?}: {why}");
         let parts: Vec<&str> = arn.splitn(6, ':').collect();
         let ["arn", _partition, service, region, account, resource] = parts[..] else {
-            return Err(invalid("not an ARN (expected arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE)"));
+            return Err(invalid(
+                "not an ARN (expected arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE)",
+            ));
         };
         let regional = !region.is_empty() && !account.is_empty();
         let plain_name = !resource.is_empty() && !resource.contains(['/', ':']);
@@ -351,11 +366,15 @@ mod tests {
         );
         assert_eq!(
             DestinationArn::parse("arn:aws:sns:us-east-2:123456789012:alerts"),
-            Ok(DestinationArn::Sns { region: "us-east-2" })
+            Ok(DestinationArn::Sns {
+                region: "us-east-2"
+            })
         );
         assert_eq!(
             DestinationArn::parse("arn:aws-cn:s3:::failed-batches"),
-            Ok(DestinationArn::S3 { bucket: "failed-batches" })
+            Ok(DestinationArn::S3 {
+                bucket: "failed-batches"
+            })
         );
     }
 
@@ -369,7 +388,10 @@ mod tests {
             ("arn:aws:sns:us-east-1:1:", "sns:REGION:ACCOUNT:TOPIC"),
             ("arn:aws:s3:::bucket/prefix", "bucket ARN"),
             ("arn:aws:s3:us-east-1:1:bucket", "bucket ARN"),
-            ("arn:aws:lambda:us-east-1:1:function:f", "service \"lambda\""),
+            (
+                "arn:aws:lambda:us-east-1:1:function:f",
+                "service \"lambda\"",
+            ),
         ] {
             let err = DestinationArn::parse(arn).unwrap_err();
             assert!(err.contains(needle) && err.contains(arn), "{arn}: {err}");
@@ -385,7 +407,10 @@ mod tests {
         assert!(is_retryable_answer(400, Some("KMSThrottling")));
         assert!(is_retryable_answer(400, Some("RequestTimeout")));
         assert!(is_retryable_answer(403, Some("ExpiredToken")));
-        assert!(!is_retryable_answer(400, Some("AWS.SimpleQueueService.NonExistentQueue")));
+        assert!(!is_retryable_answer(
+            400,
+            Some("AWS.SimpleQueueService.NonExistentQueue")
+        ));
         assert!(!is_retryable_answer(403, Some("AccessDenied")));
         assert!(!is_retryable_answer(404, Some("NoSuchBucket")));
         assert!(!is_retryable_answer(400, Some("InvalidParameter")));
