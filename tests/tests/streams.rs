@@ -506,3 +506,57 @@ async fn latest_skips_earlier_records() {
     let processed = processed_kinesis_data(&sorted(sim.invocations()));
     assert!(processed.iter().all(|d| d.starts_with("new")), "{processed:?}");
 }
+
+/// SIGTERM: the poller finishes the batch in flight, writes its checkpoint and exits 0 with its report;
+/// a restart continues after that batch, so nothing is delivered twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_finishes_the_batch_in_flight_and_checkpoints_it() {
+    let kinesis = Kinesis::new().await;
+    let name = unique("term");
+    let arn = kinesis.create_stream(&name, 1).await;
+    kinesis.put(&name, &messages(30, |_| "k".into(), |i| format!("t{i:02}"))).await;
+    let sim = simulator(FunctionConfig {
+        latency: Latency::Fixed(Duration::from_millis(800)),
+        ..FunctionConfig::default()
+    })
+    .await;
+    let dir = tempfile_dir();
+    let mapping_file = dir.join("mapping.json");
+    std::fs::write(&mapping_file, stream_mapping(&arn, "term-fn", r#""StartingPosition":"TRIM_HORIZON","BatchSize":10"#)).unwrap();
+    let spawn = || {
+        std::process::Command::new(e2e::poller_binary())
+            .args(["run", "--mapping"])
+            .arg(&mapping_file)
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .args(["--lambda-endpoint-url", &sim.url()])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("poller starts")
+    };
+    let first = spawn();
+    eventually(Duration::from_secs(30), "a batch in flight", || async {
+        sim.stats().functions.get("term-fn").is_some_and(|f| f.concurrency > 0)
+    })
+    .await;
+    let status = std::process::Command::new("kill").args(["-TERM", &first.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let output = first.wait_with_output().unwrap();
+    assert!(output.status.success(), "exit status {:?}", output.status);
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(report.contains("checkpoints="), "the report is printed: {report}");
+    let done_before = processed_kinesis_data(&sim.invocations()).len();
+    assert!(done_before > 0 && done_before % 10 == 0, "whole batches finished: {done_before}");
+
+    let mut second = spawn();
+    eventually(Duration::from_secs(60), "all 30 processed", || async {
+        processed_kinesis_data(&sim.invocations()).len() >= 30
+    })
+    .await;
+    second.kill().unwrap();
+    second.wait().unwrap();
+    let processed = processed_kinesis_data(&sorted(sim.invocations()));
+    let expected: Vec<String> = (0..30).map(|i| format!("t{i:02}")).collect();
+    assert_eq!(processed, expected, "in order, nothing twice");
+}
