@@ -21,9 +21,6 @@ pub enum Error {
     /// The invoke target cannot be set up.
     #[error("invoke target: {0}")]
     Target(#[from] lambda_invoke::Error),
-    /// A mapping for a source this build does not poll yet.
-    #[error("{0}")]
-    Unsupported(String),
 }
 
 /// `path: field: message`, one line per problem.
