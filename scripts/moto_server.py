@@ -1,4 +1,5 @@
-"""Start moto server (the AWS emulator the tests use) with one fix to SQS FIFO receives.
+"""Start moto server (the AWS emulator the tests use) with fixes to SQS FIFO receives and Kinesis
+resharding (see docs/testing.md).
 
 SQS never hands out messages of a FIFO message group while earlier messages of that group are in
 flight. moto 5.2.5 checks this against a snapshot of the in-flight groups taken when a ReceiveMessage
@@ -75,6 +76,75 @@ def receive_message(
 
 
 models.SQSBackend.receive_message = receive_message
+
+# --- Kinesis -------------------------------------------------------------------------------------
+# moto 5.2.5 differs from Kinesis where a shard worker depends on it:
+# 1. SplitShard / MergeShards move (split) or copy (merge) the parents' records into the children, with
+#    new sequence numbers. Kinesis leaves records in the closed parent until they expire, and a consumer
+#    reads the parent to its end before its children, so moto's version both loses the parent's records
+#    and re-delivers them out of order. The fix runs moto's own code with the parents' records set aside.
+# 2. PutRecord(s) can route a record to a closed parent (moto looks through every shard, in creation order).
+#    Kinesis writes only to open shards.
+# 3. GetRecords always returns a NextShardIterator. Kinesis leaves it out once a closed shard has been read
+#    to its end; that is how a consumer learns it may move on to the children.
+from collections import OrderedDict
+
+from moto.kinesis import models as kinesis_models
+from moto.kinesis.utils import decompose_shard_iterator
+from moto.utilities.utils import md5_hash
+
+
+def _keeping_parent_records(reshard):
+    def wrapper(self, *shard_ids_and_args):
+        # split_shard(shard, hash_key), merge_shards(shard, adjacent): the first argument(s) are shard ids.
+        parents = [self.shards[s] for s in shard_ids_and_args if isinstance(s, str) and s in self.shards]
+        kept = [(parent, parent.records) for parent in parents]
+        for parent in parents:
+            parent.records = OrderedDict()
+        try:
+            return reshard(self, *shard_ids_and_args)
+        finally:
+            for parent, records in kept:
+                parent.records = records
+
+    return wrapper
+
+
+kinesis_models.Stream.split_shard = _keeping_parent_records(kinesis_models.Stream.split_shard)
+kinesis_models.Stream.merge_shards = _keeping_parent_records(kinesis_models.Stream.merge_shards)
+
+_get_shard_for_key = kinesis_models.Stream.get_shard_for_key
+
+
+def get_open_shard_for_key(self, partition_key, explicit_hash_key):
+    shard = _get_shard_for_key(self, partition_key, explicit_hash_key)  # moto's checks of the key
+    if shard is None or shard.is_open:
+        return shard
+    if explicit_hash_key:
+        key = int(explicit_hash_key)
+    else:
+        key = int(md5_hash(partition_key.encode("utf-8")).hexdigest(), 16)
+    return next(
+        (s for s in self.shards.values() if s.is_open and s.starting_hash <= key <= s.ending_hash),
+        None,
+    )
+
+
+kinesis_models.Stream.get_shard_for_key = get_open_shard_for_key
+
+_kinesis_get_records = kinesis_models.KinesisBackend.get_records
+
+
+def kinesis_get_records(self, stream_arn, shard_iterator, limit):
+    next_iterator, records, millis_behind = _kinesis_get_records(self, stream_arn, shard_iterator, limit)
+    stream_name, shard_id, last_sequence = decompose_shard_iterator(next_iterator)
+    shard = self.describe_stream(stream_arn=stream_arn, stream_name=stream_name).get_shard(shard_id)
+    if not shard.is_open and int(last_sequence) >= shard.get_max_sequence_number():
+        next_iterator = None
+    return next_iterator, records, millis_behind
+
+
+kinesis_models.KinesisBackend.get_records = kinesis_get_records
 
 if __name__ == "__main__":
     main()
