@@ -404,6 +404,40 @@ pub fn stream_mapping(arn: &str, function: &str, extra: &str) -> String {
     format!(r#"{{"EventSourceArn":"{arn}","FunctionName":"{function}"{sep}{extra}}}"#)
 }
 
+/// A `poller run` process in a fresh directory: the mapping is written to `mapping.json` there and
+/// durable state goes to `state/`, so a second `spawn` resumes where the first left off.
+pub struct PollerProcess {
+    pub dir: std::path::PathBuf,
+    lambda_url: String,
+}
+
+impl PollerProcess {
+    pub fn new(mapping: &str, lambda_url: &str) -> PollerProcess {
+        let dir = std::env::temp_dir().join(unique("poller-process"));
+        std::fs::create_dir_all(&dir).expect("temporary directory");
+        std::fs::write(dir.join("mapping.json"), mapping).expect("mapping file");
+        PollerProcess {
+            dir,
+            lambda_url: lambda_url.to_owned(),
+        }
+    }
+
+    /// Start `poller run` with stdout piped (its report) and warnings on stderr.
+    pub fn spawn(&self, extra_args: &[&str]) -> std::process::Child {
+        std::process::Command::new(poller_binary())
+            .args(["run", "--mapping"])
+            .arg(self.dir.join("mapping.json"))
+            .arg("--state-dir")
+            .arg(self.dir.join("state"))
+            .args(["--lambda-endpoint-url", &self.lambda_url])
+            .args(extra_args)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("poller starts")
+    }
+}
+
 /// The `poller` binary built next to this test binary (`cargo test --workspace` builds it).
 pub fn poller_binary() -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test binary path");

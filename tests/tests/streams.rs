@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use e2e::{
-    Kinesis, RunningPoller, Sqs, eventually, kinesis_data, processed_kinesis_data, records, simulator,
+    Kinesis, PollerProcess, RunningPoller, Sqs, eventually, kinesis_data, processed_kinesis_data, records, simulator,
     stream_mapping, unique,
 };
 use loadgen::simulate::{FailureMode, FunctionConfig, Invocation, Latency, Rule, RuleAction};
@@ -325,22 +325,11 @@ async fn kill_9_then_restart_loses_no_record() {
         ..FunctionConfig::default()
     })
     .await;
-    let dir = tempfile_dir();
-    let mapping_file = dir.join("mapping.json");
-    std::fs::write(&mapping_file, stream_mapping(&arn, "crash-fn", r#""StartingPosition":"TRIM_HORIZON","BatchSize":10"#)).unwrap();
-    let spawn = || {
-        std::process::Command::new(e2e::poller_binary())
-            .args(["run", "--mapping"])
-            .arg(&mapping_file)
-            .args(["--state-dir"])
-            .arg(dir.join("state"))
-            .args(["--lambda-endpoint-url", &sim.url()])
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("poller starts")
-    };
-    let mut first = spawn();
+    let poller = PollerProcess::new(
+        &stream_mapping(&arn, "crash-fn", r#""StartingPosition":"TRIM_HORIZON","BatchSize":10"#),
+        &sim.url(),
+    );
+    let mut first = poller.spawn(&[]);
     eventually(Duration::from_secs(60), "a third of the records processed", || async {
         processed_kinesis_data(&sim.invocations()).len() >= total / 3
     })
@@ -350,7 +339,7 @@ async fn kill_9_then_restart_loses_no_record() {
     let before_restart = processed_kinesis_data(&sim.invocations()).len();
     assert!(before_restart < total, "killed before the end");
 
-    let mut second = spawn();
+    let mut second = poller.spawn(&[]);
     eventually(Duration::from_secs(90), "every record processed", || async {
         let seen: std::collections::HashSet<String> = processed_kinesis_data(&sim.invocations()).into_iter().collect();
         seen.len() >= total
@@ -369,13 +358,6 @@ async fn kill_9_then_restart_loses_no_record() {
     // At most the batch in flight on each shard at the kill (and the one finished but not yet
     // checkpointed) is delivered again.
     assert!(duplicates <= 2 * 2 * 10, "{duplicates} duplicates: the restart resumed from the checkpoint");
-}
-
-/// A fresh temporary directory (kept: the poller process writes into it).
-fn tempfile_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(unique("kill9"));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// A DynamoDB Streams mapping with an `eventName` filter: INSERTs are delivered with their images,
@@ -520,22 +502,11 @@ async fn sigterm_finishes_the_batch_in_flight_and_checkpoints_it() {
         ..FunctionConfig::default()
     })
     .await;
-    let dir = tempfile_dir();
-    let mapping_file = dir.join("mapping.json");
-    std::fs::write(&mapping_file, stream_mapping(&arn, "term-fn", r#""StartingPosition":"TRIM_HORIZON","BatchSize":10"#)).unwrap();
-    let spawn = || {
-        std::process::Command::new(e2e::poller_binary())
-            .args(["run", "--mapping"])
-            .arg(&mapping_file)
-            .arg("--state-dir")
-            .arg(dir.join("state"))
-            .args(["--lambda-endpoint-url", &sim.url()])
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("poller starts")
-    };
-    let first = spawn();
+    let poller = PollerProcess::new(
+        &stream_mapping(&arn, "term-fn", r#""StartingPosition":"TRIM_HORIZON","BatchSize":10"#),
+        &sim.url(),
+    );
+    let first = poller.spawn(&[]);
     eventually(Duration::from_secs(30), "a batch in flight", || async {
         sim.stats().functions.get("term-fn").is_some_and(|f| f.concurrency > 0)
     })
@@ -549,7 +520,7 @@ async fn sigterm_finishes_the_batch_in_flight_and_checkpoints_it() {
     let done_before = processed_kinesis_data(&sim.invocations()).len();
     assert!(done_before > 0 && done_before % 10 == 0, "whole batches finished: {done_before}");
 
-    let mut second = spawn();
+    let mut second = poller.spawn(&[]);
     eventually(Duration::from_secs(60), "all 30 processed", || async {
         processed_kinesis_data(&sim.invocations()).len() >= 30
     })
