@@ -57,6 +57,9 @@ pub struct RunArgs {
     /// (default: arn:aws:iam::ACCOUNT:role/FUNCTION-role).
     #[arg(long)]
     pub invoke_identity_arn: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (port 0 picks a free port; `off` disables).
+    #[arg(long, default_value = crate::metrics::DEFAULT_ADDR, env = "POLLER_METRICS_ADDR", value_parser = parse_metrics_addr)]
+    pub metrics_addr: MetricsAddr,
     /// Longest one invoke may take; set it above the function's timeout.
     #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
     pub invoke_timeout: Duration,
@@ -66,4 +69,18 @@ pub struct RunArgs {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// `--metrics-addr`: an address, or `None` for `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetricsAddr(pub Option<std::net::SocketAddr>);
+
+fn parse_metrics_addr(text: &str) -> Result<MetricsAddr, String> {
+    match text {
+        "off" => Ok(MetricsAddr(None)),
+        addr => addr
+            .parse()
+            .map(|a| MetricsAddr(Some(a)))
+            .map_err(|e| format!("{addr:?}: {e} (use HOST:PORT or off)")),
+    }
 }

@@ -18,6 +18,12 @@ pub enum Error {
     /// The event source cannot be used (missing queue, no permission, …), in AWS's words where AWS has them.
     #[error("{0}")]
     Source(String),
+    /// The metrics server cannot listen.
+    #[error("metrics address {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     /// The invoke target cannot be set up.
     #[error("invoke target: {0}")]
     Target(#[from] lambda_invoke::Error),

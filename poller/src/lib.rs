@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod logging;
+pub mod metrics;
 pub mod sqs;
 pub mod stream;
 pub mod stats;
@@ -24,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::error::Error;
 use crate::config::{Mapping, SourceSettings};
-use crate::stats::{Counters, Snapshot};
+use crate::stats::Snapshot;
 
 /// Where and how mappings invoke their functions, and where the AWS APIs are.
 #[derive(Clone, Debug)]
@@ -43,6 +44,8 @@ pub struct Options {
     pub state_dir: PathBuf,
     /// `invokeIdentityArn` of Kinesis records: the function's execution role.
     pub invoke_identity_arn: Option<String>,
+    /// Serve Prometheus metrics (`GET /metrics`) here; `None`: no server.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// What one mapping did while the poller ran.
@@ -82,11 +85,21 @@ pub async fn sdk_config(options: &Options) -> aws_config::SdkConfig {
 pub struct Poller {
     mappings: Vec<Mapping>,
     options: Options,
+    metrics: Arc<stats::Metrics>,
 }
 
 impl Poller {
     pub fn new(mappings: Vec<Mapping>, options: Options) -> Poller {
-        Poller { mappings, options }
+        Poller {
+            mappings,
+            options,
+            metrics: Arc::new(stats::Metrics::new()),
+        }
+    }
+
+    /// The metrics registry every mapping of this poller reports to (served at `--metrics-addr`).
+    pub fn metrics(&self) -> Arc<stats::Metrics> {
+        self.metrics.clone()
     }
 
     /// Connect every enabled mapping, then run them until `cancel` fires; in-flight batches are finished
@@ -97,9 +110,20 @@ impl Poller {
         let mut reports = Vec::new();
         let mut store: Option<Arc<esm_checkpoint::SqliteStore>> = None;
         let owner = format!("{}:{}:{}", hostname(), std::process::id(), uuid::Uuid::new_v4().simple());
-        let Poller { mappings, options } = self;
+        let Poller { mappings, options, metrics } = self;
+        let server_stop = CancellationToken::new();
+        let server = match options.metrics_addr {
+            Some(addr) => {
+                let (bound, task) = metrics::serve(addr, metrics.clone(), server_stop.clone())
+                    .await
+                    .map_err(|source| Error::Metrics { addr, source })?;
+                tracing::info!(addr = %bound, "serving Prometheus metrics at /metrics");
+                Some(task)
+            }
+            None => None,
+        };
         for mapping in mappings {
-            let counters = Arc::new(Counters::default());
+            let counters = Arc::new(metrics.mapping(stats::MappingLabels::of(&mapping)));
             let report = (
                 mapping.uuid.clone(),
                 mapping.source.to_string(),
@@ -143,6 +167,13 @@ impl Poller {
             if let Err(e) = task.await {
                 tracing::error!(error = %e, "mapping task failed");
             }
+        }
+        server_stop.cancel();
+        if let Some(Err(e)) = match server {
+            Some(task) => Some(task.await),
+            None => None,
+        } {
+            tracing::error!(error = %e, "metrics server failed");
         }
         Ok(reports
             .into_iter()
@@ -246,6 +277,7 @@ async fn run(args: cli::RunArgs) -> ExitCode {
         invoke_timeout: Some(args.invoke_timeout),
         state_dir: args.state_dir,
         invoke_identity_arn: args.invoke_identity_arn,
+        metrics_addr: args.metrics_addr.0,
     };
     let cancel = CancellationToken::new();
     tokio::spawn(shutdown_on_signal(cancel.clone()));

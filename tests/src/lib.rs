@@ -245,6 +245,8 @@ impl RunningPoller {
             invoke_timeout: Some(Duration::from_secs(30)),
             state_dir,
             invoke_identity_arn: None,
+            // Tests run many pollers at once: no fixed port.
+            metrics_addr: None,
         };
         let cancel = CancellationToken::new();
         let task = tokio::spawn(poller::Poller::new(mappings, options).run(cancel.clone()));
@@ -430,6 +432,7 @@ impl PollerProcess {
             .arg("--state-dir")
             .arg(self.dir.join("state"))
             .args(["--lambda-endpoint-url", &self.lambda_url])
+            .args(["--metrics-addr", "127.0.0.1:0"])
             .args(extra_args)
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::piped())

@@ -262,6 +262,9 @@ impl SqsMapping {
             }
             tracing::debug!(uuid = %self.uuid, received = messages.len(), batch = batcher.len(), "received");
             Counters::add(&self.counters.polled, messages.len());
+            self.counters.received(messages.iter().filter_map(|m| {
+                m.attributes()?.get(&MessageSystemAttributeName::SentTimestamp)?.parse().ok()
+            }));
             self.admit(messages, carry).await;
             batcher.fill_from(carry, std::time::Instant::now());
         }
@@ -323,8 +326,8 @@ impl SqsMapping {
         let mut throttled = false;
         let outcome = loop {
             match self
-                .target
-                .invoke(payload.clone(), InvocationType::RequestResponse, false)
+                .counters
+                .track_invoke(self.target.invoke(payload.clone(), InvocationType::RequestResponse, false))
                 .await
             {
                 Ok(response) => {

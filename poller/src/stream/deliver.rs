@@ -107,7 +107,12 @@ pub(super) async fn deliver(
                 }
             }
             Action::Checkpoint { records, .. } => final_end = records.end,
-            Action::Done => return (records.len(), framing),
+            Action::Done => {
+                if let Some(last) = records.last() {
+                    ctx.counters.batch_done(&shard_id, last.arrival_ms);
+                }
+                return (records.len(), framing);
+            }
         }
     }
 }
@@ -130,8 +135,8 @@ async fn invoke(
     let json: Vec<&[u8]> = records.iter().map(|r| r.json.as_slice()).collect();
     let payload = framing.envelope().payload(&json);
     match ctx
-        .target
-        .invoke(payload, InvocationType::RequestResponse, false)
+        .counters
+        .track_invoke(ctx.target.invoke(payload, InvocationType::RequestResponse, false))
         .await
     {
         Ok(response) => {

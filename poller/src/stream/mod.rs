@@ -171,6 +171,7 @@ impl StreamMapping {
                     match joined {
                         Ok((shard_id, exit)) => {
                             running.remove(&shard_id);
+                            ctx.counters.shard_stopped(&shard_id);
                             tracing::debug!(uuid = %ctx.uuid, shard_id, ?exit, "shard worker stopped");
                         }
                         Err(e) => tracing::error!(uuid = %ctx.uuid, error = %e, "shard worker failed"),

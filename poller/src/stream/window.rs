@@ -149,8 +149,8 @@ async fn final_invoke(ctx: &super::StreamCtx, event: TumblingWindow) -> bool {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
     loop {
         let result = ctx
-            .target
-            .invoke(payload.clone(), InvocationType::RequestResponse, false)
+            .counters
+            .track_invoke(ctx.target.invoke(payload.clone(), InvocationType::RequestResponse, false))
             .await;
         let ok = match &result {
             Ok(r) if r.function_error.is_none() => {

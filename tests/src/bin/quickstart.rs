@@ -45,6 +45,7 @@ async fn main() -> anyhow::Result<()> {
         .args(["run", "--mapping"])
         .arg(&mapping)
         .args(["--lambda-endpoint-url", &sim.url()])
+        .args(["--metrics-addr", "127.0.0.1:0"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()?;
