@@ -1,8 +1,8 @@
 //! Store-agnostic scenario suite: every [`LeaseStore`] must pass [`run_all`].
 //!
 //! Compiled for this crate's tests and, with the `conformance` feature, for other crates that
-//! implement a store (the planned DynamoDB store runs the same suite). Failures panic with a
-//! message naming the scenario.
+//! test a store (the DynamoDB store runs it in `tests/tests/lease_table.rs`). Failures panic
+//! with a message naming the scenario.
 //!
 //! Each scenario works on its own mapping UUID, so one backing storage serves them all.
 

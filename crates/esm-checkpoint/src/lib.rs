@@ -16,16 +16,32 @@
 //! * ending a shard records its children and creates their leases (at `TRIM_HORIZON`) in the
 //!   same step.
 //!
+//! # Stores
+//! * [`SqliteStore`]: embedded, for one poller process (an exclusive file lock keeps others
+//!   out), so every lease is this process's.
+//! * `DynamoDbStore` (feature `dynamodb`): one KCL-compatible DynamoDB table per mapping,
+//!   shared by several poller processes, which split the shards between them.
+//!
 //! # Async API
 //! [`LeaseStore`] is an `async` trait (native `async fn` in traits, futures `Send`) because the
-//! poller is tokio-based and the shared DynamoDB store planned next is naturally async.
-//! [`SqliteStore`] runs its blocking SQLite calls on tokio's blocking pool
-//! (`spawn_blocking`), so it must be used inside a tokio runtime. Generic code uses
-//! `S: LeaseStore` (the trait is not object-safe).
+//! poller is tokio-based and DynamoDB is naturally async. [`SqliteStore`] runs its blocking
+//! SQLite calls on tokio's blocking pool (`spawn_blocking`), so it must be used inside a tokio
+//! runtime. Generic code uses `S: LeaseStore` (the trait is not object-safe).
 //!
 //! # Intended use
 //! One task per held lease owns the counter and serialises renew and checkpoint calls for it
-//! (like KCL's per-lease lock), checkpointing only records that are final.
+//! (like KCL's per-lease lock), checkpointing only records that are final. After
+//! [`Error::Transient`], retry with the **same** counter: a store that cannot know whether its
+//! write was applied recognises its own write on the retry.
+//!
+//! # Several instances: expiry without synchronised clocks
+//! No store records *when* a lease was renewed; a renewal just bumps the counter. Each worker
+//! lists the leases periodically and notes, on its own monotonic clock, when it last saw each
+//! counter change; a lease whose counter has not moved for the failover time (10 s) is expired
+//! and may be taken with the counter seen (kinesis-consumers.md §2). [`LeaseTaker`] implements
+//! this and KCL 2.x's balancing rule as pure logic over [`LeaseStore::list`] results, so it
+//! works with any store; holders renew every [`TakerConfig::renew_interval`]. The full protocol
+//! and the poller's checklist are in `docs/leases.md`.
 
 use std::fmt;
 use std::future::Future;
@@ -35,9 +51,15 @@ pub use esm_stream::SequenceNumber;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+#[cfg(feature = "dynamodb")]
+mod dynamodb;
 mod sqlite;
+mod taker;
 
+#[cfg(feature = "dynamodb")]
+pub use dynamodb::DynamoDbStore;
 pub use sqlite::SqliteStore;
+pub use taker::{LeaseTaker, Take, TakerConfig};
 
 /// A lease's checkpoint: a KCL sentinel or a position in the shard.
 #[derive(Debug, Clone, PartialEq, Eq)]
