@@ -53,6 +53,13 @@ pub struct RunArgs {
     /// Directory for durable state: stream checkpoints (`checkpoints.sqlite`). One poller per directory.
     #[arg(long, default_value = ".poller", env = "POLLER_STATE_DIR")]
     pub state_dir: PathBuf,
+    /// Share Kinesis/DynamoDB Streams shards with other pollers through KCL-style DynamoDB lease tables
+    /// named PREFIX-<mapping UUID> (created if missing). Default: the SQLite store in --state-dir.
+    #[arg(long, value_name = "PREFIX", env = "POLLER_LEASE_TABLE")]
+    pub lease_table: Option<String>,
+    /// With --lease-table: a lease not renewed for this long is taken over by another poller.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub lease_failover: Duration,
     /// The function's execution role ARN, written as `invokeIdentityArn` in Kinesis records
     /// (default: arn:aws:iam::ACCOUNT:role/FUNCTION-role).
     #[arg(long)]

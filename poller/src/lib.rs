@@ -46,6 +46,11 @@ pub struct Options {
     pub invoke_identity_arn: Option<String>,
     /// Serve Prometheus metrics (`GET /metrics`) here; `None`: no server.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Share stream shards with other pollers through DynamoDB lease tables named `PREFIX-<mapping
+    /// UUID>` (KCL-style); `None`: the embedded SQLite store in `state_dir` (this process only).
+    pub lease_table: Option<String>,
+    /// A lease not renewed for this long may be taken by another poller (shared lease tables).
+    pub lease_failover: Duration,
 }
 
 /// What one mapping did while the poller ran.
@@ -108,7 +113,7 @@ impl Poller {
         let sdk = sdk_config(&self.options).await;
         let mut running = Vec::new();
         let mut reports = Vec::new();
-        let mut store: Option<Arc<esm_checkpoint::SqliteStore>> = None;
+        let mut store: Option<Arc<stream::store::Store>> = None;
         let owner = format!("{}:{}:{}", hostname(), std::process::id(), uuid::Uuid::new_v4().simple());
         let Poller { mappings, options, metrics } = self;
         let server_stop = CancellationToken::new();
@@ -146,7 +151,7 @@ impl Poller {
                 SourceSettings::Stream(_) => {
                     let store = match &store {
                         Some(store) => store.clone(),
-                        None => store.insert(open_store(&options.state_dir)?).clone(),
+                        None => store.insert(open_store(&options, &sdk)?).clone(),
                     };
                     let deps = stream::StreamDeps {
                         sdk: &sdk,
@@ -154,6 +159,10 @@ impl Poller {
                         counters,
                         store,
                         owner: owner.clone(),
+                        taker_config: esm_checkpoint::TakerConfig {
+                            failover: options.lease_failover,
+                            ..Default::default()
+                        },
                         invoke_identity_arn: options.invoke_identity_arn.clone(),
                         cancel: cancel.clone(),
                     };
@@ -188,16 +197,22 @@ impl Poller {
 
 }
 
-/// Open (creating it if needed) the checkpoint store in `state_dir`. It is locked: a second poller on
-/// the same directory fails here.
-fn open_store(state_dir: &Path) -> Result<Arc<esm_checkpoint::SqliteStore>, Error> {
+/// The lease store: DynamoDB lease tables shared with other pollers, or the SQLite file in the state
+/// directory (created if needed, and locked: a second poller on the same directory fails here).
+fn open_store(options: &Options, sdk: &aws_config::SdkConfig) -> Result<Arc<stream::store::Store>, Error> {
+    use stream::store::Store;
+    if let Some(prefix) = &options.lease_table {
+        let client = aws_sdk_dynamodb::Client::new(sdk);
+        return Ok(Arc::new(Store::DynamoDb(esm_checkpoint::DynamoDbStore::new(&client, prefix.clone(), true))));
+    }
+    let state_dir = &options.state_dir;
     std::fs::create_dir_all(state_dir).map_err(|source| Error::Read {
         path: state_dir.to_owned(),
         source,
     })?;
     let path = state_dir.join("checkpoints.sqlite");
     esm_checkpoint::SqliteStore::open(&path)
-        .map(Arc::new)
+        .map(|s| Arc::new(Store::Sqlite(s)))
         .map_err(|e| Error::Source(format!("checkpoint store {}: {e}", path.display())))
 }
 
@@ -278,6 +293,8 @@ async fn run(args: cli::RunArgs) -> ExitCode {
         state_dir: args.state_dir,
         invoke_identity_arn: args.invoke_identity_arn,
         metrics_addr: args.metrics_addr.0,
+        lease_table: args.lease_table,
+        lease_failover: args.lease_failover,
     };
     let cancel = CancellationToken::new();
     tokio::spawn(shutdown_on_signal(cancel.clone()));

@@ -247,6 +247,8 @@ impl RunningPoller {
             invoke_identity_arn: None,
             // Tests run many pollers at once: no fixed port.
             metrics_addr: None,
+            lease_table: None,
+            lease_failover: Duration::from_secs(10),
         };
         let cancel = CancellationToken::new();
         let task = tokio::spawn(poller::Poller::new(mappings, options).run(cancel.clone()));

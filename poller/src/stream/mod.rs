@@ -12,13 +12,14 @@ pub mod dynamodb;
 pub mod kinesis;
 mod shard;
 pub mod source;
+pub mod store;
 mod window;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use esm_checkpoint::{Checkpoint, LeaseRef, LeaseStore, NewLease, SqliteStore};
+use esm_checkpoint::{Checkpoint, LeaseRef, LeaseStore, LeaseTaker, NewLease, TakerConfig};
 use esm_events::envelope::{Envelope, MAX_PAYLOAD_BYTES};
 use esm_stream::RetryConfig;
 use lambda_invoke::Target;
@@ -30,8 +31,9 @@ use crate::config::{Mapping, SourceSettings, StartingPosition};
 use crate::error::Error;
 use crate::stats::Counters;
 use destination::Destination;
-use shard::{Exit, ShardWorker};
+use shard::{Exit, HeldLease, ShardWorker};
 use source::{ShardInfo, StreamRecord, StreamSource};
+use store::Store;
 
 /// How often shards are listed to find new ones (a shard that ends triggers a listing at once).
 const SHARD_SYNC_INTERVAL: Duration = Duration::from_secs(10);
@@ -48,9 +50,11 @@ pub(crate) struct StreamCtx {
     parallelization_factor: u32,
     tumbling_window: Option<Duration>,
     destination: Option<Destination>,
-    store: Arc<SqliteStore>,
+    store: Arc<Store>,
     /// This process's lease owner id.
     owner: String,
+    /// Lease expiry and renewal timing (shared stores).
+    taker_config: TakerConfig,
     counters: Arc<Counters>,
     function_arn: String,
     starting_timestamp: Option<f64>,
@@ -90,8 +94,9 @@ pub struct StreamDeps<'a> {
     pub sdk: &'a aws_config::SdkConfig,
     pub target: Target,
     pub counters: Arc<Counters>,
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<Store>,
     pub owner: String,
+    pub taker_config: TakerConfig,
     pub invoke_identity_arn: Option<String>,
     pub cancel: CancellationToken,
 }
@@ -108,6 +113,10 @@ impl StreamMapping {
             format!("arn:aws:iam::{}:role/{}-role", arn.account, short_name(&mapping.function_name))
         });
         let source = StreamSource::connect(deps.sdk, &mapping.source, &role).await?;
+        deps.store
+            .open(&mapping.uuid)
+            .await
+            .map_err(|e| Error::Source(format!("lease store for mapping {}: {e}", mapping.uuid)))?;
         let destination = match &settings.on_failure_destination {
             Some(dest) => Some(Destination::connect(deps.sdk, dest).await?),
             None => None,
@@ -140,6 +149,7 @@ impl StreamMapping {
             destination,
             store: deps.store,
             owner: deps.owner,
+            taker_config: deps.taker_config,
             counters: deps.counters,
             function_arn,
             starting_timestamp,
@@ -159,16 +169,22 @@ impl StreamMapping {
         tracing::info!(uuid = %ctx.uuid, stream = %ctx.source.arn().arn, function = %ctx.target.describe(), "stream mapping started");
         let mut workers: JoinSet<(String, Exit)> = JoinSet::new();
         let mut running: HashSet<String> = HashSet::new();
+        let mut taker = ctx.store.is_shared().then(|| LeaseTaker::new(ctx.owner.clone(), ctx.taker_config.clone()));
+        let sync_interval = match &taker {
+            Some(_) => SHARD_SYNC_INTERVAL.min(ctx.taker_config.scan_interval()),
+            None => SHARD_SYNC_INTERVAL,
+        };
         loop {
             if !ctx.cancel.is_cancelled() {
                 match ctx.source.list_shards().await {
-                    Ok(shards) => self.start_workers(&shards, &mut running, &mut workers).await,
+                    Ok(shards) => self.start_workers(&shards, &mut running, &mut workers, taker.as_mut()).await,
                     Err(e) => tracing::warn!(uuid = %ctx.uuid, error = %e, "listing shards failed; will retry"),
                 }
             }
             tokio::select! {
                 Some(joined) = workers.join_next() => {
                     match joined {
+                        Ok((_, Exit::Renewer)) => {}
                         Ok((shard_id, exit)) => {
                             running.remove(&shard_id);
                             ctx.counters.shard_stopped(&shard_id);
@@ -180,7 +196,7 @@ impl StreamMapping {
                         break;
                     }
                 }
-                _ = tokio::time::sleep(SHARD_SYNC_INTERVAL), if !ctx.cancel.is_cancelled() => {}
+                _ = tokio::time::sleep(sync_interval), if !ctx.cancel.is_cancelled() => {}
                 _ = ctx.cancel.cancelled(), if !ctx.cancel.is_cancelled() => {}
                 else => break,
             }
@@ -191,12 +207,15 @@ impl StreamMapping {
         tracing::info!(uuid = %ctx.uuid, "stream mapping stopped");
     }
 
-    /// Create leases for new shards and start a worker for every lease that can be taken.
+    /// Create leases for new shards and start a worker for every lease this process should hold: with
+    /// the embedded store every unfinished lease; with a shared store only those the [`LeaseTaker`]
+    /// plans (free, expired, or stolen to balance the fleet).
     async fn start_workers(
         &self,
         shards: &[ShardInfo],
         running: &mut HashSet<String>,
         workers: &mut JoinSet<(String, Exit)>,
+        taker: Option<&mut LeaseTaker>,
     ) {
         let ctx = &self.ctx;
         let leases = match ctx.store.list(&ctx.uuid).await {
@@ -243,30 +262,60 @@ impl StreamMapping {
                 return;
             }
         };
-        for lease in leases {
-            if lease.checkpoint == Checkpoint::ShardEnd || running.contains(&lease.lease_key) {
+        let wanted: Vec<(String, u64)> = match taker {
+            Some(taker) => taker
+                .plan(&leases, tokio::time::Instant::now().into_std())
+                .into_iter()
+                .map(|t| (t.lease_key, t.counter))
+                .collect(),
+            None => leases
+                .into_iter()
+                .filter(|l| l.checkpoint != Checkpoint::ShardEnd)
+                .map(|l| (l.lease_key, l.counter))
+                .collect(),
+        };
+        for (lease_key, counter) in wanted {
+            if running.contains(&lease_key) {
                 continue;
             }
-            let lease_ref = LeaseRef::new(ctx.uuid.clone(), lease.lease_key.clone());
-            match ctx.store.take(&lease_ref, &ctx.owner, lease.counter).await {
+            let lease_ref = LeaseRef::new(ctx.uuid.clone(), lease_key.clone());
+            match ctx.store.take(&lease_ref, &ctx.owner, counter).await {
                 Ok(taken) => {
-                    running.insert(lease.lease_key.clone());
+                    running.insert(lease_key.clone());
+                    let held = HeldLease::new(taken.counter);
+                    if ctx.store.is_shared() {
+                        workers.spawn({
+                            let (held, ctx, lease) = (held.clone(), self.ctx.clone(), lease_ref.clone());
+                            async move {
+                                let shard_id = lease.lease_key.clone();
+                                held.renew(ctx, lease).await;
+                                (shard_id, Exit::Renewer)
+                            }
+                        });
+                    }
                     let worker = ShardWorker {
                         ctx: self.ctx.clone(),
                         lease: lease_ref,
-                        counter: taken.counter,
+                        held,
                         start: taken.checkpoint,
                     };
-                    tracing::info!(uuid = %ctx.uuid, shard_id = %lease.lease_key, start = %worker.start, "shard taken");
+                    tracing::info!(uuid = %ctx.uuid, shard_id = %lease_key, start = %worker.start, "shard taken");
                     workers.spawn(async move {
                         let shard_id = worker.lease.lease_key.clone();
-                        (shard_id, worker.run().await)
+                        let held = worker.held.clone();
+                        let exit = worker.run().await;
+                        // The renewer stops with the worker.
+                        held.lost.cancel();
+                        (shard_id, exit)
                     });
                 }
                 Err(esm_checkpoint::Error::ParentNotEnded(parent)) => {
-                    tracing::debug!(uuid = %ctx.uuid, shard_id = %lease.lease_key, %parent, "waiting for the parent shard to end");
+                    tracing::debug!(uuid = %ctx.uuid, shard_id = %lease_key, %parent, "waiting for the parent shard to end");
                 }
-                Err(e) => tracing::warn!(uuid = %ctx.uuid, shard_id = %lease.lease_key, error = %e, "taking the lease failed"),
+                Err(esm_checkpoint::Error::Lost) => {
+                    tracing::debug!(uuid = %ctx.uuid, shard_id = %lease_key, "another poller took the lease first");
+                }
+                Err(e) => tracing::warn!(uuid = %ctx.uuid, shard_id = %lease_key, error = %e, "taking the lease failed"),
             }
         }
     }

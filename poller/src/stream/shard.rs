@@ -26,16 +26,71 @@ use crate::stats::Counters;
 pub(super) enum Exit {
     /// The shard is closed and every record is final; its lease is at SHARD_END.
     Ended,
-    /// Shutdown, lease lost, or the shard disappeared; the lease was released where possible.
+    /// Shutdown, or the shard disappeared; the lease was released where possible.
     Stopped,
+    /// Another poller took the lease: stopped without writing anything more.
+    Lost,
+    /// Not a worker: a lease renewer ended (its worker reports separately).
+    Renewer,
 }
 
-/// A shard worker: owns the lease (and its counter) for as long as it runs.
+/// A shard worker: holds the lease for as long as it runs.
 pub(super) struct ShardWorker {
     pub(super) ctx: Arc<StreamCtx>,
     pub(super) lease: LeaseRef,
-    pub(super) counter: u64,
+    pub(super) held: Arc<HeldLease>,
     pub(super) start: Checkpoint,
+}
+
+/// A lease this process holds. Its counter (the fencing token) is behind one lock, so the worker's
+/// checkpoints and the renewer's heartbeats never race (KCL's per-lease lock). With a shared store the
+/// renewer cancels `lost` when the lease is taken by another process, or when it could not renew it for
+/// the failover time (then peers may take it: stop before they do).
+pub(super) struct HeldLease {
+    counter: tokio::sync::Mutex<u64>,
+    pub(super) lost: tokio_util::sync::CancellationToken,
+}
+
+impl HeldLease {
+    pub(super) fn new(counter: u64) -> Arc<HeldLease> {
+        Arc::new(HeldLease {
+            counter: tokio::sync::Mutex::new(counter),
+            lost: tokio_util::sync::CancellationToken::new(),
+        })
+    }
+
+    /// Renew `lease` every `renew_interval` until the worker stops or the lease is lost.
+    pub(super) async fn renew(self: Arc<Self>, ctx: Arc<StreamCtx>, lease: LeaseRef) {
+        let config = &ctx.taker_config;
+        let mut last_success = Instant::now();
+        let mut ticker = tokio::time::interval(config.renew_interval());
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = self.lost.cancelled() => return,
+            }
+            let mut counter = self.counter.lock().await;
+            match ctx.store.renew(&lease, &ctx.owner, *counter).await {
+                Ok(next) => {
+                    *counter = next;
+                    last_success = Instant::now();
+                }
+                Err(esm_checkpoint::Error::Lost) => {
+                    tracing::warn!(uuid = %ctx.uuid, shard_id = %lease.lease_key, "lease taken by another poller; stopping the shard");
+                    self.lost.cancel();
+                    return;
+                }
+                Err(e) if last_success.elapsed() >= config.failover => {
+                    tracing::error!(uuid = %ctx.uuid, shard_id = %lease.lease_key, error = %e,
+                        "lease not renewed for the failover time; stopping the shard before a peer takes it");
+                    self.lost.cancel();
+                    return;
+                }
+                Err(e) => tracing::warn!(uuid = %ctx.uuid, shard_id = %lease.lease_key, error = %e, "renewing the lease failed; retrying"),
+            }
+        }
+    }
 }
 
 /// Lane bookkeeping the [`Lanes`] type leaves to us: how many records wait and since when.
@@ -141,6 +196,10 @@ impl ShardWorker {
                 }
                 _ = sleep_until_opt(window_deadline) => {}
                 _ = ctx.cancel.cancelled(), if !ctx.cancel.is_cancelled() => {}
+                _ = self.held.lost.cancelled() => {
+                    in_flight.abort_all();
+                    return Exit::Lost;
+                }
             }
         }
     }
@@ -153,15 +212,14 @@ impl ShardWorker {
         if matches!(&self.start, Checkpoint::Sequence { sequence_number, .. } if *sequence_number == seq) {
             return true;
         }
+        let mut counter = self.held.counter.lock().await;
         loop {
-            match self
-                .ctx
-                .store
-                .checkpoint(&self.lease, &self.ctx.owner, self.counter, &seq, 0)
-                .await
-            {
-                Ok(counter) => {
-                    self.counter = counter;
+            if self.held.lost.is_cancelled() {
+                return false;
+            }
+            match self.ctx.store.checkpoint(&self.lease, &self.ctx.owner, *counter, &seq, 0).await {
+                Ok(next) => {
+                    *counter = next;
                     self.start = Checkpoint::Sequence {
                         sequence_number: seq,
                         sub_sequence_number: 0,
@@ -204,16 +262,18 @@ impl ShardWorker {
                 Err(_) => return self.release().await,
             }
         };
-        match self
-            .ctx
-            .store
-            .end_shard(&self.lease, &self.ctx.owner, self.counter, &children)
-            .await
-        {
-            Ok(counter) => {
-                self.counter = counter;
+        let ended = {
+            let mut counter = self.held.counter.lock().await;
+            let result = self.ctx.store.end_shard(&self.lease, &self.ctx.owner, *counter, &children).await;
+            if let Ok(next) = &result {
+                *counter = *next;
+            }
+            result
+        };
+        match ended {
+            Ok(_) => {
                 tracing::info!(uuid = %self.ctx.uuid, shard_id = %self.lease.lease_key, "shard ended");
-                let _ = self.release().await;
+                self.release().await;
                 Exit::Ended
             }
             Err(e) => {
@@ -223,14 +283,13 @@ impl ShardWorker {
         }
     }
 
-    /// Give the lease up so a restart (or another worker) takes it at once.
+    /// Give the lease up so a restart (or another poller) takes it at once.
     pub(super) async fn release(&mut self) -> Exit {
-        if let Err(e) = self
-            .ctx
-            .store
-            .release(&self.lease, &self.ctx.owner, self.counter)
-            .await
-        {
+        if self.held.lost.is_cancelled() {
+            return Exit::Lost;
+        }
+        let counter = *self.held.counter.lock().await;
+        if let Err(e) = self.ctx.store.release(&self.lease, &self.ctx.owner, counter).await {
             tracing::warn!(uuid = %self.ctx.uuid, shard_id = %self.lease.lease_key, error = %e, "releasing the lease failed");
         }
         Exit::Stopped

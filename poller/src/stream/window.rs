@@ -54,7 +54,10 @@ pub(super) async fn run(mut worker: ShardWorker) -> Exit {
             WindowStep::Invoke { window, records } => {
                 let batch = take_batch(&mut pending, records, ctx.batch_size, tracker.state());
                 let framing = Framing::Window(window_event(&ctx, &shard_id, window, tracker.state(), false, false));
-                let (final_count, framing) = deliver(ctx.clone(), shard_id.clone(), batch.clone(), framing).await;
+                let (final_count, framing) = tokio::select! {
+                    delivered = deliver(ctx.clone(), shard_id.clone(), batch.clone(), framing) => delivered,
+                    _ = worker.held.lost.cancelled() => return Exit::Lost,
+                };
                 if final_count < batch.len() {
                     return worker.release().await;
                 }
@@ -69,7 +72,11 @@ pub(super) async fn run(mut worker: ShardWorker) -> Exit {
             }
             WindowStep::FinalInvoke { window, terminated_early } => {
                 let event = window_event(&ctx, &shard_id, window, tracker.state(), true, terminated_early);
-                if !final_invoke(&ctx, event).await {
+                let invoked = tokio::select! {
+                    ok = final_invoke(&ctx, event) => ok,
+                    _ = worker.held.lost.cancelled() => return Exit::Lost,
+                };
+                if !invoked {
                     return worker.release().await;
                 }
                 tracker.on_final_success();
@@ -97,6 +104,7 @@ pub(super) async fn run(mut worker: ShardWorker) -> Exit {
                     }
                     _ = sleep_until_opt(wake) => {}
                     _ = ctx.cancel.cancelled() => {}
+                    _ = worker.held.lost.cancelled() => return Exit::Lost,
                 }
             }
         }
