@@ -21,7 +21,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run event source mappings until SIGTERM or Ctrl-C, then finish in-flight batches and exit.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Check mapping files (CreateEventSourceMapping JSON) and print what each resolves to.
     Validate {
         /// Mapping files.

@@ -246,7 +246,7 @@ fn target(options: &Options, sdk: &aws_config::SdkConfig, function_name: &str) -
 pub async fn main(cli: cli::Cli) -> ExitCode {
     match cli.command {
         cli::Command::Validate { files } => validate(&files),
-        cli::Command::Run(args) => run(args).await,
+        cli::Command::Run(args) => run(*args).await,
     }
 }
 
