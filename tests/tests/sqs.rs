@@ -472,3 +472,35 @@ async fn visibility_is_extended_while_a_batch_runs() {
     assert_eq!(sim.invocations().len(), 1, "one invocation: the messages never reappeared during the 5 s run");
     assert_eq!(reports[0].counters.deleted, 3);
 }
+
+/// The 6 MB invocation payload cap: messages that would pass it go to the next batch, even within
+/// BatchSize and the window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batches_stay_under_the_six_megabyte_payload_cap() {
+    let sqs = Sqs::new().await;
+    let queue = sqs.create_queue(&unique("big"), &[]).await;
+    for i in 0..30 {
+        // One at a time: a SendMessageBatch request is limited to 1 MiB.
+        let body = format!("{i:02}{}", "x".repeat(240_000));
+        sqs.client.send_message().queue_url(&queue.url).message_body(body).send().await.unwrap();
+    }
+    let sim = simulator(FunctionConfig::default()).await;
+    let poller = RunningPoller::start(
+        &[sqs_mapping(&queue, "big-fn", r#""BatchSize":100,"MaximumBatchingWindowInSeconds":3,"ScalingConfig":{"MaximumConcurrency":2}"#)],
+        &sim.url(),
+        None,
+    );
+    eventually(Duration::from_secs(60), "30 large messages processed", || async {
+        processed_bodies(&sim.invocations()).len() >= 30
+    })
+    .await;
+    poller.stop().await;
+    let invocations = sim.invocations();
+    for inv in &invocations {
+        let size = serde_json::to_vec(&inv.payload).unwrap().len();
+        assert!(size <= 6_291_456, "payload of {size} bytes");
+        assert!(inv.result == InvocationResult::Success, "{:?}", inv.result);
+    }
+    assert!(invocations.len() >= 2, "7+ MB of messages needs at least two invocations");
+    assert_eq!(processed_bodies(&invocations).len(), 30);
+}
