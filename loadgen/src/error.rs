@@ -14,7 +14,7 @@ pub enum Error {
     #[error("invalid configuration: {field}: {message}")]
     Config { field: String, message: String },
 
-    /// The config file could not be read.
+    /// The config (or scenario) file could not be read.
     #[error("cannot read config file {path}: {error}")]
     ReadConfig {
         path: PathBuf,
@@ -39,6 +39,18 @@ pub enum Error {
     /// The HTTP server failed while running.
     #[error("server error: {0}")]
     Serve(std::io::Error),
+
+    /// The invoke target could not be set up (e.g. no AWS credentials).
+    #[error("cannot set up the target: {0}")]
+    Target(String),
+
+    /// An output file could not be written.
+    #[error("cannot write {path}: {error}")]
+    Write { path: PathBuf, error: String },
+
+    /// An input `.hlog` file could not be read or parsed.
+    #[error("cannot read interval log {path}: {message}")]
+    ReadLog { path: PathBuf, message: String },
 }
 
 impl Error {

@@ -1,3 +1,4 @@
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -5,14 +6,23 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    // Logs go to stderr: stdout carries machine-read lines such as `listening on ...`.
+    // Logs go to stderr: stdout carries machine-read output (`listening on ...`, summaries, JSON).
+    // Colours only for a terminal, so CI logs and pipes get plain text.
     tracing_subscriber::fmt()
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
-    match loadgen::run(loadgen::Cli::parse()).await {
+    // Run on a worker thread, not on the main thread that `#[tokio::main]` blocks: the load
+    // generator's engine loop then shares threads with the request tasks it spawns, instead of
+    // waking the main thread across threads for every request.
+    let task = tokio::spawn(loadgen::run(loadgen::Cli::parse()));
+    let result = task
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    match result {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");

@@ -44,6 +44,7 @@ pub use config::{FailureMode, FunctionConfig, Rule, RuleAction, SimConfig};
 pub use recording::{Endpoint, FunctionStats, Invocation, InvocationResult, InvocationType, Stats};
 pub use simulator::{SimHandle, Simulator};
 pub use timing::{Latency, Stall};
+pub(crate) use timing::{duration_str, option_duration_str};
 
 use crate::cli::SimulateArgs;
 
@@ -108,7 +109,7 @@ fn effective_config(args: &SimulateArgs) -> Result<SimConfig, crate::Error> {
 /// Registers the SIGTERM and SIGINT (Ctrl-C) handlers now, not on first poll; the returned future
 /// resolves on either.
 #[cfg(unix)]
-fn shutdown_signal() -> std::io::Result<impl Future<Output = std::io::Result<()>>> {
+pub(crate) fn shutdown_signal() -> std::io::Result<impl Future<Output = std::io::Result<()>>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -121,7 +122,7 @@ fn shutdown_signal() -> std::io::Result<impl Future<Output = std::io::Result<()>
 }
 
 #[cfg(not(unix))]
-fn shutdown_signal() -> std::io::Result<impl Future<Output = std::io::Result<()>>> {
+pub(crate) fn shutdown_signal() -> std::io::Result<impl Future<Output = std::io::Result<()>>> {
     Ok(tokio::signal::ctrl_c())
 }
 
@@ -140,7 +141,9 @@ mod tests {
     use crate::cli::{Cli, Command};
 
     fn args(argv: &[&str]) -> SimulateArgs {
-        let Command::Simulate(args) = Cli::parse_from(argv).command;
+        let Command::Simulate(args) = Cli::parse_from(argv).command else {
+            panic!("not `simulate`");
+        };
         args
     }
 

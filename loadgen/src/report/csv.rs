@@ -1,0 +1,109 @@
+//! CSV files: one row per interval, and the percentile distribution.
+
+use std::fmt::Write as _;
+
+use super::Report;
+use crate::run::Outcome;
+
+/// `intervals.csv`: time series for spreadsheets and plotting tools. Empty cells: no data.
+pub(super) fn intervals(r: &Report) -> String {
+    let mut out = String::from("start_s,duration_s,requests,rps");
+    for outcome in Outcome::ALL {
+        out.push(',');
+        out.push_str(outcome.as_str());
+    }
+    out.push_str(",late,p50_ms,p90_ms,p99_ms,max_ms\n");
+    for row in &r.intervals {
+        let cell = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_default();
+        let late = row.late.map(|l| l.to_string()).unwrap_or_default();
+        write!(
+            out,
+            "{:.3},{:.3},{},{:.3}",
+            row.start_s, row.duration_s, row.requests, row.rps
+        )
+        .expect("writing to a String cannot fail");
+        for outcome in Outcome::ALL {
+            write!(out, ",{}", row.outcomes.get(&outcome).copied().unwrap_or(0))
+                .expect("writing to a String cannot fail");
+        }
+        writeln!(
+            out,
+            ",{late},{},{},{},{}",
+            cell(row.p50_ms),
+            cell(row.p90_ms),
+            cell(row.p99_ms),
+            cell(row.max_ms)
+        )
+        .expect("writing to a String cannot fail");
+    }
+    out
+}
+
+/// `percentiles.csv`: the latency distribution of all requests.
+pub(super) fn percentiles(r: &Report) -> String {
+    let mut out = String::from("percentile,latency_ms\n");
+    for p in &r.percentiles {
+        writeln!(out, "{},{:.3}", p.percentile, p.latency_ms)
+            .expect("writing to a String cannot fail");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::RunInfo;
+    use super::*;
+    use crate::run::{Recorder, Sample};
+
+    fn report() -> Report {
+        let mut recorder = Recorder::new(Duration::from_millis(10), false);
+        recorder.record(&Sample {
+            outcome: Outcome::Throttle,
+            detail: None,
+            latency: Duration::from_millis(2),
+            service_time: Duration::from_millis(2),
+            send_lag: Duration::from_millis(20),
+            init_duration: None,
+        });
+        recorder.rotate(Duration::from_secs(1));
+        recorder.rotate(Duration::from_secs(2));
+        Report::new(
+            RunInfo::default(),
+            &recorder.finish(Duration::from_secs(2)),
+            &[],
+        )
+    }
+
+    #[test]
+    fn interval_rows_have_a_column_per_outcome() {
+        let text = intervals(&report());
+        let lines: Vec<_> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "start_s,duration_s,requests,rps,success,function_error,throttle,http_error,timeout,transport_error,late,p50_ms,p90_ms,p99_ms,max_ms"
+        );
+        let first: Vec<_> = lines[1].split(',').collect();
+        assert_eq!(
+            first[..11],
+            [
+                "0.000", "1.000", "1", "1.000", "0", "0", "1", "0", "0", "0", "1"
+            ]
+        );
+        assert!(first[11].starts_with("2.00"));
+        // An interval without requests leaves the latency cells empty.
+        assert!(lines[2].ends_with(",0,,,,"), "{}", lines[2]);
+        assert_eq!(lines.len(), 3);
+    }
+
+    #[test]
+    fn percentile_rows() {
+        let text = percentiles(&report());
+        assert!(text.starts_with("percentile,latency_ms\n0,2.00"), "{text}");
+        assert!(text.trim_end().ends_with(&format!(
+            "100,{:.3}",
+            report().percentiles.last().unwrap().latency_ms
+        )));
+    }
+}

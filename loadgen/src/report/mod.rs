@@ -1,0 +1,323 @@
+//! Reports: one [`Report`] model built from [`Measurements`], rendered as a human summary, JSON,
+//! CSV, JUnit XML and HTML; plus the `.hlog` interval log.
+//!
+//! Rendering is pure (model in, text out); [`write_files`] is the only I/O.
+
+mod csv;
+mod hlog;
+mod html;
+mod junit;
+mod text;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::SystemTime;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+pub use hlog::{HlogWriter, LogReader, RawInterval};
+
+use crate::Error;
+use crate::run::{IntervalRow, Measurements, Outcome, UNIT_PER_MS};
+use crate::scenario::{Threshold, ThresholdResult};
+
+/// Version of the JSON layout (`loadgen/report.schema.json`); raised on incompatible changes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Percentiles listed in the distribution (JSON `percentiles`, `percentiles.csv`, the plot).
+const DISTRIBUTION: [f64; 24] = [
+    0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 75.0, 80.0, 85.0, 90.0, 92.5, 95.0, 97.5, 98.0,
+    99.0, 99.5, 99.75, 99.9, 99.95, 99.99, 99.999, 100.0,
+];
+
+/// What a report says about the run beyond the measurements.
+#[derive(Debug, Clone, Default)]
+pub struct RunInfo {
+    pub name: String,
+    /// `lambda:NAME` or the URL; unknown for merged logs.
+    pub target: Option<String>,
+    /// `open` or `closed`; unknown for merged logs.
+    pub model: Option<String>,
+    pub started_at: Option<SystemTime>,
+    /// Stopped by Ctrl-C before the schedule ended.
+    pub interrupted: bool,
+    /// Input files of `loadgen merge`.
+    pub merged_from: Vec<String>,
+}
+
+/// The whole report; its JSON form is described by `loadgen/report.schema.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub tool: String,
+    pub name: String,
+    pub target: Option<String>,
+    pub model: Option<String>,
+    /// RFC 3339, UTC.
+    pub started_at: Option<String>,
+    pub duration_s: f64,
+    pub interrupted: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<String>,
+    pub requests: u64,
+    /// Completed requests per second over the whole run.
+    pub throughput_rps: f64,
+    /// All six outcomes, zeros included.
+    pub outcomes: BTreeMap<Outcome, OutcomeReport>,
+    /// Latency of all requests from their scheduled send time; `None` when nothing completed.
+    pub latency_ms: Option<LatencySummary>,
+    /// The same per outcome, for outcomes that occurred.
+    pub latency_by_outcome_ms: BTreeMap<Outcome, LatencySummary>,
+    /// Latency from the actual send time (not corrected for coordinated omission).
+    pub service_time_ms: Option<LatencySummary>,
+    pub sending: Option<SendingReport>,
+    pub cold_starts: Option<ColdStartReport>,
+    pub thresholds: Vec<ThresholdResult>,
+    /// Every threshold passed (true when there are none).
+    pub passed: bool,
+    /// The latency distribution of all requests.
+    pub percentiles: Vec<PercentilePoint>,
+    /// Histogram of all latencies in (up to) [`BUCKETS`] buckets, log-spaced for wide ranges.
+    pub histogram: Vec<HistogramBucket>,
+    pub intervals: Vec<IntervalRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutcomeReport {
+    pub count: u64,
+    /// Share of all requests (0 when there were none).
+    pub rate: f64,
+    /// Counts by throttle reason, error type, HTTP status, or error text.
+    pub details: BTreeMap<String, u64>,
+}
+
+/// Latency statistics in milliseconds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub min: f64,
+    pub mean: f64,
+    pub stdev: f64,
+    pub p50: f64,
+    pub p75: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub p99_9: f64,
+    pub p99_99: f64,
+    pub max: f64,
+}
+
+impl LatencySummary {
+    /// `None` for an empty histogram.
+    pub fn of(h: &Histogram<u64>) -> Option<LatencySummary> {
+        if h.is_empty() {
+            return None;
+        }
+        let ms = |us: f64| us / UNIT_PER_MS;
+        let q = |q: f64| ms(h.value_at_quantile(q) as f64);
+        Some(LatencySummary {
+            count: h.len(),
+            min: ms(h.min() as f64),
+            mean: ms(h.mean()),
+            stdev: ms(h.stdev()),
+            p50: q(0.5),
+            p75: q(0.75),
+            p90: q(0.9),
+            p95: q(0.95),
+            p99: q(0.99),
+            p99_9: q(0.999),
+            p99_99: q(0.9999),
+            max: ms(h.max() as f64),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SendingReport {
+    /// Requests sent more than `late_after_ms` after their scheduled time.
+    pub late: u64,
+    pub late_rate: f64,
+    pub late_after_ms: f64,
+    /// Actual send time − scheduled send time.
+    pub lag_ms: Option<LatencySummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ColdStartReport {
+    pub count: u64,
+    /// Share of all requests.
+    pub rate: f64,
+    /// `Init Duration` from the REPORT lines.
+    pub init_duration_ms: Option<LatencySummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistogramBucket {
+    pub from_ms: f64,
+    pub to_ms: f64,
+    pub count: u64,
+}
+
+/// Number of buckets in [`Report::histogram`].
+pub const BUCKETS: usize = 12;
+
+/// Splits `h` into buckets between its minimum and maximum: log-spaced when the maximum is more
+/// than four times the minimum (latency tails are long), linear otherwise.
+fn buckets(h: &Histogram<u64>) -> Vec<HistogramBucket> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    let (min, max) = (h.min() as f64, h.max() as f64);
+    let log = min > 0.0 && max / min > 4.0;
+    let n = if max > min { BUCKETS } else { 1 };
+    let edge = |i: usize| {
+        let f = i as f64 / n as f64;
+        if log {
+            min * (max / min).powf(f)
+        } else {
+            min + (max - min) * f
+        }
+    };
+    let mut result: Vec<HistogramBucket> = (0..n)
+        .map(|i| HistogramBucket {
+            from_ms: edge(i) / UNIT_PER_MS,
+            to_ms: edge(i + 1) / UNIT_PER_MS,
+            count: 0,
+        })
+        .collect();
+    for v in h.iter_recorded() {
+        let value = h.highest_equivalent(v.value_iterated_to()) as f64 / UNIT_PER_MS;
+        let i = result.iter().position(|b| value < b.to_ms).unwrap_or(n - 1);
+        result[i].count += v.count_at_value();
+    }
+    result
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PercentilePoint {
+    pub percentile: f64,
+    pub latency_ms: f64,
+}
+
+impl Report {
+    pub fn new(info: RunInfo, m: &Measurements, thresholds: &[Threshold]) -> Report {
+        let all = m.latency.all();
+        let requests = all.len();
+        let rate = |count: u64| {
+            if requests == 0 {
+                0.0
+            } else {
+                count as f64 / requests as f64
+            }
+        };
+        let secs = m.elapsed.as_secs_f64();
+        let outcomes = Outcome::ALL
+            .iter()
+            .map(|&o| {
+                let count = m.latency.count(o);
+                let details = m.details.get(&o).cloned().unwrap_or_default();
+                (
+                    o,
+                    OutcomeReport {
+                        count,
+                        rate: rate(count),
+                        details,
+                    },
+                )
+            })
+            .collect();
+        let latency_by_outcome_ms = Outcome::ALL
+            .iter()
+            .filter_map(|&o| LatencySummary::of(m.latency.get(o)).map(|s| (o, s)))
+            .collect();
+        let thresholds: Vec<ThresholdResult> = thresholds.iter().map(|t| t.evaluate(m)).collect();
+        Report {
+            schema_version: SCHEMA_VERSION,
+            tool: format!("loadgen {}", env!("CARGO_PKG_VERSION")),
+            name: info.name,
+            target: info.target,
+            model: info.model,
+            started_at: info
+                .started_at
+                .map(|t| humantime::format_rfc3339_millis(t).to_string()),
+            duration_s: secs,
+            interrupted: info.interrupted,
+            merged_from: info.merged_from,
+            requests,
+            throughput_rps: if secs > 0.0 {
+                requests as f64 / secs
+            } else {
+                0.0
+            },
+            outcomes,
+            latency_ms: LatencySummary::of(&all),
+            latency_by_outcome_ms,
+            service_time_ms: m.service_time.as_ref().and_then(LatencySummary::of),
+            sending: m.send.as_ref().map(|s| SendingReport {
+                late: s.late,
+                late_rate: rate(s.late),
+                late_after_ms: s.late_after.as_secs_f64() * 1e3,
+                lag_ms: LatencySummary::of(&s.lag),
+            }),
+            cold_starts: m.cold_starts.as_ref().map(|h| ColdStartReport {
+                count: h.len(),
+                rate: rate(h.len()),
+                init_duration_ms: LatencySummary::of(h),
+            }),
+            passed: thresholds.iter().all(|t| t.passed),
+            thresholds,
+            percentiles: if all.is_empty() {
+                Vec::new()
+            } else {
+                DISTRIBUTION
+                    .iter()
+                    .map(|&p| PercentilePoint {
+                        percentile: p,
+                        latency_ms: all.value_at_percentile(p) as f64 / UNIT_PER_MS,
+                    })
+                    .collect()
+            },
+            histogram: buckets(&all),
+            intervals: m.intervals.clone(),
+        }
+    }
+
+    /// The human summary printed at the end of a run.
+    pub fn summary(&self) -> String {
+        text::summary(self)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("the report serialises")
+    }
+}
+
+/// Output files written to `--out-dir` (besides `latency.hlog`, streamed during the run).
+pub const FILES: [&str; 5] = [
+    "report.json",
+    "intervals.csv",
+    "percentiles.csv",
+    "junit.xml",
+    "report.html",
+];
+
+/// Writes [`FILES`] into `dir`.
+pub fn write_files(dir: &Path, report: &Report) -> Result<(), Error> {
+    let contents = [
+        report.to_json(),
+        csv::intervals(report),
+        csv::percentiles(report),
+        junit::render(report),
+        html::render(report),
+    ];
+    for (name, content) in FILES.iter().zip(contents) {
+        let path = dir.join(name);
+        std::fs::write(&path, content).map_err(|e| Error::Write {
+            path,
+            error: e.to_string(),
+        })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,183 @@
+//! The engine: one loop for every load model. It asks the [`Schedule`] what to do, sends requests
+//! as tasks, and records what they report. The loop owns all statistics, so nothing is locked.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use lambda_invoke::{InvocationType, Target};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::mix::Mix;
+use super::outcome::classify;
+use super::schedule::{Next, Schedule};
+use super::stats::{Interval, Measurements, Recorder, Sample};
+use crate::scenario::{Context, Plan};
+
+/// Receives each interval as it closes (the `.hlog` writer, the progress bar).
+pub trait IntervalSink {
+    fn interval(&mut self, interval: &Interval);
+}
+
+/// For runs that only want the totals.
+impl IntervalSink for () {
+    fn interval(&mut self, _: &Interval) {}
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct Run {
+    /// Wall-clock start, for reports and `.hlog` time stamps.
+    pub started_at: SystemTime,
+    pub measurements: Measurements,
+    /// Requests sent (all of them completed: the engine waits for every one).
+    pub sent: u64,
+    /// `stop` was cancelled before the schedule ended (Ctrl-C).
+    pub interrupted: bool,
+}
+
+/// Runs `plan` against `target` until the schedule ends, `max_requests` are sent, or `stop` is
+/// cancelled; then waits for the requests in flight (each bounded by the target timeout).
+pub async fn execute(
+    plan: &Plan,
+    target: Target,
+    stop: &CancellationToken,
+    sink: &mut (dyn IntervalSink + Send),
+) -> Run {
+    let mut schedule: Box<dyn Schedule> = plan.load.schedule();
+    let mut sender = Sender {
+        target: Arc::new(target),
+        plan,
+        mix: Mix::new(plan.requests.iter().map(|r| r.weight)),
+        rng: match plan.seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_os_rng(),
+        },
+        body: String::new(),
+        start: Instant::now(),
+    };
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Sample>();
+    let mut recorder = Recorder::new(plan.load.late_after, plan.target.log_tail);
+    let started_at = SystemTime::now();
+    let start = sender.start;
+    let mut in_flight = 0usize;
+    let mut sent = 0u64;
+    let mut next_tick = plan.interval;
+    let mut sending = true;
+    // One timer for the whole run, moved only when the wake-up time changes (a closed model at
+    // full concurrency waits for the same tick request after request).
+    let sleep = tokio::time::sleep_until((start + next_tick).into());
+    tokio::pin!(sleep);
+    // Likewise one registration for the stop signal. Once it fires, `sending` turns false below
+    // and the branch is never polled again.
+    let cancelled = stop.cancelled();
+    tokio::pin!(cancelled);
+    loop {
+        // Completions first: they free slots for the decision below.
+        while let Ok(sample) = done_rx.try_recv() {
+            in_flight -= 1;
+            recorder.record(&sample);
+        }
+        let now = start.elapsed();
+        while now >= next_tick {
+            sink.interval(recorder.rotate(next_tick));
+            next_tick += plan.interval;
+        }
+        let limit_reached = plan.load.max_requests.is_some_and(|max| sent >= max);
+        let next = if sending && !stop.is_cancelled() && !limit_reached {
+            schedule.next(now, in_flight)
+        } else {
+            Next::Done
+        };
+        let until = match next {
+            Next::Send { scheduled } => {
+                sender.send(sent, scheduled, done_tx.clone());
+                sent += 1;
+                in_flight += 1;
+                continue;
+            }
+            Next::Wait { until } => until,
+            Next::Done => {
+                sending = false;
+                if in_flight == 0 {
+                    break;
+                }
+                None
+            }
+        };
+        let wake = (start + until.map_or(next_tick, |until| until.min(next_tick))).into();
+        if sleep.deadline() != wake {
+            sleep.as_mut().reset(wake);
+        }
+        tokio::select! {
+            biased;
+            Some(sample) = done_rx.recv() => {
+                in_flight -= 1;
+                recorder.record(&sample);
+            }
+            () = &mut sleep => {}
+            () = &mut cancelled, if sending => {}
+        }
+    }
+    let elapsed = start.elapsed();
+    sink.interval(recorder.rotate(elapsed));
+    Run {
+        started_at,
+        measurements: recorder.finish(elapsed),
+        sent,
+        interrupted: stop.is_cancelled(),
+    }
+}
+
+/// Builds requests and starts them as tasks.
+struct Sender<'a> {
+    target: Arc<Target>,
+    plan: &'a Plan,
+    mix: Mix,
+    rng: StdRng,
+    /// Reused buffer for rendering payloads.
+    body: String,
+    start: Instant,
+}
+
+impl Sender<'_> {
+    /// Starts request number `seq`, due at `scheduled`; its [`Sample`] arrives on `done`.
+    fn send(&mut self, seq: u64, scheduled: Duration, done: mpsc::UnboundedSender<Sample>) {
+        let request = &self.plan.requests[self.mix.next_index()];
+        let unix_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        request
+            .template
+            .render(Context { seq, unix_ms }, &mut self.rng, &mut self.body);
+        let payload = self.body.as_bytes().to_vec();
+        let invocation_type = request.invocation_type;
+        // Lambda returns a log tail only for synchronous invocations.
+        let log_tail =
+            self.plan.target.log_tail && invocation_type == InvocationType::RequestResponse;
+        let timeout = self.plan.target.timeout;
+        let target = Arc::clone(&self.target);
+        let start = self.start;
+        tokio::spawn(async move {
+            let sent_at = start.elapsed();
+            // Boxed: the invoke future is large (it can hold an AWS SDK call), and a small task
+            // is cheaper to spawn and move.
+            let invoke = Box::pin(target.invoke(payload, invocation_type, log_tail));
+            let result = tokio::time::timeout(timeout, invoke).await.ok();
+            let done_at = start.elapsed();
+            let classified = classify(result.as_ref());
+            let sample = Sample {
+                outcome: classified.outcome,
+                detail: classified.detail,
+                latency: done_at.saturating_sub(scheduled),
+                service_time: done_at.saturating_sub(sent_at),
+                send_lag: sent_at.saturating_sub(scheduled),
+                init_duration: classified.init_duration,
+            };
+            // The receiver is gone only if the run itself was dropped: nobody to report to.
+            done.send(sample).ok();
+        });
+    }
+}

@@ -1,0 +1,408 @@
+//! Histogram bookkeeping: latency per outcome for the whole run and per interval.
+//!
+//! Memory is fixed: histograms have fixed bounds and are reused from one interval to the next, and
+//! details are capped, so a run of a day holds what a run of a minute holds, plus one summary row
+//! per interval.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use super::outcome::Outcome;
+
+/// Values are microseconds.
+pub const UNIT_PER_MS: f64 = 1_000.0;
+/// The largest value a histogram holds: one hour. Longer values are recorded as one hour.
+const HIGHEST_US: u64 = 3_600_000_000;
+/// Three significant digits: 0.1 % resolution at any magnitude.
+const SIGFIG: u8 = 3;
+/// Distinct details (throttle reasons, error codes, …) kept per outcome; more are counted as
+/// `(other)`, so a target that puts ids into its error messages cannot grow memory.
+const MAX_DETAILS: usize = 32;
+
+/// A histogram with the bounds every loadgen histogram has (so they add up exactly).
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HIGHEST_US, SIGFIG).expect("constant bounds are valid")
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// One finished request, as the engine reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub outcome: Outcome,
+    /// Throttle reason, function error type, HTTP status and code, or transport error text.
+    pub detail: Option<String>,
+    /// From the scheduled send time to completion: what a user arriving on schedule waited
+    /// (coordinated-omission corrected).
+    pub latency: Duration,
+    /// From the actual send to completion: what the target took.
+    pub service_time: Duration,
+    /// How late the request went out (actual send − scheduled send).
+    pub send_lag: Duration,
+    /// Init duration, when the log tail shows a cold start.
+    pub init_duration: Option<Duration>,
+}
+
+/// One latency histogram per outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutcomeHistograms([Histogram<u64>; Outcome::ALL.len()]);
+
+impl Default for OutcomeHistograms {
+    fn default() -> Self {
+        OutcomeHistograms(std::array::from_fn(|_| histogram()))
+    }
+}
+
+impl OutcomeHistograms {
+    pub fn get(&self, outcome: Outcome) -> &Histogram<u64> {
+        &self.0[outcome.index()]
+    }
+
+    pub fn get_mut(&mut self, outcome: Outcome) -> &mut Histogram<u64> {
+        &mut self.0[outcome.index()]
+    }
+
+    /// Number of requests with `outcome`.
+    pub fn count(&self, outcome: Outcome) -> u64 {
+        self.get(outcome).len()
+    }
+
+    /// Number of requests.
+    pub fn total(&self) -> u64 {
+        self.0.iter().map(Histogram::len).sum()
+    }
+
+    /// All outcomes in one histogram.
+    pub fn all(&self) -> Histogram<u64> {
+        let mut all = histogram();
+        for h in &self.0 {
+            all.add(h).expect("same bounds");
+        }
+        all
+    }
+
+    /// Empties every histogram, keeping their memory.
+    pub fn reset(&mut self) {
+        self.0.iter_mut().for_each(Histogram::reset);
+    }
+}
+
+/// Counts per detail, per outcome (e.g. throttles by `Reason`).
+pub type Details = BTreeMap<Outcome, BTreeMap<String, u64>>;
+
+/// The requests that completed in one interval of the run.
+#[derive(Debug, Clone)]
+pub struct Interval {
+    /// Offset from the start of the run.
+    pub start: Duration,
+    pub length: Duration,
+    pub latency: OutcomeHistograms,
+    /// Requests sent later than the tolerance.
+    pub late: u64,
+}
+
+/// The per-interval figures kept for the whole run (the histograms themselves go to the `.hlog`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntervalRow {
+    pub start_s: f64,
+    pub duration_s: f64,
+    pub requests: u64,
+    /// Completions per second.
+    pub rps: f64,
+    /// Count per outcome (all six, zeros included).
+    pub outcomes: BTreeMap<Outcome, u64>,
+    /// Late sends; absent for merged logs, which do not record them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub late: Option<u64>,
+    /// Latency percentiles of all outcomes, in ms; absent when nothing completed.
+    pub p50_ms: Option<f64>,
+    pub p90_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+}
+
+impl IntervalRow {
+    /// Summarises the histograms of one interval.
+    pub fn new(
+        start: Duration,
+        length: Duration,
+        latency: &OutcomeHistograms,
+        late: Option<u64>,
+    ) -> IntervalRow {
+        let all = latency.all();
+        let requests = all.len();
+        let at = |q: f64| (requests > 0).then(|| all.value_at_quantile(q) as f64 / UNIT_PER_MS);
+        let secs = length.as_secs_f64();
+        IntervalRow {
+            start_s: start.as_secs_f64(),
+            duration_s: secs,
+            requests,
+            rps: if secs > 0.0 {
+                requests as f64 / secs
+            } else {
+                0.0
+            },
+            outcomes: Outcome::ALL
+                .iter()
+                .map(|&o| (o, latency.count(o)))
+                .collect(),
+            late,
+            p50_ms: at(0.5),
+            p90_ms: at(0.9),
+            p99_ms: at(0.99),
+            max_ms: (requests > 0).then(|| all.max() as f64 / UNIT_PER_MS),
+        }
+    }
+}
+
+/// Send timing: how well the generator kept to its schedule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendStats {
+    /// Requests sent more than `late_after` after their scheduled time.
+    pub late: u64,
+    pub late_after: Duration,
+    pub lag: Histogram<u64>,
+}
+
+/// Everything a report is made from: what a run recorded, or what `merge` read from `.hlog` files
+/// (which lack the `Option` parts).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measurements {
+    /// Latency from the scheduled send time, per outcome.
+    pub latency: OutcomeHistograms,
+    /// Latency from the actual send time, all outcomes.
+    pub service_time: Option<Histogram<u64>>,
+    pub send: Option<SendStats>,
+    /// Init durations of cold starts; `None` when log tails were not asked for.
+    pub cold_starts: Option<Histogram<u64>>,
+    pub details: Details,
+    /// Wall-clock length of the run, draining included.
+    pub elapsed: Duration,
+    pub intervals: Vec<IntervalRow>,
+}
+
+/// Records samples into run totals and the current interval.
+#[derive(Debug)]
+pub struct Recorder {
+    late_after: Duration,
+    current: Interval,
+    /// The interval [`Recorder::rotate`] returned last, kept to reuse its histograms.
+    finished: Interval,
+    latency: OutcomeHistograms,
+    service_time: Histogram<u64>,
+    lag: Histogram<u64>,
+    late: u64,
+    cold_starts: Option<Histogram<u64>>,
+    details: Details,
+    rows: Vec<IntervalRow>,
+}
+
+impl Recorder {
+    /// `late_after`: sends later than this count as late. `cold_starts`: whether samples carry
+    /// cold-start information (log tails were asked for).
+    pub fn new(late_after: Duration, cold_starts: bool) -> Recorder {
+        let interval = || Interval {
+            start: Duration::ZERO,
+            length: Duration::ZERO,
+            latency: OutcomeHistograms::default(),
+            late: 0,
+        };
+        Recorder {
+            late_after,
+            current: interval(),
+            finished: interval(),
+            latency: OutcomeHistograms::default(),
+            service_time: histogram(),
+            lag: histogram(),
+            late: 0,
+            cold_starts: cold_starts.then(histogram),
+            details: Details::new(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn record(&mut self, sample: &Sample) {
+        let latency = micros(sample.latency);
+        self.latency
+            .get_mut(sample.outcome)
+            .saturating_record(latency);
+        self.current
+            .latency
+            .get_mut(sample.outcome)
+            .saturating_record(latency);
+        self.service_time
+            .saturating_record(micros(sample.service_time));
+        self.lag.saturating_record(micros(sample.send_lag));
+        if sample.send_lag > self.late_after {
+            self.late += 1;
+            self.current.late += 1;
+        }
+        if let (Some(cold), Some(init)) = (&mut self.cold_starts, sample.init_duration) {
+            cold.saturating_record(micros(init));
+        }
+        if let Some(detail) = &sample.detail {
+            let counts = self.details.entry(sample.outcome).or_default();
+            let key = if counts.len() < MAX_DETAILS || counts.contains_key(detail) {
+                detail.as_str()
+            } else {
+                "(other)"
+            };
+            match counts.get_mut(key) {
+                Some(n) => *n += 1,
+                None => {
+                    counts.insert(key.to_owned(), 1);
+                }
+            }
+        }
+    }
+
+    /// Requests recorded so far.
+    pub fn total(&self) -> u64 {
+        self.latency.total()
+    }
+
+    /// Ends the current interval at `end` (offset from the start) and starts the next one there.
+    /// Returns the finished interval, valid until the next call.
+    pub fn rotate(&mut self, end: Duration) -> &Interval {
+        std::mem::swap(&mut self.current, &mut self.finished);
+        self.current.latency.reset();
+        self.current.late = 0;
+        self.current.start = end;
+        let finished = &mut self.finished;
+        finished.length = end.saturating_sub(finished.start);
+        self.rows.push(IntervalRow::new(
+            finished.start,
+            finished.length,
+            &finished.latency,
+            Some(finished.late),
+        ));
+        &self.finished
+    }
+
+    /// The totals. Call [`Recorder::rotate`] first to close the last interval.
+    pub fn finish(self, elapsed: Duration) -> Measurements {
+        Measurements {
+            latency: self.latency,
+            service_time: Some(self.service_time),
+            send: Some(SendStats {
+                late: self.late,
+                late_after: self.late_after,
+                lag: self.lag,
+            }),
+            cold_starts: self.cold_starts,
+            details: self.details,
+            elapsed,
+            intervals: self.rows,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn sample(outcome: Outcome, latency_ms: u64) -> Sample {
+        Sample {
+            outcome,
+            detail: None,
+            latency: ms(latency_ms),
+            service_time: ms(latency_ms),
+            send_lag: Duration::ZERO,
+            init_duration: None,
+        }
+    }
+
+    #[test]
+    fn samples_go_to_their_outcome_in_totals_and_the_interval() {
+        let mut r = Recorder::new(ms(10), false);
+        r.record(&sample(Outcome::Success, 20));
+        r.record(&sample(Outcome::Success, 40));
+        r.record(&sample(Outcome::Throttle, 1));
+        let interval = r.rotate(ms(1000));
+        assert_eq!(interval.latency.count(Outcome::Success), 2);
+        assert_eq!(interval.latency.count(Outcome::Throttle), 1);
+        assert_eq!(interval.length, ms(1000));
+        r.record(&sample(Outcome::Timeout, 5000));
+        let second = r.rotate(ms(1500));
+        assert_eq!((second.start, second.length), (ms(1000), ms(500)));
+        assert_eq!(second.latency.total(), 1);
+        let m = r.finish(ms(1500));
+        assert_eq!(m.latency.total(), 4);
+        // Within the histogram's 0.1 % resolution.
+        assert!((40_000..40_040).contains(&m.latency.get(Outcome::Success).max()));
+        assert_eq!(m.intervals.len(), 2);
+        assert_eq!(m.intervals[0].requests, 3);
+        assert_eq!(m.intervals[0].rps, 3.0);
+        assert_eq!(m.intervals[1].outcomes[&Outcome::Timeout], 1);
+        assert_eq!(m.intervals[1].rps, 2.0);
+        assert!(m.cold_starts.is_none());
+    }
+
+    #[test]
+    fn empty_interval_has_no_percentiles() {
+        let mut r = Recorder::new(ms(10), false);
+        let row = IntervalRow::new(ms(0), ms(1000), &r.rotate(ms(1000)).latency, Some(0));
+        assert_eq!((row.requests, row.p99_ms, row.max_ms), (0, None, None));
+    }
+
+    #[test]
+    fn late_sends_are_counted_and_lag_recorded() {
+        let mut r = Recorder::new(ms(10), false);
+        let mut late = sample(Outcome::Success, 100);
+        late.send_lag = ms(80);
+        let mut on_time = sample(Outcome::Success, 5);
+        on_time.send_lag = ms(2);
+        r.record(&late);
+        r.record(&on_time);
+        assert_eq!(r.rotate(ms(1000)).late, 1);
+        let send = r.finish(ms(1000)).send.unwrap();
+        assert_eq!(send.late, 1);
+        assert_eq!(send.lag.len(), 2);
+        assert!(send.lag.max() >= 80_000);
+    }
+
+    #[test]
+    fn cold_starts_are_recorded_when_measured() {
+        let mut r = Recorder::new(ms(10), true);
+        let mut cold = sample(Outcome::Success, 300);
+        cold.init_duration = Some(ms(250));
+        r.record(&cold);
+        r.record(&sample(Outcome::Success, 20));
+        let cold_starts = r.finish(ms(1)).cold_starts.unwrap();
+        assert_eq!(cold_starts.len(), 1);
+        assert_eq!(cold_starts.value_at_quantile(0.5) / 1000, 250);
+    }
+
+    #[test]
+    fn details_are_counted_and_capped() {
+        let mut r = Recorder::new(ms(10), false);
+        for i in 0..(MAX_DETAILS + 5) {
+            let mut s = sample(Outcome::TransportError, 1);
+            s.detail = Some(format!("error {i}"));
+            r.record(&s);
+        }
+        let mut again = sample(Outcome::TransportError, 1);
+        again.detail = Some("error 0".into());
+        r.record(&again);
+        let details = &r.finish(ms(1)).details[&Outcome::TransportError];
+        assert_eq!(details.len(), MAX_DETAILS + 1);
+        assert_eq!(details["error 0"], 2);
+        assert_eq!(details["(other)"], 5);
+    }
+
+    #[test]
+    fn huge_latencies_saturate_instead_of_failing() {
+        let mut r = Recorder::new(ms(10), false);
+        r.record(&sample(Outcome::Timeout, 10 * 3_600_000));
+        assert_eq!(r.total(), 1);
+    }
+}
