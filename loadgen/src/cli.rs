@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -97,6 +98,29 @@ pub struct RunArgs {
     /// Never draw the progress bar (it is drawn only when stderr is a terminal anyway).
     #[arg(long)]
     pub no_progress: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics while the run goes (port 0 picks a free
+    /// port; `off` disables). Default 127.0.0.1:9465, and only if it is free: a second run on the
+    /// same machine goes on without metrics. An address given here must bind.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<MetricsAddr>,
+}
+
+/// `--metrics-addr`: an address, or `None` for `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetricsAddr(pub Option<SocketAddr>);
+
+impl FromStr for MetricsAddr {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<MetricsAddr, String> {
+        match text {
+            "off" => Ok(MetricsAddr(None)),
+            addr => addr
+                .parse()
+                .map(|a| MetricsAddr(Some(a)))
+                .map_err(|e| format!("{addr:?}: {e} (use HOST:PORT or off)")),
+        }
+    }
 }
 
 /// Flags of `loadgen merge`.

@@ -2,12 +2,13 @@
 //!
 //! The binary is a thin wrapper around [`run()`], so integration tests run the real entry point in
 //! process. The parts are libraries too: [`scenario`] (scenario files, thresholds), [`run`](mod@run)
-//! (the engine), [`report`] (outputs), [`merge`](mod@merge) (combining `.hlog` files) and
-//! [`simulate`] (the function simulator).
+//! (the engine), [`report`] (outputs), [`merge`](mod@merge) (combining `.hlog` files),
+//! [`metrics`] (Prometheus) and [`simulate`] (the function simulator).
 
 pub mod cli;
 mod error;
 pub mod merge;
+pub mod metrics;
 pub mod report;
 pub mod run;
 pub mod scenario;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_lambda::config::Credentials;
 use lambda_invoke::{HttpTarget, LambdaTarget, Target};
+use loadgen::metrics::RunMetrics;
 use loadgen::report::{Report, RunInfo};
 use loadgen::run::{Outcome, Run, execute};
 use loadgen::scenario::{Plan, Scenario};
@@ -47,7 +48,14 @@ fn http(sim: &SimHandle, function: &str) -> Target {
 }
 
 async fn run(plan: &Plan, target: Target) -> Run {
-    execute(plan, target, &CancellationToken::new(), &mut ()).await
+    execute(
+        plan,
+        target,
+        &CancellationToken::new(),
+        &mut (),
+        &mut RunMetrics::new(plan),
+    )
+    .await
 }
 
 fn ms(n: u64) -> Duration {
@@ -338,7 +346,14 @@ async fn stop_token_ends_the_run_early() {
         tokio::time::sleep(ms(500)).await;
         canceller.cancel();
     });
-    let run = execute(&plan, http(&sim, "f"), &stop, &mut ()).await;
+    let run = execute(
+        &plan,
+        http(&sim, "f"),
+        &stop,
+        &mut (),
+        &mut RunMetrics::new(&plan),
+    )
+    .await;
     assert!(run.interrupted);
     assert!(run.measurements.elapsed < Duration::from_secs(3));
     assert!((20..=30).contains(&run.sent), "{}", run.sent);

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use lambda_invoke::{HttpTarget, Target};
+use loadgen::metrics::RunMetrics;
 use loadgen::run::{Outcome, Recorder, Sample, execute};
 use loadgen::scenario::{Plan, Scenario};
 use loadgen::simulate::{SimConfig, Simulator};
@@ -64,7 +65,16 @@ async fn memory_does_not_grow_with_the_number_of_requests() {
         let plan = Plan::new(scenario, Path::new(".")).unwrap();
         let target =
             Target::Http(HttpTarget::new(format!("{}/http/mem", sim.url()), None).unwrap());
-        async move { execute(&plan, target, &CancellationToken::new(), &mut ()).await }
+        async move {
+            execute(
+                &plan,
+                target,
+                &CancellationToken::new(),
+                &mut (),
+                &mut RunMetrics::new(&plan),
+            )
+            .await
+        }
     };
     assert_eq!(run(2_000).await.sent, 2_000);
     let before = rss();

@@ -27,7 +27,7 @@ const PREFIX: &str = "poller";
 /// series (no mapping yet) are not exported.
 #[derive(Debug)]
 pub struct Metrics {
-    registry: Registry,
+    registry: std::sync::Arc<Registry>,
     families: Families,
 }
 
@@ -41,13 +41,21 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix(PREFIX);
         let families = Families::register(&mut registry);
-        Metrics { registry, families }
+        Metrics {
+            registry: std::sync::Arc::new(registry),
+            families,
+        }
     }
 
     /// The counters of one mapping: its series in every family, created at zero. Asking again with
     /// the same labels gives counters sharing the same series.
     pub fn mapping(&self, labels: MappingLabels) -> Counters {
         self.families.mapping(labels)
+    }
+
+    /// The registry, shared, to serve it.
+    pub fn shared_registry(&self) -> std::sync::Arc<Registry> {
+        self.registry.clone()
     }
 
     /// The registry, to encode it.

@@ -14,6 +14,7 @@ use super::mix::Mix;
 use super::outcome::classify;
 use super::schedule::{Next, Schedule};
 use super::stats::{Interval, Measurements, Recorder, Sample};
+use crate::metrics::RunMetrics;
 use crate::scenario::{Context, Plan};
 
 /// Receives each interval as it closes (the `.hlog` writer, the progress bar).
@@ -38,13 +39,18 @@ pub struct Run {
     pub interrupted: bool,
 }
 
+/// A finished request and the invocation type it was sent with (for the metrics' label).
+type Done = (Sample, InvocationType);
+
 /// Runs `plan` against `target` until the schedule ends, `max_requests` are sent, or `stop` is
 /// cancelled; then waits for the requests in flight (each bounded by the target timeout).
+/// `metrics` count along, live ([`RunMetrics::new`] for a run that exports none).
 pub async fn execute(
     plan: &Plan,
     target: Target,
     stop: &CancellationToken,
     sink: &mut (dyn IntervalSink + Send),
+    metrics: &mut RunMetrics,
 ) -> Run {
     let mut schedule: Box<dyn Schedule> = plan.load.schedule();
     let mut sender = Sender {
@@ -58,7 +64,7 @@ pub async fn execute(
         body: String::new(),
         start: Instant::now(),
     };
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Sample>();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let mut recorder = Recorder::new(plan.load.late_after, plan.target.log_tail);
     let started_at = SystemTime::now();
     let start = sender.start;
@@ -74,16 +80,19 @@ pub async fn execute(
     // and the branch is never polled again.
     let cancelled = stop.cancelled();
     tokio::pin!(cancelled);
+    metrics.target(plan.load.profile.value_at(Duration::ZERO));
     loop {
         // Completions first: they free slots for the decision below.
-        while let Ok(sample) = done_rx.try_recv() {
+        while let Ok((sample, invocation_type)) = done_rx.try_recv() {
             in_flight -= 1;
             recorder.record(&sample);
+            metrics.completed(&sample, invocation_type, in_flight);
         }
         let now = start.elapsed();
         while now >= next_tick {
             sink.interval(recorder.rotate(next_tick));
             next_tick += plan.interval;
+            metrics.target(plan.load.profile.value_at(now).filter(|_| sending));
         }
         let limit_reached = plan.load.max_requests.is_some_and(|max| sent >= max);
         let next = if sending && !stop.is_cancelled() && !limit_reached {
@@ -96,11 +105,13 @@ pub async fn execute(
                 sender.send(sent, scheduled, done_tx.clone());
                 sent += 1;
                 in_flight += 1;
+                metrics.sent(in_flight);
                 continue;
             }
             Next::Wait { until } => until,
             Next::Done => {
                 sending = false;
+                metrics.target(None);
                 if in_flight == 0 {
                     break;
                 }
@@ -113,9 +124,10 @@ pub async fn execute(
         }
         tokio::select! {
             biased;
-            Some(sample) = done_rx.recv() => {
+            Some((sample, invocation_type)) = done_rx.recv() => {
                 in_flight -= 1;
                 recorder.record(&sample);
+                metrics.completed(&sample, invocation_type, in_flight);
             }
             () = &mut sleep => {}
             () = &mut cancelled, if sending => {}
@@ -144,7 +156,7 @@ struct Sender<'a> {
 
 impl Sender<'_> {
     /// Starts request number `seq`, due at `scheduled`; its [`Sample`] arrives on `done`.
-    fn send(&mut self, seq: u64, scheduled: Duration, done: mpsc::UnboundedSender<Sample>) {
+    fn send(&mut self, seq: u64, scheduled: Duration, done: mpsc::UnboundedSender<Done>) {
         let request = &self.plan.requests[self.mix.next_index()];
         let unix_ms = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -177,7 +189,7 @@ impl Sender<'_> {
                 init_duration: classified.init_duration,
             };
             // The receiver is gone only if the run itself was dropped: nobody to report to.
-            done.send(sample).ok();
+            done.send((sample, invocation_type)).ok();
         });
     }
 }

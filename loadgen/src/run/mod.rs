@@ -14,11 +14,13 @@ mod stats;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use aws_config::meta::region::RegionProviderChain;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_lambda::config::ProvideCredentials;
 use lambda_invoke::{HttpTarget, LambdaTarget, Target};
+use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 pub use engine::{IntervalSink, Run, execute};
@@ -29,9 +31,11 @@ pub use stats::{
     Details, Interval, IntervalRow, Measurements, OutcomeHistograms, Recorder, Sample, SendStats,
     UNIT_PER_MS, histogram,
 };
+pub(crate) use stats::{MAX_DETAILS, OTHER_DETAIL};
 
 use crate::Error;
-use crate::cli::RunArgs;
+use crate::cli::{MetricsAddr, RunArgs};
+use crate::metrics::{self, RunMetrics};
 use crate::report::{self, HlogWriter, Report, RunInfo};
 use crate::scenario::{Overrides, Plan, Scenario, TargetKind, TargetPlan};
 
@@ -102,6 +106,11 @@ pub(crate) async fn command(args: RunArgs) -> anyhow::Result<ExitCode> {
             error: e.to_string(),
         })?;
     }
+    let mut metrics = RunMetrics::new(&plan);
+    let metrics_stop = CancellationToken::new();
+    // The server stops when this function returns, after the outputs are written.
+    let _metrics_server = metrics_stop.clone().drop_guard();
+    serve_metrics(args.metrics_addr, &metrics, metrics_stop).await?;
     let stop = CancellationToken::new();
     let signals = tokio::spawn(stop_on_signal(stop.clone()));
     tracing::info!(
@@ -127,7 +136,7 @@ pub(crate) async fn command(args: RunArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let mut sinks = (progress, hlog);
-    let run = execute(&plan, target, &stop, &mut sinks).await;
+    let run = execute(&plan, target, &stop, &mut sinks, &mut metrics).await;
     signals.abort();
     let (progress, hlog) = sinks;
     progress.finish();
@@ -145,6 +154,33 @@ pub(crate) async fn command(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let report = Report::new(info, &run.measurements, &plan.thresholds);
     publish(&report, args.out_dir.as_deref(), args.json)
+}
+
+/// Serves `metrics` where `--metrics-addr` says until `stop` fires. The default address is taken
+/// only if free, so that two runs on one machine do not fail over it; an address given must bind.
+async fn serve_metrics(
+    flag: Option<MetricsAddr>,
+    metrics: &RunMetrics,
+    stop: CancellationToken,
+) -> Result<(), Error> {
+    let (addr, given) = match flag {
+        Some(MetricsAddr(None)) => return Ok(()),
+        Some(MetricsAddr(Some(addr))) => (addr, true),
+        None => (
+            metrics::DEFAULT_ADDR.parse().expect("a valid address"),
+            false,
+        ),
+    };
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    match metrics::serve(addr, Arc::new(registry), stop).await {
+        Ok(_) => Ok(()),
+        Err(error) if !given => {
+            tracing::warn!(%error, "no metrics: the default address is taken (see --metrics-addr)");
+            Ok(())
+        }
+        Err(error) => Err(error),
+    }
 }
 
 /// The plan from the scenario file (if any) and the flags.

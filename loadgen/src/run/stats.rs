@@ -19,8 +19,11 @@ const HIGHEST_US: u64 = 3_600_000_000;
 /// Three significant digits: 0.1 % resolution at any magnitude.
 const SIGFIG: u8 = 3;
 /// Distinct details (throttle reasons, error codes, …) kept per outcome; more are counted as
-/// `(other)`, so a target that puts ids into its error messages cannot grow memory.
-const MAX_DETAILS: usize = 32;
+/// [`OTHER_DETAIL`], so a target that puts ids into its error messages cannot grow memory. The
+/// Prometheus label sets are capped the same way.
+pub(crate) const MAX_DETAILS: usize = 32;
+/// What details beyond [`MAX_DETAILS`] are counted as.
+pub(crate) const OTHER_DETAIL: &str = "(other)";
 
 /// A histogram with the bounds every loadgen histogram has (so they add up exactly).
 pub fn histogram() -> Histogram<u64> {
@@ -250,7 +253,7 @@ impl Recorder {
             let key = if counts.len() < MAX_DETAILS || counts.contains_key(detail) {
                 detail.as_str()
             } else {
-                "(other)"
+                OTHER_DETAIL
             };
             match counts.get_mut(key) {
                 Some(n) => *n += 1,

@@ -1,4 +1,5 @@
-//! HTTP routes: the Lambda Invoke API, the plain HTTP invoke target, and `/_sim` inspection.
+//! HTTP routes: the Lambda Invoke API, the plain HTTP invoke target, `/_sim` inspection and
+//! Prometheus metrics (`/metrics`).
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use super::function::Execution;
 use super::recording::{Endpoint, InvocationType};
 use super::simulator::{Call, Simulator, Throttled};
 use super::wire::{self, Report, Requested};
+use crate::metrics;
 
 pub(crate) fn router(sim: Arc<Simulator>) -> Router {
     Router::new()
@@ -38,7 +40,8 @@ pub(crate) fn router(sim: Arc<Simulator>) -> Router {
                 StatusCode::NO_CONTENT
             }),
         )
-        .with_state(sim)
+        .with_state(Arc::clone(&sim))
+        .merge(metrics::router(Arc::new(metrics::simulator_registry(sim))))
 }
 
 #[derive(Debug, Deserialize)]
