@@ -16,6 +16,16 @@ use crate::simulate::{FailureMode, Latency, Stall};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log format on stderr: text, or one JSON object per line (for log shippers in CI).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "LOADGEN_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

@@ -428,3 +428,24 @@ async fn checked_in_scenarios_run_against_the_simulator() {
         );
     }
 }
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    let sim = simulator("fixed:1ms").await;
+    let url = format!("{}/http/logs", sim.url());
+    let output = command(&[
+        "--log-format", "json", "run", "--target-url", &url, "--rate", "20", "--duration", "1s",
+        "--metrics-addr", "off",
+    ])
+    .output()
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let logs: Vec<Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(logs.iter().any(|l| l["level"] == "INFO" && l["message"].is_string()), "{stderr}");
+    assert!(!stderr.contains("secret"), "{stderr}");
+}

@@ -72,3 +72,32 @@ fn unknown_key_and_broken_json_are_named() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.json"));
 }
+
+#[test]
+fn json_logs_are_one_object_per_line_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let mapping = write(
+        dir.path(),
+        "m.json",
+        r#"{"EventSourceArn":"arn:aws:sqs:us-east-1:123456789012:q","FunctionName":"f"}"#,
+    );
+    // Nothing listens on port 9: start-up fails fast, and the failure is logged.
+    let out = Command::new(env!("CARGO_BIN_EXE_poller"))
+        .args(["--log-format", "json", "run", "--metrics-addr", "off", "--endpoint-url", "http://127.0.0.1:9", "--mapping"])
+        .arg(&mapping)
+        .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+        .env("AWS_SECRET_ACCESS_KEY", "very-secret-value")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .expect("poller runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let logs: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).expect("each log line is a JSON object"))
+        .collect();
+    assert!(logs.iter().any(|l| l["level"] == "ERROR" && l["message"].as_str().is_some()), "{stderr}");
+    assert!(!stderr.contains("very-secret-value"), "{stderr}");
+}
