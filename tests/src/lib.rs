@@ -9,6 +9,8 @@ use std::time::Duration;
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry};
 use tokio_util::sync::CancellationToken;
 
+pub mod soak;
+
 /// The emulator endpoint, from `POLLER_TEST_ENDPOINT` (set by scripts/test.sh).
 pub fn endpoint() -> String {
     std::env::var("POLLER_TEST_ENDPOINT").unwrap_or_else(|_| {
