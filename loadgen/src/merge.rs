@@ -272,16 +272,6 @@ mod tests {
     use super::*;
     use crate::run::{Recorder, Sample};
 
-    fn sample(outcome: Outcome, ms: u64) -> Sample {
-        Sample {
-            outcome,
-            detail: None,
-            latency: Duration::from_millis(ms),
-            service_time: Duration::from_millis(ms),
-            send_lag: Duration::ZERO,
-            init_duration: None,
-        }
-    }
 
     /// Writes a log of `seconds` one-second intervals starting at `start_unix`; returns it with
     /// the run's totals.
@@ -298,9 +288,9 @@ mod tests {
         let mut recorder = Recorder::new(Duration::from_millis(10), false);
         for s in 0..seconds {
             for i in 1..=100 {
-                recorder.record(&sample(Outcome::Success, i * scale + s));
+                recorder.record(&Sample::timed(Outcome::Success, i * scale + s));
             }
-            recorder.record(&sample(Outcome::Throttle, scale));
+            recorder.record(&Sample::timed(Outcome::Throttle, scale));
             writer.interval(recorder.rotate(Duration::from_secs(s + 1)));
         }
         writer.finish().unwrap();

@@ -185,16 +185,6 @@ mod tests {
     use super::*;
     use crate::run::{Recorder, Sample};
 
-    fn sample(outcome: Outcome, ms: u64) -> Sample {
-        Sample {
-            outcome,
-            detail: None,
-            latency: Duration::from_millis(ms),
-            service_time: Duration::from_millis(ms),
-            send_lag: Duration::ZERO,
-            init_duration: None,
-        }
-    }
 
     #[test]
     fn written_intervals_read_back_exactly() {
@@ -204,11 +194,11 @@ mod tests {
         let mut writer = HlogWriter::create(&path, started, "loadgen test").unwrap();
         let mut recorder = Recorder::new(Duration::from_millis(10), false);
         for ms in 1..=100 {
-            recorder.record(&sample(Outcome::Success, ms));
+            recorder.record(&Sample::timed(Outcome::Success, ms));
         }
-        recorder.record(&sample(Outcome::Throttle, 2));
+        recorder.record(&Sample::timed(Outcome::Throttle, 2));
         writer.interval(recorder.rotate(Duration::from_secs(1)));
-        recorder.record(&sample(Outcome::Timeout, 3000));
+        recorder.record(&Sample::timed(Outcome::Timeout, 3000));
         writer.interval(recorder.rotate(Duration::from_millis(1500)));
         writer.finish().unwrap();
         let totals = recorder.finish(Duration::from_millis(1500)).latency;

@@ -51,6 +51,21 @@ pub struct Sample {
     pub init_duration: Option<Duration>,
 }
 
+#[cfg(test)]
+impl Sample {
+    /// A sample that took `latency_ms`, sent on time (tests of the recorders and reports).
+    pub(crate) fn timed(outcome: Outcome, latency_ms: u64) -> Sample {
+        Sample {
+            outcome,
+            detail: None,
+            latency: Duration::from_millis(latency_ms),
+            service_time: Duration::from_millis(latency_ms),
+            send_lag: Duration::ZERO,
+            init_duration: None,
+        }
+    }
+}
+
 /// One latency histogram per outcome.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutcomeHistograms([Histogram<u64>; Outcome::ALL.len()]);
@@ -313,28 +328,17 @@ mod tests {
         Duration::from_millis(n)
     }
 
-    fn sample(outcome: Outcome, latency_ms: u64) -> Sample {
-        Sample {
-            outcome,
-            detail: None,
-            latency: ms(latency_ms),
-            service_time: ms(latency_ms),
-            send_lag: Duration::ZERO,
-            init_duration: None,
-        }
-    }
-
     #[test]
     fn samples_go_to_their_outcome_in_totals_and_the_interval() {
         let mut r = Recorder::new(ms(10), false);
-        r.record(&sample(Outcome::Success, 20));
-        r.record(&sample(Outcome::Success, 40));
-        r.record(&sample(Outcome::Throttle, 1));
+        r.record(&Sample::timed(Outcome::Success, 20));
+        r.record(&Sample::timed(Outcome::Success, 40));
+        r.record(&Sample::timed(Outcome::Throttle, 1));
         let interval = r.rotate(ms(1000));
         assert_eq!(interval.latency.count(Outcome::Success), 2);
         assert_eq!(interval.latency.count(Outcome::Throttle), 1);
         assert_eq!(interval.length, ms(1000));
-        r.record(&sample(Outcome::Timeout, 5000));
+        r.record(&Sample::timed(Outcome::Timeout, 5000));
         let second = r.rotate(ms(1500));
         assert_eq!((second.start, second.length), (ms(1000), ms(500)));
         assert_eq!(second.latency.total(), 1);
@@ -360,9 +364,9 @@ mod tests {
     #[test]
     fn late_sends_are_counted_and_lag_recorded() {
         let mut r = Recorder::new(ms(10), false);
-        let mut late = sample(Outcome::Success, 100);
+        let mut late = Sample::timed(Outcome::Success, 100);
         late.send_lag = ms(80);
-        let mut on_time = sample(Outcome::Success, 5);
+        let mut on_time = Sample::timed(Outcome::Success, 5);
         on_time.send_lag = ms(2);
         r.record(&late);
         r.record(&on_time);
@@ -376,10 +380,10 @@ mod tests {
     #[test]
     fn cold_starts_are_recorded_when_measured() {
         let mut r = Recorder::new(ms(10), true);
-        let mut cold = sample(Outcome::Success, 300);
+        let mut cold = Sample::timed(Outcome::Success, 300);
         cold.init_duration = Some(ms(250));
         r.record(&cold);
-        r.record(&sample(Outcome::Success, 20));
+        r.record(&Sample::timed(Outcome::Success, 20));
         let cold_starts = r.finish(ms(1)).cold_starts.unwrap();
         assert_eq!(cold_starts.len(), 1);
         assert_eq!(cold_starts.value_at_quantile(0.5) / 1000, 250);
@@ -389,11 +393,11 @@ mod tests {
     fn details_are_counted_and_capped() {
         let mut r = Recorder::new(ms(10), false);
         for i in 0..(MAX_DETAILS + 5) {
-            let mut s = sample(Outcome::TransportError, 1);
+            let mut s = Sample::timed(Outcome::TransportError, 1);
             s.detail = Some(format!("error {i}"));
             r.record(&s);
         }
-        let mut again = sample(Outcome::TransportError, 1);
+        let mut again = Sample::timed(Outcome::TransportError, 1);
         again.detail = Some("error 0".into());
         r.record(&again);
         let details = &r.finish(ms(1)).details[&Outcome::TransportError];
@@ -405,7 +409,7 @@ mod tests {
     #[test]
     fn huge_latencies_saturate_instead_of_failing() {
         let mut r = Recorder::new(ms(10), false);
-        r.record(&sample(Outcome::Timeout, 10 * 3_600_000));
+        r.record(&Sample::timed(Outcome::Timeout, 10 * 3_600_000));
         assert_eq!(r.total(), 1);
     }
 }
