@@ -2,10 +2,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+
+pub use prom_http::MetricsAddr;
 
 use crate::scenario::InvocationTypeName;
 use crate::simulate::{FailureMode, Latency, Stall};
@@ -113,24 +114,6 @@ pub struct RunArgs {
     /// same machine goes on without metrics. An address given here must bind.
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<MetricsAddr>,
-}
-
-/// `--metrics-addr`: an address, or `None` for `off`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MetricsAddr(pub Option<SocketAddr>);
-
-impl FromStr for MetricsAddr {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<MetricsAddr, String> {
-        match text {
-            "off" => Ok(MetricsAddr(None)),
-            addr => addr
-                .parse()
-                .map(|a| MetricsAddr(Some(a)))
-                .map_err(|e| format!("{addr:?}: {e} (use HOST:PORT or off)")),
-        }
-    }
 }
 
 /// Flags of `loadgen merge`.

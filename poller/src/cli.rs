@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+pub use prom_http::MetricsAddr;
 
 /// A self-hosted AWS Lambda event source mapping engine: polls SQS, filters and batches records, invokes
 /// a function, and handles failures as AWS does.
@@ -65,7 +66,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub invoke_identity_arn: Option<String>,
     /// Serve Prometheus metrics at http://ADDR/metrics (port 0 picks a free port; `off` disables).
-    #[arg(long, default_value = crate::metrics::DEFAULT_ADDR, env = "POLLER_METRICS_ADDR", value_parser = parse_metrics_addr)]
+    #[arg(long, default_value = crate::metrics::DEFAULT_ADDR, env = "POLLER_METRICS_ADDR")]
     pub metrics_addr: MetricsAddr,
     /// Longest one invoke may take; set it above the function's timeout.
     #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
@@ -76,18 +77,4 @@ pub struct RunArgs {
 pub enum LogFormat {
     Text,
     Json,
-}
-
-/// `--metrics-addr`: an address, or `None` for `off`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MetricsAddr(pub Option<std::net::SocketAddr>);
-
-fn parse_metrics_addr(text: &str) -> Result<MetricsAddr, String> {
-    match text {
-        "off" => Ok(MetricsAddr(None)),
-        addr => addr
-            .parse()
-            .map(|a| MetricsAddr(Some(a)))
-            .map_err(|e| format!("{addr:?}: {e} (use HOST:PORT or off)")),
-    }
 }

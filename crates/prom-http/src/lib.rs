@@ -14,6 +14,25 @@ use prometheus_client::registry::Registry;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// A `--metrics-addr` value: where to serve, or `None` for `off`. Parses `HOST:PORT` (port 0 picks a
+/// free port) or `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetricsAddr(pub Option<SocketAddr>);
+
+impl std::str::FromStr for MetricsAddr {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<MetricsAddr, String> {
+        match text {
+            "off" => Ok(MetricsAddr(None)),
+            addr => addr
+                .parse()
+                .map(|a| MetricsAddr(Some(a)))
+                .map_err(|e| format!("{addr:?}: {e} (use HOST:PORT or off)")),
+        }
+    }
+}
+
 /// Every metric in `registry`, in `format`.
 pub fn encode(registry: &Registry, format: Format) -> String {
     let mut text = String::new();
@@ -94,6 +113,13 @@ mod tests {
     use prometheus_client::metrics::counter::Counter;
 
     use super::*;
+
+    #[test]
+    fn metrics_addr_is_an_address_or_off() {
+        assert_eq!("off".parse(), Ok(MetricsAddr(None)));
+        assert_eq!("127.0.0.1:0".parse(), Ok(MetricsAddr(Some("127.0.0.1:0".parse().unwrap()))));
+        assert!("localhost".parse::<MetricsAddr>().unwrap_err().contains("use HOST:PORT or off"));
+    }
 
     #[test]
     fn prometheus_asks_for_openmetrics_others_get_text() {
