@@ -5,9 +5,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region};
-use aws_sdk_lambda::config::Credentials;
-use lambda_invoke::{HttpTarget, LambdaTarget, Target};
+mod common;
+
+use common::lambda;
+use lambda_invoke::{HttpTarget, Target};
 use loadgen::metrics::RunMetrics;
 use loadgen::report::{Report, RunInfo};
 use loadgen::run::{Outcome, Run, execute};
@@ -32,16 +33,6 @@ fn plan(toml_text: &str) -> Plan {
     Plan::new(scenario, Path::new(".")).unwrap()
 }
 
-/// A Lambda Invoke API target at the simulator, SigV4-signed with test credentials (the simulator
-/// does not check signatures; `cli.rs` checks that they are sent).
-async fn lambda(sim: &SimHandle, function: &str) -> Target {
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
-        .load()
-        .await;
-    Target::Lambda(LambdaTarget::new(&sdk, function, Some(&sim.url()), None))
-}
 
 fn http(sim: &SimHandle, function: &str) -> Target {
     Target::Http(HttpTarget::new(format!("{}/http/{function}", sim.url()), None).unwrap())

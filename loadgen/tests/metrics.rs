@@ -9,10 +9,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region};
-use aws_sdk_lambda::config::Credentials;
+mod common;
+
+use common::lambda;
 use clap::Parser;
-use lambda_invoke::{LambdaTarget, Target};
 use loadgen::metrics::{self, RunMetrics};
 use loadgen::run::{Outcome, execute};
 use loadgen::scenario::{Plan, Scenario};
@@ -35,14 +35,6 @@ async fn simulator(function: FunctionConfig) -> SimHandle {
         .unwrap()
 }
 
-async fn lambda(sim: &SimHandle, function: &str) -> Target {
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
-        .load()
-        .await;
-    Target::Lambda(LambdaTarget::new(&sdk, function, Some(&sim.url()), None))
-}
 
 /// A series: metric name and labels.
 type Series = (String, BTreeMap<String, String>);
