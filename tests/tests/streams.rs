@@ -531,3 +531,49 @@ async fn sigterm_finishes_the_batch_in_flight_and_checkpoints_it() {
     let expected: Vec<String> = (0..30).map(|i| format!("t{i:02}")).collect();
     assert_eq!(processed, expected, "in order, nothing twice");
 }
+
+/// MaximumRecordAgeInSeconds: a record already older than the limit when it is read is never sent to the
+/// function; it is reported alone with RecordAgeExceeded (no responseContext, approximateInvokeCount 1),
+/// here to an S3 destination whose object carries the event it would have been; fresh records after it
+/// are delivered. (Takes a minute: the smallest age limit AWS accepts is 60 s.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn records_past_maximum_record_age_go_to_the_destination() {
+    let kinesis = Kinesis::new().await;
+    let s3 = aws_sdk_s3::Client::new(&e2e::sdk_config().await);
+    let bucket = unique("age");
+    s3.create_bucket().bucket(&bucket).send().await.expect("CreateBucket");
+    let name = unique("age");
+    let arn = kinesis.create_stream(&name, 1).await;
+    let stale = kinesis.put(&name, &[("k".into(), "stale".into())]).await;
+    tokio::time::sleep(Duration::from_secs(62)).await;
+    kinesis.put(&name, &[("k".into(), "fresh".into())]).await;
+    let sim = simulator(FunctionConfig::default()).await;
+    let extra = format!(
+        r#""StartingPosition":"TRIM_HORIZON","BatchSize":10,"MaximumRecordAgeInSeconds":60,"MaximumRetryAttempts":0,
+           "DestinationConfig":{{"OnFailure":{{"Destination":"arn:aws:s3:::{bucket}"}}}}"#
+    );
+    let mapping = stream_mapping(&arn, "age-fn", &extra);
+    let uuid = poller::config::load(&mapping).unwrap().uuid;
+    let poller = RunningPoller::start(&[mapping], &sim.url(), None);
+    eventually(Duration::from_secs(30), "the fresh record processed", || async {
+        !processed_kinesis_data(&sim.invocations()).is_empty()
+    })
+    .await;
+    let reports = poller.stop().await;
+    assert_eq!(processed_kinesis_data(&sim.invocations()), ["fresh"], "the stale record never reached the function");
+    assert_eq!(reports[0].counters.on_failure_delivered, 1);
+
+    let listed = s3.list_objects_v2().bucket(&bucket).send().await.unwrap();
+    let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(keys[0].starts_with(&format!("aws/lambda/{uuid}/shardId-000000000000/")), "{}", keys[0]);
+    let object = s3.get_object().bucket(&bucket).key(keys[0]).send().await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&object.body.collect().await.unwrap().into_bytes()).unwrap();
+    assert_eq!(body["requestContext"]["condition"], "RecordAgeExceeded");
+    assert_eq!(body["requestContext"]["approximateInvokeCount"], 1);
+    assert!(body.get("responseContext").is_none(), "no responseContext for RecordAgeExceeded: {body}");
+    assert_eq!(body["KinesisBatchInfo"]["startSequenceNumber"], stale[0].as_str());
+    assert_eq!(body["KinesisBatchInfo"]["batchSize"], 1);
+    let payload: serde_json::Value = serde_json::from_str(body["payload"].as_str().expect("payload is a JSON string")).unwrap();
+    assert_eq!(payload["Records"][0]["kinesis"]["sequenceNumber"], stale[0].as_str());
+}
