@@ -191,6 +191,11 @@ counters! {
     on_failure_delivered => "on_failure_destination_delivered_events",
     /// Stream checkpoints written (no CloudWatch equivalent).
     checkpoints => "checkpoints",
+    /// Shard leases this poller took: at start, after another poller's expired, or stolen to balance
+    /// a fleet (`--lease-table`).
+    lease_takes => "lease_takes",
+    /// Shard leases this poller lost: taken by another poller, or not renewed for the failover time.
+    leases_lost => "leases_lost",
 }
 
 impl Counters {

@@ -80,10 +80,23 @@ async fn three_pollers_share_shards_and_survive_a_kill() {
         let owner = after[shard].as_deref().expect("taken over");
         assert_ne!(pid_of(owner), victim_pid, "{shard} was taken over: {after:?}");
     }
-    for child in children.iter_mut().filter(|c| c.id() != victim_pid) {
+    let mut survivor_takes = 0;
+    for child in children.into_iter().filter(|c| c.id() != victim_pid) {
         std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-        assert!(child.wait().unwrap().success(), "graceful exit");
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "graceful exit");
+        let report = String::from_utf8_lossy(&output.stdout);
+        survivor_takes += report
+            .split_whitespace()
+            .find_map(|field| field.strip_prefix("lease_takes="))
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or_else(|| panic!("report has lease_takes: {report}"));
     }
+    let survivors_held_before = before.values().flatten().filter(|o| pid_of(o) != victim_pid).count();
+    assert!(
+        survivor_takes >= survivors_held_before + victim_shards.len(),
+        "the survivors' reports count the takeovers: {survivor_takes} takes"
+    );
     let released = owners(&dynamodb, &table).await;
     assert!(released.values().all(Option::is_none), "leases released on shutdown: {released:?}");
     let seen: HashSet<String> = processed_kinesis_data(&sim.invocations()).into_iter().collect();

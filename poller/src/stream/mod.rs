@@ -281,6 +281,7 @@ impl StreamMapping {
             let lease_ref = LeaseRef::new(ctx.uuid.clone(), lease_key.clone());
             match ctx.store.take(&lease_ref, &ctx.owner, counter).await {
                 Ok(taken) => {
+                    Counters::add(&ctx.counters.lease_takes, 1);
                     running.insert(lease_key.clone());
                     let held = HeldLease::new(taken.counter);
                     if ctx.store.is_shared() {

@@ -78,12 +78,14 @@ impl HeldLease {
                 }
                 Err(esm_checkpoint::Error::Lost) => {
                     tracing::warn!(uuid = %ctx.uuid, shard_id = %lease.lease_key, "lease taken by another poller; stopping the shard");
+                    Counters::add(&ctx.counters.leases_lost, 1);
                     self.lost.cancel();
                     return;
                 }
                 Err(e) if last_success.elapsed() >= config.failover => {
                     tracing::error!(uuid = %ctx.uuid, shard_id = %lease.lease_key, error = %e,
                         "lease not renewed for the failover time; stopping the shard before a peer takes it");
+                    Counters::add(&ctx.counters.leases_lost, 1);
                     self.lost.cancel();
                     return;
                 }
