@@ -2,7 +2,6 @@
 //! ([`esm_stream::BatchRetry`]: retries, bisect, record age, partial responses) until every record is
 //! final — delivered, or discarded with an on-failure record sent.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use esm_events::envelope::{Envelope, TumblingWindow};
@@ -52,9 +51,9 @@ impl Framing {
 /// (all of them, unless shutdown interrupted the batch: the rest is delivered again after a restart,
 /// never skipped) and the framing, with the window state the function returned last.
 pub(super) async fn deliver(
-    ctx: Arc<StreamCtx>,
-    shard_id: String,
-    records: Vec<StreamRecord>,
+    ctx: &StreamCtx,
+    shard_id: &str,
+    records: &[StreamRecord],
     mut framing: Framing,
 ) -> (usize, Framing) {
     let batch: Vec<BatchRecord> = records
@@ -79,11 +78,11 @@ pub(super) async fn deliver(
         match machine.next_action(now_millis()) {
             Action::Invoke(_) if ctx.cancel.is_cancelled() => return (final_end, framing),
             Action::Invoke(range) => {
-                if failed_last && !sleep_unless_cancelled(&ctx, retry_delay.next_delay()).await {
+                if failed_last && !sleep_unless_cancelled(ctx, retry_delay.next_delay()).await {
                     return (final_end, framing);
                 }
                 let slice = &records[range];
-                let outcome = invoke(&ctx, slice, &mut framing, &mut last).await;
+                let outcome = invoke(ctx, slice, &mut framing, &mut last).await;
                 failed_last = matches!(
                     outcome,
                     Outcome::FunctionError | Outcome::InvalidResponse | Outcome::PartialFailure(_)
@@ -96,20 +95,20 @@ pub(super) async fn deliver(
             Action::Backoff(delay) => {
                 // Full jitter over the machine's exponential delay.
                 let delay = delay.mul_f64(0.5 + rand::random::<f64>() / 2.0);
-                if !sleep_unless_cancelled(&ctx, delay).await {
+                if !sleep_unless_cancelled(ctx, delay).await {
                     return (final_end, framing);
                 }
             }
             Action::Discard(discard) => {
                 let discarded = &records[discard.records.clone()];
-                if !send_on_failure(&ctx, &shard_id, discarded, &discard, &last).await {
+                if !send_on_failure(ctx, shard_id, discarded, &discard, &last).await {
                     return (final_end, framing);
                 }
             }
             Action::Checkpoint { records, .. } => final_end = records.end,
             Action::Done => {
                 if let Some(last) = records.last() {
-                    ctx.counters.batch_done(&shard_id, last.arrival_ms);
+                    ctx.counters.batch_done(shard_id, last.arrival_ms);
                 }
                 return (records.len(), framing);
             }

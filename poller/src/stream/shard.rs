@@ -142,7 +142,7 @@ impl ShardWorker {
                     };
                     let (ctx, shard) = (ctx.clone(), shard_id.clone());
                     in_flight.spawn(async move {
-                        let (final_count, _) = deliver(ctx, shard, batch.clone(), Framing::Records).await;
+                        let (final_count, _) = deliver(&ctx, &shard, &batch, Framing::Records).await;
                         (lane, batch, final_count)
                     });
                 }

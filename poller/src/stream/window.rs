@@ -55,7 +55,7 @@ pub(super) async fn run(mut worker: ShardWorker) -> Exit {
                 let batch = take_batch(&mut pending, records, ctx.batch_size, tracker.state());
                 let framing = Framing::Window(window_event(&ctx, &shard_id, window, tracker.state(), false, false));
                 let (final_count, framing) = tokio::select! {
-                    delivered = deliver(ctx.clone(), shard_id.clone(), batch.clone(), framing) => delivered,
+                    delivered = deliver(&ctx, &shard_id, &batch, framing) => delivered,
                     _ = worker.held.lost.cancelled() => return Exit::Lost,
                 };
                 if final_count < batch.len() {
