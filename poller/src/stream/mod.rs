@@ -207,6 +207,17 @@ impl StreamMapping {
         tracing::info!(uuid = %ctx.uuid, "stream mapping stopped");
     }
 
+    /// The mapping's leases; `None` (logged) if the store cannot be read now.
+    async fn leases(&self) -> Option<Vec<esm_checkpoint::Lease>> {
+        match self.ctx.store.list(&self.ctx.uuid).await {
+            Ok(leases) => Some(leases),
+            Err(e) => {
+                tracing::error!(uuid = %self.ctx.uuid, error = %e, "reading leases failed");
+                None
+            }
+        }
+    }
+
     /// Create leases for new shards and start a worker for every lease this process should hold: with
     /// the embedded store every unfinished lease; with a shared store only those the [`LeaseTaker`]
     /// plans (free, expired, or stolen to balance the fleet).
@@ -218,12 +229,8 @@ impl StreamMapping {
         taker: Option<&mut LeaseTaker>,
     ) {
         let ctx = &self.ctx;
-        let leases = match ctx.store.list(&ctx.uuid).await {
-            Ok(leases) => leases,
-            Err(e) => {
-                tracing::error!(uuid = %ctx.uuid, error = %e, "reading leases failed");
-                return;
-            }
+        let Some(mut leases) = self.leases().await else {
+            return;
         };
         let known: HashSet<&str> = leases.iter().map(|l| l.lease_key.as_str()).collect();
         let first_sync = leases.is_empty();
@@ -233,6 +240,7 @@ impl StreamMapping {
             .flat_map(|s| s.parent_shard_ids.iter().map(String::as_str))
             .collect();
         let listed: HashMap<&str, &ShardInfo> = shards.iter().map(|s| (s.shard_id.as_str(), s)).collect();
+        let mut created = false;
         for shard in shards.iter().filter(|s| !known.contains(s.shard_id.as_str())) {
             let has_known_parent = shard
                 .parent_shard_ids
@@ -251,17 +259,17 @@ impl StreamMapping {
                 checkpoint,
                 parent_shard_ids: shard.parent_shard_ids.clone(),
             };
-            if let Err(e) = ctx.store.create_if_absent(&ctx.uuid, lease).await {
-                tracing::error!(uuid = %ctx.uuid, shard_id = %shard.shard_id, error = %e, "creating a lease failed");
+            match ctx.store.create_if_absent(&ctx.uuid, lease).await {
+                Ok(new) => created |= new,
+                Err(e) => tracing::error!(uuid = %ctx.uuid, shard_id = %shard.shard_id, error = %e, "creating a lease failed"),
             }
         }
-        let leases = match ctx.store.list(&ctx.uuid).await {
-            Ok(leases) => leases,
-            Err(e) => {
-                tracing::error!(uuid = %ctx.uuid, error = %e, "reading leases failed");
+        if created {
+            let Some(with_new) = self.leases().await else {
                 return;
-            }
-        };
+            };
+            leases = with_new;
+        }
         let wanted: Vec<(String, u64)> = match taker {
             Some(taker) => taker
                 .plan(&leases, tokio::time::Instant::now().into_std())
