@@ -40,7 +40,8 @@ start_moto() {
     for svc in SQS KINESIS DYNAMODB DYNAMODB_STREAMS SNS S3 STS; do
         export "AWS_ENDPOINT_URL_$svc=$POLLER_TEST_ENDPOINT"
     done
-    export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
+    # Dummy credentials, and never the instance-metadata address when something looks for more.
+    export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
     unset AWS_PROFILE AWS_SESSION_TOKEN
     echo "moto server $MOTO_VERSION on $POLLER_TEST_ENDPOINT" >&2
 }

@@ -10,6 +10,7 @@ pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod health;
 pub mod logging;
 pub mod metrics;
 pub mod sqs;
@@ -136,6 +137,7 @@ impl Poller {
                 counters.clone(),
             );
             if !mapping.enabled {
+                counters.health.set_state(health::MappingState::Disabled);
                 tracing::info!(uuid = %mapping.uuid, source = %mapping.source, "mapping is disabled (Enabled: false); not polling");
                 continue;
             }
@@ -145,7 +147,8 @@ impl Poller {
             let target = target(&options, &sdk, &mapping.function_name)?;
             match &mapping.settings {
                 SourceSettings::Sqs(_) => {
-                    let m = sqs::SqsMapping::connect(mapping, &sdk, target, counters).await?;
+                    let m = sqs::SqsMapping::connect(mapping, &sdk, target, counters.clone()).await?;
+                    counters.health.set_state(health::MappingState::Running);
                     running.push(tokio::spawn(Arc::new(m).run(cancel.clone())));
                 }
                 SourceSettings::Stream(_) => {
@@ -156,7 +159,7 @@ impl Poller {
                     let deps = stream::StreamDeps {
                         sdk: &sdk,
                         target,
-                        counters,
+                        counters: counters.clone(),
                         store,
                         owner: owner.clone(),
                         taker_config: esm_checkpoint::TakerConfig {
@@ -167,6 +170,7 @@ impl Poller {
                         cancel: cancel.clone(),
                     };
                     let m = stream::StreamMapping::connect(mapping, deps).await?;
+                    counters.health.set_state(health::MappingState::Running);
                     running.push(tokio::spawn(m.run()));
                 }
             }

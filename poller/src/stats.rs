@@ -19,6 +19,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::config::Mapping;
+use crate::health::{Health, MappingHealth};
 
 /// Every metric name starts with this, then `_`.
 const PREFIX: &str = "poller";
@@ -29,6 +30,7 @@ const PREFIX: &str = "poller";
 pub struct Metrics {
     registry: std::sync::Arc<Registry>,
     families: Families,
+    health: Health,
 }
 
 impl Default for Metrics {
@@ -44,13 +46,20 @@ impl Metrics {
         Metrics {
             registry: std::sync::Arc::new(registry),
             families,
+            health: Health::default(),
         }
     }
 
     /// The counters of one mapping: its series in every family, created at zero. Asking again with
     /// the same labels gives counters sharing the same series.
     pub fn mapping(&self, labels: MappingLabels) -> Counters {
-        self.families.mapping(labels)
+        let health = self.health.mapping(&labels.mapping);
+        self.families.mapping(labels, health)
+    }
+
+    /// Every mapping's health, for `/readyz`.
+    pub fn health(&self) -> &Health {
+        &self.health
     }
 
     /// The registry, shared, to serve it.
@@ -103,6 +112,8 @@ macro_rules! counters {
         pub struct Counters {
             $( $(#[doc = $doc])* pub $name: Counter, )*
             measures: Measures,
+            /// What the mapping's tasks report for `/readyz` (not a metric).
+            pub health: std::sync::Arc<MappingHealth>,
         }
 
         /// A point-in-time copy of the counters of [`Counters`].
@@ -118,7 +129,11 @@ macro_rules! counters {
         impl Default for Counters {
             /// Counters outside any registry (nothing exports them).
             fn default() -> Counters {
-                Counters { $( $name: Counter::default(), )* measures: Measures::default() }
+                Counters {
+                    $( $name: Counter::default(), )*
+                    measures: Measures::default(),
+                    health: std::sync::Arc::new(MappingHealth::new("")),
+                }
             }
         }
 
@@ -153,10 +168,11 @@ macro_rules! counters {
             }
 
             /// The series of one mapping (created at zero if new).
-            fn mapping(&self, labels: MappingLabels) -> Counters {
+            fn mapping(&self, labels: MappingLabels, health: std::sync::Arc<MappingHealth>) -> Counters {
                 Counters {
                     $( $name: self.$name.get_or_create_owned(&labels), )*
                     measures: self.measures.mapping(labels),
+                    health,
                 }
             }
         }
@@ -196,6 +212,8 @@ counters! {
     lease_takes => "lease_takes",
     /// Shard leases this poller lost: taken by another poller, or not renewed for the failover time.
     leases_lost => "leases_lost",
+    /// SQS lanes and shard workers that failed and were restarted (no CloudWatch equivalent).
+    worker_failures => "worker_failures",
 }
 
 impl Counters {
@@ -213,9 +231,17 @@ impl Counters {
         let result = request.await;
         if result.is_ok() {
             self.measures.duration.observe(started.elapsed().as_secs_f64());
+            self.health.invoked();
         }
         drop(in_flight);
         result
+    }
+
+    /// A lane or shard worker failed for `reason` and is being restarted: counted, and shown by
+    /// `/readyz`.
+    pub fn worker_failed(&self, reason: impl Into<String>) {
+        self.worker_failures.inc();
+        self.health.worker_failed(reason);
     }
 
     /// A stream batch of `shard` is final: its last record arrived in the stream at

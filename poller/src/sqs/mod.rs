@@ -243,6 +243,7 @@ impl SqsMapping {
             let messages = match received {
                 Ok(m) => {
                     backoff.reset();
+                    self.counters.health.polled();
                     m
                 }
                 Err(e) => {

@@ -368,6 +368,7 @@ impl Reader {
             Err(e) => return self.failed(ctx, e).map(|()| Vec::new()),
         };
         self.backoff.reset();
+        ctx.counters.health.polled();
         Counters::add(&ctx.counters.polled, page.records.len());
         self.caught_up = page.records.is_empty() || page.millis_behind == Some(0);
         let mut matched = Vec::with_capacity(page.records.len());
