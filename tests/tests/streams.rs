@@ -123,8 +123,8 @@ async fn bisect_isolates_a_poison_record_and_reports_it() {
     assert_eq!((c.dropped, c.on_failure_delivered), (1, 1), "{c}");
 }
 
-/// Without bisect a failing batch is invoked 1 + MaximumRetryAttempts times, then discarded; the shard
-/// is blocked meanwhile and continues afterwards.
+/// Without bisect a failing batch is invoked 1 + MaximumRetryAttempts times, on AWS's retry schedule,
+/// then discarded; the shard is blocked meanwhile and continues afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn retry_count_is_one_plus_maximum_retry_attempts() {
     let kinesis = Kinesis::new().await;
@@ -154,6 +154,16 @@ async fn retry_count_is_one_plus_maximum_retry_attempts() {
     let invocations = sorted(sim.invocations());
     let order: Vec<String> = invocations.iter().flat_map(kinesis_data).collect();
     assert_eq!(order, ["a", "b poison", "b poison", "b poison", "b poison", "c"]);
+    // AWS's retry schedule (8 invokes in the first minute): retries wait 2, 4 and 8 s.
+    let starts: Vec<f64> = invocations
+        .iter()
+        .filter(|i| kinesis_data(i) == ["b poison"])
+        .map(|i| i.received_at_ms)
+        .collect();
+    let gaps: Vec<f64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+    for (gap, min) in gaps.iter().zip([2000.0, 4000.0, 8000.0]) {
+        assert!(*gap >= min, "retry gaps {gaps:?} ms: each at least 2, 4, 8 s");
+    }
     let record: serde_json::Value = serde_json::from_str(sqs.drain(&dlq).await[0].body().unwrap()).unwrap();
     assert_eq!(record["requestContext"]["approximateInvokeCount"], 4);
     assert_eq!(record["KinesisBatchInfo"]["batchSize"], 1);
