@@ -587,3 +587,102 @@ async fn records_past_maximum_record_age_go_to_the_destination() {
     let payload: serde_json::Value = serde_json::from_str(body["payload"].as_str().expect("payload is a JSON string")).unwrap();
     assert_eq!(payload["Records"][0]["kinesis"]["sequenceNumber"], stale[0].as_str());
 }
+
+/// Records of `invocations` delivered successfully more than once: how many extra deliveries.
+fn redelivered(invocations: &[Invocation]) -> usize {
+    let processed = processed_kinesis_data(invocations);
+    let distinct: std::collections::HashSet<&String> = processed.iter().collect();
+    processed.len() - distinct.len()
+}
+
+/// ParallelizationFactor 4: while one lane retries a failing record, the other lanes may not run
+/// ahead of the checkpoint by more than a batch each, so a kill -9 then delivers at most
+/// ParallelizationFactor × BatchSize (+1) records again, not everything finished behind the stuck one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_with_parallel_lanes_redelivers_at_most_what_was_in_flight() {
+    let kinesis = Kinesis::new().await;
+    let name = unique("pf-crash");
+    let arn = kinesis.create_stream(&name, 1).await;
+    let total = 400;
+    let data = |i: usize| if i == 5 { format!("r{i:03} poison") } else { format!("r{i:03}") };
+    kinesis.put(&name, &messages(total, |i| format!("k{}", i % 16), data)).await;
+    // The poison record fails three times (its lane retries for 2 + 4 + 8 s), then succeeds.
+    let sim = simulator(FunctionConfig {
+        failure_mode: FailureMode::Error,
+        rules: vec![Rule {
+            times: Some(3),
+            ..poison_rule()
+        }],
+        ..FunctionConfig::default()
+    })
+    .await;
+    let poller = PollerProcess::new(
+        &stream_mapping(&arn, "pf-crash-fn", r#""StartingPosition":"TRIM_HORIZON","BatchSize":10,"ParallelizationFactor":4"#),
+        &sim.url(),
+    );
+    let poison_invokes =
+        |sim: &loadgen::simulate::SimHandle| sim.invocations().iter().filter(|i| kinesis_data(i).iter().any(|d| d.contains("poison"))).count();
+    let mut first = poller.spawn(&[]);
+    // Two failures: the stuck lane has been retrying for at least 2 s while the others could run.
+    eventually(Duration::from_secs(60), "the poison record failed twice", || async { poison_invokes(&sim) >= 2 }).await;
+    first.kill().expect("SIGKILL");
+    first.wait().unwrap();
+    assert!(poison_invokes(&sim) < 4, "killed while the poison record was still failing");
+
+    let mut second = poller.spawn(&[]);
+    eventually(Duration::from_secs(120), "every record processed", || async {
+        let seen: std::collections::HashSet<String> = processed_kinesis_data(&sim.invocations()).into_iter().collect();
+        seen.len() >= total
+    })
+    .await;
+    second.kill().unwrap();
+    second.wait().unwrap();
+    let again = redelivered(&sim.invocations());
+    assert!(again <= 4 * 10 + 1, "{again} records delivered again after the kill; at most 41 were exposed");
+}
+
+/// ParallelizationFactor 4, SIGTERM: the batches in flight finish, queued records that finished batches
+/// of other lanes wait for are delivered too, and the checkpoint covers all of it, so the restart
+/// delivers nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_with_parallel_lanes_redelivers_nothing() {
+    let kinesis = Kinesis::new().await;
+    let name = unique("pf-term");
+    let arn = kinesis.create_stream(&name, 1).await;
+    let total = 300;
+    // Three records in four share one key: their lane lags behind the others, which finish batches of
+    // later records while earlier ones still wait in the hot lane.
+    let key = |i: usize| if i % 4 == 0 { format!("k{i}") } else { "hot".to_owned() };
+    kinesis.put(&name, &messages(total, key, |i| format!("r{i:03}"))).await;
+    let sim = simulator(FunctionConfig {
+        latency: Latency::Fixed(Duration::from_millis(300)),
+        ..FunctionConfig::default()
+    })
+    .await;
+    let poller = PollerProcess::new(
+        &stream_mapping(&arn, "pf-term-fn", r#""StartingPosition":"TRIM_HORIZON","BatchSize":10,"ParallelizationFactor":4"#),
+        &sim.url(),
+    );
+    let first = poller.spawn(&[]);
+    eventually(Duration::from_secs(60), "some batches done and more in flight", || async {
+        processed_kinesis_data(&sim.invocations()).len() >= 40
+            && sim.stats().functions.get("pf-term-fn").is_some_and(|f| f.concurrency > 0)
+    })
+    .await;
+    let status = std::process::Command::new("kill").args(["-TERM", &first.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let output = first.wait_with_output().unwrap();
+    assert!(output.status.success(), "exit status {:?}", output.status);
+    let done_before = processed_kinesis_data(&sim.invocations()).len();
+    assert!(done_before < total, "stopped before the end: {done_before}");
+
+    let mut second = poller.spawn(&[]);
+    eventually(Duration::from_secs(90), "every record processed", || async {
+        let seen: std::collections::HashSet<String> = processed_kinesis_data(&sim.invocations()).into_iter().collect();
+        seen.len() >= total
+    })
+    .await;
+    second.kill().unwrap();
+    second.wait().unwrap();
+    assert_eq!(redelivered(&sim.invocations()), 0, "nothing that finished before SIGTERM is delivered again");
+}

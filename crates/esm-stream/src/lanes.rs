@@ -119,6 +119,14 @@ impl<T> Lanes<T> {
             .map(|(index, _)| index)
     }
 
+    /// The records queued on `lane`, oldest first (to look at before taking a batch).
+    ///
+    /// # Panics
+    /// If `lane >= lane_count()`.
+    pub fn queue(&self, lane: usize) -> impl Iterator<Item = &T> + '_ {
+        self.lanes[lane].queue.iter()
+    }
+
     /// Records queued (not yet in a batch) over all lanes; the poller's read-ahead bound.
     pub fn queued(&self) -> usize {
         self.lanes.iter().map(|lane| lane.queue.len()).sum()

@@ -71,16 +71,19 @@ pub(super) async fn deliver(
     };
     // Failed invokes in a row: the next invoke waits for AWS's retry schedule.
     let mut failures = 0;
+    let mut invoked = false;
     let mut final_end = 0;
     loop {
         match machine.next_action(now_millis()) {
-            Action::Invoke(_) if ctx.cancel.is_cancelled() => return (final_end, framing),
+            // Shutdown stops retries, not a batch that was handed out: its first invoke is made.
+            Action::Invoke(_) if ctx.cancel.is_cancelled() && invoked => return (final_end, framing),
             Action::Invoke(range) => {
                 if failures > 0 && !sleep_unless_cancelled(ctx, RetryBackoff::FUNCTION_ERROR.delay(failures)).await {
                     return (final_end, framing);
                 }
                 let slice = &records[range];
                 let outcome = invoke(ctx, slice, &mut framing, &mut last).await;
+                invoked = true;
                 match outcome {
                     Outcome::FunctionError | Outcome::InvalidResponse | Outcome::PartialFailure(_) => failures += 1,
                     // Throttles and service errors have their own backoff (Action::Backoff).

@@ -119,6 +119,9 @@ impl ShardWorker {
         let mut clocks = vec![LaneClock::default(); lanes.lane_count()];
         let mut in_flight: JoinSet<(usize, Vec<StreamRecord>, usize)> = JoinSet::new();
         let read_ahead = (ctx.batch_size * lanes.lane_count() * 2).clamp(100, 20_000);
+        // Records delivered but not checkpointed (what a crash delivers again) stay within one
+        // batch per lane (plus the one record the checkpoint waits for, see dispatch_allowance).
+        let redelivery_budget = ctx.batch_size * lanes.lane_count();
         let mut reader = Reader::new(&ctx, shard_id.clone(), position);
 
         loop {
@@ -127,14 +130,30 @@ impl ShardWorker {
             let ready: Vec<usize> = lanes.ready_lanes().collect();
             for lane in ready {
                 let clock = clocks[lane];
-                let due = clock.queued >= ctx.batch_size
-                    || reader.done
-                    || clock.opened_at.is_some_and(|t| now >= t + ctx.batching_window);
-                if !due || ctx.cancel.is_cancelled() {
+                let max_records = if ctx.cancel.is_cancelled() {
+                    // Shutting down: deliver only the queued records a finished batch of another
+                    // lane waits for, so the last checkpoint covers every batch that finished.
+                    let queue = lanes.queue(lane).take(ctx.batch_size);
+                    queue.take_while(|r| frontier.precedes_dispatched(&r.sequence_number)).count()
+                } else {
+                    let due = clock.queued >= ctx.batch_size
+                        || reader.done
+                        || clock.opened_at.is_some_and(|t| now >= t + ctx.batching_window);
+                    if due { ctx.batch_size } else { 0 }
+                };
+                let Some(head) = lanes.queue(lane).next().filter(|_| max_records > 0) else {
+                    continue;
+                };
+                let allowed =
+                    frontier.dispatch_allowance(&head.sequence_number, max_records.min(clock.queued), redelivery_budget);
+                if allowed == 0 {
                     continue;
                 }
                 let max_bytes = ctx.max_record_bytes();
-                if let Some(batch) = lanes.take_batch(lane, ctx.batch_size, max_bytes, |r| r.json.len() + 1) {
+                if let Some(batch) = lanes.take_batch(lane, allowed, max_bytes, |r| r.json.len() + 1) {
+                    for record in &batch {
+                        frontier.dispatch(&record.sequence_number).expect("tracked record");
+                    }
                     let left = clock.queued - batch.len();
                     clocks[lane] = LaneClock {
                         queued: left,
@@ -167,15 +186,14 @@ impl ShardWorker {
             tokio::select! {
                 Some(joined) = in_flight.join_next() => {
                     let (lane, batch, final_count) = joined.expect("batch task");
-                    lanes.finish_batch(lane);
                     for record in &batch[..final_count] {
                         frontier.complete(&record.sequence_number).expect("tracked record");
                     }
-                    if final_count < batch.len() {
-                        // Shutdown interrupted the batch: stop here; the rest is read again on restart.
-                        self.checkpoint(&mut frontier).await;
-                        in_flight.abort_all();
-                        return self.release().await;
+                    // Shutdown interrupted the batch (it was retrying): the rest is delivered again
+                    // after a restart. Its lane stays blocked, so no later record of its keys goes
+                    // first; the other batches in flight finish and are checkpointed.
+                    if final_count == batch.len() {
+                        lanes.finish_batch(lane);
                     }
                     if !self.checkpoint(&mut frontier).await {
                         return Exit::Stopped;
