@@ -57,7 +57,9 @@ pub(crate) struct StreamCtx {
     taker_config: TakerConfig,
     counters: Arc<Counters>,
     function_arn: String,
-    starting_timestamp: Option<f64>,
+    /// The mapping's `StartingPositionTimestamp` in epoch milliseconds, for `AT_TIMESTAMP`
+    /// leases that do not carry their own time (written by KCL).
+    starting_timestamp: Option<i64>,
     /// Poll interval of a caught-up shard: Lambda's base rate (Kinesis 1/s, DynamoDB Streams 4/s).
     idle_poll: Duration,
     cancel: CancellationToken,
@@ -124,7 +126,10 @@ impl StreamMapping {
         let (initial, starting_timestamp) = match settings.starting_position {
             StartingPosition::TrimHorizon => (Checkpoint::TrimHorizon, None),
             StartingPosition::Latest => (Checkpoint::Latest, None),
-            StartingPosition::AtTimestamp(t) => (Checkpoint::AtTimestamp, Some(t)),
+            StartingPosition::AtTimestamp(t) => {
+                let millis = (t * 1000.0).round() as i64;
+                (Checkpoint::AtTimestamp(Some(millis)), Some(millis))
+            }
         };
         let idle_poll = match mapping.source {
             SourceArn::DynamoDbStream(_) => Duration::from_millis(250),
@@ -241,6 +246,7 @@ impl StreamMapping {
             .collect();
         let listed: HashMap<&str, &ShardInfo> = shards.iter().map(|s| (s.shard_id.as_str(), s)).collect();
         let mut created = false;
+        let now = deliver::now_millis();
         for shard in shards.iter().filter(|s| !known.contains(s.shard_id.as_str())) {
             let has_known_parent = shard
                 .parent_shard_ids
@@ -249,9 +255,12 @@ impl StreamMapping {
             let checkpoint = match (&self.initial, first_sync) {
                 // LATEST: only the open shards are read, from their tip.
                 (Checkpoint::Latest, true) if closed.contains(shard.shard_id.as_str()) => Checkpoint::ShardEnd,
-                (Checkpoint::Latest, true) => Checkpoint::Latest,
                 // Children start at their beginning so nothing between parent and child is skipped.
                 (_, _) if has_known_parent => Checkpoint::TrimHorizon,
+                // The tip is pinned to now and stored as AT_TIMESTAMP: AWS fixes a mapping's position
+                // when it is created, and a restart of this process is not a new mapping, so it must
+                // resume here, not at a later tip (records written while stopped would be lost).
+                (Checkpoint::Latest, _) => Checkpoint::AtTimestamp(Some(now)),
                 (initial, _) => initial.clone(),
             };
             let lease = NewLease {

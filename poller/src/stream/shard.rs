@@ -321,7 +321,10 @@ pub(super) fn start_position(ctx: &StreamCtx, start: &Checkpoint) -> (Position, 
     match start {
         Checkpoint::TrimHorizon => (Position::TrimHorizon, None),
         Checkpoint::Latest => (Position::Latest, None),
-        Checkpoint::AtTimestamp => (Position::AtTimestamp(ctx.starting_timestamp.unwrap_or_default()), None),
+        Checkpoint::AtTimestamp(millis) => {
+            let millis = millis.or(ctx.starting_timestamp).unwrap_or_default();
+            (Position::AtTimestamp(millis as f64 / 1000.0), None)
+        }
         Checkpoint::Sequence { sequence_number, .. } => (
             Position::AfterSequence(sequence_number.as_str().to_owned()),
             Some(sequence_number.clone()),
@@ -336,6 +339,12 @@ pub(super) fn start_position(ctx: &StreamCtx, start: &Checkpoint) -> (Position, 
 pub(super) struct Reader {
     shard_id: String,
     position: Position,
+    /// Reading from `AT_TIMESTAMP`: records that arrived before this second (epoch ms) are skipped
+    /// like filtered ones. DynamoDB Streams has no `AT_TIMESTAMP` iterator, so its shards are read
+    /// from `TRIM_HORIZON` and this does the work; its creation times have whole-second precision,
+    /// so records of the pinned second itself are kept: some may have been written just before it,
+    /// none written after it is skipped. For Kinesis the iterator already starts there.
+    skip_before_ms: Option<i64>,
     iterator: Option<String>,
     limiter: governor::DefaultDirectRateLimiter,
     backoff: Backoff,
@@ -353,9 +362,14 @@ pub(super) struct Gone;
 impl Reader {
     pub(super) fn new(ctx: &StreamCtx, shard_id: String, position: Position) -> Reader {
         let per_second = std::num::NonZeroU32::new(ctx.source.reads_per_second()).expect("non-zero");
+        let skip_before_ms = match position {
+            Position::AtTimestamp(seconds) => Some(seconds.floor() as i64 * 1000),
+            _ => None,
+        };
         Reader {
             shard_id,
             position,
+            skip_before_ms,
             iterator: None,
             limiter: RateLimiter::direct(Quota::per_second(per_second)),
             backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
@@ -396,7 +410,9 @@ impl Reader {
                 continue;
             }
             self.position = Position::AfterSequence(record.sequence_number.as_str().to_owned());
-            if ctx.matches(&record) {
+            if self.skip_before_ms.is_some_and(|start| record.arrival_ms < start) {
+                frontier.complete(&record.sequence_number).expect("just tracked");
+            } else if ctx.matches(&record) {
                 matched.push(record);
             } else {
                 Counters::add(&ctx.counters.filtered_out, 1);

@@ -20,6 +20,9 @@ pub(super) const OWNER_SWITCHES: &str = "ownerSwitchesSinceCheckpoint";
 /// Singular name, string-set value (KCL's naming).
 pub(super) const PARENT_SHARD_IDS: &str = "parentShardId";
 pub(super) const CHILD_SHARD_IDS: &str = "childShardIds";
+/// Not KCL's: the pinned time (epoch ms, a number) of an `AT_TIMESTAMP` checkpoint. KCL ignores
+/// attributes it does not know and keeps its own time in its configuration.
+pub(super) const STARTING_TIMESTAMP: &str = "startingTimestamp";
 /// KCL 3.x graceful hand-off marker: the previous owner while a transfer is in progress.
 pub(super) const CHECKPOINT_OWNER: &str = "checkpointOwner";
 /// KCL 3.5 single-table format: `LEASE` or another entity kind; absent means a lease.
@@ -66,6 +69,9 @@ pub(super) fn new_item(lease_key: &str, checkpoint: &Checkpoint, parents: &[Stri
     if let Some(parents) = string_set(parents) {
         item.insert(PARENT_SHARD_IDS.to_owned(), parents);
     }
+    if let Some(millis) = checkpoint.starting_timestamp_millis() {
+        item.insert(STARTING_TIMESTAMP.to_owned(), AttributeValue::N(millis.to_string()));
+    }
     item
 }
 
@@ -84,8 +90,16 @@ pub(super) fn decode(item: &Item) -> Result<Option<Lease>, Error> {
     let counter = optional_number(item, LEASE_COUNTER).map_err(&corrupt)?;
     let checkpoint_text = required_string(item, CHECKPOINT, &lease_key)?;
     let sub = optional_number(item, CHECKPOINT_SUB).map_err(&corrupt)?;
-    let checkpoint =
-        Checkpoint::from_kcl(&checkpoint_text, sub).map_err(|e| corrupt(e.to_string()))?;
+    let starting_timestamp = match item.get(STARTING_TIMESTAMP) {
+        None => None,
+        Some(AttributeValue::N(text)) => Some(
+            text.parse::<i64>()
+                .map_err(|_| corrupt(format!("{STARTING_TIMESTAMP} is {text:?}")))?,
+        ),
+        Some(other) => return Err(corrupt(format!("{STARTING_TIMESTAMP} is {other:?}"))),
+    };
+    let checkpoint = Checkpoint::from_stored(&checkpoint_text, sub, starting_timestamp)
+        .map_err(|e| corrupt(e.to_string()))?;
     Ok(Some(Lease {
         owner: match item.get(LEASE_OWNER) {
             None | Some(AttributeValue::Null(_)) => None,
@@ -286,13 +300,15 @@ mod tests {
                 child_shard_ids: vec![],
             }
         );
-        let round_trip = decode(&new_item("k", &Checkpoint::AtTimestamp, &[]))
-            .unwrap()
-            .unwrap();
+        let pinned = Checkpoint::AtTimestamp(Some(1_764_086_780_123));
+        let item = new_item("k", &pinned, &[]);
         assert_eq!(
-            (round_trip.counter, round_trip.checkpoint),
-            (0, Checkpoint::AtTimestamp)
+            item[STARTING_TIMESTAMP],
+            AttributeValue::N("1764086780123".into())
         );
+        assert_eq!(item[CHECKPOINT], string("AT_TIMESTAMP"), "KCL's sentinel");
+        let round_trip = decode(&item).unwrap().unwrap();
+        assert_eq!((round_trip.counter, round_trip.checkpoint), (0, pinned));
     }
 
     #[test]
