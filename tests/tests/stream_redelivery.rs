@@ -119,3 +119,55 @@ async fn dynamodb_latest_restart_loses_nothing_written_after_the_first_start() {
         "the record written before the first start is skipped, nothing after it"
     );
 }
+
+/// Run SQL on a running poller's checkpoint file (beside the poller: WAL mode, busy timeout).
+fn sql(state_dir: &Path, statement: &str) {
+    let connection = rusqlite::Connection::open(state_dir.join("checkpoints.sqlite")).expect("checkpoint file");
+    connection.busy_timeout(Duration::from_secs(10)).unwrap();
+    connection.execute_batch(statement).expect(statement);
+}
+
+/// A shard worker that stops on an error (here its checkpoint writes fail: an SQLite trigger refuses
+/// them) is counted as a worker failure and started again after a backoff, from its stored
+/// checkpoint: the record whose checkpoint failed is delivered again, and once the store accepts
+/// writes the shard continues.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_shard_worker_is_restarted_from_its_checkpoint() {
+    let kinesis = Kinesis::new().await;
+    let name = unique("worker-restart");
+    let arn = kinesis.create_stream(&name, 1).await;
+    let sim = simulator(FunctionConfig::default()).await;
+    let mapping = stream_mapping(&arn, "worker-restart-fn", r#""StartingPosition":"TRIM_HORIZON""#);
+    let dir = state_dir();
+    let put = |data: &str| {
+        let (kinesis, name, record) = (kinesis.clone(), name.clone(), [("k".to_owned(), data.to_owned())]);
+        async move {
+            kinesis.put(&name, &record).await;
+        }
+    };
+    let delivered = |data: &str| processed_kinesis_data(&sim.invocations()).iter().filter(|d| *d == data).count();
+
+    put("a").await;
+    let poller = RunningPoller::start_in(&[mapping], &sim.url(), None, dir.clone());
+    eventually(Duration::from_secs(60), "a is checkpointed", || async {
+        leases(&dir).iter().any(|(_, checkpoint)| checkpoint.bytes().all(|b| b.is_ascii_digit()))
+    })
+    .await;
+    sql(
+        &dir,
+        "CREATE TRIGGER refuse_checkpoints BEFORE UPDATE OF checkpoint ON leases
+         BEGIN SELECT RAISE(ABORT, 'checkpoint writes refused by the test'); END;",
+    );
+    put("b").await;
+    eventually(Duration::from_secs(60), "b delivered again by a restarted worker", || async { delivered("b") >= 2 })
+        .await;
+    sql(&dir, "DROP TRIGGER refuse_checkpoints;");
+    put("c").await;
+    eventually(Duration::from_secs(90), "c delivered once the store accepts checkpoints", || async {
+        delivered("c") >= 1
+    })
+    .await;
+    let reports = poller.stop().await;
+    assert_eq!(delivered("a"), 1);
+    assert!(reports[0].counters.worker_failures >= 1, "{}", reports[0].counters);
+}

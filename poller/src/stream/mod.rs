@@ -13,6 +13,7 @@ pub mod kinesis;
 mod shard;
 pub mod source;
 pub mod store;
+mod supervise;
 mod window;
 
 use std::collections::{HashMap, HashSet};
@@ -31,9 +32,10 @@ use crate::config::{Mapping, SourceSettings, StartingPosition};
 use crate::error::Error;
 use crate::stats::Counters;
 use destination::Destination;
-use shard::{Exit, HeldLease, ShardWorker};
+use shard::{Exit, HeldLease, ShardWorker, sleep_until_opt};
 use source::{ShardInfo, StreamRecord, StreamSource};
 use store::Store;
+use supervise::{Restarts, panic_message};
 
 /// How often shards are listed to find new ones (a shard that ends triggers a listing at once).
 const SHARD_SYNC_INTERVAL: Duration = Duration::from_secs(10);
@@ -82,6 +84,24 @@ impl StreamCtx {
     fn max_record_bytes(&self) -> usize {
         MAX_PAYLOAD_BYTES - Envelope::records().payload_len([])
     }
+}
+
+/// The shard workers of a mapping and what supervising them needs.
+#[derive(Default)]
+struct Workers {
+    /// Worker tasks and their lease renewers (which end with [`Exit::Renewer`]).
+    set: JoinSet<(String, Exit)>,
+    /// Shards with a worker.
+    running: HashSet<String>,
+    /// What a worker task is, by task id, so a panic can be traced to its shard.
+    tasks: HashMap<tokio::task::Id, WorkerTask>,
+    restarts: Restarts,
+}
+
+struct WorkerTask {
+    shard_id: String,
+    held: Arc<HeldLease>,
+    started: tokio::time::Instant,
 }
 
 /// One running Kinesis or DynamoDB Streams mapping.
@@ -172,8 +192,7 @@ impl StreamMapping {
     pub async fn run(self) {
         let ctx = &self.ctx;
         tracing::info!(uuid = %ctx.uuid, stream = %ctx.source.arn().arn, function = %ctx.target.describe(), "stream mapping started");
-        let mut workers: JoinSet<(String, Exit)> = JoinSet::new();
-        let mut running: HashSet<String> = HashSet::new();
+        let mut workers = Workers::default();
         let mut taker = ctx.store.is_shared().then(|| LeaseTaker::new(ctx.owner.clone(), ctx.taker_config.clone()));
         let sync_interval = match &taker {
             Some(_) => SHARD_SYNC_INTERVAL.min(ctx.taker_config.scan_interval()),
@@ -182,34 +201,66 @@ impl StreamMapping {
         loop {
             if !ctx.cancel.is_cancelled() {
                 match ctx.source.list_shards().await {
-                    Ok(shards) => self.start_workers(&shards, &mut running, &mut workers, taker.as_mut()).await,
+                    Ok(shards) => self.start_workers(&shards, &mut workers, taker.as_mut()).await,
                     Err(e) => tracing::warn!(uuid = %ctx.uuid, error = %e, "listing shards failed; will retry"),
                 }
             }
+            let restart_due = workers.restarts.next_due(tokio::time::Instant::now());
             tokio::select! {
-                Some(joined) = workers.join_next() => {
-                    match joined {
-                        Ok((_, Exit::Renewer)) => {}
-                        Ok((shard_id, exit)) => {
-                            running.remove(&shard_id);
-                            ctx.counters.shard_stopped(&shard_id);
-                            tracing::debug!(uuid = %ctx.uuid, shard_id, ?exit, "shard worker stopped");
+                Some(joined) = workers.set.join_next_with_id() => {
+                    let (id, outcome) = match joined {
+                        Ok((id, (_, exit))) => (id, Ok(exit)),
+                        Err(e) => {
+                            let id = e.id();
+                            let reason = if e.is_panic() {
+                                format!("panicked: {}", panic_message(e.into_panic().as_ref()))
+                            } else {
+                                "cancelled".to_owned()
+                            };
+                            (id, Err(reason))
                         }
-                        Err(e) => tracing::error!(uuid = %ctx.uuid, error = %e, "shard worker failed"),
+                    };
+                    if let Some(task) = workers.tasks.remove(&id) {
+                        self.worker_stopped(&mut workers, task, outcome);
                     }
-                    if ctx.cancel.is_cancelled() && workers.is_empty() {
+                    if ctx.cancel.is_cancelled() && workers.set.is_empty() {
                         break;
                     }
                 }
                 _ = tokio::time::sleep(sync_interval), if !ctx.cancel.is_cancelled() => {}
+                _ = sleep_until_opt(restart_due), if !ctx.cancel.is_cancelled() => {}
                 _ = ctx.cancel.cancelled(), if !ctx.cancel.is_cancelled() => {}
                 else => break,
             }
-            if ctx.cancel.is_cancelled() && workers.is_empty() {
+            if ctx.cancel.is_cancelled() && workers.set.is_empty() {
                 break;
             }
         }
         tracing::info!(uuid = %ctx.uuid, "stream mapping stopped");
+    }
+
+    /// A worker task ended with `outcome` (its exit, or why the task died). A failed worker
+    /// (panic, or [`Exit::Failed`]) is counted and its shard started again after a backoff, from
+    /// its stored checkpoint; the next shard sync retakes the lease.
+    fn worker_stopped(&self, workers: &mut Workers, task: WorkerTask, outcome: Result<Exit, String>) {
+        let ctx = &self.ctx;
+        let shard_id = task.shard_id;
+        workers.running.remove(&shard_id);
+        ctx.counters.shard_stopped(&shard_id);
+        let reason = match outcome {
+            Ok(Exit::Failed(reason)) | Err(reason) => reason,
+            Ok(exit) => {
+                workers.restarts.ended(&shard_id);
+                tracing::debug!(uuid = %ctx.uuid, shard_id, ?exit, "shard worker stopped");
+                return;
+            }
+        };
+        // A task that died did not stop its lease renewer.
+        task.held.lost.cancel();
+        let now = tokio::time::Instant::now();
+        let delay = workers.restarts.failed(&shard_id, now - task.started, now);
+        tracing::error!(uuid = %ctx.uuid, shard_id, %reason, ?delay, "shard worker failed; restarting it after a backoff");
+        ctx.counters.worker_failed(format!("shard {shard_id}: {reason}"));
     }
 
     /// The mapping's leases; `None` (logged) if the store cannot be read now.
@@ -226,13 +277,7 @@ impl StreamMapping {
     /// Create leases for new shards and start a worker for every lease this process should hold: with
     /// the embedded store every unfinished lease; with a shared store only those the [`LeaseTaker`]
     /// plans (free, expired, or stolen to balance the fleet).
-    async fn start_workers(
-        &self,
-        shards: &[ShardInfo],
-        running: &mut HashSet<String>,
-        workers: &mut JoinSet<(String, Exit)>,
-        taker: Option<&mut LeaseTaker>,
-    ) {
+    async fn start_workers(&self, shards: &[ShardInfo], workers: &mut Workers, taker: Option<&mut LeaseTaker>) {
         let ctx = &self.ctx;
         let Some(mut leases) = self.leases().await else {
             return;
@@ -291,18 +336,19 @@ impl StreamMapping {
                 .map(|l| (l.lease_key, l.counter))
                 .collect(),
         };
+        let now = tokio::time::Instant::now();
         for (lease_key, counter) in wanted {
-            if running.contains(&lease_key) {
+            if workers.running.contains(&lease_key) || !workers.restarts.may_start(&lease_key, now) {
                 continue;
             }
             let lease_ref = LeaseRef::new(ctx.uuid.clone(), lease_key.clone());
             match ctx.store.take(&lease_ref, &ctx.owner, counter).await {
                 Ok(taken) => {
                     Counters::add(&ctx.counters.lease_takes, 1);
-                    running.insert(lease_key.clone());
+                    workers.running.insert(lease_key.clone());
                     let held = HeldLease::new(taken.counter);
                     if ctx.store.is_shared() {
-                        workers.spawn({
+                        workers.set.spawn({
                             let (held, ctx, lease) = (held.clone(), self.ctx.clone(), lease_ref.clone());
                             async move {
                                 let shard_id = lease.lease_key.clone();
@@ -318,7 +364,12 @@ impl StreamMapping {
                         start: taken.checkpoint,
                     };
                     tracing::info!(uuid = %ctx.uuid, shard_id = %lease_key, start = %worker.start, "shard taken");
-                    workers.spawn(async move {
+                    let task = WorkerTask {
+                        shard_id: lease_key.clone(),
+                        held: worker.held.clone(),
+                        started: tokio::time::Instant::now(),
+                    };
+                    let handle = workers.set.spawn(async move {
                         let shard_id = worker.lease.lease_key.clone();
                         let held = worker.held.clone();
                         let exit = worker.run().await;
@@ -326,6 +377,7 @@ impl StreamMapping {
                         held.lost.cancel();
                         (shard_id, exit)
                     });
+                    workers.tasks.insert(handle.id(), task);
                 }
                 Err(esm_checkpoint::Error::ParentNotEnded(parent)) => {
                     tracing::debug!(uuid = %ctx.uuid, shard_id = %lease_key, %parent, "waiting for the parent shard to end");

@@ -30,6 +30,9 @@ pub(super) enum Exit {
     Stopped,
     /// Another poller took the lease: stopped without writing anything more.
     Lost,
+    /// An error the worker cannot get past (the lease store refused a write): the supervisor
+    /// restarts the shard after a backoff, from its stored checkpoint.
+    Failed(String),
     /// Not a worker: a lease renewer ended (its worker reports separately).
     Renewer,
 }
@@ -171,7 +174,8 @@ impl ShardWorker {
                 return self.end(&mut frontier).await;
             }
             if ctx.cancel.is_cancelled() && in_flight.is_empty() {
-                self.checkpoint(&mut frontier).await;
+                // A lost lease or a store error ends the worker either way.
+                let _ = self.checkpoint(&mut frontier).await;
                 return self.release().await;
             }
 
@@ -195,8 +199,8 @@ impl ShardWorker {
                     if final_count == batch.len() {
                         lanes.finish_batch(lane);
                     }
-                    if !self.checkpoint(&mut frontier).await {
-                        return Exit::Stopped;
+                    if let Err(exit) = self.checkpoint(&mut frontier).await {
+                        return exit;
                     }
                 }
                 _ = tokio::time::sleep_until(reader.ready_at), if can_read => {
@@ -210,8 +214,10 @@ impl ShardWorker {
                         clock.queued += 1;
                         clock.opened_at.get_or_insert(Instant::now());
                     }
-                    if lanes.is_idle() && in_flight.is_empty() && !self.checkpoint(&mut frontier).await {
-                        return Exit::Stopped;
+                    if lanes.is_idle() && in_flight.is_empty()
+                        && let Err(exit) = self.checkpoint(&mut frontier).await
+                    {
+                        return exit;
                     }
                 }
                 _ = sleep_until_opt(window_deadline) => {}
@@ -224,18 +230,19 @@ impl ShardWorker {
         }
     }
 
-    /// Write the frontier's checkpoint if it moved. False if the lease was lost (stop at once).
-    pub(super) async fn checkpoint(&mut self, frontier: &mut Frontier) -> bool {
+    /// Write the frontier's checkpoint if it moved. The error is how the worker must stop: the
+    /// lease was lost, or the store refused the write.
+    pub(super) async fn checkpoint(&mut self, frontier: &mut Frontier) -> Result<(), Exit> {
         let Some(seq) = frontier.checkpoint().cloned() else {
-            return true;
+            return Ok(());
         };
         if matches!(&self.start, Checkpoint::Sequence { sequence_number, .. } if *sequence_number == seq) {
-            return true;
+            return Ok(());
         }
         let mut counter = self.held.counter.lock().await;
         loop {
             if self.held.lost.is_cancelled() {
-                return false;
+                return Err(Exit::Lost);
             }
             match self.ctx.store.checkpoint(&self.lease, &self.ctx.owner, *counter, &seq, 0).await {
                 Ok(next) => {
@@ -245,14 +252,11 @@ impl ShardWorker {
                         sub_sequence_number: 0,
                     };
                     Counters::add(&self.ctx.counters.checkpoints, 1);
-                    return true;
+                    return Ok(());
                 }
                 Err(e) if e.is_transient() => tokio::time::sleep(Duration::from_millis(100)).await,
-                Err(e) => {
-                    tracing::error!(uuid = %self.ctx.uuid, shard_id = %self.lease.lease_key, error = %e,
-                        "checkpoint failed; stopping the shard");
-                    return false;
-                }
+                Err(esm_checkpoint::Error::Lost) => return Err(Exit::Lost),
+                Err(e) => return Err(Exit::Failed(format!("checkpoint failed: {e}"))),
             }
         }
     }
@@ -260,8 +264,8 @@ impl ShardWorker {
     /// Every record of a closed shard is final: write the last checkpoint, then SHARD_END with the
     /// children, whose leases are created at TRIM_HORIZON.
     pub(super) async fn end(&mut self, frontier: &mut Frontier) -> Exit {
-        if !self.checkpoint(frontier).await {
-            return Exit::Stopped;
+        if let Err(exit) = self.checkpoint(frontier).await {
+            return exit;
         }
         let children: Vec<ChildShard> = loop {
             match self.ctx.source.list_shards().await {
@@ -296,10 +300,8 @@ impl ShardWorker {
                 self.release().await;
                 Exit::Ended
             }
-            Err(e) => {
-                tracing::error!(uuid = %self.ctx.uuid, shard_id = %self.lease.lease_key, error = %e, "ending the shard failed");
-                Exit::Stopped
-            }
+            Err(esm_checkpoint::Error::Lost) => Exit::Lost,
+            Err(e) => Exit::Failed(format!("ending the shard failed: {e}")),
         }
     }
 

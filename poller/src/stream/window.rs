@@ -39,7 +39,8 @@ pub(super) async fn run(mut worker: ShardWorker) -> Exit {
 
     loop {
         if ctx.cancel.is_cancelled() {
-            worker.checkpoint(&mut frontier).await;
+            // A lost lease or a store error ends the worker either way.
+            let _ = worker.checkpoint(&mut frontier).await;
             return worker.release().await;
         }
         let arrivals: Vec<i64> = pending.iter().map(|r| r.arrival_ms).collect();
@@ -83,8 +84,8 @@ pub(super) async fn run(mut worker: ShardWorker) -> Exit {
                 for seq in delivered.drain(..) {
                     frontier.complete(&seq).expect("tracked record");
                 }
-                if !worker.checkpoint(&mut frontier).await {
-                    return Exit::Stopped;
+                if let Err(exit) = worker.checkpoint(&mut frontier).await {
+                    return exit;
                 }
             }
             WindowStep::Wait { until_millis } => {
@@ -98,8 +99,10 @@ pub(super) async fn run(mut worker: ShardWorker) -> Exit {
                             return worker.release().await;
                         };
                         pending.extend(records);
-                        if delivered.is_empty() && !worker.checkpoint(&mut frontier).await {
-                            return Exit::Stopped;
+                        if delivered.is_empty()
+                            && let Err(exit) = worker.checkpoint(&mut frontier).await
+                        {
+                            return exit;
                         }
                     }
                     _ = sleep_until_opt(wake) => {}
