@@ -169,5 +169,11 @@ async fn a_failed_shard_worker_is_restarted_from_its_checkpoint() {
     .await;
     let reports = poller.stop().await;
     assert_eq!(delivered("a"), 1);
+    let b_starts: Vec<f64> = sorted(sim.invocations())
+        .iter()
+        .filter(|i| processed_kinesis_data(std::slice::from_ref(*i)) == ["b"])
+        .map(|i| i.received_at_ms)
+        .collect();
+    assert!(b_starts[1] - b_starts[0] >= 1000.0, "restarted after the 1 s backoff: {b_starts:?}");
     assert!(reports[0].counters.worker_failures >= 1, "{}", reports[0].counters);
 }
