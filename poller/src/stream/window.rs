@@ -14,10 +14,9 @@ use esm_stream::window::MAX_STATE_BYTES;
 use esm_stream::{Frontier, SequenceNumber, ShardPosition, Window, WindowStep, WindowTracker};
 use lambda_invoke::InvocationType;
 use serde_json::{Map, Value};
-use tokio::time::Instant;
 
 use super::deliver::{Framing, deliver, now_millis};
-use super::shard::{Exit, Reader, ShardWorker, sleep_until_opt, start_position};
+use super::shard::{Exit, Reader, ShardWorker, start_position};
 use super::source::StreamRecord;
 use crate::backoff::Backoff;
 use crate::stats::Counters;
@@ -36,6 +35,8 @@ pub(super) async fn run(mut worker: ShardWorker) -> Exit {
     // Delivered records of the open window: final (checkpointable) only after its final invoke.
     let mut delivered: Vec<SequenceNumber> = Vec::new();
     let read_ahead = (ctx.batch_size * 2).clamp(100, 20_000);
+    // When the last read was sent: a caught-up read proves the shard read up to then.
+    let mut last_read_at = now_millis();
 
     loop {
         if ctx.cancel.is_cancelled() {
@@ -47,11 +48,13 @@ pub(super) async fn run(mut worker: ShardWorker) -> Exit {
         let position = if reader.done && pending.is_empty() {
             ShardPosition::Ended
         } else if reader.caught_up {
-            ShardPosition::CaughtUp
+            ShardPosition::CaughtUp {
+                read_at_millis: last_read_at,
+            }
         } else {
             ShardPosition::Reading
         };
-        match tracker.next_step(&arrivals, now_millis(), position) {
+        match tracker.next_step(&arrivals, position) {
             WindowStep::Invoke { window, records } => {
                 let batch = take_batch(&mut pending, records, ctx.batch_size, tracker.state());
                 let framing = Framing::Window(window_event(&ctx, &shard_id, window, tracker.state(), false, false));
@@ -88,13 +91,13 @@ pub(super) async fn run(mut worker: ShardWorker) -> Exit {
                     return exit;
                 }
             }
-            WindowStep::Wait { until_millis } => {
+            WindowStep::Wait => {
                 if reader.done && pending.is_empty() {
                     return worker.end(&mut frontier).await;
                 }
-                let wake = until_millis.map(|t| Instant::now() + Duration::from_millis((t - now_millis()).max(0) as u64));
                 tokio::select! {
                     _ = tokio::time::sleep_until(reader.ready_at), if !reader.done && pending.len() < read_ahead => {
+                        last_read_at = now_millis();
                         let Ok(records) = reader.read(&ctx, &mut frontier, read_ahead).await else {
                             return worker.release().await;
                         };
@@ -105,7 +108,6 @@ pub(super) async fn run(mut worker: ShardWorker) -> Exit {
                             return exit;
                         }
                     }
-                    _ = sleep_until_opt(wake) => {}
                     _ = ctx.cancel.cancelled() => {}
                     _ = worker.held.lost.cancelled() => return Exit::Lost,
                 }
