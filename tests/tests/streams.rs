@@ -652,7 +652,7 @@ async fn sigterm_with_parallel_lanes_redelivers_nothing() {
     let total = 300;
     // Three records in four share one key: their lane lags behind the others, which finish batches of
     // later records while earlier ones still wait in the hot lane.
-    let key = |i: usize| if i % 4 == 0 { format!("k{i}") } else { "hot".to_owned() };
+    let key = |i: usize| if i.is_multiple_of(4) { format!("k{i}") } else { "hot".to_owned() };
     kinesis.put(&name, &messages(total, key, |i| format!("r{i:03}"))).await;
     let sim = simulator(FunctionConfig {
         latency: Latency::Fixed(Duration::from_millis(300)),

@@ -174,8 +174,9 @@ impl ShardWorker {
                 return self.end(&mut frontier).await;
             }
             if ctx.cancel.is_cancelled() && in_flight.is_empty() {
-                // A lost lease or a store error ends the worker either way.
-                let _ = self.checkpoint(&mut frontier).await;
+                if let Err(exit) = self.checkpoint(&mut frontier).await {
+                    return exit;
+                }
                 return self.release().await;
             }
 

@@ -40,8 +40,9 @@ pub(super) async fn run(mut worker: ShardWorker) -> Exit {
 
     loop {
         if ctx.cancel.is_cancelled() {
-            // A lost lease or a store error ends the worker either way.
-            let _ = worker.checkpoint(&mut frontier).await;
+            if let Err(exit) = worker.checkpoint(&mut frontier).await {
+                return exit;
+            }
             return worker.release().await;
         }
         let arrivals: Vec<i64> = pending.iter().map(|r| r.arrival_ms).collect();
