@@ -63,16 +63,79 @@ pub struct MappingReport {
     pub counters: Snapshot,
 }
 
-/// Read and validate a mapping file.
-pub fn load_mapping(path: &Path) -> Result<Mapping, Error> {
+/// The mapping files `path` names: the file itself, or every `*.json` file in the directory, sorted by
+/// name so the order (and the first of two clashing files) does not depend on the file system.
+pub fn mapping_files(path: &Path) -> Result<Vec<PathBuf>, Error> {
+    let read_error = |source| Error::Read {
+        path: path.to_owned(),
+        source,
+    };
+    if !path.is_dir() {
+        return Ok(vec![path.to_owned()]);
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(read_error)? {
+        let file = entry.map_err(read_error)?.path();
+        if file.extension().is_some_and(|e| e == "json") && !file.is_dir() {
+            files.push(file);
+        }
+    }
+    if files.is_empty() {
+        return Err(Error::NoMappingFiles { dir: path.to_owned() });
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Read and validate one mapping file: its mapping, or every mapping of a list-event-source-mappings
+/// output. `${VAR}` references are resolved from the environment.
+pub fn load_mapping_file(path: &Path) -> Result<Vec<Mapping>, Error> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
         path: path.to_owned(),
         source,
     })?;
-    config::load(&text).map_err(|source| Error::Config {
+    config::load_document(&text, &config::env_var).map_err(|source| Error::Config {
         path: path.to_owned(),
         source,
     })
+}
+
+/// The mapping files of every path in `paths`, and the paths that name none.
+fn all_mapping_files(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<Error>) {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        match mapping_files(path) {
+            Ok(found) => files.extend(found),
+            Err(e) => errors.push(e),
+        }
+    }
+    (files, errors)
+}
+
+/// Every mapping in `paths` (files or directories), or every problem, each naming its file. Two mappings
+/// with one UUID would share checkpoints and leases, so that is an error too.
+pub fn load_mappings(paths: &[PathBuf]) -> Result<Vec<Mapping>, Vec<Error>> {
+    let (files, mut errors) = all_mapping_files(paths);
+    let mut mappings: Vec<(PathBuf, Mapping)> = Vec::new();
+    for file in files {
+        match load_mapping_file(&file) {
+            Ok(loaded) => {
+                for m in loaded {
+                    if let Some((first, _)) = mappings.iter().find(|(_, seen)| seen.uuid == m.uuid) {
+                        errors.push(Error::DuplicateMapping {
+                            uuid: m.uuid.clone(),
+                            first: first.clone(),
+                            second: file.clone(),
+                        });
+                    }
+                    mappings.push((file.clone(), m));
+                }
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() { Ok(mappings.into_iter().map(|(_, m)| m).collect()) } else { Err(errors) }
 }
 
 /// The shared AWS configuration: default credential chain, optional region and endpoint overrides.
@@ -254,20 +317,29 @@ pub async fn main(cli: cli::Cli) -> ExitCode {
     }
 }
 
-fn validate(files: &[std::path::PathBuf]) -> ExitCode {
-    let mut ok = true;
-    for path in files {
-        match load_mapping(path) {
-            Ok(m) => println!(
-                "{}: ok: {} → {} (BatchSize {}, window {}s{}{})",
-                path.display(),
-                m.source,
-                m.function_name,
-                m.batch_size,
-                m.batching_window.as_secs(),
-                if m.filters.is_empty() { "" } else { ", filtered" },
-                if m.report_batch_item_failures { ", ReportBatchItemFailures" } else { "" },
-            ),
+fn validate(paths: &[PathBuf]) -> ExitCode {
+    let (files, errors) = all_mapping_files(paths);
+    let mut ok = errors.is_empty();
+    for e in errors {
+        eprintln!("{e}");
+    }
+    for file in files {
+        match load_mapping_file(&file) {
+            Ok(mappings) => {
+                for m in mappings {
+                    println!(
+                        "{}: ok: {} → {} (BatchSize {}, window {}s{}{}{})",
+                        file.display(),
+                        m.source,
+                        m.function_name,
+                        m.batch_size,
+                        m.batching_window.as_secs(),
+                        if m.filters.is_empty() { "" } else { ", filtered" },
+                        if m.report_batch_item_failures { ", ReportBatchItemFailures" } else { "" },
+                        if m.enabled { "" } else { ", disabled" },
+                    )
+                }
+            }
             Err(e) => {
                 ok = false;
                 eprintln!("{e}");
@@ -278,16 +350,15 @@ fn validate(files: &[std::path::PathBuf]) -> ExitCode {
 }
 
 async fn run(args: cli::RunArgs) -> ExitCode {
-    let mut mappings = Vec::new();
-    for path in &args.mappings {
-        match load_mapping(path) {
-            Ok(m) => mappings.push(m),
-            Err(e) => {
+    let mappings = match load_mappings(&args.mappings) {
+        Ok(mappings) => mappings,
+        Err(errors) => {
+            for e in errors {
                 eprintln!("{e}");
-                return ExitCode::from(1);
             }
+            return ExitCode::from(1);
         }
-    }
+    };
     let options = Options {
         http_url: args.http_url,
         lambda_endpoint_url: args.lambda_endpoint_url,
@@ -310,8 +381,8 @@ async fn run(args: cli::RunArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
+            // Logged once, in the chosen log format (a JSON log stays one object per line).
             tracing::error!("{e}");
-            eprintln!("poller: {e}");
             ExitCode::from(2)
         }
     }
