@@ -525,7 +525,7 @@ impl RawMapping {
                         "is not supported for FIFO queues; leave it unset or 0",
                     );
                 } else if batch_size > 10 && window == 0 {
-                    // The exact message AWS returns (esm-semantics.md §1.3).
+                    // AWS's message for this rule, word for word (an InvalidParameterValueException).
                     p.add(
                         "MaximumBatchingWindowInSeconds",
                         "Maximum batch window in seconds must be greater than 0 if maximum batch size is greater than 10",
