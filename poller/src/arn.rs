@@ -55,7 +55,7 @@ fn whole(pattern: &str) -> Regex {
 /// A failed model constraint in the words of AWS's `ValidationException`, e.g. `1 validation error
 /// detected: Value 'x y' at 'functionName' failed to satisfy constraint: Member must satisfy regular
 /// expression pattern: …`.
-fn validation_exception(value: &str, member: &str, constraints: &[String]) -> String {
+pub(crate) fn validation_exception(value: &str, member: &str, constraints: &[String]) -> String {
     let n = constraints.len();
     let plural = if n == 1 { "error" } else { "errors" };
     let each: Vec<String> = constraints

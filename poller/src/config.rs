@@ -654,6 +654,9 @@ impl RawMapping {
         }
     }
 
+    /// The starting position rules, with AWS's messages where it has them (as recorded from AWS in
+    /// <https://github.com/localstack/localstack/blob/main/tests/aws/services/lambda_/event_source_mapping/test_api.snapshot.json>
+    /// and quoted in <https://github.com/awsdocs/aws-cloudformation-user-guide/pull/334>).
     fn stream_settings(&self, source: &SourceArn, p: &mut Problems) -> StreamSettings {
         let is_ddb = matches!(source, SourceArn::DynamoDbStream(_));
         let starting_position = match self.starting_position.as_deref() {
@@ -664,7 +667,7 @@ impl RawMapping {
             Some("TRIM_HORIZON") => StartingPosition::TrimHorizon,
             Some("LATEST") => StartingPosition::Latest,
             Some("AT_TIMESTAMP") if is_ddb => {
-                p.add("StartingPosition", "AT_TIMESTAMP is not supported for DynamoDB Streams");
+                p.add("StartingPosition", format!("Unsupported starting position for arn type: {source}"));
                 StartingPosition::Latest
             }
             Some("AT_TIMESTAMP") => match &self.starting_position_timestamp {
@@ -682,14 +685,18 @@ impl RawMapping {
                     }
                 },
                 None => {
-                    p.add("StartingPositionTimestamp", "is required when StartingPosition is AT_TIMESTAMP");
+                    p.add("StartingPositionTimestamp", "Need to specify a timestamp");
                     StartingPosition::Latest
                 }
             },
             Some(other) => {
                 p.add(
                     "StartingPosition",
-                    format!("unknown value {other:?}; expected TRIM_HORIZON, LATEST or AT_TIMESTAMP"),
+                    crate::arn::validation_exception(
+                        other,
+                        "startingPosition",
+                        &["satisfy enum value set: [LATEST, AT_TIMESTAMP, TRIM_HORIZON]".to_owned()],
+                    ),
                 );
                 StartingPosition::Latest
             }
@@ -698,7 +705,7 @@ impl RawMapping {
             && !matches!(starting_position, StartingPosition::AtTimestamp(_))
             && self.starting_position.as_deref() != Some("AT_TIMESTAMP")
         {
-            p.add("StartingPositionTimestamp", "is only allowed with StartingPosition AT_TIMESTAMP");
+            p.add("StartingPositionTimestamp", "Timestamp only valid with StartingPosition AT_TIMESTAMP");
         }
         let parallelization_factor = p.range("ParallelizationFactor", self.parallelization_factor, 1, 10, 1);
         let retries = p.range("MaximumRetryAttempts", self.maximum_retry_attempts, -1, 10_000, -1);

@@ -188,7 +188,7 @@ fn at_timestamp_accepts_epoch_and_iso() {
     }
     let ddb = "arn:aws:dynamodb:us-east-1:123456789012:table/Tab/stream/2024-01-01T00:00:00.000";
     let e = errors(&format!(r#"{{"EventSourceArn":"{ddb}","FunctionName":"f","StartingPosition":"AT_TIMESTAMP"}}"#));
-    assert!(e[0].contains("not supported for DynamoDB"), "{e:?}");
+    assert_eq!(e, vec![format!("StartingPosition: Unsupported starting position for arn type: {ddb}")]);
 }
 
 const KINESIS: &str = "arn:aws:kinesis:us-east-1:123456789012:stream/s";
@@ -355,4 +355,20 @@ fn future_starting_position_timestamp_is_refused() {
     );
     assert_eq!(errors(&at("\"2100-01-01T00:00:00Z\"")).len(), 1);
     assert!(load(&at("1700000000")).is_ok());
+}
+
+#[test]
+fn starting_position_errors_use_the_aws_messages() {
+    let e = errors(&format!(r#"{{"EventSourceArn":"{KINESIS}","FunctionName":"f","StartingPosition":"EARLIEST"}}"#));
+    assert_eq!(
+        e,
+        vec!["StartingPosition: 1 validation error detected: Value 'EARLIEST' at 'startingPosition' failed to satisfy \
+              constraint: Member must satisfy enum value set: [LATEST, AT_TIMESTAMP, TRIM_HORIZON]"]
+    );
+    let e = errors(&format!(
+        r#"{{"EventSourceArn":"{KINESIS}","FunctionName":"f","StartingPosition":"LATEST","StartingPositionTimestamp":1700000000}}"#
+    ));
+    assert_eq!(e, vec!["StartingPositionTimestamp: Timestamp only valid with StartingPosition AT_TIMESTAMP"]);
+    let e = errors(&format!(r#"{{"EventSourceArn":"{KINESIS}","FunctionName":"f","StartingPosition":"AT_TIMESTAMP"}}"#));
+    assert_eq!(e, vec!["StartingPositionTimestamp: Need to specify a timestamp"]);
 }
