@@ -100,42 +100,35 @@ pub fn load_mapping_file(path: &Path) -> Result<Vec<Mapping>, Error> {
     })
 }
 
-/// The mapping files of every path in `paths`, and the paths that name none.
-fn all_mapping_files(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<Error>) {
-    let mut files = Vec::new();
+/// Every mapping in `paths` (files or directories) with its file, and every problem, each naming its
+/// file: a path without mapping files, an unreadable or invalid file, and two mappings with one UUID
+/// (they would share checkpoints and leases).
+pub fn load_mappings(paths: &[PathBuf]) -> (Vec<(PathBuf, Mapping)>, Vec<Error>) {
     let mut errors = Vec::new();
-    for path in paths {
-        match mapping_files(path) {
-            Ok(found) => files.extend(found),
-            Err(e) => errors.push(e),
-        }
-    }
-    (files, errors)
-}
-
-/// Every mapping in `paths` (files or directories), or every problem, each naming its file. Two mappings
-/// with one UUID would share checkpoints and leases, so that is an error too.
-pub fn load_mappings(paths: &[PathBuf]) -> Result<Vec<Mapping>, Vec<Error>> {
-    let (files, mut errors) = all_mapping_files(paths);
     let mut mappings: Vec<(PathBuf, Mapping)> = Vec::new();
-    for file in files {
-        match load_mapping_file(&file) {
-            Ok(loaded) => {
-                for m in loaded {
-                    if let Some((first, _)) = mappings.iter().find(|(_, seen)| seen.uuid == m.uuid) {
-                        errors.push(Error::DuplicateMapping {
-                            uuid: m.uuid.clone(),
-                            first: first.clone(),
-                            second: file.clone(),
-                        });
-                    }
-                    mappings.push((file.clone(), m));
+    for path in paths {
+        let files = mapping_files(path).unwrap_or_else(|e| {
+            errors.push(e);
+            Vec::new()
+        });
+        for file in files {
+            let loaded = load_mapping_file(&file).unwrap_or_else(|e| {
+                errors.push(e);
+                Vec::new()
+            });
+            for m in loaded {
+                if let Some((first, _)) = mappings.iter().find(|(_, seen)| seen.uuid == m.uuid) {
+                    errors.push(Error::DuplicateMapping {
+                        uuid: m.uuid.clone(),
+                        first: first.clone(),
+                        second: file.clone(),
+                    });
                 }
+                mappings.push((file.clone(), m));
             }
-            Err(e) => errors.push(e),
         }
     }
-    if errors.is_empty() { Ok(mappings.into_iter().map(|(_, m)| m).collect()) } else { Err(errors) }
+    (mappings, errors)
 }
 
 /// The shared AWS configuration: default credential chain, optional region and endpoint overrides.
@@ -318,47 +311,35 @@ pub async fn main(cli: cli::Cli) -> ExitCode {
 }
 
 fn validate(paths: &[PathBuf]) -> ExitCode {
-    let (files, errors) = all_mapping_files(paths);
-    let mut ok = errors.is_empty();
-    for e in errors {
+    let (mappings, errors) = load_mappings(paths);
+    for (file, m) in mappings {
+        println!(
+            "{}: ok: {} → {} (BatchSize {}, window {}s{}{}{})",
+            file.display(),
+            m.source,
+            m.function_name,
+            m.batch_size,
+            m.batching_window.as_secs(),
+            if m.filters.is_empty() { "" } else { ", filtered" },
+            if m.report_batch_item_failures { ", ReportBatchItemFailures" } else { "" },
+            if m.enabled { "" } else { ", disabled" },
+        )
+    }
+    for e in &errors {
         eprintln!("{e}");
     }
-    for file in files {
-        match load_mapping_file(&file) {
-            Ok(mappings) => {
-                for m in mappings {
-                    println!(
-                        "{}: ok: {} → {} (BatchSize {}, window {}s{}{}{})",
-                        file.display(),
-                        m.source,
-                        m.function_name,
-                        m.batch_size,
-                        m.batching_window.as_secs(),
-                        if m.filters.is_empty() { "" } else { ", filtered" },
-                        if m.report_batch_item_failures { ", ReportBatchItemFailures" } else { "" },
-                        if m.enabled { "" } else { ", disabled" },
-                    )
-                }
-            }
-            Err(e) => {
-                ok = false;
-                eprintln!("{e}");
-            }
-        }
-    }
-    if ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }
 
 async fn run(args: cli::RunArgs) -> ExitCode {
-    let mappings = match load_mappings(&args.mappings) {
-        Ok(mappings) => mappings,
-        Err(errors) => {
-            for e in errors {
-                eprintln!("{e}");
-            }
-            return ExitCode::from(1);
+    let (mappings, errors) = load_mappings(&args.mappings);
+    if !errors.is_empty() {
+        for e in errors {
+            eprintln!("{e}");
         }
-    };
+        return ExitCode::from(1);
+    }
+    let mappings = mappings.into_iter().map(|(_, m)| m).collect();
     let options = Options {
         http_url: args.http_url,
         lambda_endpoint_url: args.lambda_endpoint_url,

@@ -198,11 +198,13 @@ fn duplicate_mappings_are_refused_naming_both_files() {
     let mapping = r#"{"EventSourceArn":"arn:aws:sqs:us-east-1:123456789012:q","FunctionName":"f"}"#;
     let a = write(dir.path(), "a.json", mapping);
     let b = write(dir.path(), "b.json", mapping);
-    let out = poller(&["run", "--mapping", dir.path().to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.starts_with(&format!("{}: UUID ", b.display())), "{stderr}");
-    assert!(stderr.contains(&format!("is also the UUID of a mapping in {}", a.display())), "{stderr}");
+    for args in [vec!["run", "--mapping"], vec!["validate"]] {
+        let out = poller(&[&args[..], &[dir.path().to_str().unwrap()]].concat());
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.starts_with(&format!("{}: UUID ", b.display())), "{stderr}");
+        assert!(stderr.contains(&format!("is also the UUID of a mapping in {}", a.display())), "{stderr}");
+    }
 }
 
 /// Text logs to a pipe or file carry no colour codes, and a fatal error is printed once.
