@@ -347,6 +347,19 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
+/// The text of a mapping file: UTF-8 (JSON's encoding, RFC 8259 §8.1). UTF-16, which Windows PowerShell's `>`
+/// writes, is named rather than reported as a byte offset.
+pub fn decode(bytes: &[u8]) -> Result<&str, ConfigError> {
+    if bytes.starts_with(&[0xff, 0xfe]) || bytes.starts_with(&[0xfe, 0xff]) {
+        return Err(document_error(
+            "the file is UTF-16 (Windows PowerShell's `>` writes it); save it as UTF-8, e.g. with `Out-File -Encoding utf8`",
+        ));
+    }
+    std::str::from_utf8(bytes).map_err(|e| {
+        document_error(format!("the file is not UTF-8: invalid byte at offset {}", e.valid_up_to()))
+    })
+}
+
 /// Parse and validate every mapping of a document; each error names its field, prefixed with
 /// `EventSourceMappings[i].` in a list.
 pub fn load_document(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Vec<Mapping>, ConfigError> {

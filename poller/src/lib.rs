@@ -90,14 +90,16 @@ pub fn mapping_files(path: &Path) -> Result<Vec<PathBuf>, Error> {
 /// Read and validate one mapping file: its mapping, or every mapping of a list-event-source-mappings
 /// output. `${VAR}` references are resolved from the environment.
 pub fn load_mapping_file(path: &Path) -> Result<Vec<Mapping>, Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+    let bytes = std::fs::read(path).map_err(|source| Error::Read {
         path: path.to_owned(),
         source,
     })?;
-    config::load_document(&text, &config::env_var).map_err(|source| Error::Config {
-        path: path.to_owned(),
-        source,
-    })
+    config::decode(&bytes)
+        .and_then(|text| config::load_document(text, &config::env_var))
+        .map_err(|source| Error::Config {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 /// Every mapping in `paths` (files or directories) with its file, and every problem, each naming its

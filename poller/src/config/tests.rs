@@ -372,3 +372,15 @@ fn starting_position_errors_use_the_aws_messages() {
     let e = errors(&format!(r#"{{"EventSourceArn":"{KINESIS}","FunctionName":"f","StartingPosition":"AT_TIMESTAMP"}}"#));
     assert_eq!(e, vec!["StartingPositionTimestamp: Need to specify a timestamp"]);
 }
+
+#[test]
+fn files_must_be_utf8() {
+    let one = format!(r#"{{"EventSourceArn":"{QUEUE}","FunctionName":"f"}}"#);
+    assert_eq!(decode(one.as_bytes()).unwrap(), one);
+    let utf16: Vec<u8> = [0xff, 0xfe].into_iter().chain(one.encode_utf16().flat_map(u16::to_le_bytes)).collect();
+    assert!(decode(&utf16).unwrap_err().to_string().starts_with("(document): the file is UTF-16"));
+    assert_eq!(
+        decode(b"{\"FunctionName\":\"f\xe9\"}").unwrap_err().to_string(),
+        "(document): the file is not UTF-8: invalid byte at offset 18"
+    );
+}
