@@ -25,7 +25,7 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Check mapping files (CreateEventSourceMapping JSON) and print what each resolves to.
     Validate {
-        /// Mapping files.
+        /// Mapping files, or directories of `*.json` mapping files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -34,7 +34,8 @@ pub enum Command {
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// A mapping file in the CreateEventSourceMapping JSON shape (as `aws lambda
-    /// create-event-source-mapping --cli-input-json` takes). Repeat for several mappings.
+    /// create-event-source-mapping --cli-input-json` takes, or the output of get-event-source-mapping or
+    /// list-event-source-mappings), or a directory of `*.json` mapping files. Repeat for several.
     #[arg(long = "mapping", short = 'm', required = true)]
     pub mappings: Vec<PathBuf>,
     /// Invoke a plain HTTP endpoint instead of the Lambda Invoke API: the event is POSTed as JSON.

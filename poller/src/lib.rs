@@ -63,16 +63,74 @@ pub struct MappingReport {
     pub counters: Snapshot,
 }
 
-/// Read and validate a mapping file.
-pub fn load_mapping(path: &Path) -> Result<Mapping, Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+/// The mapping files `path` names: the file itself, or every `*.json` file in the directory, sorted by
+/// name so the order (and the first of two clashing files) does not depend on the file system.
+pub fn mapping_files(path: &Path) -> Result<Vec<PathBuf>, Error> {
+    let read_error = |source| Error::Read {
+        path: path.to_owned(),
+        source,
+    };
+    if !path.is_dir() {
+        return Ok(vec![path.to_owned()]);
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(read_error)? {
+        let file = entry.map_err(read_error)?.path();
+        if file.extension().is_some_and(|e| e == "json") && !file.is_dir() {
+            files.push(file);
+        }
+    }
+    if files.is_empty() {
+        return Err(Error::NoMappingFiles { dir: path.to_owned() });
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Read and validate one mapping file: its mapping, or every mapping of a list-event-source-mappings
+/// output. `${VAR}` references are resolved from the environment.
+pub fn load_mapping_file(path: &Path) -> Result<Vec<Mapping>, Error> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Read {
         path: path.to_owned(),
         source,
     })?;
-    config::load(&text).map_err(|source| Error::Config {
-        path: path.to_owned(),
-        source,
-    })
+    config::decode(&bytes)
+        .and_then(|text| config::load_document(text, &config::env_var))
+        .map_err(|source| Error::Config {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// Every mapping in `paths` (files or directories) with its file, and every problem, each naming its
+/// file: a path without mapping files, an unreadable or invalid file, and two mappings with one UUID
+/// (they would share checkpoints and leases).
+pub fn load_mappings(paths: &[PathBuf]) -> (Vec<(PathBuf, Mapping)>, Vec<Error>) {
+    let mut errors = Vec::new();
+    let mut mappings: Vec<(PathBuf, Mapping)> = Vec::new();
+    for path in paths {
+        let files = mapping_files(path).unwrap_or_else(|e| {
+            errors.push(e);
+            Vec::new()
+        });
+        for file in files {
+            let loaded = load_mapping_file(&file).unwrap_or_else(|e| {
+                errors.push(e);
+                Vec::new()
+            });
+            for m in loaded {
+                if let Some((first, _)) = mappings.iter().find(|(_, seen)| seen.uuid == m.uuid) {
+                    errors.push(Error::DuplicateMapping {
+                        uuid: m.uuid.clone(),
+                        first: first.clone(),
+                        second: file.clone(),
+                    });
+                }
+                mappings.push((file.clone(), m));
+            }
+        }
+    }
+    (mappings, errors)
 }
 
 /// The shared AWS configuration: default credential chain, optional region and endpoint overrides.
@@ -254,40 +312,36 @@ pub async fn main(cli: cli::Cli) -> ExitCode {
     }
 }
 
-fn validate(files: &[std::path::PathBuf]) -> ExitCode {
-    let mut ok = true;
-    for path in files {
-        match load_mapping(path) {
-            Ok(m) => println!(
-                "{}: ok: {} → {} (BatchSize {}, window {}s{}{})",
-                path.display(),
-                m.source,
-                m.function_name,
-                m.batch_size,
-                m.batching_window.as_secs(),
-                if m.filters.is_empty() { "" } else { ", filtered" },
-                if m.report_batch_item_failures { ", ReportBatchItemFailures" } else { "" },
-            ),
-            Err(e) => {
-                ok = false;
-                eprintln!("{e}");
-            }
-        }
+fn validate(paths: &[PathBuf]) -> ExitCode {
+    let (mappings, errors) = load_mappings(paths);
+    for (file, m) in mappings {
+        println!(
+            "{}: ok: {} → {} (BatchSize {}, window {}s{}{}{})",
+            file.display(),
+            m.source,
+            m.function_name,
+            m.batch_size,
+            m.batching_window.as_secs(),
+            if m.filters.is_empty() { "" } else { ", filtered" },
+            if m.report_batch_item_failures { ", ReportBatchItemFailures" } else { "" },
+            if m.enabled { "" } else { ", disabled" },
+        )
     }
-    if ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    for e in &errors {
+        eprintln!("{e}");
+    }
+    if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }
 
 async fn run(args: cli::RunArgs) -> ExitCode {
-    let mut mappings = Vec::new();
-    for path in &args.mappings {
-        match load_mapping(path) {
-            Ok(m) => mappings.push(m),
-            Err(e) => {
-                eprintln!("{e}");
-                return ExitCode::from(1);
-            }
+    let (mappings, errors) = load_mappings(&args.mappings);
+    if !errors.is_empty() {
+        for e in errors {
+            eprintln!("{e}");
         }
+        return ExitCode::from(1);
     }
+    let mappings = mappings.into_iter().map(|(_, m)| m).collect();
     let options = Options {
         http_url: args.http_url,
         lambda_endpoint_url: args.lambda_endpoint_url,
@@ -310,8 +364,8 @@ async fn run(args: cli::RunArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
+            // Logged once, in the chosen log format (a JSON log stays one object per line).
             tracing::error!("{e}");
-            eprintln!("poller: {e}");
             ExitCode::from(2)
         }
     }
