@@ -577,6 +577,92 @@ mod tests {
         assert_eq!(on_repeat(true, Duration::from_secs(30)), Repeat::ExitNow);
     }
 
+    /// A supervisor with running mappings `uuids`, their health handles, and its counters' registry.
+    fn supervisor(uuids: &[&str]) -> (Supervisor, Vec<Arc<MappingHealth>>) {
+        let metrics = stats::Metrics::new();
+        let mut supervisor = Supervisor::default();
+        let mut health = Vec::new();
+        for uuid in uuids {
+            let labels = stats::MappingLabels {
+                mapping: uuid.to_string(),
+                ..Default::default()
+            };
+            let counters = Arc::new(metrics.mapping(labels));
+            counters.health.set_state(MappingState::Running);
+            health.push(counters.health.clone());
+            supervisor.reports.push((uuid.to_string(), String::new(), String::new(), counters));
+        }
+        (supervisor, health)
+    }
+
+    #[tokio::test]
+    async fn a_mapping_that_ends_early_or_panics_fails_and_stops_the_others() {
+        let (mut supervisor, health) = supervisor(&["quits", "panics", "waits"]);
+        let stop = CancellationToken::new();
+        supervisor.spawn(health[0].clone(), Box::pin(async {}));
+        supervisor.spawn(health[1].clone(), Box::pin(async { panic!("boom") }));
+        let waits = stop.clone();
+        supervisor.spawn(health[2].clone(), Box::pin(async move { waits.cancelled().await }));
+        let run = supervisor.run(&stop, &CancellationToken::new(), &Lifecycle::default());
+        tokio::time::timeout(Duration::from_secs(30), run).await.expect("the others are stopped");
+        let reports = supervisor.reports();
+        assert_eq!(reports[0].health.state, MappingState::Failed("the mapping stopped on its own".to_owned()));
+        assert_eq!(reports[1].health.state, MappingState::Failed("the mapping's task panicked: boom".to_owned()));
+        assert_eq!(reports[2].health.state, MappingState::Stopped);
+        assert_eq!(exit_status(reports.len(), failures(&reports).len(), false), 1);
+    }
+
+    #[tokio::test]
+    async fn keep_going_lets_the_others_run() {
+        let (mut supervisor, health) = supervisor(&["quits", "waits"]);
+        let stop = CancellationToken::new();
+        supervisor.spawn(health[0].clone(), Box::pin(async {}));
+        let waits = stop.clone();
+        supervisor.spawn(health[1].clone(), Box::pin(async move { waits.cancelled().await }));
+        let lifecycle = Lifecycle {
+            keep_going: true,
+            ..Lifecycle::default()
+        };
+        let abandon = CancellationToken::new();
+        let run = supervisor.run(&stop, &abandon, &lifecycle);
+        let operator = async {
+            // The supervisor marks the mapping failed and decides in the same step.
+            while !matches!(health[0].state(), MappingState::Failed(_)) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert!(!stop.is_cancelled(), "the failure did not stop the other mapping");
+            stop.cancel();
+        };
+        tokio::time::timeout(Duration::from_secs(30), async { tokio::join!(run, operator) })
+            .await
+            .expect("stops on shutdown");
+        let reports = supervisor.reports();
+        assert_eq!(reports[1].health.state, MappingState::Stopped);
+        assert_eq!(exit_status(reports.len(), failures(&reports).len(), true), 0);
+    }
+
+    #[tokio::test]
+    async fn at_the_drain_deadline_work_is_abandoned_then_aborted() {
+        let (mut supervisor, health) = supervisor(&["settles", "stubborn"]);
+        let (stop, abandon) = (CancellationToken::new(), CancellationToken::new());
+        let abandoned = abandon.clone();
+        supervisor.spawn(health[0].clone(), Box::pin(async move { abandoned.cancelled().await }));
+        supervisor.spawn(health[1].clone(), Box::pin(std::future::pending()));
+        let lifecycle = Lifecycle {
+            shutdown_timeout: Duration::from_millis(50),
+            ..Lifecycle::default()
+        };
+        stop.cancel();
+        let started = Instant::now();
+        tokio::time::timeout(Duration::from_secs(60), supervisor.run(&stop, &abandon, &lifecycle))
+            .await
+            .expect("a task that ignores the deadline is aborted");
+        assert!(abandon.is_cancelled());
+        assert!(started.elapsed() >= SETTLE_GRACE, "the stubborn task had its grace");
+        let reports = supervisor.reports();
+        assert!(reports.iter().all(|r| r.health.state == MappingState::Stopped), "{reports:?}");
+    }
+
     #[test]
     fn a_failed_mapping_fails_the_process_unless_the_others_keep_going() {
         assert_eq!(exit_status(2, 0, false), 0);

@@ -9,6 +9,7 @@ use std::time::Duration;
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry};
 use tokio_util::sync::CancellationToken;
 
+pub mod process;
 pub mod soak;
 
 /// The emulator endpoint, from `POLLER_TEST_ENDPOINT` (set by scripts/test.sh).
