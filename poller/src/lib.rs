@@ -603,7 +603,8 @@ mod tests {
         supervisor.spawn(health[1].clone(), Box::pin(async { panic!("boom") }));
         let waits = stop.clone();
         supervisor.spawn(health[2].clone(), Box::pin(async move { waits.cancelled().await }));
-        let run = supervisor.run(&stop, &CancellationToken::new(), &Lifecycle::default());
+        let (abandon, lifecycle) = (CancellationToken::new(), Lifecycle::default());
+        let run = supervisor.run(&stop, &abandon, &lifecycle);
         tokio::time::timeout(Duration::from_secs(30), run).await.expect("the others are stopped");
         let reports = supervisor.reports();
         assert_eq!(reports[0].health.state, MappingState::Failed("the mapping stopped on its own".to_owned()));
