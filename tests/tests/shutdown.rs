@@ -56,7 +56,7 @@ async fn sqs_batches_past_the_drain_deadline_are_made_visible_and_processed_afte
     let mapping = sqs_mapping(&queue, "slow-fn", r#""BatchSize":10"#);
     // The default deadline (25 s): long polls dropped at the signal end on the server within 20 s,
     // before the abandoned messages are made visible, so none of them can take those messages.
-    let first = Poller::start(&[mapping.clone()], &slow.url(), &[]);
+    let first = Poller::start(std::slice::from_ref(&mapping), &slow.url(), &[]);
     eventually(WAIT, "a batch in flight", || async {
         slow.stats().functions.get("slow-fn").is_some_and(|f| f.concurrency > 0)
     })
@@ -103,7 +103,7 @@ async fn kinesis_batches_past_the_drain_deadline_are_read_again_after_restart() 
     let dir = std::env::temp_dir().join(unique("poller-drain"));
 
     let slow = simulator(slow_function()).await;
-    let first = Poller::start_in(dir.clone(), &[mapping.clone()], &slow.url(), &["--shutdown-timeout", SHUTDOWN_TIMEOUT]);
+    let first = Poller::start_in(dir.clone(), std::slice::from_ref(&mapping), &slow.url(), &["--shutdown-timeout", SHUTDOWN_TIMEOUT]);
     eventually(WAIT, "a batch in flight", || async {
         slow.stats().functions.get("slow-fn").is_some_and(|f| f.concurrency > 0)
     })

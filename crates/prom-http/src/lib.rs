@@ -16,9 +16,9 @@ use axum::http::HeaderMap;
 use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use prometheus_client::registry::Registry;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use prometheus_client::registry::Registry;
 use tokio::net::TcpStream;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -189,10 +189,17 @@ mod tests {
         let (addr, task) = serve("127.0.0.1:0".parse().unwrap(), registry, stop.clone())
             .await
             .expect("binds");
-        let mut half_open = tokio::net::TcpStream::connect(addr).await.expect("connects");
-        half_open.write_all(b"GET /metrics HTTP/1.1\r\nHost: x").await.expect("writes");
+        let mut half_open = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connects");
+        half_open
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x")
+            .await
+            .expect("writes");
         // A whole request on another connection is answered: the server is up and serving.
-        let mut whole = tokio::net::TcpStream::connect(addr).await.expect("connects");
+        let mut whole = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connects");
         whole
             .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .await
@@ -210,14 +217,25 @@ mod tests {
             .expect("server task");
         let mut rest = Vec::new();
         let closed = half_open.read_to_end(&mut rest).await;
-        assert!(closed.is_err() || !rest.starts_with(b"HTTP/1.1 200"), "no answer to half a request");
+        assert!(
+            closed.is_err() || !rest.starts_with(b"HTTP/1.1 200"),
+            "no answer to half a request"
+        );
     }
 
     #[test]
     fn metrics_addr_is_an_address_or_off() {
         assert_eq!("off".parse(), Ok(MetricsAddr(None)));
-        assert_eq!("127.0.0.1:0".parse(), Ok(MetricsAddr(Some("127.0.0.1:0".parse().unwrap()))));
-        assert!("localhost".parse::<MetricsAddr>().unwrap_err().contains("use HOST:PORT or off"));
+        assert_eq!(
+            "127.0.0.1:0".parse(),
+            Ok(MetricsAddr(Some("127.0.0.1:0".parse().unwrap())))
+        );
+        assert!(
+            "localhost"
+                .parse::<MetricsAddr>()
+                .unwrap_err()
+                .contains("use HOST:PORT or off")
+        );
     }
 
     #[test]
