@@ -61,6 +61,8 @@ pub(crate) struct StreamCtx {
     /// Poll interval of a caught-up shard: Lambda's base rate (Kinesis 1/s, DynamoDB Streams 4/s).
     idle_poll: Duration,
     cancel: CancellationToken,
+    /// The drain deadline: batches still in flight are dropped unfinished (read again after a restart).
+    abandon: CancellationToken,
 }
 
 impl StreamCtx {
@@ -99,6 +101,9 @@ pub struct StreamDeps<'a> {
     pub taker_config: TakerConfig,
     pub invoke_identity_arn: Option<String>,
     pub cancel: CancellationToken,
+    /// Fires at the drain deadline, after `cancel`: in-flight batches are given up, checkpoints cover
+    /// only what completed, and leases are released.
+    pub abandon: CancellationToken,
 }
 
 impl StreamMapping {
@@ -155,6 +160,7 @@ impl StreamMapping {
             starting_timestamp,
             idle_poll,
             cancel: deps.cancel,
+            abandon: deps.abandon,
         };
         Ok(StreamMapping {
             ctx: Arc::new(ctx),
@@ -177,8 +183,18 @@ impl StreamMapping {
         loop {
             if !ctx.cancel.is_cancelled() {
                 match ctx.source.list_shards().await {
-                    Ok(shards) => self.start_workers(&shards, &mut running, &mut workers, taker.as_mut()).await,
-                    Err(e) => tracing::warn!(uuid = %ctx.uuid, error = %e, "listing shards failed; will retry"),
+                    Ok(shards) => {
+                        // A poller holding no shard reads none: the stream answering is its poll,
+                        // for readiness. Shard workers report their own reads.
+                        if running.is_empty() {
+                            ctx.counters.health.polled();
+                        }
+                        self.start_workers(&shards, &mut running, &mut workers, taker.as_mut()).await
+                    }
+                    Err(e) => {
+                        tracing::warn!(uuid = %ctx.uuid, error = %e, "listing shards failed; will retry");
+                        ctx.counters.health.poll_failed(e.to_string());
+                    }
                 }
             }
             tokio::select! {

@@ -57,6 +57,10 @@ pub(super) async fn run(mut worker: ShardWorker) -> Exit {
                 let (final_count, framing) = tokio::select! {
                     delivered = deliver(&ctx, &shard_id, &batch, framing) => delivered,
                     _ = worker.held.lost.cancelled() => return Exit::Lost,
+                    _ = ctx.abandon.cancelled() => {
+                        ctx.counters.health.abandoned(batch.len());
+                        return abandon(&mut worker, &mut frontier).await;
+                    }
                 };
                 if final_count < batch.len() {
                     return worker.release().await;
@@ -75,6 +79,7 @@ pub(super) async fn run(mut worker: ShardWorker) -> Exit {
                 let invoked = tokio::select! {
                     ok = final_invoke(&ctx, event) => ok,
                     _ = worker.held.lost.cancelled() => return Exit::Lost,
+                    _ = ctx.abandon.cancelled() => return abandon(&mut worker, &mut frontier).await,
                 };
                 if !invoked {
                     return worker.release().await;
@@ -109,6 +114,13 @@ pub(super) async fn run(mut worker: ShardWorker) -> Exit {
             }
         }
     }
+}
+
+/// The drain deadline came during an invocation: checkpoint what is final (the window's records only
+/// after its final invocation) and release the lease; the rest is read again after a restart.
+async fn abandon(worker: &mut ShardWorker, frontier: &mut Frontier) -> Exit {
+    worker.checkpoint(frontier).await;
+    worker.release().await
 }
 
 /// Up to `BatchSize` of the first `in_window` pending records, within the payload cap (the state rides
