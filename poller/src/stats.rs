@@ -232,6 +232,8 @@ impl Counters {
         if result.is_ok() {
             self.measures.duration.observe(started.elapsed().as_secs_f64());
             self.health.invoked();
+        } else {
+            self.health.invoke_failed();
         }
         drop(in_flight);
         result

@@ -9,6 +9,7 @@ use std::time::Duration;
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry};
 use tokio_util::sync::CancellationToken;
 
+pub mod process;
 pub mod soak;
 
 /// The emulator endpoint, from `POLLER_TEST_ENDPOINT` (set by scripts/test.sh).
@@ -251,6 +252,7 @@ impl RunningPoller {
             metrics_addr: None,
             lease_table: None,
             lease_failover: Duration::from_secs(10),
+            lifecycle: Default::default(),
         };
         let cancel = CancellationToken::new();
         let task = tokio::spawn(poller::Poller::new(mappings, options).run(cancel.clone()));

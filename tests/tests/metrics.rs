@@ -75,6 +75,7 @@ async fn sqs_mapping_counts_are_scraped_over_http() {
     let (addr, server) = serve(
         "127.0.0.1:0".parse().expect("address"),
         metrics.clone(),
+        Duration::from_secs(60),
         server_stop.clone(),
     )
     .await

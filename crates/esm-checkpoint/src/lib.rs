@@ -1,7 +1,7 @@
 //! Durable leases and checkpoints for stream event source mappings.
 //!
 //! One lease per shard and mapping, shaped like a row of the KCL lease table
-//! (kinesis-consumers.md §1, §8): an owner, a **lease counter** used as a fencing token, the
+//! (docs/aws-reference.md#lease-table): an owner, a **lease counter** used as a fencing token, the
 //! checkpoint, and the parent/child shard links. Every mutation names the counter its caller
 //! last saw; the store applies it only if the lease still has that counter (and, except for
 //! `take`, that owner), bumps the counter and returns the new value. Anything else is
@@ -38,7 +38,7 @@
 //! No store records *when* a lease was renewed; a renewal just bumps the counter. Each worker
 //! lists the leases periodically and notes, on its own monotonic clock, when it last saw each
 //! counter change; a lease whose counter has not moved for the failover time (10 s) is expired
-//! and may be taken with the counter seen (kinesis-consumers.md §2). [`LeaseTaker`] implements
+//! and may be taken with the counter seen (docs/aws-reference.md#lease-taking). [`LeaseTaker`] implements
 //! this and KCL 2.x's balancing rule as pure logic over [`LeaseStore::list`] results, so it
 //! works with any store; holders renew every [`TakerConfig::renew_interval`]. The full protocol
 //! and the poller's checklist are in `docs/leases.md`.

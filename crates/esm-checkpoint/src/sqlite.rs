@@ -1,6 +1,6 @@
 //! The embedded single-instance store: SQLite (bundled) in WAL mode.
 //!
-//! Durability (kinesis-consumers.md §8.2): `journal_mode=WAL` + `synchronous=FULL` fsyncs the WAL
+//! Durability (docs/aws-reference.md#sqlite): `journal_mode=WAL` + `synchronous=FULL` fsyncs the WAL
 //! on every commit, so an acknowledged checkpoint survives a process crash *and* a power loss;
 //! a crash never corrupts the file (SQLite's atomic commit). Every write is one
 //! `BEGIN IMMEDIATE` transaction that reads the row, checks the fencing conditions and updates

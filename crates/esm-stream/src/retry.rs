@@ -17,7 +17,8 @@
 //! }
 //! ```
 //!
-//! # Rules (sources: esm-semantics §3.1–3.3, esm-aws-observed §4.1)
+//! # Rules (sources: docs/aws-reference.md#stream-error-handling,
+//! #stream-retries-observed-on-aws)
 //!
 //! * **Retry budget.** A record set that keeps failing as a whole is invoked
 //!   `1 + MaximumRetryAttempts` times, then discarded with `RetryAttemptsExhausted` and
@@ -424,7 +425,7 @@ impl BatchRetry {
                 Some(lowest) if lowest == range.start => self.fail(Failure::Response),
                 Some(lowest) => {
                     // Everything before the lowest failed record succeeded; the rest is retried
-                    // with a fresh budget (observed, esm-aws-observed §4.1).
+                    // with a fresh budget (observed on AWS, docs/aws-reference.md#stream-retries-observed-on-aws).
                     *self.work.last_mut().expect("current range") = Work::fresh(lowest..range.end);
                     self.queue_checkpoint(lowest);
                 }

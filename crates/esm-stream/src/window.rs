@@ -1,4 +1,4 @@
-//! `TumblingWindowInSeconds`: per-shard aggregation windows (esm-semantics §5.4).
+//! `TumblingWindowInSeconds`: per-shard aggregation windows (docs/aws-reference.md#tumbling-windows).
 //!
 //! AWS behaviour this models:
 //! * Windows are per shard and come from record arrival time; we align them to the epoch:

@@ -25,7 +25,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName,
+    QueueAttributeName,
+};
 use esm_events::envelope::{Envelope, MAX_PAYLOAD_BYTES};
 use esm_events::response::BatchResponse;
 use lambda_invoke::{InvocationType, Target};
@@ -65,6 +68,8 @@ enum Outcome {
     Partial(Vec<String>),
     /// Delete nothing: the function failed, answered invalidly, or could not be invoked.
     Failed,
+    /// Delete nothing and make the messages visible again at once: the drain deadline came first.
+    Abandoned,
 }
 
 /// One running SQS mapping.
@@ -82,6 +87,8 @@ pub struct SqsMapping {
     counters: Arc<Counters>,
     held: Held,
     scaler: Mutex<Scaler>,
+    /// Fires at the drain deadline: batches still being invoked are let go (see [`Self::abandon_on`]).
+    abandon: CancellationToken,
 }
 
 impl SqsMapping {
@@ -153,7 +160,17 @@ impl SqsMapping {
             counters,
             held: Held::new(visibility_timeout),
             scaler: Mutex::new(Scaler::new(settings.maximum_concurrency, std::time::Instant::now())),
+            abandon: CancellationToken::new(),
         })
+    }
+
+    /// When `abandon` fires (the drain deadline, after `cancel` of [`Self::run`]), invocations still
+    /// running are given up and their messages made visible again at once (ChangeMessageVisibility 0),
+    /// so that another poller, or this one after a restart, receives them without waiting for the
+    /// visibility timeout. Without it, `run` waits for every invocation to end.
+    pub fn abandon_on(mut self, abandon: CancellationToken) -> SqsMapping {
+        self.abandon = abandon;
+        self
     }
 
     /// Poll and invoke until `cancel` fires, then finish the batches in hand and return.
@@ -248,6 +265,7 @@ impl SqsMapping {
                 }
                 Err(e) => {
                     tracing::warn!(uuid = %self.uuid, error = %e, "ReceiveMessage failed; retrying");
+                    self.counters.health.poll_failed(&e);
                     tokio::select! {
                         _ = tokio::time::sleep(backoff.next_delay()) => continue,
                         _ = cancel.cancelled() => break,
@@ -326,11 +344,14 @@ impl SqsMapping {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let mut throttled = false;
         let outcome = loop {
-            match self
-                .counters
-                .track_invoke(self.target.invoke(payload.clone(), InvocationType::RequestResponse, false))
-                .await
-            {
+            let invoked = tokio::select! {
+                biased;
+                _ = self.abandon.cancelled() => break Outcome::Abandoned,
+                invoked = self
+                    .counters
+                    .track_invoke(self.target.invoke(payload.clone(), InvocationType::RequestResponse, false)) => invoked,
+            };
+            match invoked {
                 Ok(response) => {
                     Counters::add(&self.counters.invocations, 1);
                     Counters::add(&self.counters.invoked, batch.len());
@@ -386,9 +407,11 @@ impl SqsMapping {
         }
     }
 
-    /// Delete what succeeded; let the rest go so that it reappears after the visibility timeout.
+    /// Delete what succeeded; let the rest go so that it reappears after the visibility timeout (at
+    /// once if abandoned).
     async fn settle(&self, batch: Vec<Pending>, outcome: Outcome) {
         let keep: HashSet<&str> = match &outcome {
+            Outcome::Abandoned => return self.make_visible(&batch).await,
             Outcome::Success => HashSet::new(),
             Outcome::Failed => batch.iter().map(|p| p.message_id.as_str()).collect(),
             Outcome::Partial(failed) => failed.iter().map(String::as_str).collect(),
@@ -399,6 +422,38 @@ impl SqsMapping {
         self.held.release(kept.iter().map(|p| p.receipt_handle.as_str()));
         let receipts: Vec<String> = done.iter().map(|p| p.receipt_handle.clone()).collect();
         self.delete(&receipts).await;
+    }
+
+    /// Stop holding an abandoned batch and make its messages visible again at once
+    /// (ChangeMessageVisibility 0), 10 per call. A message this fails for reappears after its
+    /// visibility timeout instead.
+    async fn make_visible(&self, batch: &[Pending]) {
+        self.held.release(batch.iter().map(|p| p.receipt_handle.as_str()));
+        self.counters.health.abandoned(batch.len());
+        for chunk in batch.chunks(10) {
+            let entries = chunk.iter().enumerate().map(|(i, pending)| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(&pending.receipt_handle)
+                    .visibility_timeout(0)
+                    .build()
+                    .expect("id and receipt handle are set")
+            });
+            let changed = self
+                .client
+                .change_message_visibility_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries.collect()))
+                .send()
+                .await;
+            match changed {
+                Ok(out) if out.failed().is_empty() => {}
+                Ok(out) => tracing::warn!(uuid = %self.uuid, failed = out.failed().len(),
+                    "ChangeMessageVisibilityBatch entries failed; those messages reappear after the visibility timeout"),
+                Err(e) => tracing::warn!(uuid = %self.uuid, error = %DisplayErrorContext(&e),
+                    "ChangeMessageVisibilityBatch failed; the messages reappear after the visibility timeout"),
+            }
+        }
     }
 
     /// Delete messages by receipt handle, 10 per call, and stop holding them.

@@ -1,4 +1,5 @@
-//! Kinesis and DynamoDB Streams mappings (esm-semantics.md §2.3, §3.1–3.3, §5.4).
+//! Kinesis and DynamoDB Streams mappings (docs/aws-reference.md#stream-ordering,
+//! #stream-error-handling, #tumbling-windows).
 //!
 //! A [`StreamMapping`] keeps a lease per shard in the checkpoint store (SQLite by default, see
 //! `esm-checkpoint`), discovers shards periodically and runs a [`shard::ShardWorker`] for every lease it
@@ -65,6 +66,8 @@ pub(crate) struct StreamCtx {
     /// Poll interval of a caught-up shard: Lambda's base rate (Kinesis 1/s, DynamoDB Streams 4/s).
     idle_poll: Duration,
     cancel: CancellationToken,
+    /// The drain deadline: batches still in flight are dropped unfinished (read again after a restart).
+    abandon: CancellationToken,
 }
 
 impl StreamCtx {
@@ -121,6 +124,9 @@ pub struct StreamDeps<'a> {
     pub taker_config: TakerConfig,
     pub invoke_identity_arn: Option<String>,
     pub cancel: CancellationToken,
+    /// Fires at the drain deadline, after `cancel`: in-flight batches are given up, checkpoints cover
+    /// only what completed, and leases are released.
+    pub abandon: CancellationToken,
 }
 
 impl StreamMapping {
@@ -180,6 +186,7 @@ impl StreamMapping {
             starting_timestamp,
             idle_poll,
             cancel: deps.cancel,
+            abandon: deps.abandon,
         };
         Ok(StreamMapping {
             ctx: Arc::new(ctx),
@@ -201,8 +208,18 @@ impl StreamMapping {
         loop {
             if !ctx.cancel.is_cancelled() {
                 match ctx.source.list_shards().await {
-                    Ok(shards) => self.start_workers(&shards, &mut workers, taker.as_mut()).await,
-                    Err(e) => tracing::warn!(uuid = %ctx.uuid, error = %e, "listing shards failed; will retry"),
+                    Ok(shards) => {
+                        // A poller holding no shard reads none: the stream answering is its poll,
+                        // for readiness. Shard workers report their own reads.
+                        if workers.running.is_empty() {
+                            ctx.counters.health.polled();
+                        }
+                        self.start_workers(&shards, &mut workers, taker.as_mut()).await
+                    }
+                    Err(e) => {
+                        tracing::warn!(uuid = %ctx.uuid, error = %e, "listing shards failed; will retry");
+                        ctx.counters.health.poll_failed(e.to_string());
+                    }
                 }
             }
             let restart_due = workers.restarts.next_due(tokio::time::Instant::now());

@@ -227,6 +227,16 @@ impl ShardWorker {
                     in_flight.abort_all();
                     return Exit::Lost;
                 }
+                _ = ctx.abandon.cancelled() => {
+                    // The drain deadline: batches in flight are dropped unfinished; the checkpoint
+                    // covers only completed ones, so they are read again after a restart.
+                    ctx.counters.health.abandoned(frontier.pending().saturating_sub(lanes.queued()));
+                    in_flight.abort_all();
+                    if let Err(exit) = self.checkpoint(&mut frontier).await {
+                        return exit;
+                    }
+                    return self.release().await;
+                }
             }
         }
     }
@@ -440,6 +450,9 @@ impl Reader {
         match error {
             ReadError::Throttled(_) | ReadError::Other(_) | ReadError::ExpiredIterator => {
                 tracing::debug!(uuid = %ctx.uuid, shard_id, %error, "read failed; retrying");
+                if !matches!(error, ReadError::ExpiredIterator) {
+                    ctx.counters.health.poll_failed(error.to_string());
+                }
                 self.ready_at = Instant::now() + self.backoff.next_delay();
                 Ok(())
             }

@@ -1,4 +1,4 @@
-//! Tumbling windows (`TumblingWindowInSeconds`, esm-semantics.md §5.4): records are grouped into
+//! Tumbling windows (`TumblingWindowInSeconds`, docs/aws-reference.md#tumbling-windows): records are grouped into
 //! epoch-aligned windows by arrival time; each invocation carries the window, the state the function
 //! returned last, and the shard; when a window closes (a later record, the clock once caught up, or the
 //! shard's end) a final invocation with no records and `isFinalInvokeForWindow: true` is made, retried
@@ -62,6 +62,10 @@ pub(super) async fn run(mut worker: ShardWorker) -> Exit {
                 let (final_count, framing) = tokio::select! {
                     delivered = deliver(&ctx, &shard_id, &batch, framing) => delivered,
                     _ = worker.held.lost.cancelled() => return Exit::Lost,
+                    _ = ctx.abandon.cancelled() => {
+                        ctx.counters.health.abandoned(batch.len());
+                        return abandon(&mut worker, &mut frontier).await;
+                    }
                 };
                 if final_count < batch.len() {
                     return worker.release().await;
@@ -80,6 +84,7 @@ pub(super) async fn run(mut worker: ShardWorker) -> Exit {
                 let invoked = tokio::select! {
                     ok = final_invoke(&ctx, event) => ok,
                     _ = worker.held.lost.cancelled() => return Exit::Lost,
+                    _ = ctx.abandon.cancelled() => return abandon(&mut worker, &mut frontier).await,
                 };
                 if !invoked {
                     return worker.release().await;
@@ -114,6 +119,15 @@ pub(super) async fn run(mut worker: ShardWorker) -> Exit {
                 }
             }
         }
+    }
+}
+
+/// The drain deadline came during an invocation: checkpoint what is final (the window's records only
+/// after its final invocation) and release the lease; the rest is read again after a restart.
+async fn abandon(worker: &mut ShardWorker, frontier: &mut Frontier) -> Exit {
+    match worker.checkpoint(frontier).await {
+        Ok(()) => worker.release().await,
+        Err(exit) => exit,
     }
 }
 

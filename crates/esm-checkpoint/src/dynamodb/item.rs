@@ -1,4 +1,4 @@
-//! The KCL lease item (kinesis-consumers.md §1): attribute names and types, encoding, decoding,
+//! The KCL lease item (docs/aws-reference.md#lease-table): attribute names and types, encoding, decoding,
 //! and the conditional `UpdateItem` expressions built from them.
 
 use std::collections::HashMap;
