@@ -314,17 +314,12 @@ impl StreamMapping {
                 .parent_shard_ids
                 .iter()
                 .any(|p| known.contains(p.as_str()) || (first_sync && listed.contains_key(p.as_str())));
-            let checkpoint = match (&self.initial, first_sync) {
-                // LATEST: only the open shards are read, from their tip.
-                (Checkpoint::Latest, true) if closed.contains(shard.shard_id.as_str()) => Checkpoint::ShardEnd,
-                // Children start at their beginning so nothing between parent and child is skipped.
-                (_, _) if has_known_parent => Checkpoint::TrimHorizon,
-                // The tip is pinned to now and stored as AT_TIMESTAMP: AWS fixes a mapping's position
-                // when it is created, and a restart of this process is not a new mapping, so it must
-                // resume here, not at a later tip (records written while stopped would be lost).
-                (Checkpoint::Latest, _) => Checkpoint::AtTimestamp(Some(now)),
-                (initial, _) => initial.clone(),
+            let new_shard = NewShard {
+                first_sync,
+                closed: closed.contains(shard.shard_id.as_str()),
+                has_known_parent,
             };
+            let checkpoint = lease_start(&self.initial, new_shard, now);
             let lease = NewLease {
                 lease_key: shard.shard_id.clone(),
                 checkpoint,
@@ -408,6 +403,33 @@ impl StreamMapping {
     }
 }
 
+/// What decides where a newly found shard's lease starts.
+#[derive(Clone, Copy, Debug)]
+struct NewShard {
+    /// The mapping had no leases yet: this is its first start.
+    first_sync: bool,
+    /// Some listed shard names it as a parent.
+    closed: bool,
+    /// One of its parents has a lease (or is listed, on the first start).
+    has_known_parent: bool,
+}
+
+/// The checkpoint a new shard's lease starts at, for a mapping whose starting position is
+/// `initial`, at `now` (epoch ms).
+fn lease_start(initial: &Checkpoint, shard: NewShard, now: i64) -> Checkpoint {
+    match initial {
+        // LATEST: only the open shards are read.
+        Checkpoint::Latest if shard.first_sync && shard.closed => Checkpoint::ShardEnd,
+        // Children start at their beginning so nothing between parent and child is skipped.
+        _ if shard.has_known_parent => Checkpoint::TrimHorizon,
+        // The tip is pinned to now and stored as AT_TIMESTAMP: AWS fixes a mapping's position when
+        // it is created, and a restart of this process is not a new mapping, so it must resume
+        // here, not at a later tip (records written while stopped would be lost).
+        Checkpoint::Latest => Checkpoint::AtTimestamp(Some(now)),
+        initial => initial.clone(),
+    }
+}
+
 /// The function's unqualified ARN as AWS writes it in failure records: given as is when it already is an
 /// ARN, else built from the mapping's region and account.
 fn function_arn(function_name: &str, region: &str, account: &str) -> String {
@@ -429,6 +451,27 @@ fn short_name(function_name: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latest_and_at_timestamp_leases_start_at_a_pinned_time() {
+        let shard = |first_sync, closed, has_known_parent| NewShard {
+            first_sync,
+            closed,
+            has_known_parent,
+        };
+        let now = 1_764_086_780_123;
+        let pinned = Checkpoint::AtTimestamp(Some(now));
+        assert_eq!(lease_start(&Checkpoint::Latest, shard(true, false, false), now), pinned);
+        assert_eq!(lease_start(&Checkpoint::Latest, shard(true, true, false), now), Checkpoint::ShardEnd);
+        assert_eq!(lease_start(&Checkpoint::Latest, shard(true, false, true), now), Checkpoint::TrimHorizon);
+        assert_eq!(lease_start(&Checkpoint::Latest, shard(false, false, false), now), pinned, "found later");
+        assert_eq!(lease_start(&Checkpoint::Latest, shard(false, false, true), now), Checkpoint::TrimHorizon);
+        let at = Checkpoint::AtTimestamp(Some(1_700_000_000_000));
+        assert_eq!(lease_start(&at, shard(true, true, false), now), at, "the mapping's own time");
+        assert_eq!(lease_start(&at, shard(false, false, true), now), Checkpoint::TrimHorizon);
+        let trim = Checkpoint::TrimHorizon;
+        assert_eq!(lease_start(&trim, shard(true, true, false), now), trim);
+    }
 
     #[test]
     fn function_arns_and_names() {
