@@ -88,14 +88,15 @@ async fn dynamodb_latest_restart_loses_nothing_written_after_the_first_start() {
             client.put_item().table_name(table).item("pk", AttributeValue::S(pk)).send().await.expect("PutItem");
         }
     };
-    // Written before the mapping exists, and more than a second before its first start.
+    // Written before the mapping exists, in an earlier second than its first start (two seconds
+    // apart, whether the stream's creation time is truncated or rounded to the second).
     put("early".to_owned()).await;
     let sim = simulator(FunctionConfig::default()).await;
     let mapping = stream_mapping(&stream_arn, "latest-restart-ddb-fn", r#""StartingPosition":"LATEST""#);
     let dir = state_dir();
     let early_second = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    eventually(Duration::from_secs(10), "the next second", || async {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() > early_second
+    eventually(Duration::from_secs(10), "two seconds later", || async {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() > early_second + 1
     })
     .await;
     start_and_stop_before_any_record(&mapping, &sim.url(), &dir).await;
