@@ -283,13 +283,14 @@ impl Poller {
                     supervisor.spawn(counters.health.clone(), task);
                 }
                 Err(e) => {
-                    tracing::error!(uuid = %uuid, error = %e, "mapping cannot start");
                     counters.health.set_state(MappingState::Failed(e.to_string()));
                     if !lifecycle.keep_going {
+                        // The caller reports it, once.
                         start_error = Some(e);
                         stop.cancel();
                         break;
                     }
+                    tracing::error!(uuid = %uuid, error = %e, "mapping cannot start; the others go on (--keep-going)");
                 }
             }
         }
