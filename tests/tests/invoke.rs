@@ -91,3 +91,45 @@ async fn http_target_outcomes() {
         Err(Error::Transport(_))
     ));
 }
+
+/// `GetFunctionConfiguration` through the SDK: the simulator answers in Lambda's shape, with the
+/// configured timeout in whole seconds; a missing function is a 404.
+#[tokio::test]
+async fn function_configuration_through_the_sdk() {
+    let sim = start(&[("slow", FunctionConfig { timeout: Duration::from_millis(44_500), ..FunctionConfig::default() })]).await;
+    let Target::Lambda(slow) = lambda(&sim, "slow").await else { unreachable!() };
+    let config = slow.configuration().await.unwrap();
+    assert_eq!(config.timeout, Duration::from_secs(45), "rounded up to whole seconds");
+    assert_eq!(config.function_arn.as_deref(), Some("arn:aws:lambda:us-east-1:123456789012:function:slow"));
+    assert_eq!(lambda(&sim, "slow").await.function_timeout().await.unwrap(), Some(Duration::from_secs(45)));
+    match lambda(&sim, "missing").await.function_timeout().await {
+        Err(Error::Client { status: 404, message, .. }) => assert_eq!(message, "Function not found: missing"),
+        other => panic!("expected 404, got {other:?}"),
+    }
+    let http = HttpTarget::new(format!("{}/http/slow", sim.url()), Some(Duration::from_secs(9))).unwrap();
+    assert_eq!(Target::Http(http).function_timeout().await.unwrap(), Some(Duration::from_secs(9)));
+}
+
+/// A function answering more than Lambda's 6 MB response limit through the Invoke API gets the error
+/// Lambda gives: a function error `Function.ResponseSizeTooLarge`, and the body is not kept.
+#[tokio::test]
+async fn oversized_lambda_response_is_a_function_error() {
+    let big = format!("\"{}\"", "x".repeat(7 * 1024 * 1024));
+    let sim = start(&[(
+        "big",
+        FunctionConfig {
+            rules: vec![loadgen::simulate::Rule {
+                action: loadgen::simulate::RuleAction::Respond,
+                response: Some(big),
+                ..Default::default()
+            }],
+            ..FunctionConfig::default()
+        },
+    )])
+    .await;
+    let r = lambda(&sim, "big").await.invoke(b"{}".to_vec(), InvocationType::RequestResponse, false).await.unwrap();
+    assert_eq!(r.function_error.as_deref(), Some("Unhandled"));
+    assert!(r.payload.len() < 1024, "{} bytes kept", r.payload.len());
+    let body: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+    assert_eq!(body["errorType"], "Function.ResponseSizeTooLarge");
+}
