@@ -1,4 +1,5 @@
-//! SQS mappings (standard and FIFO), with AWS's semantics (esm-semantics.md §2.2, §3.4–3.6, §7.1):
+//! SQS mappings (standard and FIFO), with AWS's semantics
+//! (<https://docs.aws.amazon.com/lambda/latest/dg/with-sqs.html>):
 //!
 //! * Lanes long-poll the queue (up to 10 messages a receive, 20 s waits) and each assembles one batch at a
 //!   time (`BatchSize`, batching window, 6 MB), invokes the function synchronously, then deletes what
@@ -12,7 +13,8 @@
 //! * FIFO: SQS never hands out a message group while messages of it are in flight, so one batch per group
 //!   is in flight at a time and a failed group waits for its own retries while other groups go on. As on
 //!   AWS, a partial batch response is taken at its word: a FIFO function should report the failed message
-//!   *and every later message of its group* (esm-semantics.md §3.5); what it does not report is deleted.
+//!   *and every later message of its group*
+//!   (<https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html>); what it does not report is deleted.
 //! * FIFO and the 6 MB cap: messages received but held back for the next batch belong to the same
 //!   in-order unit as the batch before them. When that batch fails (wholly or partly), the held-back
 //!   messages of the failed groups are made visible again instead of being invoked, so the group comes

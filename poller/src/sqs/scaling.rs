@@ -1,6 +1,6 @@
 //! How many polling lanes an SQS mapping runs: one lane = one batch in flight.
 //!
-//! AWS (esm-semantics.md §7.1) starts 5 concurrent batches when messages appear, adds up to 300 per minute
+//! AWS starts 5 concurrent batches when messages appear, adds up to 300 per minute
 //! while messages remain, caps at 1,000 per mapping (or `ScalingConfig.MaximumConcurrency`), and drops
 //! back toward 2 when traffic is low; throttles and errors lower concurrency
 //! (<https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html>). This module makes those

@@ -2,7 +2,8 @@
 //!
 //! A message is hidden for the queue's visibility timeout (VT) from the moment it is received. A batch can
 //! be held longer than that: a batching window of up to 300 s, a slow function, throttle retries. AWS
-//! stretches the effective timeout for this (esm-semantics.md §2.2); we extend each held message with
+//! stretches the effective timeout for this
+//! (<https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html>); we extend each held message with
 //! `ChangeMessageVisibility` before it would reappear, for as long as the poller holds it. When the poller
 //! lets go of a failed message it simply stops extending it, so the message reappears within one VT, as
 //! it would on AWS, and the queue's redrive policy counts the receive.
