@@ -386,7 +386,7 @@ fn service_error(status: u16, err: &impl aws_sdk_lambda::error::ProvideErrorMeta
 /// then uses its own backoff.
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let seconds: f64 = value.trim().parse().ok()?;
-    if !(seconds >= 0.0) {
+    if seconds.is_nan() || seconds < 0.0 {
         return None;
     }
     Some(Duration::from_secs_f64(seconds.min(MAX_RETRY_AFTER.as_secs_f64())))

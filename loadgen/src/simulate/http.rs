@@ -137,7 +137,7 @@ async fn configuration(
         None => function_not_found(name),
         Some(function) => json_response(
             StatusCode::OK,
-            wire::function_configuration(name, qualifier, &function.config()).to_string(),
+            wire::function_configuration(name, qualifier, function.config()).to_string(),
         ),
     };
     with_request_id(response, &request_id)

@@ -533,10 +533,8 @@ impl SqsMapping {
             let again = !failed.sender_fault() && !last;
             tracing::warn!(uuid = %self.uuid, code = failed.code(), message = ?failed.message(), retrying = again,
                 "DeleteMessageBatch entry failed");
-            if again {
-                if let Some(handle) = failed.id().parse::<usize>().ok().and_then(|i| handles.get(i)) {
-                    retry.push(*handle);
-                }
+            if let Some(handle) = failed.id().parse::<usize>().ok().and_then(|i| handles.get(i)).filter(|_| again) {
+                retry.push(*handle);
             }
         }
         retry
