@@ -22,6 +22,7 @@ use std::time::Duration;
 use aws_sdk_lambda::error::SdkError;
 use aws_sdk_lambda::operation::invoke::InvokeError;
 use aws_sdk_lambda::primitives::Blob;
+use aws_smithy_types::body::SdkBody;
 use base64::Engine as _;
 
 /// Most bytes of a function's response that are read. Lambda's synchronous invocation response limit is
@@ -252,30 +253,44 @@ impl LambdaTarget {
             .await;
         match result {
             Ok(out) => {
-                let payload = out.payload().map(|b| b.as_ref().to_vec()).unwrap_or_default();
-                // A response without Content-Length is only measured once read: still refused.
-                let (function_error, payload) = if payload.len() > MAX_RESPONSE_BYTES {
-                    (Some(UNHANDLED.to_owned()), response_too_large(payload.len()))
-                } else {
-                    (out.function_error().map(str::to_owned), payload)
-                };
                 Ok(Response {
                     status: u16::try_from(out.status_code()).unwrap_or(200),
-                    function_error,
-                    payload,
+                    function_error: out.function_error().map(str::to_owned),
+                    payload: out.payload().map(|b| b.as_ref().to_vec()).unwrap_or_default(),
                     executed_version: out.executed_version().map(str::to_owned),
                     log_tail: out.log_result().map(decode_log),
                 })
             }
+            // The body passed the limit while being read (no Content-Length said so beforehand).
+            Err(err) if caused_by::<http_body_util::LengthLimitError>(&err) => Ok(Response {
+                status: 200,
+                function_error: Some(UNHANDLED.to_owned()),
+                payload: response_too_large(MAX_RESPONSE_BYTES + 1),
+                executed_version: None,
+                log_tail: None,
+            }),
             Err(err) => Err(classify_sdk_error(err)),
         }
     }
 }
 
+/// True if `T` is somewhere in the chain of sources of `err`.
+fn caused_by<T: std::error::Error + 'static>(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(e) = source {
+        if e.is::<T>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
 /// `X-Amz-Function-Error` of a function that failed without handling the error.
 const UNHANDLED: &str = "Unhandled";
 
-/// The error object Lambda returns for a function response over the limit.
+/// The error object Lambda returns for a function response over the limit, `len` bytes long (at least;
+/// the rest was not read).
 fn response_too_large(len: usize) -> Vec<u8> {
     serde_json::json!({
         "errorMessage": format!(
@@ -287,9 +302,10 @@ fn response_too_large(len: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Keeps an Invoke API response announced larger than [`MAX_RESPONSE_BYTES`] from being read: the body is
-/// replaced, before the SDK reads it, by the function error Lambda itself returns for such a response (an
-/// error answer that large becomes a short one).
+/// Keeps an Invoke API response larger than [`MAX_RESPONSE_BYTES`] from being read. One announced larger
+/// (`Content-Length`) is replaced, before the SDK reads it, by the function error Lambda itself returns
+/// for such a response (an error answer that large becomes a short one); any other body is read through a
+/// limit, and passing it ends the read with an error that becomes the same function error.
 #[derive(Debug)]
 struct ResponseSizeLimit;
 
@@ -311,6 +327,10 @@ impl aws_sdk_lambda::config::Intercept for ResponseSizeLimit {
             .and_then(|v| v.parse::<usize>().ok())
             .unwrap_or(0);
         if announced <= MAX_RESPONSE_BYTES {
+            // Without Content-Length (or if it lies), stop reading at the limit all the same.
+            let body = std::mem::replace(response.body_mut(), SdkBody::taken());
+            *response.body_mut() =
+                body.map(|b| SdkBody::from_body_1_x(http_body_util::Limited::new(b, MAX_RESPONSE_BYTES)));
             return Ok(());
         }
         let body = if response.status().is_success() {
@@ -320,7 +340,7 @@ impl aws_sdk_lambda::config::Intercept for ResponseSizeLimit {
             format!(r#"{{"message":"error response of {announced} bytes not read"}}"#).into_bytes()
         };
         response.headers_mut().insert("content-length", body.len().to_string());
-        *response.body_mut() = aws_smithy_types::body::SdkBody::from(body);
+        *response.body_mut() = SdkBody::from(body);
         Ok(())
     }
 }
