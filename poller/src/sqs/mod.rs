@@ -493,8 +493,9 @@ impl SqsMapping {
             let mut pending: Vec<&String> = chunk.iter().collect();
             let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
             for attempt in 1..=DELETE_ATTEMPTS {
-                pending = self.delete_once(&pending, attempt == DELETE_ATTEMPTS).await;
-                if pending.is_empty() {
+                let last = attempt == DELETE_ATTEMPTS;
+                pending = self.delete_once(&pending, last).await;
+                if pending.is_empty() || last {
                     break;
                 }
                 tokio::time::sleep(backoff.next_delay()).await;
