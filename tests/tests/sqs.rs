@@ -690,3 +690,42 @@ async fn batch_size_one_scales_past_five_concurrent_invocations() {
     let processed: HashSet<String> = processed_bodies(&sim.invocations()).into_iter().collect();
     assert_eq!(processed.len(), 300, "peak {peak}");
 }
+
+/// The `poller` binary with the HTTP target and no `--invoke-timeout`: Lambda's minimum function timeout,
+/// 1 s, is assumed, so a visibility timeout of 0 is refused and a queue of 1 s runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn http_target_without_invoke_timeout_assumes_the_minimum_function_timeout() {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let sqs = Sqs::new().await;
+    let sim = simulator(FunctionConfig::default()).await;
+    let http_url = format!("{}/http/{{function}}", sim.url());
+
+    let zero = sqs.create_queue(&unique("http-vt0"), &[(QueueAttributeName::VisibilityTimeout, "0".into())]).await;
+    let refused = e2e::PollerProcess::new(&sqs_mapping(&zero, "vt-fn", ""), "http://127.0.0.1:9");
+    let out = tokio::process::Command::new(e2e::poller_binary())
+        .args(["run", "--mapping"])
+        .arg(refused.dir.join("mapping.json"))
+        .arg("--state-dir")
+        .arg(refused.dir.join("state"))
+        .args(["--metrics-addr", "127.0.0.1:0", "--http-url", &http_url])
+        .env("RUST_LOG", "off")
+        .output()
+        .await
+        .expect("poller runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("Queue visibility timeout: 0 seconds is less than Function timeout: 1 seconds"),
+        "{stderr}"
+    );
+
+    let one = sqs.create_queue(&unique("http-vt1"), &[(QueueAttributeName::VisibilityTimeout, "1".into())]).await;
+    sqs.send(&one, &[("through http".to_owned(), None)]).await;
+    let mut running = e2e::PollerProcess::new(&sqs_mapping(&one, "vt-fn", ""), "http://127.0.0.1:9").spawn(&["--http-url", &http_url]);
+    eventually(Duration::from_secs(60), "the message processed over HTTP", || async {
+        processed_bodies(&sim.invocations()) == ["through http"]
+    })
+    .await;
+    running.kill().expect("stop the poller");
+    running.wait().expect("poller exits");
+}
