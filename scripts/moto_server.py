@@ -9,7 +9,7 @@ it started. Both break the FIFO guarantee the poller relies on, as AWS Lambda do
 
 The replacement below is moto's own receive loop with the in-flight groups read afresh on every pass
 (minus the messages this call took, which may be delivered together) and the check-and-take done under
-a lock. It also reads the queue's retention period once per pass instead of through
+a lock. DeleteMessage runs under the same lock: moto's own can lose a concurrent delete. It also reads the queue's retention period once per pass instead of through
 GetQueueAttributes for every message, which counted the whole queue each time (0.4 s per receive on a
 queue of 1,000 messages). Everything else is plain moto. Usage: the same arguments as `moto_server`.
 """
@@ -76,6 +76,20 @@ def receive_message(
 
 
 models.SQSBackend.receive_message = receive_message
+
+_delete_message = models.Queue.delete_message
+
+
+def delete_message(self, receipt_handle):
+    # moto rebuilds the queue's message list without the deleted message and assigns it back, without a
+    # lock: of two concurrent deletes (or a delete and a send) one is lost, though both calls succeed, and
+    # the "deleted" message is delivered again after its visibility timeout. Deletes, receives and sends
+    # of a queue are serialized here.
+    with _take_lock, self._messages_lock:
+        _delete_message(self, receipt_handle)
+
+
+models.Queue.delete_message = delete_message
 
 # --- Kinesis -------------------------------------------------------------------------------------
 # moto 5.2.5 differs from Kinesis where a shard worker depends on it:

@@ -70,9 +70,11 @@ pub struct RunArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (port 0 picks a free port; `off` disables).
     #[arg(long, default_value = crate::metrics::DEFAULT_ADDR, env = "POLLER_METRICS_ADDR")]
     pub metrics_addr: MetricsAddr,
-    /// Longest one invoke may take; set it above the function's timeout.
-    #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
-    pub invoke_timeout: Duration,
+    /// Longest one invoke may take (default 15m, Lambda's maximum function timeout); set it above the
+    /// function's timeout. With --http-url it is the function's timeout: an SQS queue's visibility timeout
+    /// must be at least this long (without it, at least 1 s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub invoke_timeout: Option<Duration>,
     // Process lifecycle (docs/operations.md).
     /// On SIGTERM or Ctrl-C, in-flight batches get this long to finish; what has not finished then is
     /// abandoned without loss (SQS messages made visible again, stream checkpoints only for what

@@ -43,7 +43,8 @@ pub struct Options {
     pub endpoint_url: Option<String>,
     /// Region for clients whose region is not given by an ARN.
     pub region: Option<String>,
-    /// Longest one invoke may take.
+    /// Longest one invoke may take, if given (else [`lambda_invoke::DEFAULT_INVOKE_TIMEOUT`]). For an HTTP
+    /// target it is also the function's timeout that SQS visibility timeouts are checked against.
     pub invoke_timeout: Option<Duration>,
     /// Where stream checkpoints are kept (`checkpoints.sqlite` inside).
     pub state_dir: PathBuf,
@@ -464,7 +465,7 @@ fn target(options: &Options, sdk: &aws_config::SdkConfig, function_name: &str) -
                 sdk,
                 function_name,
                 options.lambda_endpoint_url.as_deref(),
-                options.invoke_timeout,
+                Some(options.invoke_timeout.unwrap_or(lambda_invoke::DEFAULT_INVOKE_TIMEOUT)),
             )),
         })
 }
@@ -512,7 +513,7 @@ async fn run(args: cli::RunArgs) -> ExitCode {
         lambda_endpoint_url: args.lambda_endpoint_url,
         endpoint_url: args.endpoint_url,
         region: args.region,
-        invoke_timeout: Some(args.invoke_timeout),
+        invoke_timeout: args.invoke_timeout,
         state_dir: args.state_dir,
         invoke_identity_arn: args.invoke_identity_arn,
         metrics_addr: args.metrics_addr.0,
