@@ -168,6 +168,7 @@ async fn survives(function: &Function) {
         metrics_addr: None,
         lease_table: None,
         lease_failover: Duration::from_secs(10),
+        lifecycle: Default::default(),
     };
     let cancel = CancellationToken::new();
     let poller = tokio::spawn(
