@@ -1,4 +1,4 @@
-//! Which leases to take: KCL 2.x's lease taker (kinesis-consumers.md §2, docs/leases.md) as pure
+//! Which leases to take: KCL 2.x's lease taker (docs/leases.md) as pure
 //! logic over [`LeaseStore::list`](crate::LeaseStore::list) results and the caller's clock.
 //!
 //! Expiry needs no synchronised clocks: every scan records, on *this* process's monotonic
