@@ -7,8 +7,8 @@
 //! like a crashed or restarting endpoint behind a load balancer.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -25,8 +25,8 @@ struct Shared {
     /// `Some` while up: cancelled (and replaced by `None`) by [`Proxy::cut`], which ends every
     /// connection relayed under it.
     up: Mutex<Option<CancellationToken>>,
-    /// Connections reset because the proxy was cut when they arrived.
-    refused: AtomicU64,
+    /// When each connection that arrived while the proxy was cut came (and was reset).
+    refused: Mutex<Vec<Instant>>,
 }
 
 impl Proxy {
@@ -38,7 +38,7 @@ impl Proxy {
         let shared = Arc::new(Shared {
             upstream,
             up: Mutex::new(Some(CancellationToken::new())),
-            refused: AtomicU64::new(0),
+            refused: Mutex::new(Vec::new()),
         });
         let stop = CancellationToken::new();
         let addr = listener.local_addr().expect("proxy address");
@@ -64,8 +64,18 @@ impl Proxy {
     }
 
     /// Connections reset so far because they arrived while the proxy was cut.
-    pub fn refused(&self) -> u64 {
-        self.shared.refused.load(Ordering::SeqCst)
+    pub fn refused(&self) -> usize {
+        self.shared.refused.lock().expect("proxy state").len()
+    }
+
+    /// The longest time between two connections refused while cut, i.e. how long the client waited
+    /// between attempts: an outage ending right after an attempt is noticed that much later.
+    pub fn longest_gap_between_refusals(&self) -> std::time::Duration {
+        let refused = self.shared.refused.lock().expect("proxy state");
+        (refused.windows(2))
+            .map(|pair| pair[1] - pair[0])
+            .max()
+            .unwrap_or_default()
     }
 }
 
@@ -93,7 +103,7 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>, stop: CancellationTo
                 tokio::spawn(relay(client, shared.upstream, up));
             }
             None => {
-                shared.refused.fetch_add(1, Ordering::SeqCst);
+                shared.refused.lock().expect("proxy state").push(Instant::now());
                 drop(client);
             }
         }
