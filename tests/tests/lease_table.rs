@@ -440,35 +440,51 @@ fn counter(metrics: &poller::stats::Metrics, family: &str) -> f64 {
         .sum()
 }
 
-/// A poller in this process sharing `mapping`'s shards through lease tables named `prefix-<uuid>`.
-fn start_shared_poller(
-    mapping: &str,
-    lambda_url: &str,
-    prefix: &str,
-) -> (
-    std::sync::Arc<poller::stats::Metrics>,
-    tokio_util::sync::CancellationToken,
-    tokio::task::JoinHandle<Result<Vec<poller::MappingReport>, poller::Error>>,
-) {
-    let mapping = poller::config::load(mapping).expect("mapping");
-    let options = poller::Options {
-        http_url: None,
-        lambda_endpoint_url: Some(lambda_url.to_owned()),
-        endpoint_url: Some(e2e::endpoint()),
-        region: Some("us-east-1".to_owned()),
-        invoke_timeout: Some(Duration::from_secs(30)),
-        state_dir: std::env::temp_dir().join(unique("poller-state")),
-        invoke_identity_arn: None,
-        metrics_addr: None,
-        lease_table: Some(prefix.to_owned()),
-        // Short, so that lease scans (every 2 × failover) come quickly.
-        lease_failover: Duration::from_secs(2),
-    };
-    let poller = poller::Poller::new(vec![mapping], options);
-    let metrics = poller.metrics();
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let task = tokio::spawn(poller.run(cancel.clone()));
-    (metrics, cancel, task)
+/// A poller in this process sharing a mapping's shards through lease tables, with its metrics.
+struct SharedPoller {
+    metrics: Arc<poller::stats::Metrics>,
+    cancel: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<Result<Vec<poller::MappingReport>, poller::Error>>,
+}
+
+impl SharedPoller {
+    /// Runs `mapping` with lease tables named `prefix-<uuid>`, invoking the Lambda API at `lambda_url`.
+    fn start(mapping: &str, lambda_url: &str, prefix: &str) -> SharedPoller {
+        let mapping = poller::config::load(mapping).expect("mapping");
+        let options = poller::Options {
+            http_url: None,
+            lambda_endpoint_url: Some(lambda_url.to_owned()),
+            endpoint_url: Some(e2e::endpoint()),
+            region: Some("us-east-1".to_owned()),
+            invoke_timeout: Some(Duration::from_secs(30)),
+            state_dir: std::env::temp_dir().join(unique("poller-state")),
+            invoke_identity_arn: None,
+            metrics_addr: None,
+            lease_table: Some(prefix.to_owned()),
+            // Short, so that lease scans (every 2 × failover) come quickly.
+            lease_failover: Duration::from_secs(2),
+        };
+        let instance = poller::Poller::new(vec![mapping], options);
+        let metrics = instance.metrics();
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(instance.run(cancel.clone()));
+        SharedPoller { metrics, cancel, task }
+    }
+
+    /// The mapping's state on `/readyz` (`None` until the poller has registered it).
+    fn state(&self) -> Option<poller::health::MappingState> {
+        self.metrics.health().snapshot().into_iter().next().map(|health| health.state)
+    }
+
+    /// Graceful shutdown.
+    async fn stop(self) {
+        self.cancel.cancel();
+        tokio::time::timeout(Duration::from_secs(60), self.task)
+            .await
+            .expect("poller stops")
+            .expect("poller task")
+            .expect("poller ran");
+    }
 }
 
 /// A lease row without `leaseCounter` can never be taken (no conditional write matches it), and one
@@ -500,14 +516,11 @@ async fn a_corrupt_lease_row_fails_the_mapping_visibly_until_repaired() {
         row.remove(attribute);
         client.put_item().table_name(&table).set_item(Some(row)).send().await.expect("PutItem");
         let sim = e2e::simulator(Default::default()).await;
-        let (metrics, cancel, task) = start_shared_poller(&mapping, &sim.url(), &prefix);
+        let running = SharedPoller::start(&mapping, &sim.url(), &prefix);
 
-        let failed = || {
-            let health = metrics.health().snapshot();
-            match health.first().map(|h| &h.state) {
-                Some(poller::health::MappingState::Failed(reason)) => Some(reason.clone()),
-                _ => None,
-            }
+        let failed = || match running.state() {
+            Some(poller::health::MappingState::Failed(reason)) => Some(reason),
+            _ => None,
         };
         eventually(Duration::from_secs(60), "the mapping is failed on /readyz", || async { failed().is_some() }).await;
         let reason = failed().expect("failed");
@@ -515,7 +528,7 @@ async fn a_corrupt_lease_row_fails_the_mapping_visibly_until_repaired() {
             reason.contains(&table) && reason.contains(shard) && reason.contains(problem),
             "the reason names the table, the row and the problem: {reason}"
         );
-        assert!(counter(&metrics, "poller_lease_table_errors_total") >= 1.0, "the failed read is counted");
+        assert!(counter(&running.metrics, "poller_lease_table_errors_total") >= 1.0, "the failed read is counted");
         assert!(sim.invocations().is_empty(), "nothing runs from a corrupt lease");
 
         let repaired = HashMap::from([
@@ -529,16 +542,11 @@ async fn a_corrupt_lease_row_fails_the_mapping_visibly_until_repaired() {
         })
         .await;
         assert_eq!(
-            metrics.health().snapshot()[0].state,
-            poller::health::MappingState::Running,
+            running.state(),
+            Some(poller::health::MappingState::Running),
             "running again once the table reads"
         );
-        cancel.cancel();
-        tokio::time::timeout(Duration::from_secs(60), task)
-            .await
-            .expect("poller stops")
-            .expect("poller task")
-            .expect("poller ran");
+        running.stop().await;
         client
             .delete_item()
             .table_name(&table)

@@ -319,31 +319,26 @@ mod tests {
             (ENTITY_TYPE.into(), string("WORKER_METRIC_STATS")),
         ]);
         assert_eq!(decode("t", &metrics).unwrap(), None);
-        let corrupt = |change: &dyn Fn(&mut Item)| {
+        let refused = |change: fn(&mut Item), problem: &str| {
             let mut item = new_item("shardId-1", &Checkpoint::Latest, &[]);
             change(&mut item);
-            match decode("leases-m", &item) {
+            let message = match decode("leases-m", &item) {
                 Err(Error::Storage(e)) => e.to_string(),
                 other => panic!("{item:?} decoded as {other:?}"),
-            }
-        };
-        let cases: [(&dyn Fn(&mut Item), &str); 6] = [
-            (&|i| drop(i.insert(LEASE_COUNTER.into(), string("1"))), "leaseCounter is S(\"1\")"),
-            (&|i| drop(i.remove(LEASE_COUNTER)), "leaseCounter is missing"),
-            (&|i| drop(i.insert(LEASE_COUNTER.into(), AttributeValue::N("x".into()))), "leaseCounter is \"x\""),
-            (&|i| drop(i.remove(CHECKPOINT)), "checkpoint is missing"),
-            (&|i| drop(i.insert(CHECKPOINT.into(), string("NOPE"))), "checkpoint \"NOPE\""),
-            (&|i| drop(i.insert(PARENT_SHARD_IDS.into(), string("p"))), "parentShardId is S(\"p\")"),
-        ];
-        for (change, problem) in cases {
-            let message = corrupt(change);
+            };
             assert!(
                 message.contains("lease table leases-m")
                     && message.contains("\"shardId-1\"")
                     && message.contains(problem),
                 "{message:?} should name the table, the row and {problem:?}"
             );
-        }
+        };
+        refused(|i| drop(i.insert(LEASE_COUNTER.into(), string("1"))), "leaseCounter is S(\"1\")");
+        refused(|i| drop(i.remove(LEASE_COUNTER)), "leaseCounter is missing");
+        refused(|i| drop(i.insert(LEASE_COUNTER.into(), AttributeValue::N("x".into()))), "leaseCounter is \"x\"");
+        refused(|i| drop(i.remove(CHECKPOINT)), "checkpoint is missing");
+        refused(|i| drop(i.insert(CHECKPOINT.into(), string("NOPE"))), "checkpoint \"NOPE\"");
+        refused(|i| drop(i.insert(PARENT_SHARD_IDS.into(), string("p"))), "parentShardId is S(\"p\")");
         let no_key = decode("leases-m", &Item::from([(CHECKPOINT.into(), string("LATEST"))]));
         assert!(
             matches!(&no_key, Err(Error::Storage(e)) if e.to_string().contains("leaseKey is missing")),
