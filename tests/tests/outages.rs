@@ -159,3 +159,71 @@ async fn sqs_receives_resume_after_an_outage_without_losing_a_message() {
         assert_eq!(seen.get(body), Some(&1), "{body} processed once: {seen:?}");
     }
 }
+
+/// The lease table (DynamoDB) becomes unreachable for longer than the lease failover time: the only
+/// poller cannot renew its lease, stops the shard before a peer could take it, and warns that lease
+/// reads fail. Once DynamoDB is back it takes its own expired lease back and processes the records
+/// written meanwhile, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_table_outage_stops_the_shard_and_it_resumes_after() {
+    let kinesis = Kinesis::new().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&e2e::sdk_config().await);
+    let name = unique("lease-outage");
+    let arn = kinesis.create_stream(&name, 1).await;
+    let sim = simulator(Default::default()).await;
+    let proxy = Proxy::start(&endpoint()).await;
+    let mapping = stream_mapping(&arn, "lease-outage-fn", r#""StartingPosition":"TRIM_HORIZON""#);
+    let uuid = poller::config::load(&mapping).expect("mapping").uuid;
+    let prefix = unique("outage-leases");
+    let table = format!("{prefix}-{uuid}");
+    let process = PollerProcess::new(&mapping, &sim.url());
+    let log_path = process.dir.join("stderr.log");
+    let mut child = process
+        .command(&["--lease-table", prefix.as_str(), "--lease-failover", "2s"])
+        .env("AWS_ENDPOINT_URL_DYNAMODB", proxy.url())
+        .stderr(std::fs::File::create(&log_path).expect("log file"))
+        .spawn()
+        .expect("poller starts");
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+
+    let before = records("before", 5);
+    let sequence_numbers = kinesis.put(&name, &before).await;
+    let last = sequence_numbers.last().expect("records").clone();
+    // Processed and checkpointed: a checkpoint lost in the outage would bring records back.
+    eventually(Duration::from_secs(60), "records before the outage checkpointed", || async {
+        let item = dynamodb
+            .get_item()
+            .table_name(&table)
+            .key("leaseKey", aws_sdk_dynamodb::types::AttributeValue::S("shardId-000000000000".into()))
+            .consistent_read(true)
+            .send()
+            .await;
+        item.ok()
+            .and_then(|out| out.item)
+            .and_then(|item| item.get("checkpoint")?.as_s().ok().cloned())
+            .is_some_and(|checkpoint| checkpoint == last)
+    })
+    .await;
+
+    proxy.cut();
+    eventually(Duration::from_secs(120), "the shard stopped for want of renewals", || async {
+        let log = log();
+        log.contains("lease not renewed for the failover time") && log.contains("reading leases failed")
+    })
+    .await;
+    let during = records("during", 5);
+    kinesis.put(&name, &during).await;
+    proxy.restore();
+    eventually(Duration::from_secs(60), "records written during the outage processed", || async {
+        let seen = counts(processed_kinesis_data(&sim.invocations()));
+        during.iter().all(|(_, data)| seen.contains_key(data))
+    })
+    .await;
+
+    child.kill().expect("kill");
+    child.wait().expect("exit");
+    let seen = counts(processed_kinesis_data(&sim.invocations()));
+    for (_, data) in before.iter().chain(&during) {
+        assert_eq!(seen.get(data), Some(&1), "{data} processed once: {seen:?}");
+    }
+}
