@@ -695,7 +695,7 @@ fn check_key_schema(
     Err(Error::Storage(
         format!(
             "table {table} is not a lease table: its key schema is [{}], a lease table has exactly \
-             HASH {LEASE_KEY} (S); use another --lease-table prefix or remove the table",
+             HASH {LEASE_KEY} (S); use another table prefix or remove the table",
             found.join(", ")
         )
         .into(),
