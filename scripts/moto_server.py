@@ -1,5 +1,5 @@
-"""Start moto server (the AWS emulator the tests use) with fixes to SQS FIFO receives and Kinesis
-resharding (see docs/testing.md).
+"""Start moto server (the AWS emulator the tests use) with fixes to SQS FIFO receives, Kinesis
+resharding and DynamoDB conditional writes (see docs/testing.md).
 
 SQS never hands out messages of a FIFO message group while earlier messages of that group are in
 flight. moto 5.2.5 checks this against a snapshot of the in-flight groups taken when a ReceiveMessage
@@ -159,6 +159,27 @@ def kinesis_get_records(self, stream_arn, shard_iterator, limit):
 
 
 kinesis_models.KinesisBackend.get_records = kinesis_get_records
+
+# --- DynamoDB ------------------------------------------------------------------------------------
+# DynamoDB applies each single-item write atomically: a conditional PutItem/UpdateItem/DeleteItem
+# checks its condition and writes in one step, so of two writers conditioned on the same value exactly
+# one succeeds (the lease store's fencing relies on it). moto 5.2.5 serves requests on several threads
+# and checks the condition, then writes, without a lock: two racing conditional writes can both pass
+# the check, and both "win" a lease. Every DynamoDB request therefore runs under one lock, held for the
+# whole handler (UpdateItem's handler also reads the old item before the backend writes). Requests are
+# short in-memory operations, so serialising them costs the tests nothing measurable.
+from moto.dynamodb.responses import DynamoHandler
+
+_dynamodb_lock = threading.RLock()
+_dynamodb_call_action = DynamoHandler.call_action
+
+
+def dynamodb_call_action(self):
+    with _dynamodb_lock:
+        return _dynamodb_call_action(self)
+
+
+DynamoHandler.call_action = dynamodb_call_action
 
 if __name__ == "__main__":
     main()

@@ -19,6 +19,7 @@ mod window;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use esm_checkpoint::{Checkpoint, LeaseRef, LeaseStore, LeaseTaker, NewLease, TakerConfig};
@@ -31,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::arn::SourceArn;
 use crate::config::{Mapping, SourceSettings, StartingPosition};
 use crate::error::Error;
+use crate::health::MappingState;
 use crate::stats::Counters;
 use destination::Destination;
 use shard::{Exit, HeldLease, ShardWorker, sleep_until_opt};
@@ -112,6 +114,8 @@ pub struct StreamMapping {
     ctx: Arc<StreamCtx>,
     /// Lease checkpoint for shards found when the mapping has no leases yet.
     initial: Checkpoint,
+    /// The last lease read failed for good and marked the mapping failed.
+    leases_unreadable: AtomicBool,
 }
 
 /// Everything a stream mapping needs besides its definition.
@@ -191,6 +195,7 @@ impl StreamMapping {
         Ok(StreamMapping {
             ctx: Arc::new(ctx),
             initial,
+            leases_unreadable: AtomicBool::new(false),
         })
     }
 
@@ -280,12 +285,31 @@ impl StreamMapping {
         ctx.counters.worker_failed(format!("shard {shard_id}: {reason}"));
     }
 
-    /// The mapping's leases; `None` (logged) if the store cannot be read now.
+    /// The mapping's leases; `None` if the store cannot be read now. Until it can, no shard is taken
+    /// or handed over, so a failure is never quiet: it is counted, and one that retrying cannot fix
+    /// (a corrupt lease, a permission) is logged as an error and marks the mapping failed on
+    /// `/readyz` until a read succeeds again.
     async fn leases(&self) -> Option<Vec<esm_checkpoint::Lease>> {
-        match self.ctx.store.list(&self.ctx.uuid).await {
-            Ok(leases) => Some(leases),
+        let ctx = &self.ctx;
+        match ctx.store.list(&ctx.uuid).await {
+            Ok(leases) => {
+                if self.leases_unreadable.swap(false, Ordering::Relaxed) {
+                    tracing::info!(uuid = %ctx.uuid, "lease table readable again");
+                    ctx.counters.health.set_state(MappingState::Running);
+                }
+                Some(leases)
+            }
+            Err(e) if e.is_transient() => {
+                Counters::add(&ctx.counters.lease_table_errors, 1);
+                tracing::warn!(uuid = %ctx.uuid, error = %e, "reading leases failed; retrying at the next shard sync");
+                None
+            }
             Err(e) => {
-                tracing::error!(uuid = %self.ctx.uuid, error = %e, "reading leases failed");
+                Counters::add(&ctx.counters.lease_table_errors, 1);
+                tracing::error!(uuid = %ctx.uuid, error = %e,
+                    "reading leases failed; no shard is taken until the lease table is fixed");
+                self.leases_unreadable.store(true, Ordering::Relaxed);
+                ctx.counters.health.set_state(MappingState::Failed(format!("reading leases failed: {e}")));
                 None
             }
         }

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use super::deliver::{Framing, deliver};
 use super::source::{Position, ReadError, StreamRecord};
 use super::{StreamCtx, window};
-use crate::backoff::Backoff;
+use crate::backoff::{Backoff, FailureStreak, Report};
 use crate::stats::Counters;
 
 /// Why a shard worker stopped.
@@ -361,6 +361,8 @@ pub(super) struct Reader {
     iterator: Option<String>,
     limiter: governor::DefaultDirectRateLimiter,
     backoff: Backoff,
+    /// Failed reads since the last good one, for reporting.
+    failures: FailureStreak,
     /// When the next read may start.
     pub(super) ready_at: Instant,
     /// The shard is closed and read to its end.
@@ -371,6 +373,20 @@ pub(super) struct Reader {
 
 /// The shard is gone; stop working on it.
 pub(super) struct Gone;
+
+/// First backoff after a failed read (throttled, endpoint unreachable, 5xx).
+const READ_BACKOFF_FIRST: Duration = Duration::from_millis(200);
+
+/// Longest backoff between failed reads. Kept short so that reads resume within a few seconds of an
+/// endpoint recovering (docs/stream-processing.md gives the bound); a shard allows 5 reads a second,
+/// and the rate limiter keeps retries within that.
+const READ_BACKOFF_CAP: Duration = Duration::from_secs(1);
+
+/// A streak of failed reads is logged at most this often per shard.
+const READ_FAILURE_REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// Reads failing for this long are logged as errors.
+const READ_FAILURE_PERSISTENT: Duration = Duration::from_secs(60);
 
 impl Reader {
     pub(super) fn new(ctx: &StreamCtx, shard_id: String, position: Position) -> Reader {
@@ -385,7 +401,8 @@ impl Reader {
             skip_before_ms,
             iterator: None,
             limiter: RateLimiter::direct(Quota::per_second(per_second)),
-            backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
+            backoff: Backoff::new(READ_BACKOFF_FIRST, READ_BACKOFF_CAP),
+            failures: FailureStreak::new(READ_FAILURE_REPORT_EVERY, READ_FAILURE_PERSISTENT),
             ready_at: Instant::now(),
             done: false,
             caught_up: false,
@@ -413,6 +430,9 @@ impl Reader {
             Err(e) => return self.failed(ctx, e).map(|()| Vec::new()),
         };
         self.backoff.reset();
+        if let Some((failures, lasted)) = self.failures.succeeded(Instant::now().into_std()) {
+            tracing::info!(uuid = %ctx.uuid, shard_id = %self.shard_id, failures, ?lasted, "reads resumed");
+        }
         ctx.counters.health.polled();
         Counters::add(&ctx.counters.polled, page.records.len());
         self.caught_up = page.records.is_empty() || page.millis_behind == Some(0);
@@ -444,16 +464,30 @@ impl Reader {
         Ok(matched)
     }
 
-    /// What a read error means: try again later (Ok), or stop (the shard is gone).
+    /// What a read error means: try again later (Ok), or stop (the shard is gone). Failed reads are
+    /// counted and logged, rate-limited per shard: a warning when a streak begins, then at most
+    /// every [`READ_FAILURE_REPORT_EVERY`], as errors once it has lasted [`READ_FAILURE_PERSISTENT`].
     fn failed(&mut self, ctx: &StreamCtx, error: ReadError) -> Result<(), Gone> {
         let shard_id = &self.shard_id;
         match error {
-            ReadError::Throttled(_) | ReadError::Other(_) | ReadError::ExpiredIterator => {
-                tracing::debug!(uuid = %ctx.uuid, shard_id, %error, "read failed; retrying");
-                if !matches!(error, ReadError::ExpiredIterator) {
-                    ctx.counters.health.poll_failed(error.to_string());
-                }
+            ReadError::ExpiredIterator => {
+                // Routine after a long pause: a fresh iterator from the same position.
+                tracing::debug!(uuid = %ctx.uuid, shard_id, %error, "getting a new iterator");
                 self.ready_at = Instant::now() + self.backoff.next_delay();
+                Ok(())
+            }
+            ReadError::Throttled(_) | ReadError::Other(_) => {
+                Counters::add(&ctx.counters.read_errors, 1);
+                ctx.counters.health.poll_failed(error.to_string());
+                let delay = self.backoff.next_delay();
+                let failures = self.failures.count() + 1;
+                match self.failures.failed(Instant::now().into_std()) {
+                    Report::Quiet => tracing::debug!(uuid = %ctx.uuid, shard_id, %error, failures, "read failed; retrying"),
+                    Report::Warn => tracing::warn!(uuid = %ctx.uuid, shard_id, %error, failures, ?delay, "read failed; retrying"),
+                    Report::Error => tracing::error!(uuid = %ctx.uuid, shard_id, %error, failures, ?delay,
+                        "reads keep failing; the shard makes no progress until they succeed"),
+                }
+                self.ready_at = Instant::now() + delay;
                 Ok(())
             }
             ReadError::Trimmed(_) => {

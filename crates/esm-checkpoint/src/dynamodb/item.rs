@@ -1,5 +1,6 @@
-//! The KCL lease item (docs/aws-reference.md#lease-table): attribute names and types, encoding, decoding,
-//! and the conditional `UpdateItem` expressions built from them.
+//! The KCL lease item (<https://docs.aws.amazon.com/streams/latest/dev/kcl-dynamoDB.html>):
+//! attribute names and types, encoding, decoding, and the conditional `UpdateItem` expressions
+//! built from them.
 
 use std::collections::HashMap;
 
@@ -75,20 +76,35 @@ pub(super) fn new_item(lease_key: &str, checkpoint: &Checkpoint, parents: &[Stri
     item
 }
 
-/// Decodes a lease item; `None` for other KCL 3.5 entity kinds (worker metrics, leader lock),
-/// which share the table and must be skipped. Attributes KCL writes but this crate does not
-/// model (hash keys, throughput, pending checkpoint) are ignored; missing numbers read as 0.
-pub(super) fn decode(item: &Item) -> Result<Option<Lease>, Error> {
+/// Decodes a lease item of `table`; `None` for other KCL 3.5 entity kinds (worker metrics, leader
+/// lock), which share the table and must be skipped. Attributes KCL writes but this crate does not
+/// model (hash keys, throughput, pending checkpoint) are ignored; missing optional numbers read as
+/// 0. `leaseKey`, `leaseCounter` and `checkpoint` are required: without a counter no conditional
+/// write can ever match, and without a checkpoint there is no safe place to start, so such a row
+/// is [`Error::Storage`] naming the table, the row and the attribute rather than a lease that can
+/// never be taken.
+pub(super) fn decode(table: &str, item: &Item) -> Result<Option<Lease>, Error> {
     if let Some(entity) = item.get(ENTITY_TYPE)
         && entity.as_s().map(String::as_str) != Ok(LEASE_ENTITY)
     {
         return Ok(None);
     }
-    let lease_key = required_string(item, LEASE_KEY, "?")?;
-    let corrupt =
-        |what: String| Error::Storage(format!("corrupt lease {lease_key:?}: {what}").into());
-    let counter = optional_number(item, LEASE_COUNTER).map_err(&corrupt)?;
-    let checkpoint_text = required_string(item, CHECKPOINT, &lease_key)?;
+    let corrupt = |lease_key: &str, what: String| {
+        Error::Storage(format!("lease table {table}: corrupt lease {lease_key:?}: {what}").into())
+    };
+    let lease_key = match item.get(LEASE_KEY) {
+        Some(AttributeValue::S(key)) => key.clone(),
+        other => return Err(corrupt("?", found(LEASE_KEY, other, "a string (S)"))),
+    };
+    let corrupt = |what: String| corrupt(&lease_key, what);
+    let counter = match item.get(LEASE_COUNTER) {
+        None => return Err(corrupt(found(LEASE_COUNTER, None, "a number (N)"))),
+        Some(_) => optional_number(item, LEASE_COUNTER).map_err(&corrupt)?,
+    };
+    let checkpoint_text = match item.get(CHECKPOINT) {
+        Some(AttributeValue::S(text)) => text.clone(),
+        other => return Err(corrupt(found(CHECKPOINT, other, "a string (S)"))),
+    };
     let sub = optional_number(item, CHECKPOINT_SUB).map_err(&corrupt)?;
     let starting_timestamp = match item.get(STARTING_TIMESTAMP) {
         None => None,
@@ -99,12 +115,12 @@ pub(super) fn decode(item: &Item) -> Result<Option<Lease>, Error> {
         Some(other) => return Err(corrupt(format!("{STARTING_TIMESTAMP} is {other:?}"))),
     };
     let checkpoint = Checkpoint::from_stored(&checkpoint_text, sub, starting_timestamp)
-        .map_err(|e| corrupt(e.to_string()))?;
+        .map_err(|e| corrupt(format!("{CHECKPOINT} {checkpoint_text:?}: {e}")))?;
     Ok(Some(Lease {
         owner: match item.get(LEASE_OWNER) {
             None | Some(AttributeValue::Null(_)) => None,
             Some(AttributeValue::S(owner)) => Some(owner.clone()),
-            Some(other) => return Err(corrupt(format!("{LEASE_OWNER} is {other:?}"))),
+            other => return Err(corrupt(found(LEASE_OWNER, other, "a string (S)"))),
         },
         counter,
         checkpoint,
@@ -115,20 +131,21 @@ pub(super) fn decode(item: &Item) -> Result<Option<Lease>, Error> {
     }))
 }
 
-fn required_string(item: &Item, name: &str, lease_key: &str) -> Result<String, Error> {
-    match item.get(name) {
-        Some(AttributeValue::S(value)) => Ok(value.clone()),
-        other => Err(Error::Storage(
-            format!("corrupt lease {lease_key:?}: {name} is {other:?}").into(),
-        )),
+/// "`name` is missing" or "`name` is <value>", and what it should be.
+fn found(name: &str, value: Option<&AttributeValue>, expected: &str) -> String {
+    match value {
+        None => format!("{name} is missing (expected {expected})"),
+        Some(value) => format!("{name} is {value:?} (expected {expected})"),
     }
 }
 
 fn optional_number(item: &Item, name: &str) -> Result<u64, String> {
     match item.get(name) {
         None => Ok(0),
-        Some(AttributeValue::N(text)) => text.parse().map_err(|_| format!("{name} is {text:?}")),
-        Some(other) => Err(format!("{name} is {other:?}")),
+        Some(AttributeValue::N(text)) => text
+            .parse()
+            .map_err(|_| format!("{name} is {text:?} (expected a whole number)")),
+        other => Err(found(name, other, "a number (N)")),
     }
 }
 
@@ -140,7 +157,7 @@ fn optional_set(item: &Item, name: &str) -> Result<Vec<String>, String> {
             ids.sort();
             Ok(ids)
         }
-        Some(other) => Err(format!("{name} is {other:?}")),
+        other => Err(found(name, other, "a string set (SS)")),
     }
 }
 
@@ -281,7 +298,7 @@ mod tests {
                 AttributeValue::N("3".into()),
             ),
         ]);
-        let lease = decode(&item).unwrap().expect("a lease");
+        let lease = decode("t", &item).unwrap().expect("a lease");
         assert_eq!(
             lease,
             Lease {
@@ -307,7 +324,7 @@ mod tests {
             AttributeValue::N("1764086780123".into())
         );
         assert_eq!(item[CHECKPOINT], string("AT_TIMESTAMP"), "KCL's sentinel");
-        let round_trip = decode(&item).unwrap().unwrap();
+        let round_trip = decode("t", &item).unwrap().unwrap();
         assert_eq!((round_trip.counter, round_trip.checkpoint), (0, pinned));
     }
 
@@ -317,13 +334,32 @@ mod tests {
             (LEASE_KEY.into(), string("worker-1")),
             (ENTITY_TYPE.into(), string("WORKER_METRIC_STATS")),
         ]);
-        assert_eq!(decode(&metrics).unwrap(), None);
-        let mut bad = new_item("k", &Checkpoint::Latest, &[]);
-        bad.insert(LEASE_COUNTER.into(), string("1"));
-        assert!(matches!(decode(&bad), Err(Error::Storage(_))));
-        let mut bad = new_item("k", &Checkpoint::Latest, &[]);
-        bad.insert(CHECKPOINT.into(), string("NOPE"));
-        assert!(matches!(decode(&bad), Err(Error::Storage(_))));
+        assert_eq!(decode("t", &metrics).unwrap(), None);
+        let refused = |change: fn(&mut Item), problem: &str| {
+            let mut item = new_item("shardId-1", &Checkpoint::Latest, &[]);
+            change(&mut item);
+            let message = match decode("leases-m", &item) {
+                Err(Error::Storage(e)) => e.to_string(),
+                other => panic!("{item:?} decoded as {other:?}"),
+            };
+            assert!(
+                message.contains("lease table leases-m")
+                    && message.contains("\"shardId-1\"")
+                    && message.contains(problem),
+                "{message:?} should name the table, the row and {problem:?}"
+            );
+        };
+        refused(|i| drop(i.insert(LEASE_COUNTER.into(), string("1"))), "leaseCounter is S(\"1\")");
+        refused(|i| drop(i.remove(LEASE_COUNTER)), "leaseCounter is missing");
+        refused(|i| drop(i.insert(LEASE_COUNTER.into(), AttributeValue::N("x".into()))), "leaseCounter is \"x\"");
+        refused(|i| drop(i.remove(CHECKPOINT)), "checkpoint is missing");
+        refused(|i| drop(i.insert(CHECKPOINT.into(), string("NOPE"))), "checkpoint \"NOPE\"");
+        refused(|i| drop(i.insert(PARENT_SHARD_IDS.into(), string("p"))), "parentShardId is S(\"p\")");
+        let no_key = decode("leases-m", &Item::from([(CHECKPOINT.into(), string("LATEST"))]));
+        assert!(
+            matches!(&no_key, Err(Error::Storage(e)) if e.to_string().contains("leaseKey is missing")),
+            "{no_key:?}"
+        );
     }
 
     #[test]
