@@ -150,7 +150,8 @@ async fn unannounced_oversized_lambda_response_is_cut_at_the_limit() {
         let (mut stream, _) = listener.accept().await.unwrap();
         // The request is small: one read takes its head, the rest is not needed.
         let mut buf = vec![0u8; 64 * 1024];
-        stream.read(&mut buf).await.expect("the request");
+        let read = stream.read(&mut buf).await.expect("the request");
+        assert!(read > 0, "the client sent its request");
         stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n").await.unwrap();
         let chunk = vec![b'x'; 64 * 1024];
         // Up to 200 MB, until the client hangs up.
