@@ -1,7 +1,7 @@
 //! `ParallelizationFactor`: concurrent batches from one shard, ordered per partition key.
 //!
-//! AWS: with a factor N (1..=10) "up to N batches from one shard" are in flight and "ordering is
-//! still guaranteed per partition key" (docs/aws-reference.md#stream-ordering). We get that by hashing each record's
+//! AWS: up to N (1..=10) batches of one shard are in flight, and Lambda "still ensures in-order
+//! processing at the partition-key level" (docs/aws-reference.md#stream-ordering). We hash each record's
 //! partition key to one of N lanes; a lane is a FIFO queue with at most one batch in flight, so
 //! two records with the same key are always invoked in shard order, and a failing batch (retries,
 //! bisect) blocks only its own lane.
