@@ -19,6 +19,9 @@ pub enum MappingState {
     Running,
     /// `Enabled: false` or `State: Disabled`: not polled, on purpose.
     Disabled,
+    /// Still running, but making no progress until something outside is repaired (a corrupt lease
+    /// row, say): not ready, yet not a reason to stop the process, since the repair needs no restart.
+    Degraded(String),
     /// Stopped on an error it cannot recover from.
     Failed(String),
     /// Stopped after shutdown.
@@ -201,6 +204,7 @@ fn not_ready(health: &HealthSnapshot, now_ms: u64, stale_after: Duration) -> Opt
         MappingState::Starting => Some("connecting its source and target".to_owned()),
         MappingState::Stopped => Some("stopped".to_owned()),
         MappingState::Failed(reason) => Some(format!("failed: {reason}")),
+        MappingState::Degraded(reason) => Some(format!("degraded: {reason}")),
         MappingState::Running => {
             let mut reasons = Vec::new();
             if let Some(d) = failing_for(health.polls_failing_since_ms) {

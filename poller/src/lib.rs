@@ -540,8 +540,13 @@ async fn run(args: cli::RunArgs) -> ExitCode {
             ExitCode::from(exit_status(reports.len(), failed.len(), keep_going))
         }
         Err(e) => {
-            // Logged once, in the chosen log format (a JSON log stays one object per line).
-            tracing::error!("{e}");
+            // Said once: as a log record in the chosen format (a JSON log stays one object per line),
+            // or on stderr as is when the log level hides errors (`RUST_LOG=off`).
+            if tracing::enabled!(tracing::Level::ERROR) {
+                tracing::error!("{e}");
+            } else {
+                eprintln!("poller: {e}");
+            }
             ExitCode::from(2)
         }
     }

@@ -520,10 +520,10 @@ async fn a_corrupt_lease_row_fails_the_mapping_visibly_until_repaired() {
         let running = SharedPoller::start(&mapping, &sim.url(), &prefix);
 
         let failed = || match running.state() {
-            Some(poller::health::MappingState::Failed(reason)) => Some(reason),
+            Some(poller::health::MappingState::Degraded(reason)) => Some(reason),
             _ => None,
         };
-        eventually(Duration::from_secs(60), "the mapping is failed on /readyz", || async { failed().is_some() }).await;
+        eventually(Duration::from_secs(60), "the mapping is degraded on /readyz", || async { failed().is_some() }).await;
         let reason = failed().expect("failed");
         assert!(
             reason.contains(&table) && reason.contains(shard) && reason.contains(problem),

@@ -287,7 +287,7 @@ impl StreamMapping {
 
     /// The mapping's leases; `None` if the store cannot be read now. Until it can, no shard is taken
     /// or handed over, so a failure is never quiet: it is counted, and one that retrying cannot fix
-    /// (a corrupt lease, a permission) is logged as an error and marks the mapping failed on
+    /// (a corrupt lease, a permission) is logged as an error and marks the mapping degraded on
     /// `/readyz` until a read succeeds again.
     async fn leases(&self) -> Option<Vec<esm_checkpoint::Lease>> {
         let ctx = &self.ctx;
@@ -309,7 +309,7 @@ impl StreamMapping {
                 tracing::error!(uuid = %ctx.uuid, error = %e,
                     "reading leases failed; no shard is taken until the lease table is fixed");
                 self.leases_unreadable.store(true, Ordering::Relaxed);
-                ctx.counters.health.set_state(MappingState::Failed(format!("reading leases failed: {e}")));
+                ctx.counters.health.set_state(MappingState::Degraded(format!("reading leases failed: {e}")));
                 None
             }
         }
