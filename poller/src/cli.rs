@@ -30,6 +30,19 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Show which records a mapping's FilterCriteria keeps, and by which filter. Records are given as
+    /// files or, without files, on stdin one per line: a record as in the event's `Records` array, a
+    /// whole `{"Records":[…]}` event, or the raw payload (SQS body, Kinesis data, DynamoDB `dynamodb`).
+    Filter {
+        /// The mapping file (CreateEventSourceMapping JSON) whose FilterCriteria to apply.
+        #[arg(long = "mapping", short = 'm')]
+        mapping: PathBuf,
+        /// Files each holding one record, event or raw payload (default: stdin, one per line).
+        records: Vec<PathBuf>,
+        /// `json` prints one JSON object per record, for scripts.
+        #[arg(long, value_enum, default_value_t = crate::filter_cmd::Output::Text)]
+        output: crate::filter_cmd::Output,
+    },
 }
 
 #[derive(Debug, clap::Args)]

@@ -10,6 +10,7 @@ pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod filter_cmd;
 pub mod health;
 pub mod logging;
 pub mod metrics;
@@ -475,6 +476,7 @@ pub async fn main(cli: cli::Cli) -> ExitCode {
     match cli.command {
         cli::Command::Validate { files } => validate(&files),
         cli::Command::Run(args) => run(*args).await,
+        cli::Command::Filter { mapping, records, output } => filter_cmd::run(&mapping, &records, output),
     }
 }
 
