@@ -43,6 +43,10 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = crate::filter_cmd::Output::Text)]
         output: crate::filter_cmd::Output,
     },
+    /// Move messages from an SQS mapping's dead-letter queue back to its source queue: each is sent
+    /// with its body and message attributes (FIFO: its group, deduplicated by its message id) and
+    /// deleted from the dead-letter queue only after the send succeeded.
+    Redrive(RedriveArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -102,6 +106,39 @@ pub struct RunArgs {
     /// after a shutdown if any mapping went on. Default: a failed mapping stops the process, exit 1.
     #[arg(long)]
     pub keep_going: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RedriveArgs {
+    /// The SQS mapping file (CreateEventSourceMapping JSON) whose source queue receives the messages.
+    #[arg(long = "mapping", short = 'm')]
+    pub mapping: PathBuf,
+    /// The dead-letter queue ARN (default: `deadLetterTargetArn` of the source queue's RedrivePolicy).
+    #[arg(long, value_name = "DLQ_ARN")]
+    pub from: Option<String>,
+    /// Move at most this many messages.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Move at most this many messages per second.
+    #[arg(long, value_name = "N/s", value_parser = parse_rate)]
+    pub rate: Option<std::num::NonZeroU32>,
+    /// Only list what would move; both queues are left as they were.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Endpoint for every AWS service (an emulator such as moto).
+    #[arg(long)]
+    pub endpoint_url: Option<String>,
+    /// AWS region for clients whose region is not given by an ARN.
+    #[arg(long)]
+    pub region: Option<String>,
+}
+
+/// `--rate`: messages per second, `N` or `N/s`.
+fn parse_rate(text: &str) -> Result<std::num::NonZeroU32, String> {
+    text.strip_suffix("/s")
+        .unwrap_or(text)
+        .parse()
+        .map_err(|_| format!("expected a positive number of messages per second such as 10 or 10/s, got {text:?}"))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -14,6 +14,7 @@ pub mod filter_cmd;
 pub mod health;
 pub mod logging;
 pub mod metrics;
+pub mod redrive;
 pub mod sqs;
 pub mod stream;
 pub mod stats;
@@ -477,6 +478,7 @@ pub async fn main(cli: cli::Cli) -> ExitCode {
         cli::Command::Validate { files } => validate(&files),
         cli::Command::Run(args) => run(*args).await,
         cli::Command::Filter { mapping, records, output } => filter_cmd::run(&mapping, &records, output),
+        cli::Command::Redrive(args) => redrive::run(args).await,
     }
 }
 
