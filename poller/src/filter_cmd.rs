@@ -84,19 +84,27 @@ impl Criteria {
         }
     }
 
-    /// The records `input` stands for: the elements of a `{"Records":[…]}` event, a record as it
-    /// appears in such an event (it has `eventSource`), or else a raw payload wrapped into a record.
+    /// The records `input` stands for: the elements of a `{"Records":[…]}` event of this source, a
+    /// record of this source as it appears in such an event (its `eventSource` is the source's),
+    /// or else a raw payload wrapped into a record. Recognizing only this source's records keeps
+    /// payloads that look like events of other services (an S3 notification in an SQS body) raw.
     pub fn records(&self, input: &str) -> Result<Vec<Value>, String> {
+        let event_source = match self.source {
+            SourceArn::Sqs(_) => "aws:sqs",
+            SourceArn::Kinesis(_) => "aws:kinesis",
+            SourceArn::DynamoDbStream(_) => "aws:dynamodb",
+        };
+        let ours = |v: &Value| v.get("eventSource").and_then(Value::as_str) == Some(event_source);
         let parsed: Option<Value> = serde_json::from_str(input).ok();
-        if let Some(Value::Object(object)) = &parsed {
-            if let Some(records) = object.get("Records") {
-                return match records {
-                    Value::Array(records) => Ok(records.clone()),
-                    _ => Err("`Records` must be an array of records".to_owned()),
-                };
+        if let Some(value) = &parsed {
+            if ours(value) {
+                return Ok(vec![value.clone()]);
             }
-            if object.contains_key("eventSource") {
-                return Ok(vec![parsed.clone().expect("parsed")]);
+            if let Some(Value::Array(records)) = value.get("Records")
+                && !records.is_empty()
+                && records.iter().all(ours)
+            {
+                return Ok(records.clone());
             }
         }
         let parts = self.source.parts();

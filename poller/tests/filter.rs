@@ -178,7 +178,7 @@ fn bad_record_line_names_the_line_and_the_others_are_still_judged() {
     let m = mapping(dir.path(), arn, &[r#"{"eventName":["INSERT"]}"#]);
     let out = poller(
         &["filter", "-m", m.to_str().unwrap()],
-        "{\"Keys\":{}}\nnot json\n{\"Records\":3}\n",
+        "{\"Keys\":{}}\nnot json\n[1,2]\n",
     );
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -187,11 +187,35 @@ fn bad_record_line_names_the_line_and_the_others_are_still_judged() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("stdin:3: `Records` must be an array"),
+        stderr.contains("stdin:3: expected a JSON object"),
         "{stderr}"
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         r#"stdin:1: kept by filter[0] {"eventName":["INSERT"]}"#
     );
+}
+
+#[test]
+fn an_sqs_body_that_looks_like_another_services_event_is_a_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = mapping(
+        dir.path(),
+        SQS,
+        &[r#"{"body":{"Records":{"eventSource":["aws:s3"]}}}"#],
+    );
+    // An S3 event notification delivered to SQS: its body is a `{"Records":[…]}` event of S3.
+    let notification =
+        serde_json::json!({"Records": [{"eventSource": "aws:s3", "s3": {"object": {"key": "a"}}}]});
+    let sqs_event = serde_json::json!({"Records": [{"eventSource": "aws:sqs", "body": notification.to_string()}, {"eventSource": "aws:sqs", "body": "x"}]});
+    let out = stdout(&poller(
+        &["filter", "-m", m.to_str().unwrap()],
+        &format!("{notification}\n{sqs_event}\n"),
+    ));
+    let verdicts: Vec<&str> = out
+        .lines()
+        .map(|l| l.rsplit_once(": ").unwrap().1)
+        .collect();
+    let kept = r#"kept by filter[0] {"body":{"Records":{"eventSource":["aws:s3"]}}}"#;
+    assert_eq!(verdicts, [kept, kept, "dropped"], "{out}");
 }
