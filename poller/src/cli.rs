@@ -47,6 +47,17 @@ pub enum Command {
     /// with its body and message attributes (FIFO: its group, deduplicated by its message id) and
     /// deleted from the dead-letter queue only after the send succeeded.
     Redrive(RedriveArgs),
+    /// Print the records a stream mapping's on-failure record stands for, read again from the
+    /// stream, as the `{"Records":[…]}` event the function received (one line per on-failure record).
+    Replay {
+        /// The Kinesis or DynamoDB Streams mapping file the on-failure records come from.
+        #[arg(long = "mapping", short = 'm')]
+        mapping: PathBuf,
+        /// Files each holding one on-failure record (default: stdin, one per line).
+        records: Vec<PathBuf>,
+        #[command(flatten)]
+        aws: AwsArgs,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -125,12 +136,33 @@ pub struct RedriveArgs {
     /// Only list what would move; both queues are left as they were.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+/// Where the AWS APIs are, for the tools that call them.
+#[derive(Debug, clap::Args)]
+pub struct AwsArgs {
     /// Endpoint for every AWS service (an emulator such as moto).
     #[arg(long)]
     pub endpoint_url: Option<String>,
     /// AWS region for clients whose region is not given by an ARN.
     #[arg(long)]
     pub region: Option<String>,
+}
+
+impl AwsArgs {
+    /// The SDK configuration: default credential chain, these overrides.
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(region) = &self.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        if let Some(url) = &self.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        loader.load().await
+    }
 }
 
 /// `--rate`: messages per second, `N` or `N/s`.

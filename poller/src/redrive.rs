@@ -376,35 +376,16 @@ async fn move_batch(
 
 /// `poller redrive`: print the counts; exit 0 when nothing failed, 1 otherwise or on bad input.
 pub async fn run(args: crate::cli::RedriveArgs) -> std::process::ExitCode {
-    let (mut mappings, errors) = crate::load_mappings(std::slice::from_ref(&args.mapping));
-    if !errors.is_empty() || mappings.len() != 1 {
-        for e in &errors {
-            eprintln!("{e}");
-        }
-        if errors.is_empty() {
-            eprintln!(
-                "{}: holds {} mappings; `poller redrive` takes one",
-                args.mapping.display(),
-                mappings.len()
-            );
-        }
+    let Some(mapping) = crate::one_mapping(&args.mapping, "redrive") else {
         return std::process::ExitCode::from(1);
-    }
-    let (_, mapping) = mappings.remove(0);
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(region) = args.region {
-        loader = loader.region(aws_config::Region::new(region));
-    }
-    if let Some(url) = args.endpoint_url {
-        loader = loader.endpoint_url(url);
-    }
+    };
     let plan = Plan {
         from: args.from,
         count: args.count,
         rate: args.rate,
         dry_run: args.dry_run,
     };
-    match redrive(&mapping, &plan, &loader.load().await).await {
+    match redrive(&mapping, &plan, &args.aws.sdk_config().await).await {
         Ok(summary) => {
             let verb = if plan.dry_run { "would move" } else { "moved" };
             println!("{verb} {}, failed {}", summary.moved, summary.failed);
