@@ -30,6 +30,34 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Show which records a mapping's FilterCriteria keeps, and by which filter. Records are given as
+    /// files or, without files, on stdin one per line: a record as in the event's `Records` array, a
+    /// whole `{"Records":[…]}` event, or the raw payload (SQS body, Kinesis data, DynamoDB `dynamodb`).
+    Filter {
+        /// The mapping file (CreateEventSourceMapping JSON) whose FilterCriteria to apply.
+        #[arg(long = "mapping", short = 'm')]
+        mapping: PathBuf,
+        /// Files each holding one record, event or raw payload (default: stdin, one per line).
+        records: Vec<PathBuf>,
+        /// `json` prints one JSON object per record, for scripts.
+        #[arg(long, value_enum, default_value_t = crate::filter_cmd::Output::Text)]
+        output: crate::filter_cmd::Output,
+    },
+    /// Move messages from an SQS mapping's dead-letter queue back to its source queue: each is sent
+    /// with its body and message attributes (FIFO: its group, deduplicated by its message id) and
+    /// deleted from the dead-letter queue only after the send succeeded.
+    Redrive(RedriveArgs),
+    /// Print the records a stream mapping's on-failure record stands for, read again from the
+    /// stream, as the `{"Records":[…]}` event the function received (one line per on-failure record).
+    Replay {
+        /// The Kinesis or DynamoDB Streams mapping file the on-failure records come from.
+        #[arg(long = "mapping", short = 'm')]
+        mapping: PathBuf,
+        /// Files each holding one on-failure record (default: stdin, one per line).
+        records: Vec<PathBuf>,
+        #[command(flatten)]
+        aws: AwsArgs,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -89,6 +117,60 @@ pub struct RunArgs {
     /// after a shutdown if any mapping went on. Default: a failed mapping stops the process, exit 1.
     #[arg(long)]
     pub keep_going: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RedriveArgs {
+    /// The SQS mapping file (CreateEventSourceMapping JSON) whose source queue receives the messages.
+    #[arg(long = "mapping", short = 'm')]
+    pub mapping: PathBuf,
+    /// The dead-letter queue ARN (default: `deadLetterTargetArn` of the source queue's RedrivePolicy).
+    #[arg(long, value_name = "DLQ_ARN")]
+    pub from: Option<String>,
+    /// Move at most this many messages.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Move at most this many messages per second.
+    #[arg(long, value_name = "N/s", value_parser = parse_rate)]
+    pub rate: Option<std::num::NonZeroU32>,
+    /// Only list what would move; both queues are left as they were.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+/// Where the AWS APIs are, for the tools that call them.
+#[derive(Debug, clap::Args)]
+pub struct AwsArgs {
+    /// Endpoint for every AWS service (an emulator such as moto).
+    #[arg(long)]
+    pub endpoint_url: Option<String>,
+    /// AWS region for clients whose region is not given by an ARN.
+    #[arg(long)]
+    pub region: Option<String>,
+}
+
+impl AwsArgs {
+    /// The SDK configuration: default credential chain, these overrides.
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(region) = &self.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        if let Some(url) = &self.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        loader.load().await
+    }
+}
+
+/// `--rate`: messages per second, `N` or `N/s`.
+fn parse_rate(text: &str) -> Result<std::num::NonZeroU32, String> {
+    text.strip_suffix("/s")
+        .unwrap_or(text)
+        .parse()
+        .map_err(|_| format!("expected a positive number of messages per second such as 10 or 10/s, got {text:?}"))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -10,9 +10,12 @@ pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod filter_cmd;
 pub mod health;
 pub mod logging;
 pub mod metrics;
+pub mod redrive;
+pub mod replay;
 pub mod sqs;
 pub mod stream;
 pub mod stats;
@@ -475,7 +478,25 @@ pub async fn main(cli: cli::Cli) -> ExitCode {
     match cli.command {
         cli::Command::Validate { files } => validate(&files),
         cli::Command::Run(args) => run(*args).await,
+        cli::Command::Filter { mapping, records, output } => filter_cmd::run(&mapping, &records, output),
+        cli::Command::Redrive(args) => redrive::run(args).await,
+        cli::Command::Replay { mapping, records, aws } => match one_mapping(&mapping, "replay") {
+            Some(m) => replay::run(m, &records, &aws.sdk_config().await).await,
+            None => ExitCode::from(1),
+        },
     }
+}
+
+/// The one mapping of `path` for the tool `command`, or `None` after printing why not.
+fn one_mapping(path: &Path, command: &str) -> Option<Mapping> {
+    let (mut mappings, errors) = load_mappings(&[path.to_owned()]);
+    for e in &errors {
+        eprintln!("{e}");
+    }
+    if errors.is_empty() && mappings.len() != 1 {
+        eprintln!("{}: holds {} mappings; `poller {command}` takes one", path.display(), mappings.len());
+    }
+    (errors.is_empty() && mappings.len() == 1).then(|| mappings.remove(0).1)
 }
 
 fn validate(paths: &[PathBuf]) -> ExitCode {

@@ -465,7 +465,7 @@ fn function_arn(function_name: &str, region: &str, account: &str) -> String {
 }
 
 /// The bare function name of a name, `name:qualifier`, partial ARN or ARN.
-fn short_name(function_name: &str) -> &str {
+pub(crate) fn short_name(function_name: &str) -> &str {
     match function_name.split_once(":function:") {
         Some((_, rest)) => rest.split(':').next().unwrap_or(rest),
         None => function_name.split(':').next().unwrap_or(function_name),
