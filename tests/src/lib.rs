@@ -251,6 +251,7 @@ impl RunningPoller {
             metrics_addr: None,
             lease_table: None,
             lease_failover: Duration::from_secs(10),
+            assume_role: None,
         };
         let cancel = CancellationToken::new();
         let task = tokio::spawn(poller::Poller::new(mappings, options).run(cancel.clone()));
