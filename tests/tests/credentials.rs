@@ -1,5 +1,6 @@
 //! Credentials end to end: the `poller` binary gets its identity from the AWS default chain (here a
-//! `credential_process` profile) or assumes `--role-arn` with STS, and uses it for every call.
+//! `credential_process` profile, or web identity as on EKS) or assumes `--role-arn` with STS, and uses
+//! it for every call.
 //!
 //! moto accepts any credentials, but it keeps one backend per account and maps the credentials of an
 //! assumed role to the role's account; a queue created in another account is only visible to a poller
@@ -34,6 +35,18 @@ fn poller_without_static_credentials(dir: &std::path::Path, mapping: &str, lambd
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null());
     cmd
+}
+
+/// SQS helpers acting as `role_arn` (assumed with moto's STS), so queues are created in its account.
+async fn sqs_as(role_arn: &str) -> Sqs {
+    let base = e2e::sdk_config().await;
+    let as_role =
+        aws_config::sts::AssumeRoleProvider::builder(role_arn).session_name("e2e-setup").configure(&base).build().await;
+    Sqs {
+        client: aws_sdk_sqs::Client::from_conf(
+            aws_sdk_sqs::config::Builder::from(&base).credentials_provider(as_role).build(),
+        ),
+    }
 }
 
 /// Send `n` messages, run the poller until the function has processed all of them, stop it.
@@ -95,14 +108,7 @@ async fn credential_process_profile_supplies_credentials() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn role_arn_is_assumed_for_every_call() {
     let role_arn = "arn:aws:iam::111111111111:role/poller-e2e";
-    let base = e2e::sdk_config().await;
-    let as_role =
-        aws_config::sts::AssumeRoleProvider::builder(role_arn).session_name("e2e-setup").configure(&base).build().await;
-    let sqs = Sqs {
-        client: aws_sdk_sqs::Client::from_conf(
-            aws_sdk_sqs::config::Builder::from(&base).credentials_provider(as_role).build(),
-        ),
-    };
+    let sqs = sqs_as(role_arn).await;
     let queue = sqs.create_queue(&unique("role-creds"), &[]).await;
     assert!(queue.arn.contains(":111111111111:"), "queue created in the role's account: {}", queue.arn);
 
@@ -117,5 +123,24 @@ async fn role_arn_is_assumed_for_every_call() {
     );
     // The source identity: static keys of the default account.
     poller.env("AWS_ACCESS_KEY_ID", "testing").env("AWS_SECRET_ACCESS_KEY", "testing");
+    processes_every_message(&sqs, &queue, &mut poller, &sim).await;
+}
+
+/// Web identity, as EKS IAM roles for service accounts set it up (`AWS_ROLE_ARN` and a token file): the
+/// default chain exchanges the token with STS AssumeRoleWithWebIdentity, and the poller's calls use
+/// the role's credentials. The queue exists only in the role's account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn web_identity_role_from_the_environment() {
+    let role_arn = "arn:aws:iam::222222222222:role/poller-irsa";
+    let sqs = sqs_as(role_arn).await;
+    let queue = sqs.create_queue(&unique("irsa-creds"), &[]).await;
+
+    let dir = std::env::temp_dir().join(unique("poller-web-identity"));
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    // moto does not verify the token; AWS checks it against the cluster's OIDC provider.
+    std::fs::write(dir.join("token"), "eyJhbGciOiJSUzI1NiJ9.e30.c2lnbmF0dXJl").expect("token file");
+    let sim = simulator(FunctionConfig::default()).await;
+    let mut poller = poller_without_static_credentials(&dir, &sqs_mapping(&queue, "irsa-fn", ""), &sim.url(), &[]);
+    poller.env("AWS_ROLE_ARN", role_arn).env("AWS_WEB_IDENTITY_TOKEN_FILE", dir.join("token"));
     processes_every_message(&sqs, &queue, &mut poller, &sim).await;
 }
