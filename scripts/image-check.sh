@@ -101,14 +101,7 @@ podman rm "$ctr" >/dev/null
 state_owner=$(stat -c %u:%g "$rootfs/var/lib/poller")
 [ "$state_owner" = "$user" ] || { echo "FAIL: /var/lib/poller belongs to $state_owner, not $user" >&2; exit 1; }
 
-# The image's environment, then the test's: moto endpoints and dummy credentials, no instance metadata.
 mapfile -t image_env < <(podman image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$image" | sed '/^$/d')
-in_image() {
-    env -i "${image_env[@]}" \
-        AWS_ENDPOINT_URL_SQS="$AWS_ENDPOINT_URL_SQS" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
-        AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true POLLER_METRICS_ADDR=127.0.0.1:0 \
-        chroot --userspec="$user" "$rootfs" /usr/local/bin/poller "$@"
-}
 
 # --- run it against moto and the function simulator -----------------------------------------------------
 source scripts/emulator.sh
@@ -133,7 +126,14 @@ cat > "$rootfs/tmp/mapping.json" <<EOF
 { "EventSourceArn": "arn:aws:sqs:us-east-1:123456789012:$queue", "FunctionName": "image-check",
   "BatchSize": 5, "FunctionResponseTypes": ["ReportBatchItemFailures"] }
 EOF
-in_image validate /tmp/mapping.json
+# The image's entrypoint (`poller`, found on the image's PATH) as the image's user, with the image's
+# environment plus the test's: moto's endpoint, dummy credentials, no instance metadata, a free metrics
+# port. env and chroot exec the next program, so a background run's $! is the poller itself.
+in_image=(env -i "${image_env[@]}"
+    AWS_ENDPOINT_URL_SQS="$AWS_ENDPOINT_URL_SQS" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
+    AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true POLLER_METRICS_ADDR=127.0.0.1:0
+    chroot --userspec="$user" "$rootfs" poller)
+"${in_image[@]}" validate /tmp/mapping.json
 
 .venv/bin/python - "$queue" "$count" <<'EOF'
 import sys, boto3
@@ -143,7 +143,7 @@ for i in range(int(sys.argv[2])):
     sqs.send_message(QueueUrl=url, MessageBody=f"message {i}")
 EOF
 
-in_image run --mapping /tmp/mapping.json --lambda-endpoint-url "$sim_url" > "$work/poller.out" 2> "$work/poller.log" &
+"${in_image[@]}" run --mapping /tmp/mapping.json --lambda-endpoint-url "$sim_url" > "$work/poller.out" 2> "$work/poller.log" &
 poller_pid=$!
 
 # Done when the function has processed every message and the queue is empty (deleted after success).
