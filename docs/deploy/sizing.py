@@ -5,12 +5,14 @@ moto and `loadgen simulate` on 127.0.0.1 in three scenarios and samples /proc/PI
 
   idle    one SQS mapping on an empty queue, 60 s
   sqs     one SQS mapping draining N messages (BatchSize 10, no batching window)
-  kinesis one Kinesis mapping on a 4-shard stream draining N records (TRIM_HORIZON, BatchSize 100)
+  kinesis one Kinesis mapping on a 4-shard stream draining K records (TRIM_HORIZON, BatchSize 100)
 
 Prints peak RSS, CPU seconds, and CPU per 1,000 records. Usage, from the repository root:
 
   source scripts/emulator.sh && start_moto
-  .venv/bin/python docs/deploy/sizing.py target/dist/poller target/debug/loadgen [N]
+  .venv/bin/python docs/deploy/sizing.py target/dist/poller target/debug/loadgen [N [K]]
+
+(moto's SendMessage slows down as a queue grows: keep N at a few thousand.)
 """
 
 import json
@@ -92,7 +94,8 @@ def report(name, records, peak, cpu, wall):
 
 def main():
     poller, loadgen = sys.argv[1], sys.argv[2]
-    n = int(sys.argv[3]) if len(sys.argv) > 3 else 10000
+    n = int(sys.argv[3]) if len(sys.argv) > 3 else 3000
+    k = int(sys.argv[4]) if len(sys.argv) > 4 else 10 * n
     sqs = boto3.client("sqs", region_name="us-east-1")
     kinesis = boto3.client("kinesis", region_name="us-east-1")
     sim, sim_url = start_simulator(loadgen)
@@ -118,13 +121,13 @@ def main():
         kinesis.create_stream(StreamName=name, ShardCount=4)
         kinesis.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 1})
         arn = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamARN"]
-        for i in range(0, n, 500):
+        for i in range(0, k, 500):
             kinesis.put_records(StreamName=name, Records=[
-                {"Data": body.encode(), "PartitionKey": f"k{i + j}"} for j in range(min(500, n - i))])
+                {"Data": body.encode(), "PartitionKey": f"k{i + j}"} for j in range(min(500, k - i))])
         mapping = {"EventSourceArn": arn, "FunctionName": "busy-kinesis", "BatchSize": 100,
                    "StartingPosition": "TRIM_HORIZON"}
-        report("Kinesis 4 shards, draining", n,
-               *run(poller, sim_url, mapping, lambda: records_ok(sim_url, "busy-kinesis") >= n, 600))
+        report("Kinesis 4 shards, draining", k,
+               *run(poller, sim_url, mapping, lambda: records_ok(sim_url, "busy-kinesis") >= k, 600))
     finally:
         sim.terminate()
         sim.wait(timeout=60)
