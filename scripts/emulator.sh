@@ -24,14 +24,18 @@ start_moto() {
     .venv/bin/python scripts/moto_server.py -H 127.0.0.1 -p "$port" > .emulator/moto.log 2>&1 &
     MOTO_PID=$!
     trap 'kill "$MOTO_PID" 2>/dev/null || true' EXIT
-    for _ in $(seq 1 100); do
+    # Until moto listens (importing it takes seconds on a loaded machine), it exits, or 120 s pass.
+    local listening=false
+    for _ in $(seq 1 1200); do
         if python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null; then
+            listening=true
             break
         fi
+        kill -0 "$MOTO_PID" 2>/dev/null || break
         sleep 0.1
     done
-    if ! kill -0 "$MOTO_PID" 2>/dev/null; then
-        echo "moto server failed to start; see .emulator/moto.log" >&2
+    if [ "$listening" != true ]; then
+        echo "moto server did not start listening on 127.0.0.1:$port; see .emulator/moto.log" >&2
         cat .emulator/moto.log >&2
         return 1
     fi

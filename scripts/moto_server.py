@@ -1,5 +1,5 @@
-"""Start moto server (the AWS emulator the tests use) with fixes to SQS FIFO receives and Kinesis
-resharding (see docs/testing.md).
+"""Start moto server (the AWS emulator the tests use) with fixes to SQS FIFO receives, Kinesis
+resharding and DynamoDB conditional writes (see docs/testing.md).
 
 SQS never hands out messages of a FIFO message group while earlier messages of that group are in
 flight. moto 5.2.5 checks this against a snapshot of the in-flight groups taken when a ReceiveMessage
@@ -9,7 +9,7 @@ it started. Both break the FIFO guarantee the poller relies on, as AWS Lambda do
 
 The replacement below is moto's own receive loop with the in-flight groups read afresh on every pass
 (minus the messages this call took, which may be delivered together) and the check-and-take done under
-a lock. It also reads the queue's retention period once per pass instead of through
+a lock. DeleteMessage runs under the same lock: moto's own can lose a concurrent delete. It also reads the queue's retention period once per pass instead of through
 GetQueueAttributes for every message, which counted the whole queue each time (0.4 s per receive on a
 queue of 1,000 messages). Everything else is plain moto. Usage: the same arguments as `moto_server`.
 """
@@ -76,6 +76,20 @@ def receive_message(
 
 
 models.SQSBackend.receive_message = receive_message
+
+_delete_message = models.Queue.delete_message
+
+
+def delete_message(self, receipt_handle):
+    # moto rebuilds the queue's message list without the deleted message and assigns it back, without a
+    # lock: of two concurrent deletes (or a delete and a send) one is lost, though both calls succeed, and
+    # the "deleted" message is delivered again after its visibility timeout. Deletes, receives and sends
+    # of a queue are serialized here.
+    with _take_lock, self._messages_lock:
+        _delete_message(self, receipt_handle)
+
+
+models.Queue.delete_message = delete_message
 
 # --- Kinesis -------------------------------------------------------------------------------------
 # moto 5.2.5 differs from Kinesis where a shard worker depends on it:
@@ -145,6 +159,27 @@ def kinesis_get_records(self, stream_arn, shard_iterator, limit):
 
 
 kinesis_models.KinesisBackend.get_records = kinesis_get_records
+
+# --- DynamoDB ------------------------------------------------------------------------------------
+# DynamoDB applies each single-item write atomically: a conditional PutItem/UpdateItem/DeleteItem
+# checks its condition and writes in one step, so of two writers conditioned on the same value exactly
+# one succeeds (the lease store's fencing relies on it). moto 5.2.5 serves requests on several threads
+# and checks the condition, then writes, without a lock: two racing conditional writes can both pass
+# the check, and both "win" a lease. Every DynamoDB request therefore runs under one lock, held for the
+# whole handler (UpdateItem's handler also reads the old item before the backend writes). Requests are
+# short in-memory operations, so serialising them costs the tests nothing measurable.
+from moto.dynamodb.responses import DynamoHandler
+
+_dynamodb_lock = threading.RLock()
+_dynamodb_call_action = DynamoHandler.call_action
+
+
+def dynamodb_call_action(self):
+    with _dynamodb_lock:
+        return _dynamodb_call_action(self)
+
+
+DynamoHandler.call_action = dynamodb_call_action
 
 if __name__ == "__main__":
     main()

@@ -5,4 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/emulator.sh
 start_moto
+# End-to-end tests run the `poller` binary; `cargo test` only rebuilds it when the poller package's own
+# tests are selected, so `-p e2e --test …` would otherwise run a stale binary.
+cargo build --quiet -p poller --bin poller
 cargo test --workspace "$@"

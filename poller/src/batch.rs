@@ -1,6 +1,6 @@
 //! Batch assembly: when a gathered set of records becomes one invocation.
 //!
-//! AWS invokes when any of three limits is reached (esm-semantics.md §2.1): `BatchSize` records, the
+//! AWS invokes when any of three limits is reached (<https://docs.aws.amazon.com/lambda/latest/dg/invocation-eventsourcemapping.html#invocation-eventsourcemapping-batching>): `BatchSize` records, the
 //! batching window, or a payload that would pass 6 MB. This module holds that decision and nothing else —
 //! no I/O, time is passed in — so it can be tested exhaustively.
 //!

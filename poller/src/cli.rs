@@ -21,11 +21,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run event source mappings until SIGTERM or Ctrl-C, then finish in-flight batches and exit.
+    /// Run event source mappings until SIGTERM or Ctrl-C, then finish in-flight batches (within
+    /// --shutdown-timeout) and exit.
     Run(Box<RunArgs>),
     /// Check mapping files (CreateEventSourceMapping JSON) and print what each resolves to.
     Validate {
-        /// Mapping files.
+        /// Mapping files, or directories of `*.json` mapping files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -34,7 +35,8 @@ pub enum Command {
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// A mapping file in the CreateEventSourceMapping JSON shape (as `aws lambda
-    /// create-event-source-mapping --cli-input-json` takes). Repeat for several mappings.
+    /// create-event-source-mapping --cli-input-json` takes, or the output of get-event-source-mapping or
+    /// list-event-source-mappings), or a directory of `*.json` mapping files. Repeat for several.
     #[arg(long = "mapping", short = 'm', required = true)]
     pub mappings: Vec<PathBuf>,
     /// Invoke a plain HTTP endpoint instead of the Lambda Invoke API: the event is POSTed as JSON.
@@ -78,9 +80,25 @@ pub struct RunArgs {
     /// With --role-arn: the external ID the role's trust policy requires.
     #[arg(long, value_name = "ID", env = "POLLER_EXTERNAL_ID", requires = "role_arn")]
     pub external_id: Option<String>,
-    /// Longest one invoke may take; set it above the function's timeout.
-    #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
-    pub invoke_timeout: Duration,
+    /// Longest one invoke may take (default 15m, Lambda's maximum function timeout); set it above the
+    /// function's timeout. With --http-url it is the function's timeout: an SQS queue's visibility timeout
+    /// must be at least this long (without it, at least 1 s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub invoke_timeout: Option<Duration>,
+    // Process lifecycle (docs/operations.md).
+    /// On SIGTERM or Ctrl-C, in-flight batches get this long to finish; what has not finished then is
+    /// abandoned without loss (SQS messages made visible again, stream checkpoints only for what
+    /// completed) and the process exits. The default fits Kubernetes' 30 s grace period.
+    #[arg(long, default_value = "25s", value_parser = humantime::parse_duration, env = "POLLER_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: Duration,
+    /// GET /readyz answers 503 for a mapping whose polls of the source, or invoke requests, have
+    /// failed without a success for longer than this.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub ready_stale_after: Duration,
+    /// Keep running the other mappings when one cannot start or fails; the process then exits 0
+    /// after a shutdown if any mapping went on. Default: a failed mapping stops the process, exit 1.
+    #[arg(long)]
+    pub keep_going: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

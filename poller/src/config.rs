@@ -2,17 +2,23 @@
 //!
 //! The file a user runs is exactly what `aws lambda create-event-source-mapping --cli-input-json` takes
 //! (PascalCase keys). The output of `get-event-source-mapping` is accepted too: its read-only keys (`UUID`,
-//! `State`, `FunctionArn`, …) are understood or ignored, so a mapping can be exported from AWS and run here.
+//! `State`, `FunctionArn`, …) are understood or ignored, so a mapping can be exported from AWS and run here;
+//! so is the output of `list-event-source-mappings` (`{"EventSourceMappings":[…]}`), several mappings in one
+//! file. String values may use `${VAR}` / `${VAR:-default}` ([`interpolate`]).
 //!
-//! Parsing happens in two steps, like ripgrep's low/high arguments: [`RawMapping`] mirrors the AWS shape
-//! (unknown keys rejected, with the key named), then [`RawMapping::validate`] checks every field against the
+//! Parsing happens in steps, like ripgrep's low/high arguments: the document is read as one JSON value
+//! (nothing may follow it), its strings are interpolated, then [`RawMapping`] mirrors the AWS shape
+//! (unknown keys rejected, with the key named), and [`RawMapping::validate`] checks every field against the
 //! AWS ranges and rules and resolves defaults per source into a [`Mapping`]. Validation reports every
 //! problem at once, each naming its field.
 
+pub mod interpolate;
+
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
+use serde_json::Value;
 
 use crate::arn::SourceArn;
 
@@ -105,7 +111,8 @@ pub struct RawMapping {
     pub event_source_mapping_arn: Option<serde_json::Value>,
     pub last_modified: Option<serde_json::Value>,
     pub last_processing_result: Option<serde_json::Value>,
-    pub state: Option<serde_json::Value>,
+    /// `Disabled` / `Disabling` (and `Deleting`) keep an exported mapping from polling, as on AWS.
+    pub state: Option<String>,
     pub state_transition_reason: Option<serde_json::Value>,
     pub filter_criteria_error: Option<serde_json::Value>,
 }
@@ -193,24 +200,195 @@ pub struct Mapping {
     pub ignored_keys: Vec<&'static str>,
 }
 
-/// Parse a definition, naming the key of any JSON or type error.
-pub fn parse(json: &str) -> Result<RawMapping, ConfigError> {
-    let de = &mut serde_json::Deserializer::from_str(json);
-    serde_path_to_error::deserialize(de).map_err(|err| {
+/// What every "not a mapping" error says the file should hold.
+const EXPECTED_DOCUMENT: &str = "expected a JSON object (a CreateEventSourceMapping request or the output of \
+     get-event-source-mapping or list-event-source-mappings)";
+
+fn document_error(message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        errors: vec![FieldError {
+            field: "(document)".to_owned(),
+            message: message.into(),
+        }],
+    }
+}
+
+/// Parse a mapping document: one mapping object, or the output of `list-event-source-mappings`
+/// (`{"EventSourceMappings":[…]}`, optionally with its `NextMarker`). `${VAR}` references in string values
+/// are resolved with `lookup`. Each mapping comes with the prefix its errors carry (`""`, or
+/// `EventSourceMappings[i].`).
+pub fn parse_document(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<(String, RawMapping)>, ConfigError> {
+    // Editors on Windows save UTF-8 with a byte-order mark; it carries no meaning in JSON (RFC 8259 §8.1).
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if text.trim().is_empty() {
+        return Err(document_error(format!("the file is empty; {EXPECTED_DOCUMENT}")));
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = Value::deserialize(&mut de).map_err(|e| document_error(e.to_string()))?;
+    // A second object (or anything else) after the first would otherwise be ignored without a word.
+    de.end().map_err(|e| {
+        document_error(format!(
+            "{e}: a mapping file holds one JSON object; for several mappings use the output of \
+             list-event-source-mappings or one file per mapping in a directory"
+        ))
+    })?;
+    let Value::Object(mut object) = value else {
+        return Err(document_error(format!("{EXPECTED_DOCUMENT}, got {}", kind(&value))));
+    };
+    let Some(list) = object.remove("EventSourceMappings") else {
+        return Ok(vec![(String::new(), parse_one(Value::Object(object), "", lookup)?)]);
+    };
+    let mut problems = Problems::default();
+    for key in object.keys().filter(|k| *k != "NextMarker") {
+        problems.add(
+            key.as_str(),
+            "unknown field next to `EventSourceMappings`; the output of list-event-source-mappings has only \
+             `EventSourceMappings` and `NextMarker`",
+        );
+    }
+    let items = match list {
+        Value::Array(items) if items.is_empty() => {
+            problems.add("EventSourceMappings", "is empty: there is no mapping to run");
+            Vec::new()
+        }
+        Value::Array(items) => items,
+        other => {
+            problems.add("EventSourceMappings", format!("must be an array of mappings, got {}", kind(&other)));
+            Vec::new()
+        }
+    };
+    let mut mappings = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let prefix = format!("EventSourceMappings[{i}].");
+        match parse_one(item, &prefix, lookup) {
+            Ok(raw) => mappings.push((prefix, raw)),
+            Err(e) => problems.0.extend(e.errors),
+        }
+    }
+    if problems.0.is_empty() { Ok(mappings) } else { Err(ConfigError { errors: problems.0 }) }
+}
+
+/// One mapping object: interpolate its strings, then read it into the AWS shape, naming the key of any
+/// type error (prefixed with `prefix`).
+fn parse_one(mut value: Value, prefix: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<RawMapping, ConfigError> {
+    let field = |path: &str| format!("{prefix}{path}");
+    if !value.is_object() {
+        return Err(ConfigError {
+            errors: vec![FieldError {
+                field: prefix.trim_end_matches('.').to_owned(),
+                message: format!("{EXPECTED_DOCUMENT}, got {}", kind(&value)),
+            }],
+        });
+    }
+    let mut problems = Problems::default();
+    interpolate_strings(&mut value, &mut String::new(), lookup, &mut |path, e| {
+        problems.add(field(path), e.to_string());
+    });
+    if !problems.0.is_empty() {
+        return Err(ConfigError { errors: problems.0 });
+    }
+    serde_path_to_error::deserialize(value).map_err(|err| {
         let path = err.path().to_string();
-        let inner = err.into_inner();
         ConfigError {
             errors: vec![FieldError {
-                field: if path == "." { "(document)".to_owned() } else { path },
-                message: inner.to_string(),
+                field: if path == "." { field("(document)") } else { field(&path) },
+                message: err.into_inner().to_string(),
             }],
         }
     })
 }
 
-/// Parse and validate in one step.
+/// Interpolate every string inside `value`; `path` is the JSON path of `value` (`FilterCriteria.Filters[0]`).
+fn interpolate_strings(
+    value: &mut Value,
+    path: &mut String,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    report: &mut dyn FnMut(&str, interpolate::InterpolateError),
+) {
+    let len = path.len();
+    match value {
+        Value::String(s) => match interpolate::interpolate(s, lookup) {
+            Ok(done) => *s = done,
+            Err(e) => report(path, e),
+        },
+        Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                path.push_str(&format!("[{i}]"));
+                interpolate_strings(item, path, lookup, report);
+                path.truncate(len);
+            }
+        }
+        Value::Object(members) => {
+            for (key, member) in members.iter_mut() {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+                interpolate_strings(member, path, lookup, report);
+                path.truncate(len);
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+/// "null", "an array", … for messages about a value of the wrong JSON type.
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The text of a mapping file: UTF-8 (JSON's encoding, RFC 8259 §8.1). UTF-16, which Windows PowerShell's `>`
+/// writes, is named rather than reported as a byte offset.
+pub fn decode(bytes: &[u8]) -> Result<&str, ConfigError> {
+    if bytes.starts_with(&[0xff, 0xfe]) || bytes.starts_with(&[0xfe, 0xff]) {
+        return Err(document_error(
+            "the file is UTF-16 (Windows PowerShell's `>` writes it); save it as UTF-8, e.g. with `Out-File -Encoding utf8`",
+        ));
+    }
+    std::str::from_utf8(bytes).map_err(|e| {
+        document_error(format!("the file is not UTF-8: invalid byte at offset {}", e.valid_up_to()))
+    })
+}
+
+/// Parse and validate every mapping of a document; each error names its field, prefixed with
+/// `EventSourceMappings[i].` in a list.
+pub fn load_document(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Vec<Mapping>, ConfigError> {
+    let mut errors = Vec::new();
+    let mut mappings = Vec::new();
+    for (prefix, raw) in parse_document(text, lookup)? {
+        match raw.validate() {
+            Ok(m) => mappings.push(m),
+            Err(e) => errors.extend(e.errors.into_iter().map(|mut e| {
+                e.field.insert_str(0, &prefix);
+                e
+            })),
+        }
+    }
+    if errors.is_empty() { Ok(mappings) } else { Err(ConfigError { errors }) }
+}
+
+/// The process environment, for `${VAR}` references.
+pub fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Parse and validate one mapping (`${VAR}` from the process environment).
 pub fn load(json: &str) -> Result<Mapping, ConfigError> {
-    parse(json)?.validate()
+    let mut mappings = load_document(json, &env_var)?;
+    if mappings.len() != 1 {
+        return Err(document_error(format!("holds {} mappings where one is expected", mappings.len())));
+    }
+    Ok(mappings.remove(0))
 }
 
 /// Collects field errors while validating.
@@ -278,17 +456,21 @@ impl RawMapping {
         .filter_map(|(k, present)| present.then_some(k))
         .collect();
 
-        let function_name = match (&self.function_name, &self.function_arn) {
-            (Some(name), _) | (None, Some(name)) if (1..=256).contains(&name.len()) => name.clone(),
-            (Some(name), _) | (None, Some(name)) => {
-                p.add("FunctionName", format!("must be 1 to 256 characters, got {}", name.len()));
-                String::new()
+        let mut function = |name: &String, field: &str, member: &str| {
+            if let Err(e) = crate::arn::check_function_name(name, member) {
+                p.add(field, e);
             }
+            name.clone()
+        };
+        let function_name = match (&self.function_name, &self.function_arn) {
+            (Some(name), _) => function(name, "FunctionName", "functionName"),
+            (None, Some(arn)) => function(arn, "FunctionArn", "functionArn"),
             (None, None) => {
                 p.add("FunctionName", "is required");
                 String::new()
             }
         };
+        let enabled = self.enabled(&mut p);
 
         let source = match &self.event_source_arn {
             None => {
@@ -356,7 +538,7 @@ impl RawMapping {
                         "is not supported for FIFO queues; leave it unset or 0",
                     );
                 } else if batch_size > 10 && window == 0 {
-                    // The exact message AWS returns (esm-semantics.md §1.3).
+                    // AWS's message for this rule, word for word (an InvalidParameterValueException).
                     p.add(
                         "MaximumBatchingWindowInSeconds",
                         "Maximum batch window in seconds must be greater than 0 if maximum batch size is greater than 10",
@@ -409,7 +591,7 @@ impl RawMapping {
         Ok(Mapping {
             uuid,
             function_name,
-            enabled: self.enabled.unwrap_or(true),
+            enabled,
             source,
             batch_size: batch_size as u32,
             batching_window: Duration::from_secs(window as u64),
@@ -418,6 +600,35 @@ impl RawMapping {
             settings,
             ignored_keys,
         })
+    }
+
+    /// `Enabled`, or for an exported mapping its `State`: AWS reports `Enabled: false` as `Disabled` (or
+    /// `Disabling` while it stops), and a mapping being deleted does not poll either.
+    fn enabled(&self, p: &mut Problems) -> bool {
+        const STATES: &str = "Creating, Enabling, Enabled, Disabling, Disabled, Updating or Deleting";
+        let from_state = match self.state.as_deref() {
+            None => None,
+            Some("Creating" | "Enabling" | "Enabled" | "Updating") => Some(true),
+            Some("Disabling" | "Disabled" | "Deleting") => Some(false),
+            Some(other) => {
+                p.add("State", format!("unknown state {other:?}; AWS reports {STATES}"));
+                None
+            }
+        };
+        match (self.enabled, from_state) {
+            (Some(enabled), Some(running)) if enabled != running => {
+                p.add(
+                    "State",
+                    format!(
+                        "{:?} contradicts Enabled: {enabled}; keep one of them",
+                        self.state.as_deref().unwrap_or_default()
+                    ),
+                );
+                enabled
+            }
+            (Some(enabled), _) => enabled,
+            (None, state) => state.unwrap_or(true),
+        }
     }
 
     fn compile_filters(
@@ -456,6 +667,9 @@ impl RawMapping {
         }
     }
 
+    /// The starting position rules, with AWS's messages where it has them (as recorded from AWS in
+    /// <https://github.com/localstack/localstack/blob/main/tests/aws/services/lambda_/event_source_mapping/test_api.snapshot.json>
+    /// and quoted in <https://github.com/awsdocs/aws-cloudformation-user-guide/pull/334>).
     fn stream_settings(&self, source: &SourceArn, p: &mut Problems) -> StreamSettings {
         let is_ddb = matches!(source, SourceArn::DynamoDbStream(_));
         let starting_position = match self.starting_position.as_deref() {
@@ -466,11 +680,17 @@ impl RawMapping {
             Some("TRIM_HORIZON") => StartingPosition::TrimHorizon,
             Some("LATEST") => StartingPosition::Latest,
             Some("AT_TIMESTAMP") if is_ddb => {
-                p.add("StartingPosition", "AT_TIMESTAMP is not supported for DynamoDB Streams");
+                p.add("StartingPosition", format!("Unsupported starting position for arn type: {source}"));
                 StartingPosition::Latest
             }
             Some("AT_TIMESTAMP") => match &self.starting_position_timestamp {
                 Some(ts) => match parse_timestamp(ts) {
+                    Ok(secs) if secs > now_secs() => {
+                        // The rule as the API reference states it ("StartingPositionTimestamp cannot be in
+                        // the future"): a Kinesis iterator at a future time would silently act as LATEST.
+                        p.add("StartingPositionTimestamp", "StartingPositionTimestamp cannot be in the future.");
+                        StartingPosition::Latest
+                    }
                     Ok(secs) => StartingPosition::AtTimestamp(secs),
                     Err(e) => {
                         p.add("StartingPositionTimestamp", e);
@@ -478,14 +698,18 @@ impl RawMapping {
                     }
                 },
                 None => {
-                    p.add("StartingPositionTimestamp", "is required when StartingPosition is AT_TIMESTAMP");
+                    p.add("StartingPositionTimestamp", "Need to specify a timestamp");
                     StartingPosition::Latest
                 }
             },
             Some(other) => {
                 p.add(
                     "StartingPosition",
-                    format!("unknown value {other:?}; expected TRIM_HORIZON, LATEST or AT_TIMESTAMP"),
+                    crate::arn::validation_exception(
+                        other,
+                        "startingPosition",
+                        &["satisfy enum value set: [LATEST, AT_TIMESTAMP, TRIM_HORIZON]".to_owned()],
+                    ),
                 );
                 StartingPosition::Latest
             }
@@ -494,7 +718,7 @@ impl RawMapping {
             && !matches!(starting_position, StartingPosition::AtTimestamp(_))
             && self.starting_position.as_deref() != Some("AT_TIMESTAMP")
         {
-            p.add("StartingPositionTimestamp", "is only allowed with StartingPosition AT_TIMESTAMP");
+            p.add("StartingPositionTimestamp", "Timestamp only valid with StartingPosition AT_TIMESTAMP");
         }
         let parallelization_factor = p.range("ParallelizationFactor", self.parallelization_factor, 1, 10, 1);
         let retries = p.range("MaximumRetryAttempts", self.maximum_retry_attempts, -1, 10_000, -1);
@@ -533,6 +757,12 @@ impl RawMapping {
             tumbling_window: (tumbling > 0).then(|| Duration::from_secs(tumbling as u64)),
         }
     }
+}
+
+fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// `StartingPositionTimestamp`: epoch seconds, or an RFC 3339 / ISO 8601 date-time string.

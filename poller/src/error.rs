@@ -12,6 +12,16 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A mapping directory holds no mapping file.
+    #[error("{dir}: no *.json mapping files in this directory")]
+    NoMappingFiles { dir: PathBuf },
+    /// Two mappings have one UUID: they would share checkpoints and leases.
+    #[error("{second}: UUID {uuid} is also the UUID of a mapping in {first}; each mapping needs its own")]
+    DuplicateMapping {
+        uuid: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
     /// A mapping definition is invalid; every problem is listed, each naming its field.
     #[error("{}", prefixed(path, source))]
     Config { path: PathBuf, source: ConfigError },

@@ -214,6 +214,12 @@ counters! {
     leases_lost => "leases_lost",
     /// SQS lanes and shard workers that failed and were restarted (no CloudWatch equivalent).
     worker_failures => "worker_failures",
+    /// Reads of the lease table that failed: unreachable, not readable, or holding a corrupt lease.
+    /// While they fail no shard is taken or handed over (no CloudWatch equivalent).
+    lease_table_errors => "lease_table_errors",
+    /// Stream reads (GetShardIterator, GetRecords) that failed and are retried after a backoff:
+    /// throttled, endpoint unreachable, 5xx (no CloudWatch equivalent).
+    read_errors => "stream_read_errors",
 }
 
 impl Counters {
@@ -232,6 +238,8 @@ impl Counters {
         if result.is_ok() {
             self.measures.duration.observe(started.elapsed().as_secs_f64());
             self.health.invoked();
+        } else {
+            self.health.invoke_failed();
         }
         drop(in_flight);
         result

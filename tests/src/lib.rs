@@ -9,6 +9,8 @@ use std::time::Duration;
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry};
 use tokio_util::sync::CancellationToken;
 
+pub mod process;
+pub mod proxy;
 pub mod soak;
 
 /// The emulator endpoint, from `POLLER_TEST_ENDPOINT` (set by scripts/test.sh).
@@ -251,6 +253,7 @@ impl RunningPoller {
             metrics_addr: None,
             lease_table: None,
             lease_failover: Duration::from_secs(10),
+            lifecycle: Default::default(),
             assume_role: None,
         };
         let cancel = CancellationToken::new();
@@ -431,7 +434,14 @@ impl PollerProcess {
 
     /// Start `poller run` with stdout piped (its report) and warnings on stderr.
     pub fn spawn(&self, extra_args: &[&str]) -> std::process::Child {
-        std::process::Command::new(poller_binary())
+        self.command(extra_args).spawn().expect("poller starts")
+    }
+
+    /// The `poller run` command [`PollerProcess::spawn`] runs, to add to (environment, stderr).
+    /// Never looks for instance metadata: credentials are the emulator's dummy ones.
+    pub fn command(&self, extra_args: &[&str]) -> std::process::Command {
+        let mut command = std::process::Command::new(poller_binary());
+        command
             .args(["run", "--mapping"])
             .arg(self.dir.join("mapping.json"))
             .arg("--state-dir")
@@ -440,9 +450,9 @@ impl PollerProcess {
             .args(["--metrics-addr", "127.0.0.1:0"])
             .args(extra_args)
             .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("poller starts")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdout(std::process::Stdio::piped());
+        command
     }
 }
 

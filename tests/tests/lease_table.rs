@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::interceptors::{
@@ -12,7 +13,7 @@ use aws_sdk_dynamodb::config::interceptors::{
 };
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::types::{AttributeValue, BillingMode};
-use e2e::{sdk_config, unique};
+use e2e::{eventually, sdk_config, unique};
 use esm_checkpoint::{
     Checkpoint, ChildShard, DynamoDbStore, Error, LeaseRef, LeaseStore, NewLease, SequenceNumber, conformance,
 };
@@ -235,28 +236,50 @@ async fn reads_and_writes_kcl_items() {
     assert_eq!(item["leaseCounter"], n(43));
 }
 
-/// Two workers race to take the same lease with the same counter: exactly one wins, the other
-/// gets `Lost`, and the table names the winner.
-#[tokio::test]
+/// Workers race to take the same lease with the same counter: exactly one wins, the others get
+/// `Lost`, and the table names the winner with one write. Many rounds with several racers, each
+/// its own client (its own connections, so the requests reach the server on different threads):
+/// a conditional write that is not atomic lets two racers win now and then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_takes_have_exactly_one_winner() {
+    const ROUNDS: usize = 50;
+    const RACERS: usize = 4;
     let prefix = unique("race");
-    // Two processes' worth of state: separate clients, separate stores.
-    let a = DynamoDbStore::new(&client().await, prefix.clone(), true);
-    let b = DynamoDbStore::new(&client().await, prefix, true);
+    let mut stores = Vec::new();
+    for _ in 0..RACERS {
+        // Separate processes' worth of state: separate clients, separate stores.
+        stores.push(Arc::new(DynamoDbStore::new(&client().await, prefix.clone(), true)));
+    }
     let mapping = "4f2a6a4e-0000-4000-8000-000000000003";
-    for round in 0..10 {
+    for round in 0..ROUNDS {
         let key = format!("shardId-{round:012}");
-        a.create_if_absent(mapping, new_lease(&key, Checkpoint::Latest, &[]))
+        stores[0]
+            .create_if_absent(mapping, new_lease(&key, Checkpoint::Latest, &[]))
             .await
             .expect("create");
         let lease = LeaseRef::new(mapping, key.as_str());
-        let (took_a, took_b) = tokio::join!(a.take(&lease, "worker-a", 0), b.take(&lease, "worker-b", 0));
-        let winner = match (took_a, took_b) {
-            (Ok(won), Err(Error::Lost)) | (Err(Error::Lost), Ok(won)) => won,
-            other => panic!("round {round}: expected exactly one winner, got {other:?}"),
-        };
+        let start = Arc::new(tokio::sync::Barrier::new(RACERS));
+        let racers: Vec<_> = (stores.iter().enumerate())
+            .map(|(i, store)| {
+                let (store, lease, start) = (store.clone(), lease.clone(), start.clone());
+                tokio::spawn(async move {
+                    start.wait().await;
+                    store.take(&lease, &format!("worker-{i}"), 0).await
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for racer in racers {
+            match racer.await.expect("racer task") {
+                Ok(won) => winners.push(won),
+                Err(Error::Lost) => {}
+                Err(other) => panic!("round {round}: unexpected error {other:?}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: expected exactly one winner, got {winners:?}");
+        let winner = &winners[0];
         assert_eq!(winner.counter, 1);
-        let stored = b
+        let stored = stores[RACERS - 1]
             .list(mapping)
             .await
             .expect("list")
@@ -346,7 +369,7 @@ impl Intercept for LoseUpdateAnswers {
 }
 
 /// A write that was applied but whose answer was lost is retried; the retry's failed condition
-/// is recognised as our own write (kinesis-consumers.md §8.4), within the call or in the
+/// is recognised as our own write, within the call or in the
 /// caller's next call with the same counter. A stale counter without such a write stays `Lost`.
 #[tokio::test]
 async fn applied_writes_with_lost_answers_are_recognised() {
@@ -406,4 +429,185 @@ async fn applied_writes_with_lost_answers_are_recognised() {
             .expect("release despite the lost answer"),
         4
     );
+}
+
+/// The value of counter `family` (e.g. `poller_lease_table_errors_total`) in `metrics`, 0 if absent.
+fn counter(metrics: &poller::stats::Metrics, family: &str) -> f64 {
+    let text = poller::metrics::encode(metrics, poller::metrics::Format::OpenMetrics);
+    (text.lines())
+        .filter(|line| line.starts_with(&format!("{family}{{")))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A poller in this process sharing a mapping's shards through lease tables, with its metrics.
+struct SharedPoller {
+    metrics: Arc<poller::stats::Metrics>,
+    cancel: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<Result<Vec<poller::MappingReport>, poller::Error>>,
+}
+
+impl SharedPoller {
+    /// Runs `mapping` with lease tables named `prefix-<uuid>`, invoking the Lambda API at `lambda_url`.
+    fn start(mapping: &str, lambda_url: &str, prefix: &str) -> SharedPoller {
+        let mapping = poller::config::load(mapping).expect("mapping");
+        let options = poller::Options {
+            http_url: None,
+            lambda_endpoint_url: Some(lambda_url.to_owned()),
+            endpoint_url: Some(e2e::endpoint()),
+            region: Some("us-east-1".to_owned()),
+            invoke_timeout: Some(Duration::from_secs(30)),
+            state_dir: std::env::temp_dir().join(unique("poller-state")),
+            invoke_identity_arn: None,
+            metrics_addr: None,
+            lease_table: Some(prefix.to_owned()),
+            // Short, so that lease scans (every 2 × failover) come quickly.
+            lease_failover: Duration::from_secs(2),
+            lifecycle: Default::default(),
+            assume_role: None,
+        };
+        let instance = poller::Poller::new(vec![mapping], options);
+        let metrics = instance.metrics();
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(instance.run(cancel.clone()));
+        SharedPoller { metrics, cancel, task }
+    }
+
+    /// The mapping's state on `/readyz` (`None` until the poller has registered it).
+    fn state(&self) -> Option<poller::health::MappingState> {
+        self.metrics.health().snapshot().into_iter().next().map(|health| health.state)
+    }
+
+    /// Graceful shutdown.
+    async fn stop(self) {
+        self.cancel.cancel();
+        tokio::time::timeout(Duration::from_secs(60), self.task)
+            .await
+            .expect("poller stops")
+            .expect("poller task")
+            .expect("poller ran");
+    }
+}
+
+/// A lease row without `leaseCounter` can never be taken (no conditional write matches it), and one
+/// without a readable checkpoint has no safe place to start. Either is a corrupt row: the mapping is
+/// failed on `/readyz` with the table, the row and the attribute, the failed reads are counted, and
+/// once the row is repaired the mapping runs again and processes the shard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_lease_row_fails_the_mapping_visibly_until_repaired() {
+    let client = client().await;
+    let kinesis = e2e::Kinesis::new().await;
+    let name = unique("corrupt");
+    let arn = kinesis.create_stream(&name, 1).await;
+    let records: Vec<(String, String)> = (0..3).map(|i| (format!("k{i}"), format!("c{i}"))).collect();
+    kinesis.put(&name, &records).await;
+    let shard = "shardId-000000000000";
+    let mapping = e2e::stream_mapping(&arn, "corrupt-fn", r#""StartingPosition":"TRIM_HORIZON""#);
+    let uuid = poller::config::load(&mapping).expect("mapping").uuid;
+    let prefix = unique("corrupt-leases");
+    let table = DynamoDbStore::new(&client, prefix.clone(), true)
+        .open_table(&uuid)
+        .await
+        .expect("lease table");
+    for (attribute, problem) in [("leaseCounter", "leaseCounter is missing"), ("checkpoint", "checkpoint is missing")] {
+        let mut row = HashMap::from([
+            ("leaseKey".to_owned(), s(shard)),
+            ("leaseCounter".to_owned(), n(0)),
+            ("checkpoint".to_owned(), s("TRIM_HORIZON")),
+        ]);
+        row.remove(attribute);
+        client.put_item().table_name(&table).set_item(Some(row)).send().await.expect("PutItem");
+        let sim = e2e::simulator(Default::default()).await;
+        let running = SharedPoller::start(&mapping, &sim.url(), &prefix);
+
+        let failed = || match running.state() {
+            Some(poller::health::MappingState::Failed(reason)) => Some(reason),
+            _ => None,
+        };
+        eventually(Duration::from_secs(60), "the mapping is failed on /readyz", || async { failed().is_some() }).await;
+        let reason = failed().expect("failed");
+        assert!(
+            reason.contains(&table) && reason.contains(shard) && reason.contains(problem),
+            "the reason names the table, the row and the problem: {reason}"
+        );
+        assert!(counter(&running.metrics, "poller_lease_table_errors_total") >= 1.0, "the failed read is counted");
+        assert!(sim.invocations().is_empty(), "nothing runs from a corrupt lease");
+
+        let repaired = HashMap::from([
+            ("leaseKey".to_owned(), s(shard)),
+            ("leaseCounter".to_owned(), n(0)),
+            ("checkpoint".to_owned(), s("TRIM_HORIZON")),
+        ]);
+        client.put_item().table_name(&table).set_item(Some(repaired)).send().await.expect("PutItem");
+        eventually(Duration::from_secs(60), "the repaired shard is processed", || async {
+            e2e::processed_kinesis_data(&sim.invocations()).len() >= records.len()
+        })
+        .await;
+        assert_eq!(
+            running.state(),
+            Some(poller::health::MappingState::Running),
+            "running again once the table reads"
+        );
+        running.stop().await;
+        client
+            .delete_item()
+            .table_name(&table)
+            .key("leaseKey", s(shard))
+            .send()
+            .await
+            .expect("DeleteItem");
+    }
+}
+
+/// A lease table whose key is not KCL's (HASH `leaseKey` of type S) cannot hold leases: the poller
+/// refuses to start, naming the table, what its key is and what it must be.
+#[tokio::test]
+async fn a_lease_table_of_the_wrong_layout_fails_the_start() {
+    use aws_sdk_dynamodb::types::{AttributeDefinition, KeySchemaElement, KeyType, ScalarAttributeType};
+    let client = client().await;
+    let kinesis = e2e::Kinesis::new().await;
+    let arn = kinesis.create_stream(&unique("layout"), 1).await;
+    let mapping = e2e::stream_mapping(&arn, "layout-fn", r#""StartingPosition":"TRIM_HORIZON""#);
+    let uuid = poller::config::load(&mapping).expect("mapping").uuid;
+    for (key, kind, found) in [
+        ("id", ScalarAttributeType::S, "HASH id (S)"),
+        ("leaseKey", ScalarAttributeType::N, "HASH leaseKey (N)"),
+    ] {
+        let prefix = unique("layout-leases");
+        let table = format!("{prefix}-{uuid}");
+        client
+            .create_table()
+            .table_name(&table)
+            .attribute_definitions(
+                AttributeDefinition::builder().attribute_name(key).attribute_type(kind).build().expect("attribute"),
+            )
+            .key_schema(KeySchemaElement::builder().attribute_name(key).key_type(KeyType::Hash).build().expect("key"))
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await
+            .expect("CreateTable");
+        let process = e2e::PollerProcess::new(&mapping, "http://127.0.0.1:9");
+        let child = process
+            .command(&["--lease-table", prefix.as_str()])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("poller starts");
+        let pid = child.id().to_string();
+        let exited = tokio::time::timeout(
+            Duration::from_secs(60),
+            tokio::task::spawn_blocking(move || child.wait_with_output()),
+        )
+        .await;
+        let Ok(exited) = exited else {
+            std::process::Command::new("kill").args(["-KILL", &pid]).status().ok();
+            panic!("the poller started on table {table} ({found}) instead of failing");
+        };
+        let output = exited.expect("wait").expect("poller output");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "the start fails: {stderr}");
+        assert!(
+            stderr.contains(&table) && stderr.contains(found) && stderr.contains("HASH leaseKey (S)"),
+            "the error names the table, its key and the expected one: {stderr}"
+        );
+    }
 }

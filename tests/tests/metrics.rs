@@ -47,6 +47,8 @@ async fn sqs_mapping_counts_are_scraped_over_http() {
             times: Some(1),
             ..Rule::default()
         }],
+        // Within the queue's 1 s visibility timeout, as AWS requires.
+        timeout: Duration::from_secs(1),
         ..FunctionConfig::default()
     })
     .await;
@@ -75,6 +77,7 @@ async fn sqs_mapping_counts_are_scraped_over_http() {
     let (addr, server) = serve(
         "127.0.0.1:0".parse().expect("address"),
         metrics.clone(),
+        Duration::from_secs(60),
         server_stop.clone(),
     )
     .await

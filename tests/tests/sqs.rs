@@ -59,7 +59,25 @@ async fn thousand_messages_with_one_percent_poison() {
     let good: Vec<&str> = bodies.iter().map(|(b, _)| b.as_str()).filter(|b| b.contains("good")).collect();
     assert_eq!(good.len(), 990);
     for body in &good {
-        assert_eq!(counts.get(body), Some(&1), "good message {body} processed once");
+        // On failure, show every delivery of the message: receive count, when and in which invocation.
+        let deliveries = || -> Vec<String> {
+            sim.invocations()
+                .iter()
+                .flat_map(|inv| {
+                    records(inv).into_iter().filter(|r| r["body"] == **body).map(move |r| {
+                        format!(
+                            "seq {} at {} ms: receive count {}, first received {}, {:?}",
+                            inv.seq,
+                            inv.received_at_ms,
+                            r["attributes"]["ApproximateReceiveCount"],
+                            r["attributes"]["ApproximateFirstReceiveTimestamp"],
+                            inv.result
+                        )
+                    })
+                })
+                .collect()
+        };
+        assert_eq!(counts.get(body), Some(&1), "good message {body} processed once: {:#?}", deliveries());
     }
     assert!(processed.iter().all(|b| b.contains("good")), "no poison message ever succeeded");
 
@@ -142,6 +160,8 @@ async fn fifo_failed_group_blocks_only_itself() {
     sqs.send(&queue, &messages).await;
     let sim = simulator(FunctionConfig {
         rules: vec![fail_when("poison", None)],
+        // Within the queue's 2 s visibility timeout, as AWS requires.
+        timeout: Duration::from_secs(2),
         ..FunctionConfig::default()
     })
     .await;
@@ -190,6 +210,7 @@ async fn partial_batch_response_is_honoured() {
     sqs.send(&queue, &bodies).await;
     let sim = simulator(FunctionConfig {
         rules: vec![fail_when("fail-me", Some(1))],
+        timeout: Duration::from_secs(2),
         ..FunctionConfig::default()
     })
     .await;
@@ -244,6 +265,7 @@ async fn invalid_partial_response_fails_the_whole_batch() {
             times: Some(1),
             ..Rule::default()
         }],
+        timeout: Duration::from_secs(1),
         ..FunctionConfig::default()
     })
     .await;
@@ -447,7 +469,8 @@ async fn missing_queue_is_reported_with_the_aws_message() {
     );
 }
 
-/// A batch that runs longer than the queue's visibility timeout is kept invisible by heartbeats: the
+/// A batch held longer than the queue's visibility timeout (a 1 s batching window, then a function that
+/// runs 1.8 s of its 2 s timeout, against a 2 s visibility timeout) is kept invisible by heartbeats: the
 /// messages are not delivered a second time while the function still works on them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn visibility_is_extended_while_a_batch_runs() {
@@ -457,19 +480,20 @@ async fn visibility_is_extended_while_a_batch_runs() {
         .await;
     sqs.send(&queue, &(0..3).map(|i| (format!("s{i}"), None)).collect::<Vec<_>>()).await;
     let sim = simulator(FunctionConfig {
-        latency: ms(5000),
-        timeout: Duration::from_secs(10),
+        latency: ms(1800),
+        timeout: Duration::from_secs(2),
         ..FunctionConfig::default()
     })
     .await;
-    let poller = RunningPoller::start(&[sqs_mapping(&queue, "slow-fn", r#""BatchSize":3,"MaximumBatchingWindowInSeconds":1"#)], &sim.url(), None);
+    // BatchSize 4 with 3 messages: the batch waits for the whole window.
+    let poller = RunningPoller::start(&[sqs_mapping(&queue, "slow-fn", r#""BatchSize":4,"MaximumBatchingWindowInSeconds":1"#)], &sim.url(), None);
     eventually(Duration::from_secs(30), "the slow batch processed", || async {
         processed_bodies(&sim.invocations()).len() >= 3
     })
     .await;
     eventually(Duration::from_secs(10), "queue empty", || async { sqs.depth(&queue).await == 0 }).await;
     let reports = poller.stop().await;
-    assert_eq!(sim.invocations().len(), 1, "one invocation: the messages never reappeared during the 5 s run");
+    assert_eq!(sim.invocations().len(), 1, "one invocation: the messages never reappeared while held");
     assert_eq!(reports[0].counters.deleted, 3);
 }
 
@@ -503,4 +527,205 @@ async fn batches_stay_under_the_six_megabyte_payload_cap() {
     }
     assert!(invocations.len() >= 2, "7+ MB of messages needs at least two invocations");
     assert_eq!(processed_bodies(&invocations).len(), 30);
+}
+
+/// FIFO past the 6 MB cap: one receive of ten ~900 KB messages of one group makes a batch of six and
+/// holds four back. When the six fail, the four must not overtake them: the group is processed in order,
+/// each message once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifo_messages_held_back_by_the_payload_cap_wait_for_the_failed_batch() {
+    let sqs = Sqs::new().await;
+    let queue = sqs
+        .create_queue(
+            &format!("{}.fifo", unique("capfifo")),
+            &[(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, "4".into())],
+        )
+        .await;
+    let bodies: Vec<String> = (0..10).map(|i| format!("m{i:02} {}", "x".repeat(900_000))).collect();
+    for (i, body) in bodies.iter().enumerate() {
+        sqs.client
+            .send_message()
+            .queue_url(&queue.url)
+            .message_body(body)
+            .message_group_id("g")
+            .message_deduplication_id(i.to_string())
+            .send()
+            .await
+            .expect("SendMessage");
+    }
+    let sim = simulator(FunctionConfig {
+        failure_mode: loadgen::simulate::FailureMode::Error,
+        rules: vec![fail_when("m00 ", Some(1))],
+        timeout: Duration::from_secs(4),
+        ..FunctionConfig::default()
+    })
+    .await;
+    let poller = RunningPoller::start(&[sqs_mapping(&queue, "capfifo-fn", r#""BatchSize":10"#)], &sim.url(), None);
+    eventually(Duration::from_secs(120), "10 large FIFO messages processed", || async {
+        processed_bodies(&sim.invocations()).len() >= 10
+    })
+    .await;
+    eventually(Duration::from_secs(30), "queue empty", || async { sqs.depth(&queue).await == 0 }).await;
+    poller.stop().await;
+
+    let mut invocations = sim.invocations();
+    invocations.sort_by_key(|i| i.seq);
+    let first: Vec<String> = records(&invocations[0]).iter().map(|r| r["body"].as_str().unwrap()[..3].to_owned()).collect();
+    assert_eq!(first, ["m00", "m01", "m02", "m03", "m04", "m05"], "the cap splits the receive after six");
+    assert_ne!(invocations[0].result, InvocationResult::Success, "the first batch failed");
+    let processed: Vec<String> = processed_bodies(&invocations).iter().map(|b| b[..3].to_owned()).collect();
+    let expected: Vec<String> = (0..10).map(|i| format!("m{i:02}")).collect();
+    assert_eq!(processed, expected, "in order, each once");
+}
+
+/// AWS refuses an SQS mapping whose queue's visibility timeout is shorter than the function's timeout, in
+/// these words: Lambda target (GetFunctionConfiguration) and HTTP target (--invoke-timeout) alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn visibility_timeout_shorter_than_the_function_timeout_is_refused() {
+    let sqs = Sqs::new().await;
+    let zero = sqs
+        .create_queue(&unique("vt0"), &[(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, "0".into())])
+        .await;
+    sqs.send(&zero, &[("never invoked".to_owned(), None)]).await;
+    let sim = simulator(FunctionConfig {
+        timeout: Duration::from_secs(7),
+        ..FunctionConfig::default()
+    })
+    .await;
+    let err = RunningPoller::start(&[sqs_mapping(&zero, "vt-fn", "")], &sim.url(), None)
+        .result()
+        .await
+        .expect_err("refused");
+    assert_eq!(
+        err.to_string(),
+        format!("{}: Queue visibility timeout: 0 seconds is less than Function timeout: 7 seconds", zero.arn)
+    );
+
+    let ten = sqs
+        .create_queue(&unique("vt10"), &[(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, "10".into())])
+        .await;
+    // RunningPoller gives the HTTP target --invoke-timeout 30s.
+    let err = RunningPoller::start(&[sqs_mapping(&ten, "vt-fn", "")], "http://127.0.0.1:9", Some(format!("{}/http/vt-fn", sim.url())))
+        .result()
+        .await
+        .expect_err("refused");
+    assert!(
+        err.to_string().ends_with("Queue visibility timeout: 10 seconds is less than Function timeout: 30 seconds"),
+        "{err}"
+    );
+    assert!(sim.invocations().is_empty(), "nothing was invoked");
+}
+
+/// A visibility timeout lowered below the function's timeout while the mapping runs stops the mapping,
+/// marked failed with AWS's wording, within a re-check period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn visibility_timeout_lowered_while_running_stops_the_mapping() {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let sqs = Sqs::new().await;
+    let queue = sqs.create_queue(&unique("vtlow"), &[(QueueAttributeName::VisibilityTimeout, "5".into())]).await;
+    sqs.send(&queue, &[("first".to_owned(), None)]).await;
+    let sim = simulator(FunctionConfig::default()).await;
+    let mapping = poller::config::load(&sqs_mapping(&queue, "vtlow-fn", "")).expect("valid mapping");
+    let metrics = poller::stats::Metrics::new();
+    let counters = std::sync::Arc::new(metrics.mapping(poller::stats::MappingLabels::of(&mapping)));
+    let sdk = e2e::sdk_config().await;
+    let target = lambda_invoke::Target::Lambda(lambda_invoke::LambdaTarget::new(
+        &sdk,
+        "vtlow-fn",
+        Some(&sim.url()),
+        Some(Duration::from_secs(30)),
+    ));
+    let m = poller::sqs::SqsMapping::connect(mapping, &sdk, target, counters.clone()).await.expect("5 s ≥ 3 s");
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let run = tokio::spawn(std::sync::Arc::new(m).run(cancel.clone()));
+    eventually(Duration::from_secs(30), "the first message processed", || async {
+        processed_bodies(&sim.invocations()).len() == 1
+    })
+    .await;
+
+    sqs.client
+        .set_queue_attributes()
+        .queue_url(&queue.url)
+        .attributes(QueueAttributeName::VisibilityTimeout, "1")
+        .send()
+        .await
+        .expect("SetQueueAttributes");
+    // The mapping stops by itself (nobody cancels it) within a re-check period and a generous margin.
+    tokio::time::timeout(poller::sqs::VISIBILITY_RECHECK * 6, run)
+        .await
+        .expect("the mapping stopped itself")
+        .expect("mapping task");
+    assert_eq!(
+        counters.health.snapshot().state,
+        poller::health::MappingState::Failed(
+            "Queue visibility timeout: 1 seconds is less than Function timeout: 3 seconds".to_owned()
+        )
+    );
+    cancel.cancel();
+}
+
+/// BatchSize 1 with a backlog: AWS scales on the backlog whatever the batch size, so the mapping goes
+/// past the five lanes it starts with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batch_size_one_scales_past_five_concurrent_invocations() {
+    let sqs = Sqs::new().await;
+    let queue = sqs.create_queue(&unique("scale1"), &[]).await;
+    let bodies: Vec<(String, Option<String>)> = (0..300).map(|i| (format!("s{i}"), None)).collect();
+    sqs.send(&queue, &bodies).await;
+    let sim = simulator(FunctionConfig {
+        latency: ms(400),
+        ..FunctionConfig::default()
+    })
+    .await;
+    let poller = RunningPoller::start(&[sqs_mapping(&queue, "scale1-fn", r#""BatchSize":1"#)], &sim.url(), None);
+    let mut peak = 0;
+    eventually(Duration::from_secs(60), "more than 5 concurrent invocations", || {
+        let now = sim.stats().functions.get("scale1-fn").map_or(0, |f| f.concurrency);
+        peak = peak.max(now);
+        async move { now > 5 }
+    })
+    .await;
+    eventually(Duration::from_secs(120), "queue drained", || async { sqs.depth(&queue).await == 0 }).await;
+    poller.stop().await;
+    let processed: HashSet<String> = processed_bodies(&sim.invocations()).into_iter().collect();
+    assert_eq!(processed.len(), 300, "peak {peak}");
+}
+
+/// The `poller` binary with the HTTP target and no `--invoke-timeout`: Lambda's minimum function timeout,
+/// 1 s, is assumed, so a visibility timeout of 0 is refused and a queue of 1 s runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn http_target_without_invoke_timeout_assumes_the_minimum_function_timeout() {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let sqs = Sqs::new().await;
+    let sim = simulator(FunctionConfig::default()).await;
+    let http_url = format!("{}/http/{{function}}", sim.url());
+
+    let zero = sqs.create_queue(&unique("http-vt0"), &[(QueueAttributeName::VisibilityTimeout, "0".into())]).await;
+    let refused = e2e::PollerProcess::new(&sqs_mapping(&zero, "vt-fn", ""), "http://127.0.0.1:9");
+    let out = tokio::process::Command::new(e2e::poller_binary())
+        .args(["run", "--mapping"])
+        .arg(refused.dir.join("mapping.json"))
+        .arg("--state-dir")
+        .arg(refused.dir.join("state"))
+        .args(["--metrics-addr", "127.0.0.1:0", "--http-url", &http_url])
+        .env("RUST_LOG", "off")
+        .output()
+        .await
+        .expect("poller runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("Queue visibility timeout: 0 seconds is less than Function timeout: 1 seconds"),
+        "{stderr}"
+    );
+
+    let one = sqs.create_queue(&unique("http-vt1"), &[(QueueAttributeName::VisibilityTimeout, "1".into())]).await;
+    sqs.send(&one, &[("through http".to_owned(), None)]).await;
+    let mut running = e2e::PollerProcess::new(&sqs_mapping(&one, "vt-fn", ""), "http://127.0.0.1:9").spawn(&["--http-url", &http_url]);
+    eventually(Duration::from_secs(60), "the message processed over HTTP", || async {
+        processed_bodies(&sim.invocations()) == ["through http"]
+    })
+    .await;
+    running.kill().expect("stop the poller");
+    running.wait().expect("poller exits");
 }

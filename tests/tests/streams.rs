@@ -123,8 +123,8 @@ async fn bisect_isolates_a_poison_record_and_reports_it() {
     assert_eq!((c.dropped, c.on_failure_delivered), (1, 1), "{c}");
 }
 
-/// Without bisect a failing batch is invoked 1 + MaximumRetryAttempts times, then discarded; the shard
-/// is blocked meanwhile and continues afterwards.
+/// Without bisect a failing batch is invoked 1 + MaximumRetryAttempts times, on AWS's retry schedule,
+/// then discarded; the shard is blocked meanwhile and continues afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn retry_count_is_one_plus_maximum_retry_attempts() {
     let kinesis = Kinesis::new().await;
@@ -154,6 +154,16 @@ async fn retry_count_is_one_plus_maximum_retry_attempts() {
     let invocations = sorted(sim.invocations());
     let order: Vec<String> = invocations.iter().flat_map(kinesis_data).collect();
     assert_eq!(order, ["a", "b poison", "b poison", "b poison", "b poison", "c"]);
+    // AWS's retry schedule (8 invokes in the first minute): retries wait 2, 4 and 8 s.
+    let starts: Vec<f64> = invocations
+        .iter()
+        .filter(|i| kinesis_data(i) == ["b poison"])
+        .map(|i| i.received_at_ms)
+        .collect();
+    let gaps: Vec<f64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+    for (gap, min) in gaps.iter().zip([2000.0, 4000.0, 8000.0]) {
+        assert!(*gap >= min, "retry gaps {gaps:?} ms: each at least 2, 4, 8 s");
+    }
     let record: serde_json::Value = serde_json::from_str(sqs.drain(&dlq).await[0].body().unwrap()).unwrap();
     assert_eq!(record["requestContext"]["approximateInvokeCount"], 4);
     assert_eq!(record["KinesisBatchInfo"]["batchSize"], 1);
@@ -576,4 +586,149 @@ async fn records_past_maximum_record_age_go_to_the_destination() {
     assert_eq!(body["KinesisBatchInfo"]["batchSize"], 1);
     let payload: serde_json::Value = serde_json::from_str(body["payload"].as_str().expect("payload is a JSON string")).unwrap();
     assert_eq!(payload["Records"][0]["kinesis"]["sequenceNumber"], stale[0].as_str());
+}
+
+/// Records of `invocations` delivered successfully more than once: how many extra deliveries.
+fn redelivered(invocations: &[Invocation]) -> usize {
+    let processed = processed_kinesis_data(invocations);
+    let distinct: std::collections::HashSet<&String> = processed.iter().collect();
+    processed.len() - distinct.len()
+}
+
+/// ParallelizationFactor 4: while one lane retries a failing record, the other lanes may not run
+/// ahead of the checkpoint by more than a batch each, so a kill -9 then delivers at most
+/// ParallelizationFactor × BatchSize (+1) records again, not everything finished behind the stuck one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_with_parallel_lanes_redelivers_at_most_what_was_in_flight() {
+    let kinesis = Kinesis::new().await;
+    let name = unique("pf-crash");
+    let arn = kinesis.create_stream(&name, 1).await;
+    let total = 400;
+    let data = |i: usize| if i == 5 { format!("r{i:03} poison") } else { format!("r{i:03}") };
+    kinesis.put(&name, &messages(total, |i| format!("k{}", i % 16), data)).await;
+    // The poison record fails three times (its lane retries for 2 + 4 + 8 s), then succeeds.
+    let sim = simulator(FunctionConfig {
+        failure_mode: FailureMode::Error,
+        rules: vec![Rule {
+            times: Some(3),
+            ..poison_rule()
+        }],
+        ..FunctionConfig::default()
+    })
+    .await;
+    let poller = PollerProcess::new(
+        &stream_mapping(&arn, "pf-crash-fn", r#""StartingPosition":"TRIM_HORIZON","BatchSize":10,"ParallelizationFactor":4"#),
+        &sim.url(),
+    );
+    let poison_invokes =
+        |sim: &loadgen::simulate::SimHandle| sim.invocations().iter().filter(|i| kinesis_data(i).iter().any(|d| d.contains("poison"))).count();
+    let mut first = poller.spawn(&[]);
+    // Two failures: the stuck lane has been retrying for at least 2 s while the others could run.
+    eventually(Duration::from_secs(60), "the poison record failed twice", || async { poison_invokes(&sim) >= 2 }).await;
+    first.kill().expect("SIGKILL");
+    first.wait().unwrap();
+    assert!(poison_invokes(&sim) < 4, "killed while the poison record was still failing");
+
+    let mut second = poller.spawn(&[]);
+    eventually(Duration::from_secs(120), "every record processed", || async {
+        let seen: std::collections::HashSet<String> = processed_kinesis_data(&sim.invocations()).into_iter().collect();
+        seen.len() >= total
+    })
+    .await;
+    second.kill().unwrap();
+    second.wait().unwrap();
+    let again = redelivered(&sim.invocations());
+    assert!(again <= 4 * 10 + 1, "{again} records delivered again after the kill; at most 41 were exposed");
+}
+
+/// ParallelizationFactor 4, SIGTERM: the batches in flight finish, queued records that finished batches
+/// of other lanes wait for are delivered too, and the checkpoint covers all of it, so the restart
+/// delivers nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_with_parallel_lanes_redelivers_nothing() {
+    let kinesis = Kinesis::new().await;
+    let name = unique("pf-term");
+    let arn = kinesis.create_stream(&name, 1).await;
+    let total = 300;
+    // Three records in four share one key: their lane lags behind the others, which finish batches of
+    // later records while earlier ones still wait in the hot lane.
+    let key = |i: usize| if i.is_multiple_of(4) { format!("k{i}") } else { "hot".to_owned() };
+    kinesis.put(&name, &messages(total, key, |i| format!("r{i:03}"))).await;
+    let sim = simulator(FunctionConfig {
+        latency: Latency::Fixed(Duration::from_millis(300)),
+        ..FunctionConfig::default()
+    })
+    .await;
+    let poller = PollerProcess::new(
+        &stream_mapping(&arn, "pf-term-fn", r#""StartingPosition":"TRIM_HORIZON","BatchSize":10,"ParallelizationFactor":4"#),
+        &sim.url(),
+    );
+    let first = poller.spawn(&[]);
+    eventually(Duration::from_secs(60), "some batches done and more in flight", || async {
+        processed_kinesis_data(&sim.invocations()).len() >= 40
+            && sim.stats().functions.get("pf-term-fn").is_some_and(|f| f.concurrency > 0)
+    })
+    .await;
+    let status = std::process::Command::new("kill").args(["-TERM", &first.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let output = first.wait_with_output().unwrap();
+    assert!(output.status.success(), "exit status {:?}", output.status);
+    let done_before = processed_kinesis_data(&sim.invocations()).len();
+    assert!(done_before < total, "stopped before the end: {done_before}");
+
+    let mut second = poller.spawn(&[]);
+    eventually(Duration::from_secs(90), "every record processed", || async {
+        let seen: std::collections::HashSet<String> = processed_kinesis_data(&sim.invocations()).into_iter().collect();
+        seen.len() >= total
+    })
+    .await;
+    second.kill().unwrap();
+    second.wait().unwrap();
+    assert_eq!(redelivered(&sim.invocations()), 0, "nothing that finished before SIGTERM is delivered again");
+}
+
+/// Tumbling windows with records arriving all the time, also in each window's last moments: every
+/// window gets exactly one final invoke, and its state has counted every record invoked in that
+/// window. (Closing a window as soon as the clock passed its end, on the strength of a read made
+/// before the end, missed the records written in between: they reopened the window with empty state
+/// and a second final invoke.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_tumbling_window_gets_one_final_invoke_covering_its_records() {
+    let kinesis = Kinesis::new().await;
+    let name = unique("window-tail");
+    let arn = kinesis.create_stream(&name, 1).await;
+    let sim = simulator(FunctionConfig::default()).await;
+    let poller = RunningPoller::start(
+        &[stream_mapping(&arn, "window-tail-fn", r#""StartingPosition":"TRIM_HORIZON","TumblingWindowInSeconds":1"#)],
+        &sim.url(),
+        None,
+    );
+    // 40 records, one every 100 ms: four windows, each with records up to its last 100 ms.
+    let total = 40;
+    let mut pace = tokio::time::interval(Duration::from_millis(100));
+    for i in 0..total {
+        pace.tick().await;
+        kinesis.put(&name, &[("k".to_owned(), format!("w{i:02}"))]).await;
+    }
+    let finals = |invocations: &[Invocation]| -> Vec<serde_json::Value> {
+        invocations.iter().filter(|i| i.payload["isFinalInvokeForWindow"] == true).map(|i| i.payload.clone()).collect()
+    };
+    eventually(Duration::from_secs(60), "every record counted by a final invoke", || async {
+        let counted: i64 = finals(&sim.invocations()).iter().map(|p| p["state"]["count"].as_i64().unwrap_or(0)).sum();
+        counted >= total
+    })
+    .await;
+    poller.stop().await;
+    let invocations = sorted(sim.invocations());
+    let mut records_per_window: BTreeMap<String, i64> = BTreeMap::new();
+    for inv in invocations.iter().filter(|i| i.payload["isFinalInvokeForWindow"] == false) {
+        *records_per_window.entry(inv.payload["window"]["start"].as_str().unwrap().to_owned()).or_default() +=
+            records(inv).len() as i64;
+    }
+    let final_counts: Vec<(String, i64)> = finals(&invocations)
+        .iter()
+        .map(|p| (p["window"]["start"].as_str().unwrap().to_owned(), p["state"]["count"].as_i64().unwrap_or(0)))
+        .collect();
+    let expected: Vec<(String, i64)> = records_per_window.into_iter().collect();
+    assert_eq!(final_counts, expected, "one final invoke per window, in order, counting all its records");
 }

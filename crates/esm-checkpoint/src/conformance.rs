@@ -76,7 +76,7 @@ pub async fn create_is_idempotent<S: LeaseStore>(store: &S) {
     store
         .create_if_absent(
             mapping,
-            new_lease("shardId-000000000000", Checkpoint::AtTimestamp, &[]),
+            new_lease("shardId-000000000000", Checkpoint::AtTimestamp(Some(1_764_086_780_123)), &[]),
         )
         .await
         .expect("create second shard");
@@ -88,7 +88,7 @@ pub async fn create_is_idempotent<S: LeaseStore>(store: &S) {
                 lease_key: "shardId-000000000000".into(),
                 owner: None,
                 counter: 0,
-                checkpoint: Checkpoint::AtTimestamp,
+                checkpoint: Checkpoint::AtTimestamp(Some(1_764_086_780_123)),
                 owner_switches_since_checkpoint: 0,
                 parent_shard_ids: vec![],
                 child_shard_ids: vec![],

@@ -1,5 +1,5 @@
-//! The shared multi-instance store: KCL-compatible DynamoDB tables (kinesis-consumers.md
-//! §8.3–§8.4, docs/leases.md).
+//! The shared multi-instance store: KCL-compatible DynamoDB lease tables
+//! (<https://docs.aws.amazon.com/streams/latest/dev/kcl-dynamoDB.html>, docs/leases.md).
 
 mod item;
 
@@ -79,7 +79,7 @@ const TRANSIENT_CODES: &[&str] = &[
 /// whose outcome is unknown (timeout, 5xx, throttling, connection failure). When a condition
 /// then fails — in the same call or in the caller's next call with the same counter — it reads
 /// the item back: if it shows exactly the effect of this write (owner, `c + 1`, and the
-/// checkpoint for `checkpoint`/`end_shard`), the write was ours and succeeds (§8.4 step 3).
+/// checkpoint for `checkpoint`/`end_shard`), the write was ours and succeeds.
 /// Without such an unknown outcome a failed condition is always [`Error::Lost`], so a plain
 /// stale counter is never mistaken for success. Errors still transient after the last attempt
 /// are [`Error::Transient`]; the caller retries with the same counter.
@@ -143,7 +143,11 @@ impl DynamoDbStore {
         match described.result {
             Ok(output) => {
                 let description = output.table();
-                check_key_schema(&table, description.map_or(&[], |d| d.key_schema()))?;
+                check_key_schema(
+                    &table,
+                    description.map_or(&[], |d| d.key_schema()),
+                    description.map_or(&[], |d| d.attribute_definitions()),
+                )?;
                 if description.and_then(|d| d.table_status()) != Some(&TableStatus::Active) {
                     self.wait_active(&table).await?;
                 }
@@ -214,7 +218,7 @@ impl DynamoDbStore {
         .await;
         match read.result {
             Ok(output) => match output.item {
-                Some(found) => item::decode(&found),
+                Some(found) => item::decode(table, &found),
                 None => Ok(None),
             },
             Err(Failure::NotFound) => Ok(None),
@@ -277,7 +281,7 @@ impl DynamoDbStore {
             Ok(output) => {
                 self.forget_unsure(&table, &lease.lease_key);
                 let written = output.attributes.unwrap_or_default();
-                item::decode(&written)?.ok_or_else(|| {
+                item::decode(&table, &written)?.ok_or_else(|| {
                     Error::Storage(format!("{table}: {} is not a lease", lease.lease_key).into())
                 })
             }
@@ -376,7 +380,7 @@ impl LeaseStore for DynamoDbStore {
                 Err(failure) => return Err(failure.into_error()),
             };
             for found in page.items() {
-                leases.extend(item::decode(found)?);
+                leases.extend(item::decode(&table, found)?);
             }
             match page.last_evaluated_key {
                 Some(key) if !key.is_empty() => start_key = Some(key),
@@ -440,7 +444,7 @@ impl LeaseStore for DynamoDbStore {
         expected_counter: u64,
     ) -> Result<u64, Error> {
         // A KCL 3.x leader's graceful hand-off sets `checkpointOwner`; we do not implement the
-        // hand-off, so the renewal fails and the lease is given up (§8.4 step 3).
+        // hand-off, so the renewal fails and the lease is given up.
         let update = owner_fence(owner, expected_counter).require_absent(CHECKPOINT_OWNER);
         self.fenced_update(lease, owner, expected_counter, Write::Renew, update)
             .await
@@ -662,14 +666,40 @@ where
     unreachable!("the last attempt returns")
 }
 
-/// The table must have exactly KCL's key: HASH `leaseKey`.
-fn check_key_schema(table: &str, key_schema: &[KeySchemaElement]) -> Result<(), Error> {
-    match key_schema {
-        [key] if key.attribute_name() == LEASE_KEY && *key.key_type() == KeyType::Hash => Ok(()),
-        _ => Err(Error::Storage(
-            format!("table {table} is not a lease table (its key is not HASH {LEASE_KEY})").into(),
-        )),
+/// The table must have exactly KCL's key: HASH `leaseKey` of type S. Any other layout (another
+/// key name, a range key, a numeric key) makes every lease read or write fail, so it is refused
+/// when the table is opened, with what was found and what is expected.
+fn check_key_schema(
+    table: &str,
+    key_schema: &[KeySchemaElement],
+    attributes: &[AttributeDefinition],
+) -> Result<(), Error> {
+    let type_of = |name: &str| {
+        (attributes.iter())
+            .find(|a| a.attribute_name() == name)
+            .map(|a| a.attribute_type().as_str())
+    };
+    if let [key] = key_schema
+        && key.attribute_name() == LEASE_KEY
+        && *key.key_type() == KeyType::Hash
+        && type_of(LEASE_KEY).is_none_or(|t| t == ScalarAttributeType::S.as_str())
+    {
+        return Ok(());
     }
+    let found: Vec<String> = (key_schema.iter())
+        .map(|k| {
+            let kind = type_of(k.attribute_name()).unwrap_or("?");
+            format!("{} {} ({kind})", k.key_type().as_str(), k.attribute_name())
+        })
+        .collect();
+    Err(Error::Storage(
+        format!(
+            "table {table} is not a lease table: its key schema is [{}], a lease table has exactly \
+             HASH {LEASE_KEY} (S); use another table prefix or remove the table",
+            found.join(", ")
+        )
+        .into(),
+    ))
 }
 
 /// Same rule as the SQLite store, so both stores accept the same keys.
@@ -731,15 +761,43 @@ mod tests {
 
     #[test]
     fn key_schema_must_be_kcl() {
-        let hash = |name: &str| {
+        let key = |name: &str, key_type: KeyType| {
             KeySchemaElement::builder()
                 .attribute_name(name)
-                .key_type(KeyType::Hash)
+                .key_type(key_type)
                 .build()
                 .unwrap()
         };
-        assert!(check_key_schema("t", &[hash("leaseKey")]).is_ok());
-        assert!(check_key_schema("t", &[hash("id")]).is_err());
-        assert!(check_key_schema("t", &[]).is_err());
+        let attribute = |name: &str, kind: ScalarAttributeType| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(kind)
+                .build()
+                .unwrap()
+        };
+        let lease_key = [key("leaseKey", KeyType::Hash)];
+        let string_key = [attribute("leaseKey", ScalarAttributeType::S)];
+        assert!(check_key_schema("t", &lease_key, &string_key).is_ok());
+        let refused = |keys: &[KeySchemaElement], attributes: &[AttributeDefinition]| {
+            match check_key_schema("leases-m", keys, attributes) {
+                Err(Error::Storage(e)) => e.to_string(),
+                other => panic!("{keys:?} {attributes:?}: {other:?}"),
+            }
+        };
+        let message = refused(
+            &[key("id", KeyType::Hash)],
+            &[attribute("id", ScalarAttributeType::S)],
+        );
+        assert!(
+            message.contains("table leases-m")
+                && message.contains("[HASH id (S)]")
+                && message.contains("HASH leaseKey (S)"),
+            "{message}"
+        );
+        let numeric = refused(&lease_key, &[attribute("leaseKey", ScalarAttributeType::N)]);
+        assert!(numeric.contains("[HASH leaseKey (N)]"), "{numeric}");
+        let with_range = [key("leaseKey", KeyType::Hash), key("sk", KeyType::Range)];
+        assert!(refused(&with_range, &string_key).contains("RANGE sk"));
+        assert!(refused(&[], &[]).contains("[]"));
     }
 }

@@ -1,7 +1,7 @@
 //! Durable leases and checkpoints for stream event source mappings.
 //!
 //! One lease per shard and mapping, shaped like a row of the KCL lease table
-//! (kinesis-consumers.md §1, §8): an owner, a **lease counter** used as a fencing token, the
+//! (docs/aws-reference.md#lease-table): an owner, a **lease counter** used as a fencing token, the
 //! checkpoint, and the parent/child shard links. Every mutation names the counter its caller
 //! last saw; the store applies it only if the lease still has that counter (and, except for
 //! `take`, that owner), bumps the counter and returns the new value. Anything else is
@@ -38,7 +38,7 @@
 //! No store records *when* a lease was renewed; a renewal just bumps the counter. Each worker
 //! lists the leases periodically and notes, on its own monotonic clock, when it last saw each
 //! counter change; a lease whose counter has not moved for the failover time (10 s) is expired
-//! and may be taken with the counter seen (kinesis-consumers.md §2). [`LeaseTaker`] implements
+//! and may be taken with the counter seen (docs/aws-reference.md#lease-taking). [`LeaseTaker`] implements
 //! this and KCL 2.x's balancing rule as pure logic over [`LeaseStore::list`] results, so it
 //! works with any store; holders renew every [`TakerConfig::renew_interval`]. The full protocol
 //! and the poller's checklist are in `docs/leases.md`.
@@ -68,8 +68,12 @@ pub enum Checkpoint {
     TrimHorizon,
     /// `LATEST`: start after the newest record.
     Latest,
-    /// `AT_TIMESTAMP`: start at the mapping's `StartingPositionTimestamp`.
-    AtTimestamp,
+    /// `AT_TIMESTAMP`: start at the records that arrived at or after this time (epoch
+    /// milliseconds). The time is pinned when the lease is created (the mapping's
+    /// `StartingPositionTimestamp`, or the first start of a `LATEST` mapping) and stored beside
+    /// the KCL sentinel, so every restart resumes from the same place. `None` for a lease
+    /// written by KCL, which keeps the time in its application's configuration instead.
+    AtTimestamp(Option<i64>),
     /// Everything up to and including this record is final.
     Sequence {
         /// The record's sequence number.
@@ -87,7 +91,7 @@ impl Checkpoint {
         match self {
             Checkpoint::TrimHorizon => "TRIM_HORIZON",
             Checkpoint::Latest => "LATEST",
-            Checkpoint::AtTimestamp => "AT_TIMESTAMP",
+            Checkpoint::AtTimestamp(_) => "AT_TIMESTAMP",
             Checkpoint::Sequence {
                 sequence_number, ..
             } => sequence_number.as_str(),
@@ -106,12 +110,29 @@ impl Checkpoint {
         }
     }
 
-    /// Parses the KCL attribute pair back.
+    /// The pinned time of an `AT_TIMESTAMP` checkpoint (stored beside the KCL attributes).
+    pub fn starting_timestamp_millis(&self) -> Option<i64> {
+        match self {
+            Checkpoint::AtTimestamp(millis) => *millis,
+            _ => None,
+        }
+    }
+
+    /// The checkpoint read from the KCL attribute pair and the stored pinned time (which only an
+    /// `AT_TIMESTAMP` checkpoint keeps).
+    pub fn from_stored(value: &str, sub_sequence_number: u64, starting_timestamp_millis: Option<i64>) -> Result<Self, esm_stream::Error> {
+        Ok(match Checkpoint::from_kcl(value, sub_sequence_number)? {
+            Checkpoint::AtTimestamp(_) => Checkpoint::AtTimestamp(starting_timestamp_millis),
+            other => other,
+        })
+    }
+
+    /// Parses the KCL attribute pair back (an `AT_TIMESTAMP` without its time).
     pub fn from_kcl(value: &str, sub_sequence_number: u64) -> Result<Self, esm_stream::Error> {
         Ok(match value {
             "TRIM_HORIZON" => Checkpoint::TrimHorizon,
             "LATEST" => Checkpoint::Latest,
-            "AT_TIMESTAMP" => Checkpoint::AtTimestamp,
+            "AT_TIMESTAMP" => Checkpoint::AtTimestamp(None),
             "SHARD_END" => Checkpoint::ShardEnd,
             number => Checkpoint::Sequence {
                 sequence_number: SequenceNumber::parse(number)?,
@@ -123,7 +144,7 @@ impl Checkpoint {
     /// Progress rank: start sentinels, then positions, then `SHARD_END`.
     fn rank(&self) -> u8 {
         match self {
-            Checkpoint::TrimHorizon | Checkpoint::Latest | Checkpoint::AtTimestamp => 0,
+            Checkpoint::TrimHorizon | Checkpoint::Latest | Checkpoint::AtTimestamp(_) => 0,
             Checkpoint::Sequence { .. } => 1,
             Checkpoint::ShardEnd => 2,
         }
@@ -150,9 +171,10 @@ impl Checkpoint {
 
 impl fmt::Display for Checkpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.sub_sequence_number() {
-            0 => f.write_str(self.kcl_value()),
-            sub => write!(f, "{}/{sub}", self.kcl_value()),
+        match (self.sub_sequence_number(), self.starting_timestamp_millis()) {
+            (_, Some(millis)) => write!(f, "{}@{millis}", self.kcl_value()),
+            (0, None) => f.write_str(self.kcl_value()),
+            (sub, None) => write!(f, "{}/{sub}", self.kcl_value()),
         }
     }
 }
@@ -356,18 +378,32 @@ mod tests {
         for checkpoint in [
             Checkpoint::TrimHorizon,
             Checkpoint::Latest,
-            Checkpoint::AtTimestamp,
+            Checkpoint::AtTimestamp(Some(1_764_086_780_123)),
             Checkpoint::ShardEnd,
             at(
                 "49601189658422359378836298521827638475320189012309704722",
                 3,
             ),
         ] {
-            let back =
-                Checkpoint::from_kcl(checkpoint.kcl_value(), checkpoint.sub_sequence_number())
-                    .unwrap();
+            let back = Checkpoint::from_stored(
+                checkpoint.kcl_value(),
+                checkpoint.sub_sequence_number(),
+                checkpoint.starting_timestamp_millis(),
+            )
+            .unwrap();
             assert_eq!(back, checkpoint);
         }
+        assert_eq!(
+            Checkpoint::from_kcl("AT_TIMESTAMP", 0).unwrap(),
+            Checkpoint::AtTimestamp(None),
+            "KCL keeps the time elsewhere"
+        );
+        assert_eq!(
+            Checkpoint::from_stored("LATEST", 0, Some(5)).unwrap(),
+            Checkpoint::Latest,
+            "only AT_TIMESTAMP keeps a time"
+        );
+        assert_eq!(Checkpoint::AtTimestamp(Some(7)).to_string(), "AT_TIMESTAMP@7");
         assert!(Checkpoint::from_kcl("NOPE", 0).is_err());
         assert_eq!(at("12", 3).to_string(), "12/3");
         assert_eq!(Checkpoint::ShardEnd.to_string(), "SHARD_END");

@@ -1,6 +1,6 @@
 //! The embedded single-instance store: SQLite (bundled) in WAL mode.
 //!
-//! Durability (kinesis-consumers.md §8.2): `journal_mode=WAL` + `synchronous=FULL` fsyncs the WAL
+//! Durability (docs/aws-reference.md#sqlite): `journal_mode=WAL` + `synchronous=FULL` fsyncs the WAL
 //! on every commit, so an acknowledged checkpoint survives a process crash *and* a power loss;
 //! a crash never corrupts the file (SQLite's atomic commit). Every write is one
 //! `BEGIN IMMEDIATE` transaction that reads the row, checks the fencing conditions and updates
@@ -18,8 +18,9 @@
 //! attributes (§8.2): `lease_owner`, `lease_counter`, `checkpoint` (sentinel or sequence number
 //! text), `checkpoint_sub`, `owner_switches`, `parent_shard_ids` / `child_shard_ids`
 //! (comma-separated), `pending_checkpoint` (KCL's two-phase checkpoint; not used yet, kept NULL
-//! so exports to a KCL table stay one-to-one) and `updated_at` (epoch ms of the last write,
-//! diagnostic only; no decision reads it).
+//! so exports to a KCL table stay one-to-one), `starting_timestamp` (the pinned time of an
+//! `AT_TIMESTAMP` checkpoint, epoch ms; added in schema version 2) and `updated_at` (epoch ms of
+//! the last write, diagnostic only; no decision reads it).
 
 use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
@@ -38,7 +39,7 @@ use crate::{
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Schema version stored in `PRAGMA user_version`, for future migrations.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS leases (
@@ -52,13 +53,14 @@ CREATE TABLE IF NOT EXISTS leases (
     parent_shard_ids   TEXT    NOT NULL DEFAULT '',
     child_shard_ids    TEXT    NOT NULL DEFAULT '',
     pending_checkpoint TEXT,
+    starting_timestamp INTEGER,
     updated_at         INTEGER NOT NULL,
     PRIMARY KEY (mapping_uuid, lease_key)
 ) WITHOUT ROWID;
 ";
 
 const SELECT_COLUMNS: &str = "lease_key, lease_owner, lease_counter, checkpoint, checkpoint_sub, \
-                              owner_switches, parent_shard_ids, child_shard_ids";
+                              owner_switches, parent_shard_ids, child_shard_ids, starting_timestamp";
 
 /// SQLite-backed [`LeaseStore`] for a single poller instance.
 #[derive(Debug, Clone)]
@@ -88,6 +90,19 @@ impl SqliteStore {
             .map_err(storage)?;
         connection.busy_timeout(BUSY_TIMEOUT).map_err(storage)?;
         connection.execute_batch(SCHEMA).map_err(storage)?;
+        // Version 1 files have no `starting_timestamp` column.
+        let has_starting_timestamp: bool = connection
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('leases') WHERE name = 'starting_timestamp'",
+                [],
+                |row| row.get::<_, i64>(0).map(|n| n > 0),
+            )
+            .map_err(storage)?;
+        if !has_starting_timestamp {
+            connection
+                .execute_batch("ALTER TABLE leases ADD COLUMN starting_timestamp INTEGER")
+                .map_err(storage)?;
+        }
         connection
             .pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(storage)?;
@@ -353,8 +368,9 @@ fn insert_if_absent(
     let inserted = tx
         .execute(
             "INSERT INTO leases (mapping_uuid, lease_key, lease_owner, lease_counter, checkpoint,
-                                 checkpoint_sub, owner_switches, parent_shard_ids, updated_at)
-             VALUES (?1, ?2, NULL, 0, ?3, ?4, 0, ?5, ?6)
+                                 checkpoint_sub, owner_switches, parent_shard_ids, updated_at,
+                                 starting_timestamp)
+             VALUES (?1, ?2, NULL, 0, ?3, ?4, 0, ?5, ?6, ?7)
              ON CONFLICT (mapping_uuid, lease_key) DO NOTHING",
             params![
                 mapping_uuid,
@@ -362,7 +378,8 @@ fn insert_if_absent(
                 checkpoint.kcl_value(),
                 to_sql(checkpoint.sub_sequence_number()),
                 join_ids(parent_shard_ids)?,
-                now_millis()
+                now_millis(),
+                checkpoint.starting_timestamp_millis()
             ],
         )
         .map_err(storage)?;
@@ -390,13 +407,15 @@ fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Lease, Error>> {
     let counter: i64 = row.get(2)?;
     let switches: i64 = row.get(5)?;
     let owner: Option<String> = row.get(1)?;
+    let starting_timestamp: Option<i64> = row.get(8)?;
     let corrupt =
         |what: &str| Error::Storage(format!("corrupt lease {lease_key:?}: {what}").into());
     let decoded = (|| -> Result<Lease, Error> {
         Ok(Lease {
-            checkpoint: Checkpoint::from_kcl(
+            checkpoint: Checkpoint::from_stored(
                 &checkpoint_text,
                 from_sql(checkpoint_sub).ok_or_else(|| corrupt("checkpoint_sub"))?,
+                starting_timestamp,
             )
             .map_err(|e| corrupt(&e.to_string()))?,
             counter: from_sql(counter).ok_or_else(|| corrupt("lease_counter"))?,

@@ -1,4 +1,4 @@
-//! Which leases to take: KCL 2.x's lease taker (kinesis-consumers.md §2, docs/leases.md) as pure
+//! Which leases to take: KCL 2.x's lease taker (docs/leases.md) as pure
 //! logic over [`LeaseStore::list`](crate::LeaseStore::list) results and the caller's clock.
 //!
 //! Expiry needs no synchronised clocks: every scan records, on *this* process's monotonic
@@ -88,7 +88,7 @@ impl LeaseTaker {
     /// are left out. `target = ceil(leases / workers)` (1 when there are more workers than
     /// leases), where workers are the owners of unexpired leases plus this one. Leases
     /// unrenewed for `3 × failover` are taken first regardless of the target, then other
-    /// available (unowned or expired) leases up to the target. Only when nothing is available
+    /// available (unowned or expired, ours included) leases up to the target. Only when nothing is available
     /// and this worker is below target does it steal from the most loaded worker:
     /// `min(needed, surplus, max_steals)` if that worker is above target, 1 if it is exactly at
     /// target and more than one is needed.
@@ -110,10 +110,10 @@ impl LeaseTaker {
             return Vec::new();
         }
 
-        let mine = |l: &Lease| l.owner.as_deref() == Some(self.worker.as_str());
-        let (mut available, held): (Vec<&Lease>, Vec<&Lease>) = active
-            .iter()
-            .partition(|l| !mine(l) && self.is_available(l, now));
+        // Our own expired leases are available too: their worker stopped when it could not renew
+        // for the failover time (a lease store outage), and nobody else may have taken them since.
+        let (mut available, held): (Vec<&Lease>, Vec<&Lease>) =
+            active.iter().partition(|l| self.is_available(l, now));
         let mut counts: HashMap<&str, usize> = HashMap::from([(self.worker.as_str(), 0)]);
         for owner in held.iter().filter_map(|l| l.owner.as_deref()) {
             *counts.entry(owner).or_default() += 1;
@@ -308,6 +308,7 @@ mod tests {
             "not expired before the failover time has passed"
         );
         bump(&mut all, "alive");
+        bump(&mut all, ME);
         let takes = taker.plan(&all, start + config.failover + Duration::from_millis(1));
         assert_eq!(
             keys(&takes),
@@ -315,6 +316,28 @@ mod tests {
             "only the lease whose counter stood still"
         );
         assert_eq!(takes[0].counter, 1);
+    }
+
+    #[test]
+    fn our_own_expired_leases_are_taken_back() {
+        let config = TakerConfig::default();
+        let mut taker = LeaseTaker::new(ME, config.clone());
+        let start = Instant::now();
+        // Our renewals failed (the store was unreachable) and the worker fenced itself; no peer
+        // took the lease meanwhile.
+        let all = leases(&[Some(ME), Some("other")]);
+        assert!(taker.plan(&all, start).is_empty(), "both held, both fresh");
+        let mut renewed = all.clone();
+        bump(&mut renewed, "other");
+        let takes = taker.plan(&renewed, start + config.failover + Duration::from_millis(1));
+        assert_eq!(
+            takes,
+            [Take {
+                lease_key: "s0".into(),
+                counter: 1
+            }],
+            "ours, expired, with the counter seen"
+        );
     }
 
     #[test]
@@ -333,6 +356,7 @@ mod tests {
         ]);
         taker.plan(&all, start);
         bump(&mut all, "live");
+        bump(&mut all, ME);
         let takes = taker.plan(&all, start + config.failover * 3 + Duration::from_millis(1));
         assert_eq!(
             keys(&takes),

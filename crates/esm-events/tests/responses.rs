@@ -1,4 +1,4 @@
-//! The response rules of `esm-semantics.md` §3.3/§3.5/§5.4 and `esm-aws-observed.md` §4/§5/§7, one
+//! The response rules of `docs/aws-reference.md#partial-batch-responses` and `#tumbling-windows`, one
 //! row per case. "observed" marks responses real AWS was recorded handling that way.
 
 use esm_events::response::{

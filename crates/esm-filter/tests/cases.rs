@@ -9,7 +9,7 @@
 //! `kinesis.data` of the form `{"$json": value}` is serialised (and for Kinesis base64-encoded),
 //! and a Kinesis `{"$text": "..."}` is base64-encoded. Sources of the cases are the AWS Lambda and
 //! EventBridge documentation, the aws/event-ruler README, and AWS behaviour recorded in
-//! `shared/esm-aws-observed.md` §6; see `docs/filters.md`.
+//! `docs/aws-reference.md#filtering-observed-on-aws`; see `docs/filters.md`.
 
 use base64::Engine as _;
 use esm_filter::{Error, Filters, Pattern, Source};

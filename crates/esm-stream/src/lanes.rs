@@ -1,7 +1,7 @@
 //! `ParallelizationFactor`: concurrent batches from one shard, ordered per partition key.
 //!
-//! AWS: with a factor N (1..=10) "up to N batches from one shard" are in flight and "ordering is
-//! still guaranteed per partition key" (esm-semantics §2.3). We get that by hashing each record's
+//! AWS: up to N (1..=10) batches of one shard are in flight, and Lambda "still ensures in-order
+//! processing at the partition-key level" (docs/aws-reference.md#stream-ordering). We hash each record's
 //! partition key to one of N lanes; a lane is a FIFO queue with at most one batch in flight, so
 //! two records with the same key are always invoked in shard order, and a failing batch (retries,
 //! bisect) blocks only its own lane.
@@ -117,6 +117,14 @@ impl<T> Lanes<T> {
             .enumerate()
             .filter(|(_, lane)| !lane.busy && !lane.queue.is_empty())
             .map(|(index, _)| index)
+    }
+
+    /// The records queued on `lane`, oldest first (to look at before taking a batch).
+    ///
+    /// # Panics
+    /// If `lane >= lane_count()`.
+    pub fn queue(&self, lane: usize) -> impl Iterator<Item = &T> + '_ {
+        self.lanes[lane].queue.iter()
     }
 
     /// Records queued (not yet in a batch) over all lanes; the poller's read-ahead bound.

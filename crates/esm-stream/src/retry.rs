@@ -17,7 +17,8 @@
 //! }
 //! ```
 //!
-//! # Rules (sources: esm-semantics §3.1–3.3, esm-aws-observed §4.1)
+//! # Rules (sources: docs/aws-reference.md#stream-error-handling,
+//! #stream-retries-observed-on-aws)
 //!
 //! * **Retry budget.** A record set that keeps failing as a whole is invoked
 //!   `1 + MaximumRetryAttempts` times, then discarded with `RetryAttemptsExhausted` and
@@ -157,6 +158,20 @@ impl Default for Backoff {
 }
 
 impl Backoff {
+    /// Delays between invocations of a batch the function failed (function error, invalid
+    /// response, partial batch failure, each half of a bisected batch): 2 s doubling to 10 s, so
+    /// invokes start at 0, 2, 6, 14, 24, 34, 44, 54 s — 8 invokes in the first minute, the count
+    /// AWS was recorded making (`MaximumRetryAttempts` -1, `MaximumRecordAgeInSeconds` 60: the
+    /// failure record says `approximateInvokeCount` 8). AWS documents no timing, only that a
+    /// failing batch is retried until it succeeds or is discarded
+    /// (<https://docs.aws.amazon.com/lambda/latest/dg/kinesis-on-failure-destination.html>). The
+    /// delays are deterministic: they must add up to AWS's count, and a failing lane retries
+    /// alone, so there is no herd to spread.
+    pub const FUNCTION_ERROR: Backoff = Backoff {
+        initial: Duration::from_secs(2),
+        max: Duration::from_secs(10),
+    };
+
     /// Delay before retry number `failures` (1 = after the first failure).
     pub fn delay(&self, failures: u32) -> Duration {
         let doublings = failures.saturating_sub(1).min(31);
@@ -410,7 +425,7 @@ impl BatchRetry {
                 Some(lowest) if lowest == range.start => self.fail(Failure::Response),
                 Some(lowest) => {
                     // Everything before the lowest failed record succeeded; the rest is retried
-                    // with a fresh budget (observed, esm-aws-observed §4.1).
+                    // with a fresh budget (observed on AWS, docs/aws-reference.md#stream-retries-observed-on-aws).
                     *self.work.last_mut().expect("current range") = Work::fresh(lowest..range.end);
                     self.queue_checkpoint(lowest);
                 }

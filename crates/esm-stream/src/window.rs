@@ -1,4 +1,4 @@
-//! `TumblingWindowInSeconds`: per-shard aggregation windows (esm-semantics §5.4).
+//! `TumblingWindowInSeconds`: per-shard aggregation windows (docs/aws-reference.md#tumbling-windows).
 //!
 //! AWS behaviour this models:
 //! * Windows are per shard and come from record arrival time; we align them to the epoch:
@@ -15,13 +15,17 @@
 //! Decisions where AWS is silent (also in `docs/stream-processing.md`):
 //! * The final invoke carries **no records** (`"Records": []`); its state is the complete
 //!   aggregate. An early-termination final invoke sets both flags.
-//! * A window closes when (a) the next pending record belongs to a later window, or (b) nothing
-//!   is pending, the reader is caught up with the shard, and the wall clock has passed the
-//!   window end, or (c) the shard ended (flags: final, not terminated early — nothing of the
-//!   window can follow in this shard). While catching up on old records, windows close on (a)
-//!   only, never by wall clock.
+//! * A window closes once the shard has been read past its end: (a) the next pending record
+//!   belongs to a later window, or (b) nothing is pending and a read that returned everything
+//!   available was *made* at least [`ARRIVAL_SKEW_MILLIS`] after the window end, or (c) the
+//!   shard ended (flags: final, not terminated early — nothing of the window can follow in this
+//!   shard). A record stamped in the window's last moment can become readable a little later
+//!   (the stamp is approximate, and it is the service's clock while the read time is ours), so
+//!   a read made right at the window end does not prove the window complete. While catching up
+//!   on old records, windows close on (a) only, never by time.
 //! * A record whose arrival time falls in an earlier window than the open one (arrival
-//!   timestamps are approximate) joins the open window: closed windows never reopen.
+//!   timestamps are approximate), or in a window already closed, joins the open window (or the
+//!   next one): closed windows never reopen, so each window gets exactly one final invoke.
 //! * "1 MB" is 1,048,576 bytes of the serialized state; exactly 1 MiB is still allowed.
 //! * Checkpoints are deferred to the final invoke: records of an open window are final for the
 //!   retry machine but the shard checkpoint moves only when the window's final invoke succeeds,
@@ -37,6 +41,11 @@ pub const MAX_TUMBLING_WINDOW_SECS: u32 = 900;
 /// State size above which the window is terminated early.
 pub const MAX_STATE_BYTES: usize = 1_048_576;
 
+/// How long after a window's end a caught-up read must be made before the window may close by
+/// time: how late a record stamped inside the window may still become readable (propagation,
+/// whole-second DynamoDB stamps, clock skew between the service and the poller).
+pub const ARRIVAL_SKEW_MILLIS: i64 = 2_000;
+
 /// A window `[start_millis, end_millis)` in epoch milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Window {
@@ -51,8 +60,12 @@ pub struct Window {
 pub enum ShardPosition {
     /// More records may be available right now (catching up, or not known yet).
     Reading,
-    /// The last read returned everything available (e.g. `MillisBehindLatest` = 0).
-    CaughtUp,
+    /// The last read returned everything available (e.g. `MillisBehindLatest` = 0); it was made
+    /// (sent) at `read_at_millis`, epoch milliseconds.
+    CaughtUp {
+        /// When that read was sent.
+        read_at_millis: i64,
+    },
     /// The shard is closed and fully read.
     Ended,
 }
@@ -78,11 +91,9 @@ pub enum WindowStep {
         /// The state outgrew [`MAX_STATE_BYTES`]; the window continues with fresh state.
         terminated_early: bool,
     },
-    /// Nothing to do until more records are read or the clock reaches `until_millis`.
-    Wait {
-        /// When the open window can close by time, if the reader is caught up.
-        until_millis: Option<i64>,
-    },
+    /// Nothing to do until the next read: it may bring records, or (caught up, made late enough
+    /// after the window end) let the open window close.
+    Wait,
 }
 
 /// Window bookkeeping for one shard; `S` is the function's `state` (e.g. a JSON value).
@@ -90,6 +101,8 @@ pub enum WindowStep {
 pub struct WindowTracker<S> {
     size_millis: i64,
     open: Option<OpenWindow<S>>,
+    /// End of the last window closed: records stamped before it join a later window.
+    closed_until: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -110,6 +123,7 @@ impl<S> WindowTracker<S> {
         Ok(WindowTracker {
             size_millis: i64::from(tumbling_window_secs) * 1000,
             open: None,
+            closed_until: None,
         })
     }
 
@@ -134,17 +148,13 @@ impl<S> WindowTracker<S> {
 
     /// Decides the next step. `pending_arrivals` are the arrival times of the records read but
     /// not yet invoked, in shard order.
-    pub fn next_step(
-        &mut self,
-        pending_arrivals: &[i64],
-        now_millis: i64,
-        position: ShardPosition,
-    ) -> WindowStep {
+    pub fn next_step(&mut self, pending_arrivals: &[i64], position: ShardPosition) -> WindowStep {
         let Some(open) = &self.open else {
             let Some(&first) = pending_arrivals.first() else {
-                return WindowStep::Wait { until_millis: None };
+                return WindowStep::Wait;
             };
-            let window = self.window_of(first);
+            // A record of a closed window (read late) opens the next one instead.
+            let window = self.window_of(self.closed_until.map_or(first, |end| first.max(end)));
             self.open = Some(OpenWindow {
                 window,
                 state: None,
@@ -170,11 +180,12 @@ impl<S> WindowTracker<S> {
         match (self.records_in(window, pending_arrivals), position) {
             (0, _) if !pending_arrivals.is_empty() => close,
             (0, ShardPosition::Ended) => close,
-            (0, ShardPosition::CaughtUp) if now_millis >= window.end_millis => close,
-            (0, ShardPosition::CaughtUp) => WindowStep::Wait {
-                until_millis: Some(window.end_millis),
-            },
-            (0, ShardPosition::Reading) => WindowStep::Wait { until_millis: None },
+            (0, ShardPosition::CaughtUp { read_at_millis })
+                if read_at_millis >= window.end_millis + ARRIVAL_SKEW_MILLIS =>
+            {
+                close
+            }
+            (0, ShardPosition::CaughtUp { .. } | ShardPosition::Reading) => WindowStep::Wait,
             (records, _) => WindowStep::Invoke { window, records },
         }
     }
@@ -232,6 +243,7 @@ impl<S> WindowTracker<S> {
             open.terminate_early = false;
             open.state = None;
         } else {
+            self.closed_until = Some(open.window.end_millis);
             self.open = None;
         }
         checkpoint
@@ -299,7 +311,7 @@ mod tests {
         let w1 = tracker.window_of(EXAMPLE_ARRIVAL);
         let pending = [EXAMPLE_ARRIVAL, EXAMPLE_ARRIVAL + 1, EXAMPLE_END + 5];
         assert_eq!(
-            tracker.next_step(&pending, 0, ShardPosition::Reading),
+            tracker.next_step(&pending, ShardPosition::Reading),
             WindowStep::Invoke {
                 window: w1,
                 records: 2
@@ -315,19 +327,19 @@ mod tests {
             terminated_early: false,
         };
         assert_eq!(
-            tracker.next_step(&pending[2..], 0, ShardPosition::Reading),
+            tracker.next_step(&pending[2..], ShardPosition::Reading),
             final_step
         );
         // A failed final invoke is simply repeated: the shard is blocked.
         assert_eq!(
-            tracker.next_step(&pending[2..], 0, ShardPosition::Reading),
+            tracker.next_step(&pending[2..], ShardPosition::Reading),
             final_step
         );
         assert_eq!(tracker.on_final_success(), Some(seq(2)));
         assert_eq!(tracker.current(), None);
         let w2 = tracker.window_of(EXAMPLE_END + 5);
         assert_eq!(
-            tracker.next_step(&pending[2..], 0, ShardPosition::Reading),
+            tracker.next_step(&pending[2..], ShardPosition::Reading),
             WindowStep::Invoke {
                 window: w2,
                 records: 1
@@ -336,23 +348,29 @@ mod tests {
         assert_eq!(tracker.state(), None, "state does not carry over");
     }
 
+    fn caught_up(read_at_millis: i64) -> ShardPosition {
+        ShardPosition::CaughtUp { read_at_millis }
+    }
+
     #[test]
-    fn a_caught_up_window_closes_by_the_clock() {
+    fn a_caught_up_window_closes_after_a_read_made_past_its_end_and_the_skew() {
         let mut tracker = WindowTracker::<()>::new(120).unwrap();
         let w = tracker.window_of(EXAMPLE_ARRIVAL);
-        tracker.next_step(&[EXAMPLE_ARRIVAL], EXAMPLE_ARRIVAL, ShardPosition::CaughtUp);
+        tracker.next_step(&[EXAMPLE_ARRIVAL], caught_up(EXAMPLE_ARRIVAL));
         assert_eq!(
-            tracker.next_step(&[], EXAMPLE_END - 1, ShardPosition::Reading),
-            WindowStep::Wait { until_millis: None }
+            tracker.next_step(&[], ShardPosition::Reading),
+            WindowStep::Wait
         );
+        let closable = EXAMPLE_END + ARRIVAL_SKEW_MILLIS;
+        for read_at in [EXAMPLE_END - 1, EXAMPLE_END, closable - 1] {
+            assert_eq!(
+                tracker.next_step(&[], caught_up(read_at)),
+                WindowStep::Wait,
+                "a read made at {read_at} may have missed a late record of the window"
+            );
+        }
         assert_eq!(
-            tracker.next_step(&[], EXAMPLE_END - 1, ShardPosition::CaughtUp),
-            WindowStep::Wait {
-                until_millis: Some(EXAMPLE_END)
-            }
-        );
-        assert_eq!(
-            tracker.next_step(&[], EXAMPLE_END, ShardPosition::CaughtUp),
+            tracker.next_step(&[], caught_up(closable)),
             WindowStep::FinalInvoke {
                 window: w,
                 terminated_early: false
@@ -365,13 +383,40 @@ mod tests {
         );
     }
 
+    /// The reported bug: a record stamped in the window's last second but read after the window's
+    /// final invoke reopened the window with empty state and got a second final invoke. It now joins
+    /// the next window; the closed one is never invoked again.
+    #[test]
+    fn a_record_of_a_closed_window_read_late_joins_the_next_window() {
+        let mut tracker = WindowTracker::<u32>::new(10).unwrap();
+        let w1 = tracker.window_of(0);
+        let w2 = tracker.window_of(10_000);
+        assert_eq!(
+            tracker.next_step(&[1_000], ShardPosition::Reading),
+            WindowStep::Invoke { window: w1, records: 1 }
+        );
+        tracker.on_batch_response(10, 8);
+        tracker.on_records_final(seq(1));
+        assert!(matches!(
+            tracker.next_step(&[], caught_up(12_000)),
+            WindowStep::FinalInvoke { .. }
+        ));
+        tracker.on_final_success();
+        // Stamped 9.9 s (window 1), read after window 1 closed.
+        assert_eq!(
+            tracker.next_step(&[9_900], ShardPosition::Reading),
+            WindowStep::Invoke { window: w2, records: 1 }
+        );
+        assert_eq!(tracker.state(), None);
+    }
+
     #[test]
     fn catching_up_never_closes_by_the_clock() {
         let mut tracker = WindowTracker::<()>::new(60).unwrap();
-        tracker.next_step(&[0], 0, ShardPosition::Reading);
+        tracker.next_step(&[0], ShardPosition::Reading);
         assert_eq!(
-            tracker.next_step(&[], 10_000_000, ShardPosition::Reading),
-            WindowStep::Wait { until_millis: None }
+            tracker.next_step(&[], ShardPosition::Reading),
+            WindowStep::Wait
         );
     }
 
@@ -379,12 +424,12 @@ mod tests {
     fn oversized_state_terminates_the_window_early_and_it_continues_fresh() {
         let mut tracker = WindowTracker::<u32>::new(120).unwrap();
         let w = tracker.window_of(EXAMPLE_ARRIVAL);
-        tracker.next_step(&[EXAMPLE_ARRIVAL], 0, ShardPosition::Reading);
+        tracker.next_step(&[EXAMPLE_ARRIVAL], ShardPosition::Reading);
         tracker.on_batch_response(1, MAX_STATE_BYTES);
         tracker.on_records_final(seq(1));
         assert!(
             matches!(
-                tracker.next_step(&[EXAMPLE_ARRIVAL], 0, ShardPosition::Reading),
+                tracker.next_step(&[EXAMPLE_ARRIVAL], ShardPosition::Reading),
                 WindowStep::Invoke { .. }
             ),
             "exactly 1 MiB is allowed"
@@ -396,7 +441,7 @@ mod tests {
             terminated_early: true,
         };
         assert_eq!(
-            tracker.next_step(&[EXAMPLE_ARRIVAL], 0, ShardPosition::Reading),
+            tracker.next_step(&[EXAMPLE_ARRIVAL], ShardPosition::Reading),
             early
         );
         assert_eq!(
@@ -408,7 +453,7 @@ mod tests {
         assert_eq!(tracker.current(), Some(w), "same window continues");
         assert_eq!(tracker.state(), None, "with fresh state");
         assert_eq!(
-            tracker.next_step(&[EXAMPLE_ARRIVAL], 0, ShardPosition::Reading),
+            tracker.next_step(&[EXAMPLE_ARRIVAL], ShardPosition::Reading),
             WindowStep::Invoke {
                 window: w,
                 records: 1
@@ -420,10 +465,10 @@ mod tests {
     fn shard_end_closes_the_window() {
         let mut tracker = WindowTracker::<()>::new(900).unwrap();
         let w = tracker.window_of(EXAMPLE_ARRIVAL);
-        tracker.next_step(&[EXAMPLE_ARRIVAL], 0, ShardPosition::Reading);
+        tracker.next_step(&[EXAMPLE_ARRIVAL], ShardPosition::Reading);
         tracker.on_records_final(seq(7));
         assert_eq!(
-            tracker.next_step(&[], 0, ShardPosition::Ended),
+            tracker.next_step(&[], ShardPosition::Ended),
             WindowStep::FinalInvoke {
                 window: w,
                 terminated_early: false
@@ -431,8 +476,8 @@ mod tests {
         );
         assert_eq!(tracker.on_final_success(), Some(seq(7)));
         assert_eq!(
-            tracker.next_step(&[], 0, ShardPosition::Ended),
-            WindowStep::Wait { until_millis: None }
+            tracker.next_step(&[], ShardPosition::Ended),
+            WindowStep::Wait
         );
     }
 
@@ -443,7 +488,6 @@ mod tests {
         assert_eq!(
             tracker.next_step(
                 &[120_000, 59_000, 121_000, 180_000],
-                0,
                 ShardPosition::Reading
             ),
             WindowStep::Invoke {
@@ -454,6 +498,57 @@ mod tests {
     }
 
     proptest! {
+        /// Records become readable up to `ARRIVAL_SKEW_MILLIS` after their stamp (in shard order);
+        /// the reader polls every 250 ms and is caught up after each read. Every window gets exactly
+        /// one final invoke, and its state has counted every record stamped in it.
+        #[test]
+        fn each_window_gets_one_final_invoke_covering_its_records(
+            gaps in proptest::collection::vec(0i64..3_000, 1..60),
+            delays in proptest::collection::vec(0i64..=ARRIVAL_SKEW_MILLIS, 60),
+            size in 1u32..=10,
+        ) {
+            let arrivals: Vec<i64> = gaps.iter().scan(0i64, |t, g| { *t += g; Some(*t) }).collect();
+            let mut visible_at = Vec::with_capacity(arrivals.len());
+            for (i, arrival) in arrivals.iter().enumerate() {
+                let at = arrival + delays[i];
+                visible_at.push(visible_at.last().map_or(at, |&prev: &i64| prev.max(at)));
+            }
+            let mut tracker = WindowTracker::<u32>::new(size).unwrap();
+            let (mut read, mut next) = (0, 0); // records read; first pending
+            let mut finals: Vec<(Window, u32)> = Vec::new();
+            let end = visible_at.last().unwrap() + 2 * i64::from(size) * 1000 + 2 * ARRIVAL_SKEW_MILLIS;
+            let mut now = 0;
+            while now <= end {
+                while read < arrivals.len() && visible_at[read] <= now {
+                    read += 1;
+                }
+                loop {
+                    match tracker.next_step(&arrivals[next..read], caught_up(now)) {
+                        WindowStep::Invoke { records, .. } => {
+                            let counted = tracker.state().copied().unwrap_or(0);
+                            next += records;
+                            tracker.on_batch_response(counted + records as u32, 8);
+                            tracker.on_records_final(seq(next - 1));
+                        }
+                        WindowStep::FinalInvoke { window, .. } => {
+                            finals.push((window, tracker.state().copied().unwrap_or(0)));
+                            tracker.on_final_success();
+                        }
+                        WindowStep::Wait => break,
+                    }
+                }
+                now += 250;
+            }
+            prop_assert_eq!(next, arrivals.len());
+            let mut windows: Vec<Window> = arrivals.iter().map(|a| tracker.window_of(*a)).collect();
+            windows.dedup();
+            let expected: Vec<(Window, u32)> = windows
+                .iter()
+                .map(|w| (*w, arrivals.iter().filter(|a| tracker.window_of(**a) == *w).count() as u32))
+                .collect();
+            prop_assert_eq!(finals, expected);
+        }
+
         /// Over any arrival pattern and batch caps: records are invoked once, in order, each
         /// with its own window; every window gets exactly one final invoke after its last
         /// record and before the next window's first; checkpoints are the windows' last records.
@@ -471,7 +566,7 @@ mod tests {
             let mut checkpoints = Vec::new();
             let mut invoked_windows = Vec::new();
             for _ in 0..10_000 {
-                match tracker.next_step(&arrivals[next..], 0, ShardPosition::Ended) {
+                match tracker.next_step(&arrivals[next..], ShardPosition::Ended) {
                     WindowStep::Invoke { window, records } => {
                         prop_assert!(records >= 1);
                         let take = records.min(*caps.next().unwrap());
@@ -489,7 +584,7 @@ mod tests {
                         finals.push(window);
                         checkpoints.push(tracker.on_final_success().unwrap());
                     }
-                    WindowStep::Wait { .. } => break,
+                    WindowStep::Wait => break,
                 }
             }
             prop_assert_eq!(next, arrivals.len());

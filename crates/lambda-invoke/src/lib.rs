@@ -11,13 +11,35 @@
 //!
 //! The SDK's own retries are switched off: the caller decides what to retry (a poller backs off on
 //! throttles without counting an attempt; a load generator must see every throttle).
+//!
+//! Nothing a target answers can make the caller misbehave: a response body is read up to
+//! [`MAX_RESPONSE_BYTES`] and no further (Lambda's own limit for a synchronous response; more is a
+//! function error, as on Lambda), `Retry-After` is clamped to [`MAX_RETRY_AFTER`], redirects are not
+//! followed, and error texts carry at most an [`excerpt`] of a body.
 
 use std::time::Duration;
 
 use aws_sdk_lambda::error::SdkError;
 use aws_sdk_lambda::operation::invoke::InvokeError;
 use aws_sdk_lambda::primitives::Blob;
+use aws_smithy_types::body::SdkBody;
 use base64::Engine as _;
+
+/// Most bytes of a function's response that are read. Lambda's synchronous invocation response limit is
+/// 6 MB; when a function returns more, Lambda answers with a `Function.ResponseSizeTooLarge` function error
+/// naming this number of bytes (<https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html>).
+pub const MAX_RESPONSE_BYTES: usize = 6_291_556;
+
+/// Longest `Retry-After` honoured. A throttled invoke holds its records while it waits, and a target can
+/// ask for any delay (even 2^64 seconds): longer waits are cut to this; a caller that cannot wait that long
+/// falls back to its own retry policy.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// A bound for one invoke when no timeout is given: Lambda's maximum function timeout, 15 minutes (<https://docs.aws.amazon.com/lambda/latest/dg/configuration-timeout.html>).
+pub const DEFAULT_INVOKE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// Bytes of a body kept in error texts and logs.
+const EXCERPT_BYTES: usize = 1024;
 
 /// How the function is invoked (`X-Amz-Invocation-Type`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -87,6 +109,16 @@ pub enum Error {
     Transport(String),
 }
 
+/// What Lambda's `GetFunctionConfiguration` says about a function, as far as an event source mapping
+/// needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FunctionConfiguration {
+    /// The function's ARN.
+    pub function_arn: Option<String>,
+    /// The function's timeout (`Timeout`, whole seconds).
+    pub timeout: Duration,
+}
+
 impl Error {
     /// True for errors that say nothing about the request itself, so the same invoke may succeed later.
     pub fn is_retryable(&self) -> bool {
@@ -114,6 +146,15 @@ impl Target {
         match self {
             Target::Lambda(t) => t.invoke(payload, invocation_type, log_tail).await,
             Target::Http(t) => t.invoke(payload).await,
+        }
+    }
+
+    /// The function's timeout: from `GetFunctionConfiguration` for a Lambda function; for an HTTP target,
+    /// the request timeout given to [`HttpTarget::new`], or `None` when none was given.
+    pub async fn function_timeout(&self) -> Result<Option<Duration>, Error> {
+        match self {
+            Target::Lambda(t) => Ok(Some(t.configuration().await?.timeout)),
+            Target::Http(t) => Ok(t.timeout),
         }
     }
 
@@ -160,12 +201,37 @@ impl LambdaTarget {
                     .build(),
             );
         }
+        let builder = builder.interceptor(ResponseSizeLimit);
         let (function_name, qualifier) = split_qualifier(&function_name.into());
         LambdaTarget {
             client: aws_sdk_lambda::Client::from_conf(builder.build()),
             function_name,
             qualifier,
         }
+    }
+
+    /// The function's configuration (`GetFunctionConfiguration`), for checks before invoking it.
+    pub async fn configuration(&self) -> Result<FunctionConfiguration, Error> {
+        let out = self
+            .client
+            .get_function_configuration()
+            .function_name(&self.function_name)
+            .set_qualifier(self.qualifier.clone())
+            .send()
+            .await
+            .map_err(|err| match err {
+                SdkError::ServiceError(ctx) => {
+                    let status = ctx.raw().status().as_u16();
+                    service_error(status, &ctx.into_err())
+                }
+                other => Error::Transport(aws_smithy_types::error::display::DisplayErrorContext(other).to_string()),
+            })?;
+        // Lambda's documented default when a function is created without one.
+        let seconds = out.timeout().unwrap_or(3);
+        Ok(FunctionConfiguration {
+            function_arn: out.function_arn().map(str::to_owned),
+            timeout: Duration::from_secs(u64::try_from(seconds).unwrap_or(0)),
+        })
     }
 
     async fn invoke(
@@ -186,15 +252,96 @@ impl LambdaTarget {
             .send()
             .await;
         match result {
-            Ok(out) => Ok(Response {
-                status: u16::try_from(out.status_code()).unwrap_or(200),
-                function_error: out.function_error().map(str::to_owned),
-                payload: out.payload().map(|b| b.as_ref().to_vec()).unwrap_or_default(),
-                executed_version: out.executed_version().map(str::to_owned),
-                log_tail: out.log_result().map(decode_log),
+            Ok(out) => {
+                Ok(Response {
+                    status: u16::try_from(out.status_code()).unwrap_or(200),
+                    function_error: out.function_error().map(str::to_owned),
+                    payload: out.payload().map(|b| b.as_ref().to_vec()).unwrap_or_default(),
+                    executed_version: out.executed_version().map(str::to_owned),
+                    log_tail: out.log_result().map(decode_log),
+                })
+            }
+            // The body passed the limit while being read (no Content-Length said so beforehand).
+            Err(err) if caused_by::<http_body_util::LengthLimitError>(&err) => Ok(Response {
+                status: 200,
+                function_error: Some(UNHANDLED.to_owned()),
+                payload: response_too_large(MAX_RESPONSE_BYTES + 1),
+                executed_version: None,
+                log_tail: None,
             }),
             Err(err) => Err(classify_sdk_error(err)),
         }
+    }
+}
+
+/// True if `T` is somewhere in the chain of sources of `err`.
+fn caused_by<T: std::error::Error + 'static>(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(e) = source {
+        if e.is::<T>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// `X-Amz-Function-Error` of a function that failed without handling the error.
+const UNHANDLED: &str = "Unhandled";
+
+/// The error object Lambda returns for a function response over the limit, `len` bytes long (at least;
+/// the rest was not read).
+fn response_too_large(len: usize) -> Vec<u8> {
+    serde_json::json!({
+        "errorMessage": format!(
+            "Response payload size ({len} bytes) exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes)."
+        ),
+        "errorType": "Function.ResponseSizeTooLarge",
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Keeps an Invoke API response larger than [`MAX_RESPONSE_BYTES`] from being read. One announced larger
+/// (`Content-Length`) is replaced, before the SDK reads it, by the function error Lambda itself returns
+/// for such a response (an error answer that large becomes a short one); any other body is read through a
+/// limit, and passing it ends the read with an error that becomes the same function error.
+#[derive(Debug)]
+struct ResponseSizeLimit;
+
+impl aws_sdk_lambda::config::Intercept for ResponseSizeLimit {
+    fn name(&self) -> &'static str {
+        "ResponseSizeLimit"
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        context: &mut aws_sdk_lambda::config::interceptors::BeforeDeserializationInterceptorContextMut<'_>,
+        _runtime_components: &aws_sdk_lambda::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_lambda::config::ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let response = context.response_mut();
+        let announced = response
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        if announced <= MAX_RESPONSE_BYTES {
+            // Without Content-Length (or if it lies), stop reading at the limit all the same.
+            let body = std::mem::replace(response.body_mut(), SdkBody::taken());
+            *response.body_mut() =
+                body.map(|b| SdkBody::from_body_1_x(http_body_util::Limited::new(b, MAX_RESPONSE_BYTES)));
+            return Ok(());
+        }
+        let body = if response.status().is_success() {
+            response.headers_mut().insert("x-amz-function-error", UNHANDLED);
+            response_too_large(announced)
+        } else {
+            format!(r#"{{"message":"error response of {announced} bytes not read"}}"#).into_bytes()
+        };
+        response.headers_mut().insert("content-length", body.len().to_string());
+        *response.body_mut() = SdkBody::from(body);
+        Ok(())
     }
 }
 
@@ -229,65 +376,87 @@ fn classify_sdk_error(err: SdkError<InvokeError>) -> Error {
             if let InvokeError::TooManyRequestsException(t) = &err {
                 return Error::Throttled {
                     reason: t.reason().map(|r| r.as_str().to_owned()),
-                    retry_after: t
-                        .retry_after_seconds()
-                        .and_then(|s| s.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs),
+                    retry_after: t.retry_after_seconds().and_then(parse_retry_after),
                 };
             }
-            let meta = aws_sdk_lambda::error::ProvideErrorMetadata::meta(&err);
-            let code = meta.code().unwrap_or("Unknown").to_owned();
-            let message = meta.message().unwrap_or_default().to_owned();
-            if status == 429 {
-                Error::Throttled {
-                    reason: None,
-                    retry_after: None,
-                }
-            } else if status >= 500 {
-                Error::Service {
-                    status,
-                    code,
-                    message,
-                }
-            } else {
-                Error::Client {
-                    status,
-                    code,
-                    message,
-                }
-            }
+            service_error(status, &err)
         }
         other => Error::Transport(aws_smithy_types::error::display::DisplayErrorContext(other).to_string()),
     }
 }
 
+/// An error answer of the Lambda API, by status: 429 throttle, 5xx service error, other client error.
+fn service_error(status: u16, err: &impl aws_sdk_lambda::error::ProvideErrorMetadata) -> Error {
+    let code = err.code().unwrap_or("Unknown").to_owned();
+    let message = excerpt(err.message().unwrap_or_default().as_bytes());
+    if status == 429 {
+        Error::Throttled {
+            reason: None,
+            retry_after: None,
+        }
+    } else if status >= 500 {
+        Error::Service { status, code, message }
+    } else {
+        Error::Client { status, code, message }
+    }
+}
+
+/// A `Retry-After` value in seconds (Lambda sends whole seconds; fractions are accepted), clamped to
+/// [`MAX_RETRY_AFTER`]. `None` for anything else (an HTTP date, garbage, a negative number): the caller
+/// then uses its own backoff.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let seconds: f64 = value.trim().parse().ok()?;
+    if seconds.is_nan() || seconds < 0.0 {
+        return None;
+    }
+    Some(Duration::from_secs_f64(seconds.min(MAX_RETRY_AFTER.as_secs_f64())))
+}
+
+/// At most the first 1 KB of `body` as text, followed by its total length when it was cut: for logs and
+/// error messages, which must stay short whatever a function returns.
+pub fn excerpt(body: &[u8]) -> String {
+    if body.len() <= EXCERPT_BYTES {
+        return String::from_utf8_lossy(body).into_owned();
+    }
+    format!(
+        "{}… ({} bytes in all)",
+        String::from_utf8_lossy(&body[..EXCERPT_BYTES]),
+        body.len()
+    )
+}
+
 /// A plain HTTP endpoint: the event is POSTed as `application/json`.
 ///
 /// Status mapping (documented in docs/invoke-targets.md): 2xx → the function returned normally, the body is
-/// its response; 429 → throttle; 502/503/504 → service error (the function did not run); any other status →
-/// function error (`Unhandled`), the body is the error.
+/// its response; 3xx → an invoke error (redirects are not followed: the event goes to the configured URL
+/// only); 429 → throttle; 502/503/504 → service error (the function did not run); any other status →
+/// function error (`Unhandled`), the body is the error. A body is read up to [`MAX_RESPONSE_BYTES`]: a
+/// longer success body is the function error Lambda gives for it, a longer error body is cut.
 #[derive(Clone, Debug)]
 pub struct HttpTarget {
     client: reqwest::Client,
     url: String,
+    /// The timeout given at creation, if any.
+    timeout: Option<Duration>,
 }
 
 impl HttpTarget {
-    /// A target POSTing to `url`, each request bounded by `timeout` if given.
+    /// A target POSTing to `url`, each request bounded by `timeout` ([`DEFAULT_INVOKE_TIMEOUT`] if none).
     pub fn new(url: impl Into<String>, timeout: Option<Duration>) -> Result<Self, Error> {
-        let mut builder = reqwest::Client::builder();
-        if let Some(t) = timeout {
-            builder = builder.timeout(t);
-        }
-        let client = builder.build().map_err(|e| Error::Transport(e.to_string()))?;
+        let client = reqwest::Client::builder()
+            .timeout(timeout.unwrap_or(DEFAULT_INVOKE_TIMEOUT))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| Error::Transport(e.to_string()))?;
         Ok(HttpTarget {
             client,
             url: url.into(),
+            timeout,
         })
     }
 
     async fn invoke(&self, payload: Vec<u8>) -> Result<Response, Error> {
-        let resp = self
+        let mut resp = self
             .client
             .post(&self.url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -296,18 +465,40 @@ impl HttpTarget {
             .await
             .map_err(|e| Error::Transport(error_chain(&e)))?;
         let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| Error::Transport(error_chain(&e)))?
-            .to_vec();
+        let header = |name| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let retry_after = header(reqwest::header::RETRY_AFTER).as_deref().and_then(parse_retry_after);
+        if (300..=399).contains(&status) {
+            let location = header(reqwest::header::LOCATION).unwrap_or_else(|| "none".to_owned());
+            return Err(Error::Client {
+                status,
+                code: "Redirect".to_owned(),
+                message: format!(
+                    "{} answered with a redirect (Location: {}); redirects are not followed: set the URL the \
+                     function is served at",
+                    self.url,
+                    excerpt(location.as_bytes())
+                ),
+            });
+        }
+        let mut body = Vec::new();
+        let mut total = 0usize;
+        while let Some(chunk) = resp.chunk().await.map_err(|e| Error::Transport(error_chain(&e)))? {
+            total = total.saturating_add(chunk.len());
+            if total > MAX_RESPONSE_BYTES {
+                // Stop reading: dropping the response closes the connection.
+                break;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let too_large = total > MAX_RESPONSE_BYTES;
         match status {
+            200..=299 if too_large => Ok(Response {
+                status,
+                function_error: Some(UNHANDLED.to_owned()),
+                payload: response_too_large(total),
+                executed_version: None,
+                log_tail: None,
+            }),
             200..=299 => Ok(Response {
                 status,
                 function_error: None,
@@ -322,11 +513,11 @@ impl HttpTarget {
             502..=504 => Err(Error::Service {
                 status,
                 code: "HttpStatus".to_owned(),
-                message: String::from_utf8_lossy(&body).into_owned(),
+                message: excerpt(&body),
             }),
             _ => Ok(Response {
                 status,
-                function_error: Some("Unhandled".to_owned()),
+                function_error: Some(UNHANDLED.to_owned()),
                 payload: body,
                 executed_version: None,
                 log_tail: None,
@@ -351,4 +542,40 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_clamped_and_garbage_ignored() {
+        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_retry_after(" 0.5 "), Some(Duration::from_millis(500)));
+        assert_eq!(parse_retry_after("18446744073709551615"), Some(MAX_RETRY_AFTER));
+        assert_eq!(parse_retry_after("1e300"), Some(MAX_RETRY_AFTER));
+        assert_eq!(parse_retry_after("inf"), Some(MAX_RETRY_AFTER));
+        for bad in ["-1", "NaN", "", "soon", "Wed, 21 Oct 2015 07:28:00 GMT"] {
+            assert_eq!(parse_retry_after(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn excerpt_keeps_short_bodies_and_cuts_long_ones() {
+        assert_eq!(excerpt(b"short"), "short");
+        let long = vec![b'x'; 16 * 1024 * 1024];
+        let text = excerpt(&long);
+        assert!(text.len() < 1100, "{} bytes", text.len());
+        assert!(text.ends_with("(16777216 bytes in all)"), "{}", &text[1000..]);
+    }
+
+    #[test]
+    fn oversized_response_is_lambdas_function_error() {
+        let body: serde_json::Value = serde_json::from_slice(&response_too_large(7_000_000)).unwrap();
+        assert_eq!(body["errorType"], "Function.ResponseSizeTooLarge");
+        assert_eq!(
+            body["errorMessage"],
+            "Response payload size (7000000 bytes) exceeded maximum allowed payload size (6291556 bytes)."
+        );
+    }
 }

@@ -24,6 +24,7 @@ use crate::metrics;
 pub(crate) fn router(sim: Arc<Simulator>) -> Router {
     Router::new()
         .route("/2015-03-31/functions/{function}/invocations", post(invoke))
+        .route("/2015-03-31/functions/{function}/configuration", get(configuration))
         .route("/http/{function}", post(invoke_http))
         .route(
             "/_sim/invocations",
@@ -120,6 +121,26 @@ async fn invoke(
     }
     .await;
     with_request_id(response.unwrap_or_else(|error| error), &request_id)
+}
+
+/// `GET /2015-03-31/functions/{function}/configuration`: `GetFunctionConfiguration`, with the
+/// members an event source mapping reads (`Timeout` above all) in Lambda's shape.
+async fn configuration(
+    State(sim): State<Arc<Simulator>>,
+    Path(raw_name): Path<String>,
+    Query(query): Query<InvokeQuery>,
+) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let (name, name_qualifier) = wire::split_function_name(&raw_name);
+    let qualifier = query.qualifier.as_deref().or(name_qualifier);
+    let response = match sim.function(name) {
+        None => function_not_found(name),
+        Some(function) => json_response(
+            StatusCode::OK,
+            wire::function_configuration(name, qualifier, function.config()).to_string(),
+        ),
+    };
+    with_request_id(response, &request_id)
 }
 
 /// `POST /http/{function}`: the same function behind a plain HTTP endpoint. Success (partial

@@ -89,6 +89,45 @@ pub(crate) fn throttle_body() -> String {
     .to_string()
 }
 
+/// The account id in the ARNs the simulator makes up.
+const ACCOUNT: &str = "123456789012";
+
+/// A `GetFunctionConfiguration` answer (`FunctionConfiguration`) for a simulated function: its timeout
+/// and memory size as configured, the rest fixed but in Lambda's shape.
+pub(crate) fn function_configuration(
+    name: &str,
+    qualifier: Option<&str>,
+    config: &super::config::FunctionConfig,
+) -> serde_json::Value {
+    let version = executed_version(qualifier);
+    let arn = format!("arn:aws:lambda:us-east-1:{ACCOUNT}:function:{name}");
+    let function_arn = match qualifier {
+        Some(q) => format!("{arn}:{q}"),
+        None => arn,
+    };
+    json!({
+        "FunctionName": name,
+        "FunctionArn": function_arn,
+        "Runtime": "provided.al2023",
+        "Role": format!("arn:aws:iam::{ACCOUNT}:role/{name}-role"),
+        "Handler": "bootstrap",
+        "CodeSize": 0,
+        "Description": "loadgen simulate",
+        // Lambda's Timeout is whole seconds; a sub-second simulator timeout reads as 1.
+        "Timeout": config.timeout.as_secs_f64().ceil().max(1.0) as u64,
+        "MemorySize": config.memory_size_mb,
+        "LastModified": "2024-01-01T00:00:00.000+0000",
+        "CodeSha256": "",
+        "Version": version,
+        "TracingConfig": { "Mode": "PassThrough" },
+        "State": "Active",
+        "LastUpdateStatus": "Successful",
+        "PackageType": "Zip",
+        "Architectures": ["x86_64"],
+        "EphemeralStorage": { "Size": 512 },
+    })
+}
+
 /// The body of a function error.
 pub(crate) fn function_error_body(error_type: &str, error_message: &str) -> String {
     json!({ "errorType": error_type, "errorMessage": error_message }).to_string()

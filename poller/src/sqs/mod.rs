@@ -1,4 +1,5 @@
-//! SQS mappings (standard and FIFO), with AWS's semantics (esm-semantics.md §2.2, §3.4–3.6, §7.1):
+//! SQS mappings (standard and FIFO), with AWS's semantics
+//! (<https://docs.aws.amazon.com/lambda/latest/dg/with-sqs.html>):
 //!
 //! * Lanes long-poll the queue (up to 10 messages a receive, 20 s waits) and each assembles one batch at a
 //!   time (`BatchSize`, batching window, 6 MB), invokes the function synchronously, then deletes what
@@ -12,10 +13,19 @@
 //! * FIFO: SQS never hands out a message group while messages of it are in flight, so one batch per group
 //!   is in flight at a time and a failed group waits for its own retries while other groups go on. As on
 //!   AWS, a partial batch response is taken at its word: a FIFO function should report the failed message
-//!   *and every later message of its group* (esm-semantics.md §3.5); what it does not report is deleted.
+//!   *and every later message of its group*
+//!   (<https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html>); what it does not report is deleted.
+//! * FIFO and the 6 MB cap: messages received but held back for the next batch belong to the same
+//!   in-order unit as the batch before them. When that batch fails (wholly or partly), the held-back
+//!   messages of the failed groups are made visible again instead of being invoked, so the group comes
+//!   back in order: SQS does not hand them out before the failed messages, which are still in flight.
 //! * Throttles and service errors do not reach the function: the invoke is retried with backoff for up to
 //!   one visibility timeout, then the messages are let go to reappear.
+//! * The queue's visibility timeout must be at least the function's timeout, as AWS requires when a
+//!   mapping is created; it is checked at start and every [`VISIBILITY_RECHECK`] while running.
+//! * A lane that fails is restarted ([`lanes`]); the messages it held are made visible at once.
 
+mod lanes;
 mod record;
 pub mod scaling;
 mod visibility;
@@ -25,12 +35,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName,
+    QueueAttributeName,
+};
 use esm_events::envelope::{Envelope, MAX_PAYLOAD_BYTES};
 use esm_events::response::BatchResponse;
 use lambda_invoke::{InvocationType, Target};
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -39,7 +51,9 @@ use crate::backoff::Backoff;
 use crate::batch::{Batcher, Limits};
 use crate::config::{Mapping, SourceSettings};
 use crate::error::Error;
+use crate::health::MappingState;
 use crate::stats::Counters;
+use lanes::{Ended, Lanes};
 use scaling::Scaler;
 use visibility::Held;
 
@@ -47,6 +61,13 @@ use visibility::Held;
 const MAX_WAIT_SECONDS: u64 = 20;
 /// Most messages one ReceiveMessage returns.
 const MAX_RECEIVE: usize = 10;
+/// How often a running mapping reads the queue's visibility timeout again.
+pub const VISIBILITY_RECHECK: Duration = Duration::from_secs(10);
+/// Lambda's smallest function timeout, assumed for an HTTP target given no `--invoke-timeout`
+/// (<https://docs.aws.amazon.com/lambda/latest/dg/configuration-timeout.html>).
+const MIN_FUNCTION_TIMEOUT: Duration = Duration::from_secs(1);
+/// Attempts at deleting a message whose processing is done.
+const DELETE_ATTEMPTS: u32 = 4;
 
 /// A received message waiting in a batch.
 #[derive(Debug)]
@@ -55,6 +76,8 @@ struct Pending {
     json: Vec<u8>,
     message_id: String,
     receipt_handle: String,
+    /// `MessageGroupId` (FIFO queues).
+    group: Option<String>,
 }
 
 /// How an invocation of a batch ended, for settling the messages.
@@ -65,6 +88,8 @@ enum Outcome {
     Partial(Vec<String>),
     /// Delete nothing: the function failed, answered invalidly, or could not be invoked.
     Failed,
+    /// Delete nothing and make the messages visible again at once: the drain deadline came first.
+    Abandoned,
 }
 
 /// One running SQS mapping.
@@ -75,6 +100,7 @@ pub struct SqsMapping {
     client: aws_sdk_sqs::Client,
     queue_url: String,
     visibility_timeout: Duration,
+    function_timeout: Duration,
     target: Target,
     filters: esm_filter::Filters,
     report_batch_item_failures: bool,
@@ -82,10 +108,13 @@ pub struct SqsMapping {
     counters: Arc<Counters>,
     held: Held,
     scaler: Mutex<Scaler>,
+    /// Fires at the drain deadline: batches still being invoked are let go (see [`Self::abandon_on`]).
+    abandon: CancellationToken,
 }
 
 impl SqsMapping {
-    /// Look the queue up and prepare the mapping. Fails, with AWS's wording, if the queue does not exist.
+    /// Look the queue up and prepare the mapping. Fails, with AWS's wording, if the queue does not exist or
+    /// its visibility timeout is shorter than the function's timeout.
     pub async fn connect(
         mapping: Mapping,
         sdk_config: &aws_config::SdkConfig,
@@ -121,19 +150,12 @@ impl SqsMapping {
             .queue_url()
             .unwrap_or_default()
             .to_owned();
-        let attributes = client
-            .get_queue_attributes()
-            .queue_url(&queue_url)
-            .attribute_names(QueueAttributeName::VisibilityTimeout)
-            .send()
+        let visibility_timeout = read_visibility_timeout(&client, &queue_url)
             .await
-            .map_err(|e| Error::Source(format!("{}: GetQueueAttributes failed: {}", queue.arn, DisplayErrorContext(&e))))?;
-        let visibility_timeout = attributes
-            .attributes()
-            .and_then(|a| a.get(&QueueAttributeName::VisibilityTimeout))
-            .and_then(|v| v.parse::<u64>().ok())
-            .map(Duration::from_secs)
-            .unwrap_or(Duration::from_secs(30));
+            .map_err(|e| Error::Source(format!("{}: {e}", queue.arn)))?;
+        let function_timeout = function_timeout(&target).await?;
+        check_visibility_timeout(visibility_timeout, function_timeout)
+            .map_err(|e| Error::Source(format!("{}: {e}", queue.arn)))?;
         Ok(SqsMapping {
             uuid: mapping.uuid.clone(),
             fifo: mapping.source.is_fifo_queue(),
@@ -141,6 +163,7 @@ impl SqsMapping {
             client,
             queue_url,
             visibility_timeout,
+            function_timeout,
             target,
             filters: mapping.filters,
             report_batch_item_failures: mapping.report_batch_item_failures,
@@ -153,23 +176,37 @@ impl SqsMapping {
             counters,
             held: Held::new(visibility_timeout),
             scaler: Mutex::new(Scaler::new(settings.maximum_concurrency, std::time::Instant::now())),
+            abandon: CancellationToken::new(),
         })
     }
 
-    /// Poll and invoke until `cancel` fires, then finish the batches in hand and return.
+    /// When `abandon` fires (the drain deadline, after `cancel` of [`Self::run`]), invocations still
+    /// running are given up and their messages made visible again at once (ChangeMessageVisibility 0),
+    /// so that another poller, or this one after a restart, receives them without waiting for the
+    /// visibility timeout. Without it, `run` waits for every invocation to end.
+    pub fn abandon_on(mut self, abandon: CancellationToken) -> SqsMapping {
+        self.abandon = abandon;
+        self
+    }
+
+    /// Poll and invoke until `cancel` fires (or the queue's visibility timeout becomes too short), then
+    /// finish the batches in hand and return.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         tracing::info!(
             uuid = %self.uuid, queue = %self.queue.arn, fifo = self.fifo, function = %self.target.describe(),
             visibility_timeout_s = self.visibility_timeout.as_secs(), "SQS mapping started"
         );
+        // This mapping's own stop, also fired by the visibility check.
+        let cancel = cancel.child_token();
         let heartbeat_stop = CancellationToken::new();
         let heartbeat = tokio::spawn(self.held.clone().run(
             self.client.clone(),
             self.queue_url.clone(),
             heartbeat_stop.clone(),
         ));
+        let watch = tokio::spawn(self.clone().watch_visibility_timeout(cancel.clone()));
         let (grow_tx, mut grow_rx) = mpsc::unbounded_channel();
-        let mut lanes = JoinSet::new();
+        let mut lanes = Lanes::new();
         for _ in 0..self.scaler().lanes() {
             lanes.spawn(self.clone().lane(cancel.clone(), grow_tx.clone()));
         }
@@ -178,18 +215,56 @@ impl SqsMapping {
                 Some(()) = grow_rx.recv() => {
                     lanes.spawn(self.clone().lane(cancel.clone(), grow_tx.clone()));
                 }
-                joined = lanes.join_next() => match joined {
+                ended = lanes.next() => match ended {
                     None => break,
-                    Some(Err(e)) => tracing::error!(uuid = %self.uuid, error = %e, "SQS lane failed"),
-                    Some(Ok(())) => {}
+                    Some(Ended::Normally) => {}
+                    Some(Ended::Failed { lane, reason }) => {
+                        let handles = self.held.release_lane(lane);
+                        tracing::error!(uuid = %self.uuid, %reason, released = handles.len(),
+                            "SQS lane failed; its messages are made visible again and the lane restarts");
+                        self.counters.worker_failed(reason);
+                        visibility::reveal(&self.client, &self.queue_url, &handles).await;
+                        if !cancel.is_cancelled() {
+                            lanes.restart(self.clone().lane(cancel.clone(), grow_tx.clone()));
+                        }
+                    }
                 },
             }
         }
+        cancel.cancel();
         heartbeat_stop.cancel();
-        if let Err(e) = heartbeat.await {
-            tracing::error!(uuid = %self.uuid, error = %e, "visibility heartbeat failed");
+        for (task, result) in [("visibility heartbeat", heartbeat.await), ("visibility check", watch.await)] {
+            if let Err(e) = result {
+                tracing::error!(uuid = %self.uuid, error = %e, "{task} failed");
+            }
         }
         tracing::info!(uuid = %self.uuid, "SQS mapping stopped");
+    }
+
+    /// Read the queue's visibility timeout every [`VISIBILITY_RECHECK`]; when it has become shorter than
+    /// the function's timeout, stop the mapping (`stop`) and mark it failed with AWS's wording: from then
+    /// on a batch could reappear and run twice while the function still works on it.
+    async fn watch_visibility_timeout(self: Arc<Self>, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(VISIBILITY_RECHECK) => {}
+                _ = stop.cancelled() => return,
+            }
+            let timeout = match read_visibility_timeout(&self.client, &self.queue_url).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(uuid = %self.uuid, error = %e, "cannot re-check the visibility timeout");
+                    continue;
+                }
+            };
+            if let Err(reason) = check_visibility_timeout(timeout, self.function_timeout) {
+                tracing::error!(uuid = %self.uuid, queue = %self.queue.arn, %reason,
+                    "the queue's visibility timeout changed: mapping stopped (fix the queue, then restart)");
+                self.counters.health.set_state(MappingState::Failed(reason));
+                stop.cancel();
+                return;
+            }
+        }
     }
 
     fn scaler(&self) -> std::sync::MutexGuard<'_, Scaler> {
@@ -208,11 +283,31 @@ impl SqsMapping {
                 }
                 continue;
             }
-            let throttled = self.process(batch, &cancel).await;
+            let (throttled, failed_groups) = self.process(batch, &cancel).await;
+            if !failed_groups.is_empty() {
+                self.release_failed_groups(&mut carry, &failed_groups).await;
+            }
             if throttled && carry.is_empty() && self.scaler().on_slack() {
                 return;
             }
         }
+    }
+
+    /// FIFO: messages held back for the next batch that belong to a group whose batch failed must not
+    /// overtake the failed messages. They are made visible again, in order; SQS hands them out after the
+    /// failed ones, which are still in flight until their visibility timeout ends.
+    async fn release_failed_groups(&self, carry: &mut VecDeque<(Pending, usize)>, failed_groups: &HashSet<String>) {
+        let (released, kept): (VecDeque<_>, VecDeque<_>) = std::mem::take(carry)
+            .into_iter()
+            .partition(|(p, _)| p.group.as_ref().is_some_and(|g| failed_groups.contains(g)));
+        *carry = kept;
+        if released.is_empty() {
+            return;
+        }
+        let handles: Vec<String> = released.into_iter().map(|(p, _)| p.receipt_handle).collect();
+        tracing::debug!(uuid = %self.uuid, messages = handles.len(), "released held-back messages of failed FIFO groups");
+        self.held.release(handles.iter().map(String::as_str));
+        visibility::reveal(&self.client, &self.queue_url, &handles).await;
     }
 
     /// Gather records until the batch is ready. Returns an empty batch when the queue had nothing.
@@ -236,6 +331,9 @@ impl SqsMapping {
             }
             .min(MAX_WAIT_SECONDS);
             let want = batcher.room().min(MAX_RECEIVE);
+            // SQS starts a message's visibility timeout somewhere between this instant and the answer: count
+            // from the earliest, so the heartbeat is never late however long the answer takes to arrive.
+            let sent_at = Instant::now();
             let received = tokio::select! {
                 r = self.receive(want, wait) => r,
                 _ = cancel.cancelled() => break,
@@ -248,6 +346,7 @@ impl SqsMapping {
                 }
                 Err(e) => {
                     tracing::warn!(uuid = %self.uuid, error = %e, "ReceiveMessage failed; retrying");
+                    self.counters.health.poll_failed(&e);
                     tokio::select! {
                         _ = tokio::time::sleep(backoff.next_delay()) => continue,
                         _ = cancel.cancelled() => break,
@@ -257,7 +356,7 @@ impl SqsMapping {
             if messages.is_empty() && batcher.is_empty() {
                 break;
             }
-            if messages.len() == MAX_RECEIVE && self.scaler().on_backlog(std::time::Instant::now()) {
+            if self.scaler().on_receive(want, messages.len(), std::time::Instant::now()) {
                 // Fails only while `run` is returning, when no lane is wanted any more.
                 grow.send(()).ok();
             }
@@ -266,7 +365,7 @@ impl SqsMapping {
             self.counters.received(messages.iter().filter_map(|m| {
                 m.attributes()?.get(&MessageSystemAttributeName::SentTimestamp)?.parse().ok()
             }));
-            self.admit(messages, carry).await;
+            self.admit(messages, sent_at, carry).await;
             batcher.fill_from(carry, std::time::Instant::now());
         }
         batcher.take()
@@ -287,8 +386,7 @@ impl SqsMapping {
     }
 
     /// Hold received messages, drop (delete) those no filter matches, queue the rest for batching.
-    async fn admit(&self, messages: Vec<Message>, carry: &mut VecDeque<(Pending, usize)>) {
-        let received_at = Instant::now();
+    async fn admit(&self, messages: Vec<Message>, received_at: Instant, carry: &mut VecDeque<(Pending, usize)>) {
         let mut filtered_out = Vec::new();
         for message in &messages {
             let record = record::to_record(message, &self.queue);
@@ -306,6 +404,7 @@ impl SqsMapping {
                     json,
                     message_id: record.message_id,
                     receipt_handle: record.receipt_handle,
+                    group: record.attributes.message_group_id,
                 },
                 len,
             ));
@@ -316,8 +415,9 @@ impl SqsMapping {
         }
     }
 
-    /// Invoke the function with `batch` and settle its messages. Returns true if the function throttled.
-    async fn process(&self, batch: Vec<Pending>, cancel: &CancellationToken) -> bool {
+    /// Invoke the function with `batch` and settle its messages. Returns whether the function throttled,
+    /// and the message groups of the messages that failed (FIFO).
+    async fn process(&self, batch: Vec<Pending>, cancel: &CancellationToken) -> (bool, HashSet<String>) {
         tracing::debug!(uuid = %self.uuid, records = batch.len(), "invoking");
         let records: Vec<&[u8]> = batch.iter().map(|p| p.json.as_slice()).collect();
         let payload = self.limits.envelope.payload(&records);
@@ -326,11 +426,14 @@ impl SqsMapping {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let mut throttled = false;
         let outcome = loop {
-            match self
-                .counters
-                .track_invoke(self.target.invoke(payload.clone(), InvocationType::RequestResponse, false))
-                .await
-            {
+            let invoked = tokio::select! {
+                biased;
+                _ = self.abandon.cancelled() => break Outcome::Abandoned,
+                invoked = self
+                    .counters
+                    .track_invoke(self.target.invoke(payload.clone(), InvocationType::RequestResponse, false)) => invoked,
+            };
+            match invoked {
                 Ok(response) => {
                     Counters::add(&self.counters.invocations, 1);
                     Counters::add(&self.counters.invoked, batch.len());
@@ -349,7 +452,7 @@ impl SqsMapping {
                     };
                     if e.is_retryable()
                         && !cancel.is_cancelled()
-                        && started.elapsed() + delay < self.visibility_timeout
+                        && started.elapsed().saturating_add(delay) < self.visibility_timeout
                     {
                         tracing::debug!(uuid = %self.uuid, error = %e, ?delay, "invoke did not reach the function; retrying");
                         tokio::time::sleep(delay).await;
@@ -361,15 +464,15 @@ impl SqsMapping {
                 }
             }
         };
-        self.settle(batch, outcome).await;
-        throttled
+        let failed_groups = self.settle(batch, outcome).await;
+        (throttled, failed_groups)
     }
 
     fn read_response(&self, response: &lambda_invoke::Response, ids: &HashSet<&str>) -> Outcome {
         if let Some(kind) = &response.function_error {
             Counters::add(&self.counters.failed_invocations, 1);
             tracing::info!(uuid = %self.uuid, function_error = %kind,
-                body = %String::from_utf8_lossy(&response.payload), "function failed; batch not deleted");
+                body = %lambda_invoke::excerpt(&response.payload), "function failed; batch not deleted");
             return Outcome::Failed;
         }
         if !self.report_batch_item_failures {
@@ -386,9 +489,11 @@ impl SqsMapping {
         }
     }
 
-    /// Delete what succeeded; let the rest go so that it reappears after the visibility timeout.
-    async fn settle(&self, batch: Vec<Pending>, outcome: Outcome) {
+    /// Delete what succeeded; let the rest go so that it reappears after the visibility timeout (at once
+    /// if abandoned). Returns the groups of the messages let go.
+    async fn settle(&self, batch: Vec<Pending>, outcome: Outcome) -> HashSet<String> {
         let keep: HashSet<&str> = match &outcome {
+            Outcome::Abandoned => return self.make_visible(&batch).await,
             Outcome::Success => HashSet::new(),
             Outcome::Failed => batch.iter().map(|p| p.message_id.as_str()).collect(),
             Outcome::Partial(failed) => failed.iter().map(String::as_str).collect(),
@@ -399,37 +504,140 @@ impl SqsMapping {
         self.held.release(kept.iter().map(|p| p.receipt_handle.as_str()));
         let receipts: Vec<String> = done.iter().map(|p| p.receipt_handle.clone()).collect();
         self.delete(&receipts).await;
+        kept.iter().filter_map(|p| p.group.clone()).collect()
     }
 
-    /// Delete messages by receipt handle, 10 per call, and stop holding them.
+    /// Stop holding an abandoned batch and make its messages visible again at once
+    /// (ChangeMessageVisibility 0). Returns their groups, so that held-back FIFO messages of the same
+    /// groups are let go too.
+    async fn make_visible(&self, batch: &[Pending]) -> HashSet<String> {
+        self.held.release(batch.iter().map(|p| p.receipt_handle.as_str()));
+        self.counters.health.abandoned(batch.len());
+        let handles: Vec<String> = batch.iter().map(|p| p.receipt_handle.clone()).collect();
+        visibility::reveal(&self.client, &self.queue_url, &handles).await;
+        batch.iter().filter_map(|p| p.group.clone()).collect()
+    }
+
+    /// Delete messages by receipt handle, 10 per call, and stop holding them. A delete that fails for a
+    /// reason worth retrying (the call failed, or SQS reports its own fault) is retried while the message
+    /// is still held, so that a processed message is not delivered again for a passing error.
     async fn delete(&self, receipt_handles: &[String]) {
         for chunk in receipt_handles.chunks(10) {
-            let entries = chunk.iter().enumerate().map(|(i, handle)| {
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(handle)
-                    .build()
-                    .expect("id and receipt handle are set")
-            });
-            match self
-                .client
-                .delete_message_batch()
-                .queue_url(&self.queue_url)
-                .set_entries(Some(entries.collect()))
-                .send()
-                .await
-            {
-                Ok(out) => {
-                    Counters::add(&self.counters.deleted, out.successful().len());
-                    for failed in out.failed() {
-                        tracing::warn!(uuid = %self.uuid, code = failed.code(), message = ?failed.message(),
-                            "DeleteMessageBatch entry failed; the message will be delivered again");
-                    }
+            let mut pending: Vec<&String> = chunk.iter().collect();
+            let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+            for attempt in 1..=DELETE_ATTEMPTS {
+                let last = attempt == DELETE_ATTEMPTS;
+                pending = self.delete_once(&pending, last).await;
+                if pending.is_empty() || last {
+                    break;
                 }
-                Err(e) => tracing::warn!(uuid = %self.uuid, error = %DisplayErrorContext(&e),
-                    "DeleteMessageBatch failed; the messages will be delivered again"),
+                tokio::time::sleep(backoff.next_delay()).await;
             }
             self.held.release(chunk.iter().map(String::as_str));
         }
+    }
+
+    /// One `DeleteMessageBatch`; returns the receipt handles worth another attempt.
+    async fn delete_once<'a>(&self, handles: &[&'a String], last: bool) -> Vec<&'a String> {
+        let entries = handles.iter().enumerate().map(|(i, handle)| {
+            DeleteMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .receipt_handle(handle.as_str())
+                .build()
+                .expect("id and receipt handle are set")
+        });
+        let out = match self
+            .client
+            .delete_message_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries.collect()))
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) => {
+                tracing::warn!(uuid = %self.uuid, error = %DisplayErrorContext(&e), last,
+                    "DeleteMessageBatch failed{}", if last { "; the messages will be delivered again" } else { "; retrying" });
+                return handles.to_vec();
+            }
+        };
+        Counters::add(&self.counters.deleted, out.successful().len());
+        let mut retry = Vec::new();
+        for failed in out.failed() {
+            let again = !failed.sender_fault() && !last;
+            tracing::warn!(uuid = %self.uuid, code = failed.code(), message = ?failed.message(), retrying = again,
+                "DeleteMessageBatch entry failed");
+            if let Some(handle) = failed.id().parse::<usize>().ok().and_then(|i| handles.get(i)).filter(|_| again) {
+                retry.push(*handle);
+            }
+        }
+        retry
+    }
+}
+
+/// The queue's `VisibilityTimeout` attribute.
+async fn read_visibility_timeout(client: &aws_sdk_sqs::Client, queue_url: &str) -> Result<Duration, String> {
+    let attributes = client
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::VisibilityTimeout)
+        .send()
+        .await
+        .map_err(|e| format!("GetQueueAttributes failed: {}", DisplayErrorContext(&e)))?;
+    attributes
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::VisibilityTimeout))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .ok_or_else(|| "GetQueueAttributes returned no VisibilityTimeout".to_owned())
+}
+
+/// The function's timeout: Lambda's `GetFunctionConfiguration`, or for an HTTP target the `--invoke-timeout`
+/// given (Lambda's minimum, 1 s, when none was). A function that does not exist stops the mapping; if the
+/// timeout cannot be read for another reason (no permission, endpoint down), the minimum is assumed.
+async fn function_timeout(target: &Target) -> Result<Duration, Error> {
+    match target.function_timeout().await {
+        Ok(timeout) => Ok(timeout.unwrap_or(MIN_FUNCTION_TIMEOUT)),
+        Err(lambda_invoke::Error::Client { status: 404, message, .. }) => {
+            Err(Error::Source(format!("{}: {message}", target.describe())))
+        }
+        Err(e) => {
+            tracing::warn!(function = %target.describe(), error = %e,
+                "cannot read the function's timeout (GetFunctionConfiguration); assuming {}s", MIN_FUNCTION_TIMEOUT.as_secs());
+            Ok(MIN_FUNCTION_TIMEOUT)
+        }
+    }
+}
+
+/// AWS refuses an SQS mapping whose queue's visibility timeout is shorter than the function's timeout,
+/// with this message (`InvalidParameterValueException`); seconds are whole, a fraction counts as a second.
+fn check_visibility_timeout(visibility_timeout: Duration, function_timeout: Duration) -> Result<(), String> {
+    let ceil_secs = |d: Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    let (queue, function) = (ceil_secs(visibility_timeout), ceil_secs(function_timeout));
+    if queue < function {
+        Err(format!("Queue visibility timeout: {queue} seconds is less than Function timeout: {function} seconds"))
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn visibility_timeout_must_cover_the_function_timeout() {
+        let s = Duration::from_secs;
+        assert_eq!(
+            check_visibility_timeout(s(30), s(60)),
+            Err("Queue visibility timeout: 30 seconds is less than Function timeout: 60 seconds".to_owned())
+        );
+        assert_eq!(
+            check_visibility_timeout(s(0), s(3)),
+            Err("Queue visibility timeout: 0 seconds is less than Function timeout: 3 seconds".to_owned())
+        );
+        assert_eq!(check_visibility_timeout(s(60), s(60)), Ok(()));
+        assert_eq!(check_visibility_timeout(s(43200), s(900)), Ok(()));
+        assert!(check_visibility_timeout(s(2), Duration::from_millis(2500)).is_err(), "2.5 s counts as 3");
     }
 }

@@ -1,9 +1,14 @@
 //! How many polling lanes an SQS mapping runs: one lane = one batch in flight.
 //!
-//! AWS (esm-semantics.md §7.1) starts 5 concurrent batches when messages appear, adds up to 300 per minute
+//! AWS starts 5 concurrent batches when messages appear, adds up to 300 per minute
 //! while messages remain, caps at 1,000 per mapping (or `ScalingConfig.MaximumConcurrency`), and drops
-//! back toward 2 when traffic is low; throttles and errors lower concurrency. This module makes those
+//! back toward 2 when traffic is low; throttles and errors lower concurrency
+//! (<https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html>). This module makes those
 //! decisions; lanes report what they saw. Time is passed in.
+//!
+//! The backlog signal is a receive that returned every message it asked for: the queue had at least that
+//! many. It holds for every `BatchSize` — a lane with `BatchSize` 1 asks for one message at a time, so
+//! "a full receive of 10" would never happen there and such a mapping would stay at 5 lanes.
 
 use std::time::Instant;
 
@@ -45,8 +50,13 @@ impl Scaler {
         self.lanes
     }
 
-    /// A lane saw a backlog (a full receive). True when one more lane should start.
-    pub fn on_backlog(&mut self, now: Instant) -> bool {
+    /// A receive asked for `asked` messages and got `got`. True when one more lane should start.
+    pub fn on_receive(&mut self, asked: usize, got: usize, now: Instant) -> bool {
+        got > 0 && got >= asked && self.on_backlog(now)
+    }
+
+    /// A lane saw a backlog. True when one more lane should start.
+    fn on_backlog(&mut self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.refilled_at).as_secs_f64();
         self.refilled_at = now;
         // Never bank more than one second of budget: bursts stay at the AWS rate.
@@ -106,6 +116,28 @@ mod tests {
         }
         // 60 s at 5 lanes/s.
         assert!((295..=300).contains(&added), "added {added}");
+    }
+
+    #[test]
+    fn any_receive_that_got_all_it_asked_for_is_a_backlog() {
+        let t0 = Instant::now();
+        let second = |n| t0 + Duration::from_secs(n);
+        let mut s = Scaler::new(None, t0);
+        assert!(s.on_receive(1, 1, second(1)), "BatchSize 1: one message asked, one got");
+        assert!(s.on_receive(10, 10, second(2)));
+        assert!(s.on_receive(3, 3, second(3)));
+        assert!(!s.on_receive(10, 9, second(4)), "the queue ran out");
+        assert!(!s.on_receive(1, 0, second(5)), "empty receive");
+        assert_eq!(s.lanes(), 8);
+    }
+
+    #[test]
+    fn batch_size_one_grows_like_any_other() {
+        let t0 = Instant::now();
+        let mut s = Scaler::new(None, t0);
+        // Receives of one message, 100 per second for 10 s: the rate limit, not the batch size, bounds growth.
+        let added = (1..=1000).filter(|i| s.on_receive(1, 1, t0 + Duration::from_millis(10 * i))).count();
+        assert!((45..=50).contains(&added), "added {added}");
     }
 
     #[test]

@@ -2,22 +2,36 @@
 //!
 //! A message is hidden for the queue's visibility timeout (VT) from the moment it is received. A batch can
 //! be held longer than that: a batching window of up to 300 s, a slow function, throttle retries. AWS
-//! stretches the effective timeout for this (esm-semantics.md §2.2); we extend each held message with
+//! stretches the effective timeout for this
+//! (<https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html>); we extend each held message with
 //! `ChangeMessageVisibility` before it would reappear, for as long as the poller holds it. When the poller
 //! lets go of a failed message it simply stops extending it, so the message reappears within one VT, as
 //! it would on AWS, and the queue's redrive policy counts the receive.
+//!
+//! Each held message remembers the lane (task) that holds it, so that the messages of a lane that failed
+//! can be found and made visible again at once ([`Held::release_lane`], [`reveal`]) instead of staying
+//! hidden for a visibility timeout that nobody extends.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry;
+use tokio::task::Id as LaneId;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// The messages a mapping holds: receipt handle → when the message would become visible.
+/// One held message: when it would become visible, and the lane holding it.
+#[derive(Clone, Copy, Debug)]
+struct Hold {
+    visible_at: Instant,
+    lane: Option<LaneId>,
+}
+
+/// The messages a mapping holds, by receipt handle.
 #[derive(Clone, Debug)]
 pub(super) struct Held {
-    visible_at: Arc<Mutex<HashMap<String, Instant>>>,
+    visible_at: Arc<Mutex<HashMap<String, Hold>>>,
     timeout: Duration,
 }
 
@@ -29,10 +43,24 @@ impl Held {
         }
     }
 
-    /// Start holding a message received at `received_at`.
+    /// Start holding a message received at `received_at`, for the lane (task) calling this.
     pub(super) fn hold(&self, receipt_handle: &str, received_at: Instant) {
-        self.lock()
-            .insert(receipt_handle.to_owned(), received_at + self.timeout);
+        let hold = Hold {
+            visible_at: received_at + self.timeout,
+            lane: tokio::task::try_id(),
+        };
+        self.lock().insert(receipt_handle.to_owned(), hold);
+    }
+
+    /// Stop holding every message `lane` held (it failed); returns their receipt handles.
+    pub(super) fn release_lane(&self, lane: LaneId) -> Vec<String> {
+        let mut map = self.lock();
+        let handles: Vec<String> =
+            map.iter().filter(|(_, h)| h.lane == Some(lane)).map(|(handle, _)| handle.clone()).collect();
+        for handle in &handles {
+            map.remove(handle);
+        }
+        handles
     }
 
     /// Stop holding messages (deleted, or left to reappear).
@@ -49,7 +77,7 @@ impl Held {
         self.lock().len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Hold>> {
         // A panic while holding this lock cannot leave the map inconsistent (single inserts/removes).
         self.visible_at.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -65,9 +93,9 @@ impl Held {
         let horizon = now + self.timeout / 2 + self.tick();
         let mut map = self.lock();
         let mut due = Vec::new();
-        for (handle, at) in map.iter_mut() {
-            if *at <= horizon {
-                *at = now + self.timeout;
+        for (handle, hold) in map.iter_mut() {
+            if hold.visible_at <= horizon {
+                hold.visible_at = now + self.timeout;
                 due.push(handle.clone());
             }
         }
@@ -92,33 +120,52 @@ impl Held {
                 _ = ticker.tick() => {}
                 _ = cancel.cancelled() => return,
             }
-            for chunk in self.due(Instant::now()).chunks(10) {
-                let entries = chunk.iter().enumerate().map(|(i, handle)| {
-                    aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(handle)
-                        .visibility_timeout(timeout_secs)
-                        .build()
-                        .expect("id and receipt handle are set")
-                });
-                let result = client
-                    .change_message_visibility_batch()
-                    .queue_url(&queue_url)
-                    .set_entries(Some(entries.collect()))
-                    .send()
-                    .await;
-                match result {
-                    Ok(out) if !out.failed().is_empty() => {
-                        // Usually a message deleted between `due` and the call: nothing to do.
-                        tracing::debug!(failed = out.failed().len(), "some visibility extensions failed");
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(
-                        error = %aws_sdk_sqs::error::DisplayErrorContext(&e),
-                        "extending message visibility failed; will retry"
-                    ),
-                }
+            let due = self.due(Instant::now());
+            change_visibility(&client, &queue_url, &due, timeout_secs, "extending message visibility").await;
+        }
+    }
+}
+
+/// Make messages visible again now (`ChangeMessageVisibility` 0), in the order given: messages the poller
+/// received but will not invoke (their lane failed, or an earlier FIFO message of their group failed).
+pub(super) async fn reveal(client: &aws_sdk_sqs::Client, queue_url: &str, receipt_handles: &[String]) {
+    change_visibility(client, queue_url, receipt_handles, 0, "releasing messages").await;
+}
+
+/// `ChangeMessageVisibilityBatch` for `receipt_handles`, 10 per call. Failures are logged only: a message
+/// whose visibility was not changed still reappears when its current timeout ends.
+async fn change_visibility(
+    client: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    receipt_handles: &[String],
+    timeout_secs: i32,
+    what: &str,
+) {
+    for chunk in receipt_handles.chunks(10) {
+        let entries = chunk.iter().enumerate().map(|(i, handle)| {
+            ChangeMessageVisibilityBatchRequestEntry::builder()
+                .id(i.to_string())
+                .receipt_handle(handle)
+                .visibility_timeout(timeout_secs)
+                .build()
+                .expect("id and receipt handle are set")
+        });
+        let result = client
+            .change_message_visibility_batch()
+            .queue_url(queue_url)
+            .set_entries(Some(entries.collect()))
+            .send()
+            .await;
+        match result {
+            Ok(out) if !out.failed().is_empty() => {
+                // Usually a message deleted meanwhile: nothing to do.
+                tracing::debug!(failed = out.failed().len(), "{what}: some visibility changes failed");
             }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(
+                error = %aws_sdk_sqs::error::DisplayErrorContext(&e),
+                "{what} failed; the messages reappear when their visibility timeout ends"
+            ),
         }
     }
 }
@@ -141,6 +188,27 @@ mod tests {
         assert!(held.due(t0 + Duration::from_secs(13)).is_empty());
         held.release(["old", "new"]);
         assert_eq!(held.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_failed_lanes_messages_are_found_by_its_task_id() {
+        let held = Held::new(Duration::from_secs(30));
+        let lane = {
+            let held = held.clone();
+            tokio::spawn(async move {
+                held.hold("a", Instant::now());
+                held.hold("b", Instant::now());
+                tokio::task::id()
+            })
+        }
+        .await
+        .unwrap();
+        held.hold("other lane", Instant::now());
+        let mut released = held.release_lane(lane);
+        released.sort();
+        assert_eq!(released, ["a", "b"]);
+        assert_eq!(held.len(), 1, "the other lane's message is still held");
+        assert!(held.release_lane(lane).is_empty());
     }
 
     #[test]

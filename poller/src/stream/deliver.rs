@@ -7,7 +7,7 @@ use std::time::Duration;
 use esm_events::envelope::{Envelope, TumblingWindow};
 use esm_events::failure::{FailureCondition, ResponseContext, StreamBatchInfo, StreamFailureRecord};
 use esm_events::response::BatchResponse;
-use esm_stream::retry::{Discard, DiscardCondition};
+use esm_stream::retry::{Backoff as RetryBackoff, Discard, DiscardCondition};
 use esm_stream::{Action, BatchRecord, BatchRetry, Outcome, SequenceNumber};
 use lambda_invoke::InvocationType;
 
@@ -69,26 +69,26 @@ pub(super) async fn deliver(
         status: 200,
         executed_version: "$LATEST".to_owned(),
     };
-    // Delay between retries after function errors: AWS does not retry a failing batch in a tight
-    // loop (it observed ~8 attempts a minute); neither do we.
-    let mut retry_delay = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-    let mut failed_last = false;
+    // Failed invokes in a row: the next invoke waits for AWS's retry schedule.
+    let mut failures = 0;
+    let mut invoked = false;
     let mut final_end = 0;
     loop {
         match machine.next_action(now_millis()) {
-            Action::Invoke(_) if ctx.cancel.is_cancelled() => return (final_end, framing),
+            // Shutdown stops retries, not a batch that was handed out: its first invoke is made.
+            Action::Invoke(_) if ctx.cancel.is_cancelled() && invoked => return (final_end, framing),
             Action::Invoke(range) => {
-                if failed_last && !sleep_unless_cancelled(ctx, retry_delay.next_delay()).await {
+                if failures > 0 && !sleep_unless_cancelled(ctx, RetryBackoff::FUNCTION_ERROR.delay(failures)).await {
                     return (final_end, framing);
                 }
                 let slice = &records[range];
                 let outcome = invoke(ctx, slice, &mut framing, &mut last).await;
-                failed_last = matches!(
-                    outcome,
-                    Outcome::FunctionError | Outcome::InvalidResponse | Outcome::PartialFailure(_)
-                );
-                if !failed_last {
-                    retry_delay.reset();
+                invoked = true;
+                match outcome {
+                    Outcome::FunctionError | Outcome::InvalidResponse | Outcome::PartialFailure(_) => failures += 1,
+                    // Throttles and service errors have their own backoff (Action::Backoff).
+                    Outcome::Throttled | Outcome::ServiceError => {}
+                    Outcome::Success => failures = 0,
                 }
                 machine.on_outcome(outcome);
             }

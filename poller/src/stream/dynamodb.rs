@@ -93,12 +93,10 @@ impl DynamoDbSource {
             Position::AfterSequence(sequence) => request
                 .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
                 .sequence_number(sequence),
-            // Mapping validation rejects AT_TIMESTAMP for DynamoDB, as AWS does.
-            Position::AtTimestamp(_) => {
-                return Err(ReadError::Other(
-                    "DynamoDB Streams has no AT_TIMESTAMP iterator".to_owned(),
-                ));
-            }
+            // DynamoDB Streams has no AT_TIMESTAMP iterator (and mappings cannot ask for one, as on
+            // AWS); a LATEST mapping's pinned start is read from the oldest record, and the reader
+            // skips what came before the pinned time.
+            Position::AtTimestamp(_) => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
         };
         let out = request.send().await.map_err(|e| read_error(&e))?;
         out.shard_iterator

@@ -1,4 +1,5 @@
-//! Kinesis and DynamoDB Streams mappings (esm-semantics.md §2.3, §3.1–3.3, §5.4).
+//! Kinesis and DynamoDB Streams mappings (docs/aws-reference.md#stream-ordering,
+//! #stream-error-handling, #tumbling-windows).
 //!
 //! A [`StreamMapping`] keeps a lease per shard in the checkpoint store (SQLite by default, see
 //! `esm-checkpoint`), discovers shards periodically and runs a [`shard::ShardWorker`] for every lease it
@@ -13,10 +14,12 @@ pub mod kinesis;
 mod shard;
 pub mod source;
 pub mod store;
+mod supervise;
 mod window;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use esm_checkpoint::{Checkpoint, LeaseRef, LeaseStore, LeaseTaker, NewLease, TakerConfig};
@@ -29,11 +32,13 @@ use tokio_util::sync::CancellationToken;
 use crate::arn::SourceArn;
 use crate::config::{Mapping, SourceSettings, StartingPosition};
 use crate::error::Error;
+use crate::health::MappingState;
 use crate::stats::Counters;
 use destination::Destination;
-use shard::{Exit, HeldLease, ShardWorker};
+use shard::{Exit, HeldLease, ShardWorker, sleep_until_opt};
 use source::{ShardInfo, StreamRecord, StreamSource};
 use store::Store;
+use supervise::{Restarts, panic_message};
 
 /// How often shards are listed to find new ones (a shard that ends triggers a listing at once).
 const SHARD_SYNC_INTERVAL: Duration = Duration::from_secs(10);
@@ -57,10 +62,14 @@ pub(crate) struct StreamCtx {
     taker_config: TakerConfig,
     counters: Arc<Counters>,
     function_arn: String,
-    starting_timestamp: Option<f64>,
+    /// The mapping's `StartingPositionTimestamp` in epoch milliseconds, for `AT_TIMESTAMP`
+    /// leases that do not carry their own time (written by KCL).
+    starting_timestamp: Option<i64>,
     /// Poll interval of a caught-up shard: Lambda's base rate (Kinesis 1/s, DynamoDB Streams 4/s).
     idle_poll: Duration,
     cancel: CancellationToken,
+    /// The drain deadline: batches still in flight are dropped unfinished (read again after a restart).
+    abandon: CancellationToken,
 }
 
 impl StreamCtx {
@@ -82,11 +91,31 @@ impl StreamCtx {
     }
 }
 
+/// The shard workers of a mapping and what supervising them needs.
+#[derive(Default)]
+struct Workers {
+    /// Worker tasks and their lease renewers (which end with [`Exit::Renewer`]).
+    set: JoinSet<(String, Exit)>,
+    /// Shards with a worker.
+    running: HashSet<String>,
+    /// What a worker task is, by task id, so a panic can be traced to its shard.
+    tasks: HashMap<tokio::task::Id, WorkerTask>,
+    restarts: Restarts,
+}
+
+struct WorkerTask {
+    shard_id: String,
+    held: Arc<HeldLease>,
+    started: tokio::time::Instant,
+}
+
 /// One running Kinesis or DynamoDB Streams mapping.
 pub struct StreamMapping {
     ctx: Arc<StreamCtx>,
     /// Lease checkpoint for shards found when the mapping has no leases yet.
     initial: Checkpoint,
+    /// The last lease read failed for good and marked the mapping failed.
+    leases_unreadable: AtomicBool,
 }
 
 /// Everything a stream mapping needs besides its definition.
@@ -99,6 +128,9 @@ pub struct StreamDeps<'a> {
     pub taker_config: TakerConfig,
     pub invoke_identity_arn: Option<String>,
     pub cancel: CancellationToken,
+    /// Fires at the drain deadline, after `cancel`: in-flight batches are given up, checkpoints cover
+    /// only what completed, and leases are released.
+    pub abandon: CancellationToken,
 }
 
 impl StreamMapping {
@@ -124,7 +156,10 @@ impl StreamMapping {
         let (initial, starting_timestamp) = match settings.starting_position {
             StartingPosition::TrimHorizon => (Checkpoint::TrimHorizon, None),
             StartingPosition::Latest => (Checkpoint::Latest, None),
-            StartingPosition::AtTimestamp(t) => (Checkpoint::AtTimestamp, Some(t)),
+            StartingPosition::AtTimestamp(t) => {
+                let millis = (t * 1000.0).round() as i64;
+                (Checkpoint::AtTimestamp(Some(millis)), Some(millis))
+            }
         };
         let idle_poll = match mapping.source {
             SourceArn::DynamoDbStream(_) => Duration::from_millis(250),
@@ -155,10 +190,12 @@ impl StreamMapping {
             starting_timestamp,
             idle_poll,
             cancel: deps.cancel,
+            abandon: deps.abandon,
         };
         Ok(StreamMapping {
             ctx: Arc::new(ctx),
             initial,
+            leases_unreadable: AtomicBool::new(false),
         })
     }
 
@@ -167,8 +204,7 @@ impl StreamMapping {
     pub async fn run(self) {
         let ctx = &self.ctx;
         tracing::info!(uuid = %ctx.uuid, stream = %ctx.source.arn().arn, function = %ctx.target.describe(), "stream mapping started");
-        let mut workers: JoinSet<(String, Exit)> = JoinSet::new();
-        let mut running: HashSet<String> = HashSet::new();
+        let mut workers = Workers::default();
         let mut taker = ctx.store.is_shared().then(|| LeaseTaker::new(ctx.owner.clone(), ctx.taker_config.clone()));
         let sync_interval = match &taker {
             Some(_) => SHARD_SYNC_INTERVAL.min(ctx.taker_config.scan_interval()),
@@ -177,42 +213,103 @@ impl StreamMapping {
         loop {
             if !ctx.cancel.is_cancelled() {
                 match ctx.source.list_shards().await {
-                    Ok(shards) => self.start_workers(&shards, &mut running, &mut workers, taker.as_mut()).await,
-                    Err(e) => tracing::warn!(uuid = %ctx.uuid, error = %e, "listing shards failed; will retry"),
+                    Ok(shards) => {
+                        // A poller holding no shard reads none: the stream answering is its poll,
+                        // for readiness. Shard workers report their own reads.
+                        if workers.running.is_empty() {
+                            ctx.counters.health.polled();
+                        }
+                        self.start_workers(&shards, &mut workers, taker.as_mut()).await
+                    }
+                    Err(e) => {
+                        tracing::warn!(uuid = %ctx.uuid, error = %e, "listing shards failed; will retry");
+                        ctx.counters.health.poll_failed(e.to_string());
+                    }
                 }
             }
+            let restart_due = workers.restarts.next_due(tokio::time::Instant::now());
             tokio::select! {
-                Some(joined) = workers.join_next() => {
-                    match joined {
-                        Ok((_, Exit::Renewer)) => {}
-                        Ok((shard_id, exit)) => {
-                            running.remove(&shard_id);
-                            ctx.counters.shard_stopped(&shard_id);
-                            tracing::debug!(uuid = %ctx.uuid, shard_id, ?exit, "shard worker stopped");
+                Some(joined) = workers.set.join_next_with_id() => {
+                    let (id, outcome) = match joined {
+                        Ok((id, (_, exit))) => (id, Ok(exit)),
+                        Err(e) => {
+                            let id = e.id();
+                            let reason = if e.is_panic() {
+                                format!("panicked: {}", panic_message(e.into_panic().as_ref()))
+                            } else {
+                                "cancelled".to_owned()
+                            };
+                            (id, Err(reason))
                         }
-                        Err(e) => tracing::error!(uuid = %ctx.uuid, error = %e, "shard worker failed"),
+                    };
+                    if let Some(task) = workers.tasks.remove(&id) {
+                        self.worker_stopped(&mut workers, task, outcome);
                     }
-                    if ctx.cancel.is_cancelled() && workers.is_empty() {
+                    if ctx.cancel.is_cancelled() && workers.set.is_empty() {
                         break;
                     }
                 }
                 _ = tokio::time::sleep(sync_interval), if !ctx.cancel.is_cancelled() => {}
+                _ = sleep_until_opt(restart_due), if !ctx.cancel.is_cancelled() => {}
                 _ = ctx.cancel.cancelled(), if !ctx.cancel.is_cancelled() => {}
                 else => break,
             }
-            if ctx.cancel.is_cancelled() && workers.is_empty() {
+            if ctx.cancel.is_cancelled() && workers.set.is_empty() {
                 break;
             }
         }
         tracing::info!(uuid = %ctx.uuid, "stream mapping stopped");
     }
 
-    /// The mapping's leases; `None` (logged) if the store cannot be read now.
+    /// A worker task ended with `outcome` (its exit, or why the task died). A failed worker
+    /// (panic, or [`Exit::Failed`]) is counted and its shard started again after a backoff, from
+    /// its stored checkpoint; the next shard sync retakes the lease.
+    fn worker_stopped(&self, workers: &mut Workers, task: WorkerTask, outcome: Result<Exit, String>) {
+        let ctx = &self.ctx;
+        let shard_id = task.shard_id;
+        workers.running.remove(&shard_id);
+        ctx.counters.shard_stopped(&shard_id);
+        let reason = match outcome {
+            Ok(Exit::Failed(reason)) | Err(reason) => reason,
+            Ok(exit) => {
+                workers.restarts.ended(&shard_id);
+                tracing::debug!(uuid = %ctx.uuid, shard_id, ?exit, "shard worker stopped");
+                return;
+            }
+        };
+        // A task that died did not stop its lease renewer.
+        task.held.lost.cancel();
+        let now = tokio::time::Instant::now();
+        let delay = workers.restarts.failed(&shard_id, now - task.started, now);
+        tracing::error!(uuid = %ctx.uuid, shard_id, %reason, ?delay, "shard worker failed; restarting it after a backoff");
+        ctx.counters.worker_failed(format!("shard {shard_id}: {reason}"));
+    }
+
+    /// The mapping's leases; `None` if the store cannot be read now. Until it can, no shard is taken
+    /// or handed over, so a failure is never quiet: it is counted, and one that retrying cannot fix
+    /// (a corrupt lease, a permission) is logged as an error and marks the mapping failed on
+    /// `/readyz` until a read succeeds again.
     async fn leases(&self) -> Option<Vec<esm_checkpoint::Lease>> {
-        match self.ctx.store.list(&self.ctx.uuid).await {
-            Ok(leases) => Some(leases),
+        let ctx = &self.ctx;
+        match ctx.store.list(&ctx.uuid).await {
+            Ok(leases) => {
+                if self.leases_unreadable.swap(false, Ordering::Relaxed) {
+                    tracing::info!(uuid = %ctx.uuid, "lease table readable again");
+                    ctx.counters.health.set_state(MappingState::Running);
+                }
+                Some(leases)
+            }
+            Err(e) if e.is_transient() => {
+                Counters::add(&ctx.counters.lease_table_errors, 1);
+                tracing::warn!(uuid = %ctx.uuid, error = %e, "reading leases failed; retrying at the next shard sync");
+                None
+            }
             Err(e) => {
-                tracing::error!(uuid = %self.ctx.uuid, error = %e, "reading leases failed");
+                Counters::add(&ctx.counters.lease_table_errors, 1);
+                tracing::error!(uuid = %ctx.uuid, error = %e,
+                    "reading leases failed; no shard is taken until the lease table is fixed");
+                self.leases_unreadable.store(true, Ordering::Relaxed);
+                ctx.counters.health.set_state(MappingState::Failed(format!("reading leases failed: {e}")));
                 None
             }
         }
@@ -221,13 +318,7 @@ impl StreamMapping {
     /// Create leases for new shards and start a worker for every lease this process should hold: with
     /// the embedded store every unfinished lease; with a shared store only those the [`LeaseTaker`]
     /// plans (free, expired, or stolen to balance the fleet).
-    async fn start_workers(
-        &self,
-        shards: &[ShardInfo],
-        running: &mut HashSet<String>,
-        workers: &mut JoinSet<(String, Exit)>,
-        taker: Option<&mut LeaseTaker>,
-    ) {
+    async fn start_workers(&self, shards: &[ShardInfo], workers: &mut Workers, taker: Option<&mut LeaseTaker>) {
         let ctx = &self.ctx;
         let Some(mut leases) = self.leases().await else {
             return;
@@ -241,19 +332,18 @@ impl StreamMapping {
             .collect();
         let listed: HashMap<&str, &ShardInfo> = shards.iter().map(|s| (s.shard_id.as_str(), s)).collect();
         let mut created = false;
+        let now = deliver::now_millis();
         for shard in shards.iter().filter(|s| !known.contains(s.shard_id.as_str())) {
             let has_known_parent = shard
                 .parent_shard_ids
                 .iter()
                 .any(|p| known.contains(p.as_str()) || (first_sync && listed.contains_key(p.as_str())));
-            let checkpoint = match (&self.initial, first_sync) {
-                // LATEST: only the open shards are read, from their tip.
-                (Checkpoint::Latest, true) if closed.contains(shard.shard_id.as_str()) => Checkpoint::ShardEnd,
-                (Checkpoint::Latest, true) => Checkpoint::Latest,
-                // Children start at their beginning so nothing between parent and child is skipped.
-                (_, _) if has_known_parent => Checkpoint::TrimHorizon,
-                (initial, _) => initial.clone(),
+            let new_shard = NewShard {
+                first_sync,
+                closed: closed.contains(shard.shard_id.as_str()),
+                has_known_parent,
             };
+            let checkpoint = lease_start(&self.initial, new_shard, now);
             let lease = NewLease {
                 lease_key: shard.shard_id.clone(),
                 checkpoint,
@@ -282,18 +372,19 @@ impl StreamMapping {
                 .map(|l| (l.lease_key, l.counter))
                 .collect(),
         };
+        let now = tokio::time::Instant::now();
         for (lease_key, counter) in wanted {
-            if running.contains(&lease_key) {
+            if workers.running.contains(&lease_key) || !workers.restarts.may_start(&lease_key, now) {
                 continue;
             }
             let lease_ref = LeaseRef::new(ctx.uuid.clone(), lease_key.clone());
             match ctx.store.take(&lease_ref, &ctx.owner, counter).await {
                 Ok(taken) => {
                     Counters::add(&ctx.counters.lease_takes, 1);
-                    running.insert(lease_key.clone());
+                    workers.running.insert(lease_key.clone());
                     let held = HeldLease::new(taken.counter);
                     if ctx.store.is_shared() {
-                        workers.spawn({
+                        workers.set.spawn({
                             let (held, ctx, lease) = (held.clone(), self.ctx.clone(), lease_ref.clone());
                             async move {
                                 let shard_id = lease.lease_key.clone();
@@ -309,7 +400,12 @@ impl StreamMapping {
                         start: taken.checkpoint,
                     };
                     tracing::info!(uuid = %ctx.uuid, shard_id = %lease_key, start = %worker.start, "shard taken");
-                    workers.spawn(async move {
+                    let task = WorkerTask {
+                        shard_id: lease_key.clone(),
+                        held: worker.held.clone(),
+                        started: tokio::time::Instant::now(),
+                    };
+                    let handle = workers.set.spawn(async move {
                         let shard_id = worker.lease.lease_key.clone();
                         let held = worker.held.clone();
                         let exit = worker.run().await;
@@ -317,6 +413,7 @@ impl StreamMapping {
                         held.lost.cancel();
                         (shard_id, exit)
                     });
+                    workers.tasks.insert(handle.id(), task);
                 }
                 Err(esm_checkpoint::Error::ParentNotEnded(parent)) => {
                     tracing::debug!(uuid = %ctx.uuid, shard_id = %lease_key, %parent, "waiting for the parent shard to end");
@@ -327,6 +424,33 @@ impl StreamMapping {
                 Err(e) => tracing::warn!(uuid = %ctx.uuid, shard_id = %lease_key, error = %e, "taking the lease failed"),
             }
         }
+    }
+}
+
+/// What decides where a newly found shard's lease starts.
+#[derive(Clone, Copy, Debug)]
+struct NewShard {
+    /// The mapping had no leases yet: this is its first start.
+    first_sync: bool,
+    /// Some listed shard names it as a parent.
+    closed: bool,
+    /// One of its parents has a lease (or is listed, on the first start).
+    has_known_parent: bool,
+}
+
+/// The checkpoint a new shard's lease starts at, for a mapping whose starting position is
+/// `initial`, at `now` (epoch ms).
+fn lease_start(initial: &Checkpoint, shard: NewShard, now: i64) -> Checkpoint {
+    match initial {
+        // LATEST: only the open shards are read.
+        Checkpoint::Latest if shard.first_sync && shard.closed => Checkpoint::ShardEnd,
+        // Children start at their beginning so nothing between parent and child is skipped.
+        _ if shard.has_known_parent => Checkpoint::TrimHorizon,
+        // The tip is pinned to now and stored as AT_TIMESTAMP: AWS fixes a mapping's position when
+        // it is created, and a restart of this process is not a new mapping, so it must resume
+        // here, not at a later tip (records written while stopped would be lost).
+        Checkpoint::Latest => Checkpoint::AtTimestamp(Some(now)),
+        initial => initial.clone(),
     }
 }
 
@@ -351,6 +475,27 @@ fn short_name(function_name: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latest_and_at_timestamp_leases_start_at_a_pinned_time() {
+        let shard = |first_sync, closed, has_known_parent| NewShard {
+            first_sync,
+            closed,
+            has_known_parent,
+        };
+        let now = 1_764_086_780_123;
+        let pinned = Checkpoint::AtTimestamp(Some(now));
+        assert_eq!(lease_start(&Checkpoint::Latest, shard(true, false, false), now), pinned);
+        assert_eq!(lease_start(&Checkpoint::Latest, shard(true, true, false), now), Checkpoint::ShardEnd);
+        assert_eq!(lease_start(&Checkpoint::Latest, shard(true, false, true), now), Checkpoint::TrimHorizon);
+        assert_eq!(lease_start(&Checkpoint::Latest, shard(false, false, false), now), pinned, "found later");
+        assert_eq!(lease_start(&Checkpoint::Latest, shard(false, false, true), now), Checkpoint::TrimHorizon);
+        let at = Checkpoint::AtTimestamp(Some(1_700_000_000_000));
+        assert_eq!(lease_start(&at, shard(true, true, false), now), at, "the mapping's own time");
+        assert_eq!(lease_start(&at, shard(false, false, true), now), Checkpoint::TrimHorizon);
+        let trim = Checkpoint::TrimHorizon;
+        assert_eq!(lease_start(&trim, shard(true, true, false), now), trim);
+    }
 
     #[test]
     fn function_arns_and_names() {

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use super::deliver::{Framing, deliver};
 use super::source::{Position, ReadError, StreamRecord};
 use super::{StreamCtx, window};
-use crate::backoff::Backoff;
+use crate::backoff::{Backoff, FailureStreak, Report};
 use crate::stats::Counters;
 
 /// Why a shard worker stopped.
@@ -30,6 +30,9 @@ pub(super) enum Exit {
     Stopped,
     /// Another poller took the lease: stopped without writing anything more.
     Lost,
+    /// An error the worker cannot get past (the lease store refused a write): the supervisor
+    /// restarts the shard after a backoff, from its stored checkpoint.
+    Failed(String),
     /// Not a worker: a lease renewer ended (its worker reports separately).
     Renewer,
 }
@@ -119,6 +122,9 @@ impl ShardWorker {
         let mut clocks = vec![LaneClock::default(); lanes.lane_count()];
         let mut in_flight: JoinSet<(usize, Vec<StreamRecord>, usize)> = JoinSet::new();
         let read_ahead = (ctx.batch_size * lanes.lane_count() * 2).clamp(100, 20_000);
+        // Records delivered but not checkpointed (what a crash delivers again) stay within one
+        // batch per lane (plus the one record the checkpoint waits for, see dispatch_allowance).
+        let redelivery_budget = ctx.batch_size * lanes.lane_count();
         let mut reader = Reader::new(&ctx, shard_id.clone(), position);
 
         loop {
@@ -127,14 +133,30 @@ impl ShardWorker {
             let ready: Vec<usize> = lanes.ready_lanes().collect();
             for lane in ready {
                 let clock = clocks[lane];
-                let due = clock.queued >= ctx.batch_size
-                    || reader.done
-                    || clock.opened_at.is_some_and(|t| now >= t + ctx.batching_window);
-                if !due || ctx.cancel.is_cancelled() {
+                let max_records = if ctx.cancel.is_cancelled() {
+                    // Shutting down: deliver only the queued records a finished batch of another
+                    // lane waits for, so the last checkpoint covers every batch that finished.
+                    let queue = lanes.queue(lane).take(ctx.batch_size);
+                    queue.take_while(|r| frontier.precedes_dispatched(&r.sequence_number)).count()
+                } else {
+                    let due = clock.queued >= ctx.batch_size
+                        || reader.done
+                        || clock.opened_at.is_some_and(|t| now >= t + ctx.batching_window);
+                    if due { ctx.batch_size } else { 0 }
+                };
+                let Some(head) = lanes.queue(lane).next().filter(|_| max_records > 0) else {
+                    continue;
+                };
+                let allowed =
+                    frontier.dispatch_allowance(&head.sequence_number, max_records.min(clock.queued), redelivery_budget);
+                if allowed == 0 {
                     continue;
                 }
                 let max_bytes = ctx.max_record_bytes();
-                if let Some(batch) = lanes.take_batch(lane, ctx.batch_size, max_bytes, |r| r.json.len() + 1) {
+                if let Some(batch) = lanes.take_batch(lane, allowed, max_bytes, |r| r.json.len() + 1) {
+                    for record in &batch {
+                        frontier.dispatch(&record.sequence_number).expect("tracked record");
+                    }
                     let left = clock.queued - batch.len();
                     clocks[lane] = LaneClock {
                         queued: left,
@@ -152,7 +174,9 @@ impl ShardWorker {
                 return self.end(&mut frontier).await;
             }
             if ctx.cancel.is_cancelled() && in_flight.is_empty() {
-                self.checkpoint(&mut frontier).await;
+                if let Err(exit) = self.checkpoint(&mut frontier).await {
+                    return exit;
+                }
                 return self.release().await;
             }
 
@@ -167,18 +191,17 @@ impl ShardWorker {
             tokio::select! {
                 Some(joined) = in_flight.join_next() => {
                     let (lane, batch, final_count) = joined.expect("batch task");
-                    lanes.finish_batch(lane);
                     for record in &batch[..final_count] {
                         frontier.complete(&record.sequence_number).expect("tracked record");
                     }
-                    if final_count < batch.len() {
-                        // Shutdown interrupted the batch: stop here; the rest is read again on restart.
-                        self.checkpoint(&mut frontier).await;
-                        in_flight.abort_all();
-                        return self.release().await;
+                    // Shutdown interrupted the batch (it was retrying): the rest is delivered again
+                    // after a restart. Its lane stays blocked, so no later record of its keys goes
+                    // first; the other batches in flight finish and are checkpointed.
+                    if final_count == batch.len() {
+                        lanes.finish_batch(lane);
                     }
-                    if !self.checkpoint(&mut frontier).await {
-                        return Exit::Stopped;
+                    if let Err(exit) = self.checkpoint(&mut frontier).await {
+                        return exit;
                     }
                 }
                 _ = tokio::time::sleep_until(reader.ready_at), if can_read => {
@@ -192,8 +215,10 @@ impl ShardWorker {
                         clock.queued += 1;
                         clock.opened_at.get_or_insert(Instant::now());
                     }
-                    if lanes.is_idle() && in_flight.is_empty() && !self.checkpoint(&mut frontier).await {
-                        return Exit::Stopped;
+                    if lanes.is_idle() && in_flight.is_empty()
+                        && let Err(exit) = self.checkpoint(&mut frontier).await
+                    {
+                        return exit;
                     }
                 }
                 _ = sleep_until_opt(window_deadline) => {}
@@ -202,22 +227,33 @@ impl ShardWorker {
                     in_flight.abort_all();
                     return Exit::Lost;
                 }
+                _ = ctx.abandon.cancelled() => {
+                    // The drain deadline: batches in flight are dropped unfinished; the checkpoint
+                    // covers only completed ones, so they are read again after a restart.
+                    ctx.counters.health.abandoned(frontier.pending().saturating_sub(lanes.queued()));
+                    in_flight.abort_all();
+                    if let Err(exit) = self.checkpoint(&mut frontier).await {
+                        return exit;
+                    }
+                    return self.release().await;
+                }
             }
         }
     }
 
-    /// Write the frontier's checkpoint if it moved. False if the lease was lost (stop at once).
-    pub(super) async fn checkpoint(&mut self, frontier: &mut Frontier) -> bool {
+    /// Write the frontier's checkpoint if it moved. The error is how the worker must stop: the
+    /// lease was lost, or the store refused the write.
+    pub(super) async fn checkpoint(&mut self, frontier: &mut Frontier) -> Result<(), Exit> {
         let Some(seq) = frontier.checkpoint().cloned() else {
-            return true;
+            return Ok(());
         };
         if matches!(&self.start, Checkpoint::Sequence { sequence_number, .. } if *sequence_number == seq) {
-            return true;
+            return Ok(());
         }
         let mut counter = self.held.counter.lock().await;
         loop {
             if self.held.lost.is_cancelled() {
-                return false;
+                return Err(Exit::Lost);
             }
             match self.ctx.store.checkpoint(&self.lease, &self.ctx.owner, *counter, &seq, 0).await {
                 Ok(next) => {
@@ -227,14 +263,11 @@ impl ShardWorker {
                         sub_sequence_number: 0,
                     };
                     Counters::add(&self.ctx.counters.checkpoints, 1);
-                    return true;
+                    return Ok(());
                 }
                 Err(e) if e.is_transient() => tokio::time::sleep(Duration::from_millis(100)).await,
-                Err(e) => {
-                    tracing::error!(uuid = %self.ctx.uuid, shard_id = %self.lease.lease_key, error = %e,
-                        "checkpoint failed; stopping the shard");
-                    return false;
-                }
+                Err(esm_checkpoint::Error::Lost) => return Err(Exit::Lost),
+                Err(e) => return Err(Exit::Failed(format!("checkpoint failed: {e}"))),
             }
         }
     }
@@ -242,8 +275,8 @@ impl ShardWorker {
     /// Every record of a closed shard is final: write the last checkpoint, then SHARD_END with the
     /// children, whose leases are created at TRIM_HORIZON.
     pub(super) async fn end(&mut self, frontier: &mut Frontier) -> Exit {
-        if !self.checkpoint(frontier).await {
-            return Exit::Stopped;
+        if let Err(exit) = self.checkpoint(frontier).await {
+            return exit;
         }
         let children: Vec<ChildShard> = loop {
             match self.ctx.source.list_shards().await {
@@ -278,10 +311,8 @@ impl ShardWorker {
                 self.release().await;
                 Exit::Ended
             }
-            Err(e) => {
-                tracing::error!(uuid = %self.ctx.uuid, shard_id = %self.lease.lease_key, error = %e, "ending the shard failed");
-                Exit::Stopped
-            }
+            Err(esm_checkpoint::Error::Lost) => Exit::Lost,
+            Err(e) => Exit::Failed(format!("ending the shard failed: {e}")),
         }
     }
 
@@ -303,7 +334,10 @@ pub(super) fn start_position(ctx: &StreamCtx, start: &Checkpoint) -> (Position, 
     match start {
         Checkpoint::TrimHorizon => (Position::TrimHorizon, None),
         Checkpoint::Latest => (Position::Latest, None),
-        Checkpoint::AtTimestamp => (Position::AtTimestamp(ctx.starting_timestamp.unwrap_or_default()), None),
+        Checkpoint::AtTimestamp(millis) => {
+            let millis = millis.or(ctx.starting_timestamp).unwrap_or_default();
+            (Position::AtTimestamp(millis as f64 / 1000.0), None)
+        }
         Checkpoint::Sequence { sequence_number, .. } => (
             Position::AfterSequence(sequence_number.as_str().to_owned()),
             Some(sequence_number.clone()),
@@ -318,9 +352,17 @@ pub(super) fn start_position(ctx: &StreamCtx, start: &Checkpoint) -> (Position, 
 pub(super) struct Reader {
     shard_id: String,
     position: Position,
+    /// Reading from `AT_TIMESTAMP`: records that arrived before this second (epoch ms) are skipped
+    /// like filtered ones. DynamoDB Streams has no `AT_TIMESTAMP` iterator, so its shards are read
+    /// from `TRIM_HORIZON` and this does the work; its creation times have whole-second precision,
+    /// so records of the pinned second itself are kept: some may have been written just before it,
+    /// none written after it is skipped. For Kinesis the iterator already starts there.
+    skip_before_ms: Option<i64>,
     iterator: Option<String>,
     limiter: governor::DefaultDirectRateLimiter,
     backoff: Backoff,
+    /// Failed reads since the last good one, for reporting.
+    failures: FailureStreak,
     /// When the next read may start.
     pub(super) ready_at: Instant,
     /// The shard is closed and read to its end.
@@ -332,15 +374,35 @@ pub(super) struct Reader {
 /// The shard is gone; stop working on it.
 pub(super) struct Gone;
 
+/// First backoff after a failed read (throttled, endpoint unreachable, 5xx).
+const READ_BACKOFF_FIRST: Duration = Duration::from_millis(200);
+
+/// Longest backoff between failed reads. Kept short so that reads resume within a few seconds of an
+/// endpoint recovering (docs/stream-processing.md gives the bound); a shard allows 5 reads a second,
+/// and the rate limiter keeps retries within that.
+const READ_BACKOFF_CAP: Duration = Duration::from_secs(1);
+
+/// A streak of failed reads is logged at most this often per shard.
+const READ_FAILURE_REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// Reads failing for this long are logged as errors.
+const READ_FAILURE_PERSISTENT: Duration = Duration::from_secs(60);
+
 impl Reader {
     pub(super) fn new(ctx: &StreamCtx, shard_id: String, position: Position) -> Reader {
         let per_second = std::num::NonZeroU32::new(ctx.source.reads_per_second()).expect("non-zero");
+        let skip_before_ms = match position {
+            Position::AtTimestamp(seconds) => Some(seconds.floor() as i64 * 1000),
+            _ => None,
+        };
         Reader {
             shard_id,
             position,
+            skip_before_ms,
             iterator: None,
             limiter: RateLimiter::direct(Quota::per_second(per_second)),
-            backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
+            backoff: Backoff::new(READ_BACKOFF_FIRST, READ_BACKOFF_CAP),
+            failures: FailureStreak::new(READ_FAILURE_REPORT_EVERY, READ_FAILURE_PERSISTENT),
             ready_at: Instant::now(),
             done: false,
             caught_up: false,
@@ -368,6 +430,9 @@ impl Reader {
             Err(e) => return self.failed(ctx, e).map(|()| Vec::new()),
         };
         self.backoff.reset();
+        if let Some((failures, lasted)) = self.failures.succeeded(Instant::now().into_std()) {
+            tracing::info!(uuid = %ctx.uuid, shard_id = %self.shard_id, failures, ?lasted, "reads resumed");
+        }
         ctx.counters.health.polled();
         Counters::add(&ctx.counters.polled, page.records.len());
         self.caught_up = page.records.is_empty() || page.millis_behind == Some(0);
@@ -378,7 +443,9 @@ impl Reader {
                 continue;
             }
             self.position = Position::AfterSequence(record.sequence_number.as_str().to_owned());
-            if ctx.matches(&record) {
+            if self.skip_before_ms.is_some_and(|start| record.arrival_ms < start) {
+                frontier.complete(&record.sequence_number).expect("just tracked");
+            } else if ctx.matches(&record) {
                 matched.push(record);
             } else {
                 Counters::add(&ctx.counters.filtered_out, 1);
@@ -397,13 +464,30 @@ impl Reader {
         Ok(matched)
     }
 
-    /// What a read error means: try again later (Ok), or stop (the shard is gone).
+    /// What a read error means: try again later (Ok), or stop (the shard is gone). Failed reads are
+    /// counted and logged, rate-limited per shard: a warning when a streak begins, then at most
+    /// every [`READ_FAILURE_REPORT_EVERY`], as errors once it has lasted [`READ_FAILURE_PERSISTENT`].
     fn failed(&mut self, ctx: &StreamCtx, error: ReadError) -> Result<(), Gone> {
         let shard_id = &self.shard_id;
         match error {
-            ReadError::Throttled(_) | ReadError::Other(_) | ReadError::ExpiredIterator => {
-                tracing::debug!(uuid = %ctx.uuid, shard_id, %error, "read failed; retrying");
+            ReadError::ExpiredIterator => {
+                // Routine after a long pause: a fresh iterator from the same position.
+                tracing::debug!(uuid = %ctx.uuid, shard_id, %error, "getting a new iterator");
                 self.ready_at = Instant::now() + self.backoff.next_delay();
+                Ok(())
+            }
+            ReadError::Throttled(_) | ReadError::Other(_) => {
+                Counters::add(&ctx.counters.read_errors, 1);
+                ctx.counters.health.poll_failed(error.to_string());
+                let delay = self.backoff.next_delay();
+                let failures = self.failures.count() + 1;
+                match self.failures.failed(Instant::now().into_std()) {
+                    Report::Quiet => tracing::debug!(uuid = %ctx.uuid, shard_id, %error, failures, "read failed; retrying"),
+                    Report::Warn => tracing::warn!(uuid = %ctx.uuid, shard_id, %error, failures, ?delay, "read failed; retrying"),
+                    Report::Error => tracing::error!(uuid = %ctx.uuid, shard_id, %error, failures, ?delay,
+                        "reads keep failing; the shard makes no progress until they succeed"),
+                }
+                self.ready_at = Instant::now() + delay;
                 Ok(())
             }
             ReadError::Trimmed(_) => {

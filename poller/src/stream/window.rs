@@ -1,4 +1,4 @@
-//! Tumbling windows (`TumblingWindowInSeconds`, esm-semantics.md §5.4): records are grouped into
+//! Tumbling windows (`TumblingWindowInSeconds`, docs/aws-reference.md#tumbling-windows): records are grouped into
 //! epoch-aligned windows by arrival time; each invocation carries the window, the state the function
 //! returned last, and the shard; when a window closes (a later record, the clock once caught up, or the
 //! shard's end) a final invocation with no records and `isFinalInvokeForWindow: true` is made, retried
@@ -14,10 +14,9 @@ use esm_stream::window::MAX_STATE_BYTES;
 use esm_stream::{Frontier, SequenceNumber, ShardPosition, Window, WindowStep, WindowTracker};
 use lambda_invoke::InvocationType;
 use serde_json::{Map, Value};
-use tokio::time::Instant;
 
 use super::deliver::{Framing, deliver, now_millis};
-use super::shard::{Exit, Reader, ShardWorker, sleep_until_opt, start_position};
+use super::shard::{Exit, Reader, ShardWorker, start_position};
 use super::source::StreamRecord;
 use crate::backoff::Backoff;
 use crate::stats::Counters;
@@ -36,27 +35,37 @@ pub(super) async fn run(mut worker: ShardWorker) -> Exit {
     // Delivered records of the open window: final (checkpointable) only after its final invoke.
     let mut delivered: Vec<SequenceNumber> = Vec::new();
     let read_ahead = (ctx.batch_size * 2).clamp(100, 20_000);
+    // When the last read was sent: a caught-up read proves the shard read up to then.
+    let mut last_read_at = now_millis();
 
     loop {
         if ctx.cancel.is_cancelled() {
-            worker.checkpoint(&mut frontier).await;
+            if let Err(exit) = worker.checkpoint(&mut frontier).await {
+                return exit;
+            }
             return worker.release().await;
         }
         let arrivals: Vec<i64> = pending.iter().map(|r| r.arrival_ms).collect();
         let position = if reader.done && pending.is_empty() {
             ShardPosition::Ended
         } else if reader.caught_up {
-            ShardPosition::CaughtUp
+            ShardPosition::CaughtUp {
+                read_at_millis: last_read_at,
+            }
         } else {
             ShardPosition::Reading
         };
-        match tracker.next_step(&arrivals, now_millis(), position) {
+        match tracker.next_step(&arrivals, position) {
             WindowStep::Invoke { window, records } => {
                 let batch = take_batch(&mut pending, records, ctx.batch_size, tracker.state());
                 let framing = Framing::Window(window_event(&ctx, &shard_id, window, tracker.state(), false, false));
                 let (final_count, framing) = tokio::select! {
                     delivered = deliver(&ctx, &shard_id, &batch, framing) => delivered,
                     _ = worker.held.lost.cancelled() => return Exit::Lost,
+                    _ = ctx.abandon.cancelled() => {
+                        ctx.counters.health.abandoned(batch.len());
+                        return abandon(&mut worker, &mut frontier).await;
+                    }
                 };
                 if final_count < batch.len() {
                     return worker.release().await;
@@ -75,6 +84,7 @@ pub(super) async fn run(mut worker: ShardWorker) -> Exit {
                 let invoked = tokio::select! {
                     ok = final_invoke(&ctx, event) => ok,
                     _ = worker.held.lost.cancelled() => return Exit::Lost,
+                    _ = ctx.abandon.cancelled() => return abandon(&mut worker, &mut frontier).await,
                 };
                 if !invoked {
                     return worker.release().await;
@@ -83,31 +93,41 @@ pub(super) async fn run(mut worker: ShardWorker) -> Exit {
                 for seq in delivered.drain(..) {
                     frontier.complete(&seq).expect("tracked record");
                 }
-                if !worker.checkpoint(&mut frontier).await {
-                    return Exit::Stopped;
+                if let Err(exit) = worker.checkpoint(&mut frontier).await {
+                    return exit;
                 }
             }
-            WindowStep::Wait { until_millis } => {
+            WindowStep::Wait => {
                 if reader.done && pending.is_empty() {
                     return worker.end(&mut frontier).await;
                 }
-                let wake = until_millis.map(|t| Instant::now() + Duration::from_millis((t - now_millis()).max(0) as u64));
                 tokio::select! {
                     _ = tokio::time::sleep_until(reader.ready_at), if !reader.done && pending.len() < read_ahead => {
+                        last_read_at = now_millis();
                         let Ok(records) = reader.read(&ctx, &mut frontier, read_ahead).await else {
                             return worker.release().await;
                         };
                         pending.extend(records);
-                        if delivered.is_empty() && !worker.checkpoint(&mut frontier).await {
-                            return Exit::Stopped;
+                        if delivered.is_empty()
+                            && let Err(exit) = worker.checkpoint(&mut frontier).await
+                        {
+                            return exit;
                         }
                     }
-                    _ = sleep_until_opt(wake) => {}
                     _ = ctx.cancel.cancelled() => {}
                     _ = worker.held.lost.cancelled() => return Exit::Lost,
                 }
             }
         }
+    }
+}
+
+/// The drain deadline came during an invocation: checkpoint what is final (the window's records only
+/// after its final invocation) and release the lease; the rest is read again after a restart.
+async fn abandon(worker: &mut ShardWorker, frontier: &mut Frontier) -> Exit {
+    match worker.checkpoint(frontier).await {
+        Ok(()) => worker.release().await,
+        Err(exit) => exit,
     }
 }
 

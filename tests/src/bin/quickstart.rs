@@ -34,6 +34,8 @@ async fn main() -> anyhow::Result<()> {
         latency: Latency::Uniform { min: Duration::from_millis(5), max: Duration::from_millis(20) },
         cold_start: Latency::Fixed(Duration::from_millis(120)),
         rules: vec![Rule { body_contains: Some("poison".into()), ..Rule::default() }],
+        // Within the queue's 2 s visibility timeout, as AWS requires.
+        timeout: Duration::from_secs(2),
         ..FunctionConfig::default()
     })
     .await;

@@ -1,5 +1,6 @@
-//! The KCL lease item (kinesis-consumers.md §1): attribute names and types, encoding, decoding,
-//! and the conditional `UpdateItem` expressions built from them.
+//! The KCL lease item (<https://docs.aws.amazon.com/streams/latest/dev/kcl-dynamoDB.html>):
+//! attribute names and types, encoding, decoding, and the conditional `UpdateItem` expressions
+//! built from them.
 
 use std::collections::HashMap;
 
@@ -20,6 +21,9 @@ pub(super) const OWNER_SWITCHES: &str = "ownerSwitchesSinceCheckpoint";
 /// Singular name, string-set value (KCL's naming).
 pub(super) const PARENT_SHARD_IDS: &str = "parentShardId";
 pub(super) const CHILD_SHARD_IDS: &str = "childShardIds";
+/// Not KCL's: the pinned time (epoch ms, a number) of an `AT_TIMESTAMP` checkpoint. KCL ignores
+/// attributes it does not know and keeps its own time in its configuration.
+pub(super) const STARTING_TIMESTAMP: &str = "startingTimestamp";
 /// KCL 3.x graceful hand-off marker: the previous owner while a transfer is in progress.
 pub(super) const CHECKPOINT_OWNER: &str = "checkpointOwner";
 /// KCL 3.5 single-table format: `LEASE` or another entity kind; absent means a lease.
@@ -66,31 +70,57 @@ pub(super) fn new_item(lease_key: &str, checkpoint: &Checkpoint, parents: &[Stri
     if let Some(parents) = string_set(parents) {
         item.insert(PARENT_SHARD_IDS.to_owned(), parents);
     }
+    if let Some(millis) = checkpoint.starting_timestamp_millis() {
+        item.insert(STARTING_TIMESTAMP.to_owned(), AttributeValue::N(millis.to_string()));
+    }
     item
 }
 
-/// Decodes a lease item; `None` for other KCL 3.5 entity kinds (worker metrics, leader lock),
-/// which share the table and must be skipped. Attributes KCL writes but this crate does not
-/// model (hash keys, throughput, pending checkpoint) are ignored; missing numbers read as 0.
-pub(super) fn decode(item: &Item) -> Result<Option<Lease>, Error> {
+/// Decodes a lease item of `table`; `None` for other KCL 3.5 entity kinds (worker metrics, leader
+/// lock), which share the table and must be skipped. Attributes KCL writes but this crate does not
+/// model (hash keys, throughput, pending checkpoint) are ignored; missing optional numbers read as
+/// 0. `leaseKey`, `leaseCounter` and `checkpoint` are required: without a counter no conditional
+/// write can ever match, and without a checkpoint there is no safe place to start, so such a row
+/// is [`Error::Storage`] naming the table, the row and the attribute rather than a lease that can
+/// never be taken.
+pub(super) fn decode(table: &str, item: &Item) -> Result<Option<Lease>, Error> {
     if let Some(entity) = item.get(ENTITY_TYPE)
         && entity.as_s().map(String::as_str) != Ok(LEASE_ENTITY)
     {
         return Ok(None);
     }
-    let lease_key = required_string(item, LEASE_KEY, "?")?;
-    let corrupt =
-        |what: String| Error::Storage(format!("corrupt lease {lease_key:?}: {what}").into());
-    let counter = optional_number(item, LEASE_COUNTER).map_err(&corrupt)?;
-    let checkpoint_text = required_string(item, CHECKPOINT, &lease_key)?;
+    let corrupt = |lease_key: &str, what: String| {
+        Error::Storage(format!("lease table {table}: corrupt lease {lease_key:?}: {what}").into())
+    };
+    let lease_key = match item.get(LEASE_KEY) {
+        Some(AttributeValue::S(key)) => key.clone(),
+        other => return Err(corrupt("?", found(LEASE_KEY, other, "a string (S)"))),
+    };
+    let corrupt = |what: String| corrupt(&lease_key, what);
+    let counter = match item.get(LEASE_COUNTER) {
+        None => return Err(corrupt(found(LEASE_COUNTER, None, "a number (N)"))),
+        Some(_) => optional_number(item, LEASE_COUNTER).map_err(&corrupt)?,
+    };
+    let checkpoint_text = match item.get(CHECKPOINT) {
+        Some(AttributeValue::S(text)) => text.clone(),
+        other => return Err(corrupt(found(CHECKPOINT, other, "a string (S)"))),
+    };
     let sub = optional_number(item, CHECKPOINT_SUB).map_err(&corrupt)?;
-    let checkpoint =
-        Checkpoint::from_kcl(&checkpoint_text, sub).map_err(|e| corrupt(e.to_string()))?;
+    let starting_timestamp = match item.get(STARTING_TIMESTAMP) {
+        None => None,
+        Some(AttributeValue::N(text)) => Some(
+            text.parse::<i64>()
+                .map_err(|_| corrupt(format!("{STARTING_TIMESTAMP} is {text:?}")))?,
+        ),
+        Some(other) => return Err(corrupt(format!("{STARTING_TIMESTAMP} is {other:?}"))),
+    };
+    let checkpoint = Checkpoint::from_stored(&checkpoint_text, sub, starting_timestamp)
+        .map_err(|e| corrupt(format!("{CHECKPOINT} {checkpoint_text:?}: {e}")))?;
     Ok(Some(Lease {
         owner: match item.get(LEASE_OWNER) {
             None | Some(AttributeValue::Null(_)) => None,
             Some(AttributeValue::S(owner)) => Some(owner.clone()),
-            Some(other) => return Err(corrupt(format!("{LEASE_OWNER} is {other:?}"))),
+            other => return Err(corrupt(found(LEASE_OWNER, other, "a string (S)"))),
         },
         counter,
         checkpoint,
@@ -101,20 +131,21 @@ pub(super) fn decode(item: &Item) -> Result<Option<Lease>, Error> {
     }))
 }
 
-fn required_string(item: &Item, name: &str, lease_key: &str) -> Result<String, Error> {
-    match item.get(name) {
-        Some(AttributeValue::S(value)) => Ok(value.clone()),
-        other => Err(Error::Storage(
-            format!("corrupt lease {lease_key:?}: {name} is {other:?}").into(),
-        )),
+/// "`name` is missing" or "`name` is <value>", and what it should be.
+fn found(name: &str, value: Option<&AttributeValue>, expected: &str) -> String {
+    match value {
+        None => format!("{name} is missing (expected {expected})"),
+        Some(value) => format!("{name} is {value:?} (expected {expected})"),
     }
 }
 
 fn optional_number(item: &Item, name: &str) -> Result<u64, String> {
     match item.get(name) {
         None => Ok(0),
-        Some(AttributeValue::N(text)) => text.parse().map_err(|_| format!("{name} is {text:?}")),
-        Some(other) => Err(format!("{name} is {other:?}")),
+        Some(AttributeValue::N(text)) => text
+            .parse()
+            .map_err(|_| format!("{name} is {text:?} (expected a whole number)")),
+        other => Err(found(name, other, "a number (N)")),
     }
 }
 
@@ -126,7 +157,7 @@ fn optional_set(item: &Item, name: &str) -> Result<Vec<String>, String> {
             ids.sort();
             Ok(ids)
         }
-        Some(other) => Err(format!("{name} is {other:?}")),
+        other => Err(found(name, other, "a string set (SS)")),
     }
 }
 
@@ -267,7 +298,7 @@ mod tests {
                 AttributeValue::N("3".into()),
             ),
         ]);
-        let lease = decode(&item).unwrap().expect("a lease");
+        let lease = decode("t", &item).unwrap().expect("a lease");
         assert_eq!(
             lease,
             Lease {
@@ -286,13 +317,15 @@ mod tests {
                 child_shard_ids: vec![],
             }
         );
-        let round_trip = decode(&new_item("k", &Checkpoint::AtTimestamp, &[]))
-            .unwrap()
-            .unwrap();
+        let pinned = Checkpoint::AtTimestamp(Some(1_764_086_780_123));
+        let item = new_item("k", &pinned, &[]);
         assert_eq!(
-            (round_trip.counter, round_trip.checkpoint),
-            (0, Checkpoint::AtTimestamp)
+            item[STARTING_TIMESTAMP],
+            AttributeValue::N("1764086780123".into())
         );
+        assert_eq!(item[CHECKPOINT], string("AT_TIMESTAMP"), "KCL's sentinel");
+        let round_trip = decode("t", &item).unwrap().unwrap();
+        assert_eq!((round_trip.counter, round_trip.checkpoint), (0, pinned));
     }
 
     #[test]
@@ -301,13 +334,32 @@ mod tests {
             (LEASE_KEY.into(), string("worker-1")),
             (ENTITY_TYPE.into(), string("WORKER_METRIC_STATS")),
         ]);
-        assert_eq!(decode(&metrics).unwrap(), None);
-        let mut bad = new_item("k", &Checkpoint::Latest, &[]);
-        bad.insert(LEASE_COUNTER.into(), string("1"));
-        assert!(matches!(decode(&bad), Err(Error::Storage(_))));
-        let mut bad = new_item("k", &Checkpoint::Latest, &[]);
-        bad.insert(CHECKPOINT.into(), string("NOPE"));
-        assert!(matches!(decode(&bad), Err(Error::Storage(_))));
+        assert_eq!(decode("t", &metrics).unwrap(), None);
+        let refused = |change: fn(&mut Item), problem: &str| {
+            let mut item = new_item("shardId-1", &Checkpoint::Latest, &[]);
+            change(&mut item);
+            let message = match decode("leases-m", &item) {
+                Err(Error::Storage(e)) => e.to_string(),
+                other => panic!("{item:?} decoded as {other:?}"),
+            };
+            assert!(
+                message.contains("lease table leases-m")
+                    && message.contains("\"shardId-1\"")
+                    && message.contains(problem),
+                "{message:?} should name the table, the row and {problem:?}"
+            );
+        };
+        refused(|i| drop(i.insert(LEASE_COUNTER.into(), string("1"))), "leaseCounter is S(\"1\")");
+        refused(|i| drop(i.remove(LEASE_COUNTER)), "leaseCounter is missing");
+        refused(|i| drop(i.insert(LEASE_COUNTER.into(), AttributeValue::N("x".into()))), "leaseCounter is \"x\"");
+        refused(|i| drop(i.remove(CHECKPOINT)), "checkpoint is missing");
+        refused(|i| drop(i.insert(CHECKPOINT.into(), string("NOPE"))), "checkpoint \"NOPE\"");
+        refused(|i| drop(i.insert(PARENT_SHARD_IDS.into(), string("p"))), "parentShardId is S(\"p\")");
+        let no_key = decode("leases-m", &Item::from([(CHECKPOINT.into(), string("LATEST"))]));
+        assert!(
+            matches!(&no_key, Err(Error::Storage(e)) if e.to_string().contains("leaseKey is missing")),
+            "{no_key:?}"
+        );
     }
 
     #[test]

@@ -51,7 +51,40 @@ fn durability_pragmas_are_set() {
     assert_eq!(pragma("journal_mode"), r#"Text("wal")"#);
     assert_eq!(pragma("synchronous"), "Integer(2)", "FULL");
     assert_eq!(pragma("busy_timeout"), "Integer(5000)");
-    assert_eq!(pragma("user_version"), "Integer(1)");
+    assert_eq!(pragma("user_version"), "Integer(2)");
+}
+
+/// A version 1 file (no `starting_timestamp` column) keeps its leases and gains the column.
+#[tokio::test]
+async fn a_version_1_file_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("leases.db");
+    let v1 = SCHEMA.replace("    starting_timestamp INTEGER,\n", "");
+    assert_ne!(v1, SCHEMA);
+    {
+        let connection = Connection::open(&path).unwrap();
+        connection.execute_batch(&v1).unwrap();
+        connection
+            .execute(
+                "INSERT INTO leases (mapping_uuid, lease_key, lease_counter, checkpoint, updated_at)
+                 VALUES ('m', 'shardId-000000000000', 3, 'AT_TIMESTAMP', 0)",
+                [],
+            )
+            .unwrap();
+        connection.pragma_update(None, "user_version", 1).unwrap();
+    }
+    let store = reopen(&path);
+    let leases = store.list("m").await.unwrap();
+    assert_eq!(leases.len(), 1);
+    assert_eq!(leases[0].checkpoint, Checkpoint::AtTimestamp(None));
+    let pinned = Checkpoint::AtTimestamp(Some(1_764_086_780_123));
+    let lease = NewLease {
+        lease_key: "shardId-000000000001".into(),
+        checkpoint: pinned.clone(),
+        parent_shard_ids: vec![],
+    };
+    assert!(store.create_if_absent("m", lease).await.unwrap());
+    assert_eq!(store.list("m").await.unwrap()[1].checkpoint, pinned);
 }
 
 #[test]

@@ -510,6 +510,35 @@ fn records_expiring_while_retrying_report_their_invoke_count() {
     assert_eq!(run.discards[0].response, None);
 }
 
+/// The function-error retry schedule reproduces the recorded count: an always-failing record with
+/// MaxRetry -1 and MaxAge 60 is invoked 8 times before it expires, for any invoke time up to 0.5 s.
+#[test]
+fn function_error_schedule_gives_aws_count_in_a_minute() {
+    let schedule = Backoff::FUNCTION_ERROR;
+    let delays: Vec<u64> = (1..=6).map(|n| schedule.delay(n).as_secs()).collect();
+    assert_eq!(delays, [2, 4, 8, 10, 10, 10]);
+    for invoke_millis in [0, 50, 200, 500] {
+        let mut m = BatchRetry::new(config(false, -1, 60, false), batch(1, 0)).unwrap();
+        let (mut now, mut failures, mut invokes) = (0i64, 0u32, 0);
+        let discard = loop {
+            match m.next_action(now) {
+                Action::Invoke(_) => {
+                    invokes += 1;
+                    now += invoke_millis;
+                    m.on_outcome(Outcome::FunctionError);
+                    failures += 1;
+                    now += schedule.delay(failures).as_millis() as i64;
+                }
+                Action::Discard(discard) => break discard,
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        assert_eq!(invokes, 8, "invoke time {invoke_millis} ms");
+        assert_eq!(discard.condition, DiscardCondition::RecordAgeExceeded);
+        assert_eq!(discard.approximate_invoke_count, 8);
+    }
+}
+
 #[test]
 fn age_is_checked_again_after_a_throttle_backoff() {
     let mut m = BatchRetry::new(config(false, -1, 60, false), batch(1, 0)).unwrap();
