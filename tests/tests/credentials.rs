@@ -144,3 +144,18 @@ async fn web_identity_role_from_the_environment() {
     poller.env("AWS_ROLE_ARN", role_arn).env("AWS_WEB_IDENTITY_TOKEN_FILE", dir.join("token"));
     processes_every_message(&sqs, &queue, &mut poller, &sim).await;
 }
+
+/// `--role-session-name` and `--external-id` only mean something with `--role-arn`: alone they are refused
+/// at parse time, naming the missing flag, instead of being silently ignored.
+#[test]
+fn role_options_without_role_arn_are_refused() {
+    for flag in ["--role-session-name", "--external-id"] {
+        let out = Command::new(e2e::poller_binary())
+            .args(["run", "--mapping", "unused.json", flag, "value"])
+            .output()
+            .expect("poller runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {stderr}");
+        assert!(stderr.contains("--role-arn"), "{flag}: the error names --role-arn: {stderr}");
+    }
+}
