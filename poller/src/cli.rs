@@ -98,6 +98,16 @@ pub struct RunArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (port 0 picks a free port; `off` disables).
     #[arg(long, default_value = crate::metrics::DEFAULT_ADDR, env = "POLLER_METRICS_ADDR")]
     pub metrics_addr: MetricsAddr,
+    /// Assume this IAM role (STS AssumeRole) for every AWS call: sources, lease tables, destinations and
+    /// the Lambda Invoke API. The default credential chain supplies the identity that assumes it.
+    #[arg(long, value_name = "ARN", env = "POLLER_ROLE_ARN")]
+    pub role_arn: Option<String>,
+    /// With --role-arn: the role session name, shown in CloudTrail.
+    #[arg(long, value_name = "NAME", default_value = "poller", env = "POLLER_ROLE_SESSION_NAME", requires = "role_arn")]
+    pub role_session_name: String,
+    /// With --role-arn: the external ID the role's trust policy requires.
+    #[arg(long, value_name = "ID", env = "POLLER_EXTERNAL_ID", requires = "role_arn")]
+    pub external_id: Option<String>,
     /// Longest one invoke may take (default 15m, Lambda's maximum function timeout); set it above the
     /// function's timeout. With --http-url it is the function's timeout: an SQS queue's visibility timeout
     /// must be at least this long (without it, at least 1 s).

@@ -62,6 +62,36 @@ pub struct Options {
     pub lease_failover: Duration,
     /// How the process drains, reports readiness and reacts to a failed mapping.
     pub lifecycle: Lifecycle,
+    /// Assume this IAM role with STS for every AWS call; `None`: the default credential chain's identity.
+    pub assume_role: Option<AssumeRole>,
+}
+
+/// An IAM role the poller assumes (`--role-arn`), with the default credential chain's identity as the
+/// source credentials. The temporary credentials are cached and refreshed before they expire.
+#[derive(Clone, Debug)]
+pub struct AssumeRole {
+    pub role_arn: String,
+    /// `RoleSessionName`: what CloudTrail shows as the session of the calls.
+    pub session_name: String,
+    /// `ExternalId`, if the role's trust policy requires one.
+    pub external_id: Option<String>,
+}
+
+impl AssumeRole {
+    /// STS is called in the configured region, or in us-east-1 (where the global STS endpoint is)
+    /// when no region is set, because the poller takes most regions from ARNs.
+    async fn provider(&self, base: &aws_config::SdkConfig) -> aws_config::sts::AssumeRoleProvider {
+        let mut builder = aws_config::sts::AssumeRoleProvider::builder(&self.role_arn)
+            .session_name(&self.session_name)
+            .configure(base);
+        if base.region().is_none() {
+            builder = builder.region(aws_config::Region::from_static("us-east-1"));
+        }
+        if let Some(id) = &self.external_id {
+            builder = builder.external_id(id);
+        }
+        builder.build().await
+    }
 }
 
 /// How the process drains, reports readiness and reacts to a failed mapping (docs/operations.md).
@@ -177,16 +207,24 @@ pub fn load_mappings(paths: &[PathBuf]) -> (Vec<(PathBuf, Mapping)>, Vec<Error>)
     (mappings, errors)
 }
 
-/// The shared AWS configuration: default credential chain, optional region and endpoint overrides.
+/// The shared AWS configuration: default credential chain (or a role assumed with it), optional region
+/// and endpoint overrides.
 pub async fn sdk_config(options: &Options) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(region) = &options.region {
-        loader = loader.region(aws_config::Region::new(region.clone()));
+    let loader = || {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(region) = &options.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        if let Some(url) = &options.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        loader
+    };
+    let base = loader().load().await;
+    match &options.assume_role {
+        None => base,
+        Some(role) => loader().credentials_provider(role.provider(&base).await).load().await,
     }
-    if let Some(url) = &options.endpoint_url {
-        loader = loader.endpoint_url(url);
-    }
-    loader.load().await
 }
 
 /// A set of mappings to run.
@@ -545,6 +583,11 @@ async fn run(args: cli::RunArgs) -> ExitCode {
             ready_stale_after: args.ready_stale_after,
             keep_going: args.keep_going,
         },
+        assume_role: args.role_arn.map(|role_arn| AssumeRole {
+            role_arn,
+            session_name: args.role_session_name,
+            external_id: args.external_id,
+        }),
     };
     let keep_going = options.lifecycle.keep_going;
     let cancel = CancellationToken::new();

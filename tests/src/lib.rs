@@ -254,6 +254,7 @@ impl RunningPoller {
             lease_table: None,
             lease_failover: Duration::from_secs(10),
             lifecycle: Default::default(),
+            assume_role: None,
         };
         let cancel = CancellationToken::new();
         let task = tokio::spawn(poller::Poller::new(mappings, options).run(cancel.clone()));

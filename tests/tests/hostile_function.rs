@@ -169,6 +169,7 @@ async fn survives(function: &Function) {
         lease_table: None,
         lease_failover: Duration::from_secs(10),
         lifecycle: Default::default(),
+        assume_role: None,
     };
     let cancel = CancellationToken::new();
     let poller = tokio::spawn(

@@ -464,6 +464,7 @@ impl SharedPoller {
             // Short, so that lease scans (every 2 × failover) come quickly.
             lease_failover: Duration::from_secs(2),
             lifecycle: Default::default(),
+            assume_role: None,
         };
         let instance = poller::Poller::new(vec![mapping], options);
         let metrics = instance.metrics();
