@@ -256,8 +256,9 @@ async fn invocation_types_are_mixed_by_weight() {
     );
     let run = run(&plan, lambda(&sim, "mixed").await).await;
     assert_eq!(run.measurements.latency.count(Outcome::Success), 40);
-    // Event invocations finish in the background; wait until all 40 are recorded.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    // Event invocations finish in the background; wait until all 40 are recorded (they take
+    // microseconds each, so the deadline only matters if they never are).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while sim.invocations().len() < 40 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(ms(10)).await;
     }
@@ -372,7 +373,14 @@ async fn stop_token_ends_the_run_early() {
     )
     .await;
     assert!(run.interrupted);
-    assert!(run.measurements.elapsed < Duration::from_secs(3));
-    assert!((20..=30).contains(&run.sent), "{}", run.sent);
+    // Ended by the token: a run that ignored it would last its 60 s. Half of that is a bound no
+    // load reaches, unlike the 0.5 s the token waits.
+    let elapsed = run.measurements.elapsed;
+    assert!(elapsed < Duration::from_secs(30), "{elapsed:?}");
+    // Sends stop with the token: no more than the schedule had due by the run's own end (the
+    // first is due at 0), and at least one went out before it. How many exactly depends on when
+    // the loaded machine fired the timer and on how far the generator lagged.
+    let due = (elapsed.as_secs_f64() * 50.0) as u64 + 1;
+    assert!((1..=due).contains(&run.sent), "{} sent, {due} due", run.sent);
     assert_eq!(run.measurements.latency.total(), run.sent);
 }
