@@ -347,7 +347,14 @@ async fn ctrl_c_stops_sending_waits_and_writes_the_outputs() {
     ])
     .spawn()
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Signal once the run is well under way: 40 invocations done (0.8 s at 50/s unloaded). A
+    // condition, not a fixed delay: a loaded machine may start the child late.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let done = || sim.stats().functions.get("long").map_or(0, |f| f.invocations);
+    while done() < 40 {
+        assert!(tokio::time::Instant::now() < deadline, "{} invocations in 30 s", done());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let pid = child.id().unwrap().to_string();
     let killed = tokio::process::Command::new("kill")
         .args(["-INT", &pid])
@@ -373,18 +380,23 @@ async fn ctrl_c_stops_sending_waits_and_writes_the_outputs() {
 
     let report = json(&dir.path().join("report.json"));
     assert_eq!(report["interrupted"], true);
+    // At least those seen before the signal; at most what the schedule had due by the run's end
+    // (the whole run at 50/s, the first due at 0): sending stopped at the signal.
     let requests = report["requests"].as_u64().unwrap();
-    assert!((40..=120).contains(&requests), "{requests}");
+    let duration_s = report["duration_s"].as_f64().unwrap();
+    let due = (duration_s * 50.0) as u64 + 1;
+    assert!((40..=due).contains(&requests), "{requests} sent, {due} due");
     // Requests in flight at the signal were waited for, not dropped.
     assert_eq!(
         report["outcomes"]["success"]["count"].as_u64().unwrap(),
         requests
     );
-    assert!(report["duration_s"].as_f64().unwrap() < 5.0);
+    // Ended by the signal: the run would otherwise last its 60 s.
+    assert!(duration_s < 30.0, "{duration_s} s");
 }
 
 /// Every load scenario in `scenarios/` is valid and runs (cut to 2 s) against the simulator with
-/// its thresholds passing.
+/// its thresholds on outcome rates passing.
 #[tokio::test]
 async fn checked_in_scenarios_run_against_the_simulator() {
     use loadgen::scenario::{Plan, Scenario, TargetKind};
@@ -411,20 +423,49 @@ async fn checked_in_scenarios_run_against_the_simulator() {
         };
         let path = path.to_str().unwrap().to_owned();
         async move {
-            let output = command(&["run", &path, "--duration", "2s", &redirect[0], &redirect[1]])
-                .output()
-                .await
-                .unwrap();
-            (path, output)
+            let out = tempfile::tempdir().unwrap();
+            let output = command(&[
+                "run",
+                &path,
+                "--duration",
+                "2s",
+                &redirect[0],
+                &redirect[1],
+                "--out-dir",
+                out.path().to_str().unwrap(),
+            ])
+            .output()
+            .await
+            .unwrap();
+            let report = std::fs::read_to_string(out.path().join("report.json")).ok();
+            (path, output, report)
         }
     });
-    for (path, output) in futures::future::join_all(runs).await {
-        assert_eq!(
-            output.status.code(),
-            Some(0),
+    for (path, output, report) in futures::future::join_all(runs).await {
+        let context = format!(
             "{path}\n{}\n{}",
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
+        );
+        let report: Value = serde_json::from_str(&report.expect(&context)).unwrap();
+        let thresholds = report["thresholds"].as_array().unwrap();
+        assert!(!thresholds.is_empty(), "{context}");
+        // Rates of outcomes (throttles, errors) are the simulated function's behaviour and must
+        // pass. Latency (ms) and throughput (per_second) against an in-process simulator measure
+        // this machine, which other builds may load to a fraction of its speed (82 requests/s
+        // was seen against a 100/s threshold): they must be evaluated, and the exit code must
+        // say whether all passed.
+        for t in thresholds {
+            assert!(t["value"].is_number(), "{t}\n{context}");
+            if matches!(t["unit"].as_str(), Some("ratio" | "count")) {
+                assert_eq!(t["passed"], true, "{t}\n{context}");
+            }
+        }
+        let all_passed = thresholds.iter().all(|t| t["passed"] == true);
+        assert_eq!(
+            output.status.code(),
+            Some(if all_passed { 0 } else { 1 }),
+            "{context}"
         );
     }
 }

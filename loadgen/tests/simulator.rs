@@ -171,7 +171,9 @@ async fn function_errors_are_200_with_unhandled_over_invoke_and_500_over_http() 
 async fn timeouts_report_sandbox_timedout_and_recycle_the_environment() {
     let sim = start(SimConfig {
         default: FunctionConfig {
-            latency: "500ms".parse().unwrap(),
+            // Far above the timeout, so the bound below is no wall-clock margin: an execution
+            // that ignored the timeout would take 60 s.
+            latency: "60s".parse().unwrap(),
             timeout: ms(20),
             ..FunctionConfig::default()
         },
@@ -182,7 +184,7 @@ async fn timeouts_report_sandbox_timedout_and_recycle_the_environment() {
         let started = Instant::now();
         let response = invoke(&sim, "f", &json!({}), &[("x-amz-log-type", "Tail")]).await;
         let elapsed = started.elapsed();
-        assert!(elapsed >= ms(20) && elapsed < ms(500), "{elapsed:?}");
+        assert!(elapsed >= ms(20) && elapsed < Duration::from_secs(30), "{elapsed:?}");
         assert_eq!(header(&response, "x-amz-function-error"), Some("Unhandled"));
         let request_id = header(&response, "x-amzn-requestid").unwrap().to_owned();
         // A timed-out environment is not reused: every invocation is cold.
@@ -373,7 +375,7 @@ async fn bad_requests_are_rejected_before_the_function_runs() {
 #[tokio::test]
 async fn event_is_202_and_still_runs_dry_run_is_204_and_does_not() {
     let sim = start(recording(FunctionConfig {
-        latency: "100ms".parse().unwrap(),
+        latency: "2s".parse().unwrap(),
         ..FunctionConfig::default()
     }))
     .await;
@@ -387,7 +389,6 @@ async fn event_is_202_and_still_runs_dry_run_is_204_and_does_not() {
     assert_eq!(dry.status(), StatusCode::NO_CONTENT);
     assert_eq!(dry.text().await.unwrap(), "");
 
-    let started = Instant::now();
     let event = invoke(
         &sim,
         "f",
@@ -396,14 +397,16 @@ async fn event_is_202_and_still_runs_dry_run_is_204_and_does_not() {
     )
     .await;
     assert_eq!(event.status(), StatusCode::ACCEPTED);
+    // An execution is recorded when it ends, 2 s after it starts: a 202 sent after it would
+    // find it recorded. Ordering, not a wall-clock bound on the response.
     assert!(
-        started.elapsed() < ms(100),
+        sim.invocations().is_empty(),
         "Event must not wait for the execution"
     );
     assert_eq!(event.text().await.unwrap(), "");
 
     // The execution finishes in the background and is then counted and recorded.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while sim.invocations().is_empty() && Instant::now() < deadline {
         tokio::time::sleep(ms(10)).await;
     }
