@@ -136,7 +136,7 @@ async fn a_run_is_scraped_live_and_its_totals_match_the_report_and_the_simulator
     })
     .await;
     let scenario: Scenario = toml::from_str(
-        "[target]\nfunction = \"f\"\nlog_tail = true\n[load]\nrate = 400\nduration = \"1500ms\"\n",
+        "[target]\nfunction = \"f\"\nlog_tail = true\n[load]\nrate = 400\nduration = \"4s\"\n",
     )
     .unwrap();
     let plan = Plan::new(scenario, Path::new(".")).unwrap();
