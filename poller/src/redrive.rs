@@ -21,6 +21,7 @@ use governor::{Quota, RateLimiter};
 use crate::Error;
 use crate::arn::{ArnParts, SourceArn};
 use crate::config::Mapping;
+use crate::sqs::queue_url;
 
 /// How long received messages stay invisible in the dead-letter queue while they are sent and
 /// deleted, or listed by a dry run: long enough for a batch under load, short enough that messages a
@@ -98,23 +99,6 @@ fn client(sdk: &aws_config::SdkConfig, queue: &ArnParts) -> Client {
             .region(aws_sdk_sqs::config::Region::new(queue.region.clone()))
             .build(),
     )
-}
-
-async fn queue_url(client: &Client, queue: &ArnParts) -> Result<String, Error> {
-    client
-        .get_queue_url()
-        .queue_name(&queue.name)
-        .queue_owner_aws_account_id(&queue.account)
-        .send()
-        .await
-        .map_err(|e| {
-            Error::Source(format!(
-                "{}: GetQueueUrl failed: {}",
-                queue.arn,
-                DisplayErrorContext(&e)
-            ))
-        })
-        .map(|out| out.queue_url().unwrap_or_default().to_owned())
 }
 
 /// Move (or with `dry_run`, list) messages from the mapping's dead-letter queue to its source queue.

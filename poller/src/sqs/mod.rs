@@ -112,6 +112,29 @@ pub struct SqsMapping {
     abandon: CancellationToken,
 }
 
+/// The URL of `queue`, by name and owner account. A missing queue fails with AWS's words for a mapping
+/// whose queue does not exist.
+pub(crate) async fn queue_url(client: &aws_sdk_sqs::Client, queue: &ArnParts) -> Result<String, Error> {
+    client
+        .get_queue_url()
+        .queue_name(&queue.name)
+        .queue_owner_aws_account_id(&queue.account)
+        .send()
+        .await
+        .map(|out| out.queue_url().unwrap_or_default().to_owned())
+        .map_err(|e| {
+            if e.as_service_error().is_some_and(|s| s.is_queue_does_not_exist()) {
+                Error::Source(format!(
+                    "{}: Error occurred while ReceiveMessage. SQS Error Code: \
+                     AWS.SimpleQueueService.NonExistentQueue. SQS Error Message: The specified queue does not exist.",
+                    queue.arn
+                ))
+            } else {
+                Error::Source(format!("{}: GetQueueUrl failed: {}", queue.arn, DisplayErrorContext(&e)))
+            }
+        })
+}
+
 impl SqsMapping {
     /// Look the queue up and prepare the mapping. Fails, with AWS's wording, if the queue does not exist or
     /// its visibility timeout is shorter than the function's timeout.
@@ -130,26 +153,7 @@ impl SqsMapping {
                 .region(aws_sdk_sqs::config::Region::new(queue.region.clone()))
                 .build(),
         );
-        let queue_url = client
-            .get_queue_url()
-            .queue_name(&queue.name)
-            .queue_owner_aws_account_id(&queue.account)
-            .send()
-            .await
-            .map_err(|e| {
-                if e.as_service_error().is_some_and(|s| s.is_queue_does_not_exist()) {
-                    Error::Source(format!(
-                        "{}: Error occurred while ReceiveMessage. SQS Error Code: \
-                         AWS.SimpleQueueService.NonExistentQueue. SQS Error Message: The specified queue does not exist.",
-                        queue.arn
-                    ))
-                } else {
-                    Error::Source(format!("{}: GetQueueUrl failed: {}", queue.arn, DisplayErrorContext(&e)))
-                }
-            })?
-            .queue_url()
-            .unwrap_or_default()
-            .to_owned();
+        let queue_url = queue_url(&client, &queue).await?;
         let visibility_timeout = read_visibility_timeout(&client, &queue_url)
             .await
             .map_err(|e| Error::Source(format!("{}: {e}", queue.arn)))?;
