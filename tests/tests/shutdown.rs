@@ -249,6 +249,11 @@ async fn keep_going_runs_the_other_mappings() {
         processed_bodies(&sim.invocations()) == ["works"]
     })
     .await;
+    // The mappings start one after the other: the missing queue's lookup may still be under way.
+    eventually(WAIT, "/readyz names the mapping that could not start", || async {
+        poller.readyz().await.is_some_and(|(_, body)| body["mappings"][1]["state"] != "starting")
+    })
+    .await;
     let (status, body) = poller.readyz().await.expect("/readyz answers");
     assert_eq!(status, 503, "{body}");
     let failed = &body["mappings"][1];
