@@ -53,6 +53,26 @@ where
     }
 }
 
+/// Options for a poller run in-process against the emulator, keeping its state in `state_dir`; callers
+/// say where the function is (`lambda_endpoint_url` or `http_url`) and change what their test needs.
+pub fn options(state_dir: std::path::PathBuf) -> poller::Options {
+    poller::Options {
+        http_url: None,
+        lambda_endpoint_url: None,
+        endpoint_url: Some(endpoint()),
+        region: Some("us-east-1".to_owned()),
+        invoke_timeout: Some(Duration::from_secs(30)),
+        state_dir,
+        invoke_identity_arn: None,
+        // Tests run many pollers at once: no fixed port.
+        metrics_addr: None,
+        lease_table: None,
+        lease_failover: Duration::from_secs(10),
+        lifecycle: Default::default(),
+        assume_role: None,
+    }
+}
+
 /// An SQS queue in the emulator.
 #[derive(Clone, Debug)]
 pub struct Queue {
@@ -244,17 +264,7 @@ impl RunningPoller {
         let options = poller::Options {
             http_url,
             lambda_endpoint_url: Some(lambda_endpoint.to_owned()),
-            endpoint_url: Some(endpoint()),
-            region: Some("us-east-1".to_owned()),
-            invoke_timeout: Some(Duration::from_secs(30)),
-            state_dir,
-            invoke_identity_arn: None,
-            // Tests run many pollers at once: no fixed port.
-            metrics_addr: None,
-            lease_table: None,
-            lease_failover: Duration::from_secs(10),
-            lifecycle: Default::default(),
-            assume_role: None,
+            ..options(state_dir)
         };
         let cancel = CancellationToken::new();
         let task = tokio::spawn(poller::Poller::new(mappings, options).run(cancel.clone()));

@@ -159,17 +159,8 @@ async fn survives(function: &Function) {
     let mapping = sqs_mapping(&queue, "hostile-fn", r#""BatchSize":5,"FunctionResponseTypes":["ReportBatchItemFailures"]"#);
     let options = poller::Options {
         http_url: Some(function.url.clone()),
-        lambda_endpoint_url: None,
-        endpoint_url: Some(e2e::endpoint()),
-        region: Some("us-east-1".to_owned()),
         invoke_timeout: Some(Duration::from_secs(1)),
-        state_dir: std::env::temp_dir().join(unique("poller-state")),
-        invoke_identity_arn: None,
-        metrics_addr: None,
-        lease_table: None,
-        lease_failover: Duration::from_secs(10),
-        lifecycle: Default::default(),
-        assume_role: None,
+        ..e2e::options(std::env::temp_dir().join(unique("poller-state")))
     };
     let cancel = CancellationToken::new();
     let poller = tokio::spawn(

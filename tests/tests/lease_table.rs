@@ -452,19 +452,11 @@ impl SharedPoller {
     fn start(mapping: &str, lambda_url: &str, prefix: &str) -> SharedPoller {
         let mapping = poller::config::load(mapping).expect("mapping");
         let options = poller::Options {
-            http_url: None,
             lambda_endpoint_url: Some(lambda_url.to_owned()),
-            endpoint_url: Some(e2e::endpoint()),
-            region: Some("us-east-1".to_owned()),
-            invoke_timeout: Some(Duration::from_secs(30)),
-            state_dir: std::env::temp_dir().join(unique("poller-state")),
-            invoke_identity_arn: None,
-            metrics_addr: None,
             lease_table: Some(prefix.to_owned()),
             // Short, so that lease scans (every 2 × failover) come quickly.
             lease_failover: Duration::from_secs(2),
-            lifecycle: Default::default(),
-            assume_role: None,
+            ..e2e::options(std::env::temp_dir().join(unique("poller-state")))
         };
         let instance = poller::Poller::new(vec![mapping], options);
         let metrics = instance.metrics();
