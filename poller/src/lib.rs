@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod filter_cmd;
 pub mod health;
+mod panic;
 pub mod logging;
 pub mod metrics;
 pub mod redrive;
@@ -383,7 +384,7 @@ impl Supervisor {
                     };
                     let health = self.health.remove(&id).expect("every task is registered");
                     let reason = match ended {
-                        Some(e) if e.is_panic() => Some(format!("the mapping's task panicked: {}", panic_message(e))),
+                        Some(e) if e.is_panic() => Some(format!("the mapping's task panicked: {}", panic::panic_message(e.into_panic().as_ref()))),
                         Some(_) => None, // aborted after the drain deadline: it stopped
                         None if !stop.is_cancelled() => Some("the mapping stopped on its own".to_owned()),
                         None => None,
@@ -455,15 +456,6 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
-}
-
-fn panic_message(error: tokio::task::JoinError) -> String {
-    let payload = error.into_panic();
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_owned())
 }
 
 /// The lease store: DynamoDB lease tables shared with other pollers, or the SQLite file in the state

@@ -65,13 +65,7 @@ fn failure_reason(e: JoinError) -> String {
     if !e.is_panic() {
         return format!("lane ended: {e}");
     }
-    let payload = e.into_panic();
-    let message = payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-text panic payload".to_owned());
-    format!("lane panicked: {message}")
+    format!("lane panicked: {}", crate::panic::panic_message(e.into_panic().as_ref()))
 }
 
 #[cfg(test)]

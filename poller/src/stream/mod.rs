@@ -38,7 +38,8 @@ use destination::Destination;
 use shard::{Exit, HeldLease, ShardWorker, sleep_until_opt};
 use source::{ShardInfo, StreamRecord, StreamSource};
 use store::Store;
-use supervise::{Restarts, panic_message};
+use supervise::Restarts;
+use crate::panic::panic_message;
 
 /// How often shards are listed to find new ones (a shard that ends triggers a listing at once).
 const SHARD_SYNC_INTERVAL: Duration = Duration::from_secs(10);
