@@ -8,7 +8,7 @@ use e2e::{
     Kinesis, PollerProcess, RunningPoller, Sqs, eventually, kinesis_data, processed_kinesis_data, records, simulator,
     stream_mapping, unique,
 };
-use loadgen::simulate::{FailureMode, FunctionConfig, Invocation, Latency, Rule, RuleAction};
+use loadgen::simulate::{FailureMode, FunctionConfig, Invocation, Latency, Rule, RuleAction, SimHandle};
 
 fn poison_rule() -> Rule {
     Rule {
@@ -349,14 +349,7 @@ async fn kill_9_then_restart_loses_no_record() {
     let before_restart = processed_kinesis_data(&sim.invocations()).len();
     assert!(before_restart < total, "killed before the end");
 
-    let mut second = poller.spawn(&[]);
-    eventually(Duration::from_secs(90), "every record processed", || async {
-        let seen: std::collections::HashSet<String> = processed_kinesis_data(&sim.invocations()).into_iter().collect();
-        seen.len() >= total
-    })
-    .await;
-    second.kill().unwrap();
-    second.wait().unwrap();
+    restart_until_every_record_is_seen(&poller, &sim, total, Duration::from_secs(90)).await;
 
     let processed = processed_kinesis_data(&sim.invocations());
     let mut counts: HashMap<&str, usize> = HashMap::new();
@@ -588,6 +581,19 @@ async fn records_past_maximum_record_age_go_to_the_destination() {
     assert_eq!(payload["Records"][0]["kinesis"]["sequenceNumber"], stale[0].as_str());
 }
 
+/// Start `poller` again and wait until every one of `total` records has been delivered at least
+/// once, then stop it.
+async fn restart_until_every_record_is_seen(poller: &PollerProcess, sim: &SimHandle, total: usize, within: Duration) {
+    let mut second = poller.spawn(&[]);
+    eventually(within, "every record processed", || async {
+        let seen: std::collections::HashSet<String> = processed_kinesis_data(&sim.invocations()).into_iter().collect();
+        seen.len() >= total
+    })
+    .await;
+    second.kill().unwrap();
+    second.wait().unwrap();
+}
+
 /// Records of `invocations` delivered successfully more than once: how many extra deliveries.
 fn redelivered(invocations: &[Invocation]) -> usize {
     let processed = processed_kinesis_data(invocations);
@@ -629,14 +635,7 @@ async fn kill_9_with_parallel_lanes_redelivers_at_most_what_was_in_flight() {
     first.wait().unwrap();
     assert!(poison_invokes(&sim) < 4, "killed while the poison record was still failing");
 
-    let mut second = poller.spawn(&[]);
-    eventually(Duration::from_secs(120), "every record processed", || async {
-        let seen: std::collections::HashSet<String> = processed_kinesis_data(&sim.invocations()).into_iter().collect();
-        seen.len() >= total
-    })
-    .await;
-    second.kill().unwrap();
-    second.wait().unwrap();
+    restart_until_every_record_is_seen(&poller, &sim, total, Duration::from_secs(120)).await;
     let again = redelivered(&sim.invocations());
     assert!(again <= 4 * 10 + 1, "{again} records delivered again after the kill; at most 41 were exposed");
 }
@@ -676,14 +675,7 @@ async fn sigterm_with_parallel_lanes_redelivers_nothing() {
     let done_before = processed_kinesis_data(&sim.invocations()).len();
     assert!(done_before < total, "stopped before the end: {done_before}");
 
-    let mut second = poller.spawn(&[]);
-    eventually(Duration::from_secs(90), "every record processed", || async {
-        let seen: std::collections::HashSet<String> = processed_kinesis_data(&sim.invocations()).into_iter().collect();
-        seen.len() >= total
-    })
-    .await;
-    second.kill().unwrap();
-    second.wait().unwrap();
+    restart_until_every_record_is_seen(&poller, &sim, total, Duration::from_secs(90)).await;
     assert_eq!(redelivered(&sim.invocations()), 0, "nothing that finished before SIGTERM is delivered again");
 }
 
