@@ -47,17 +47,11 @@ pub enum Command {
     /// with its body and message attributes (FIFO: its group, deduplicated by its message id) and
     /// deleted from the dead-letter queue only after the send succeeded.
     Redrive(RedriveArgs),
-    /// Print the records a stream mapping's on-failure record stands for, read again from the
-    /// stream, as the `{"Records":[…]}` event the function received (one line per on-failure record).
-    Replay {
-        /// The Kinesis or DynamoDB Streams mapping file the on-failure records come from.
-        #[arg(long = "mapping", short = 'm')]
-        mapping: PathBuf,
-        /// Files each holding one on-failure record (default: stdin, one per line).
-        records: Vec<PathBuf>,
-        #[command(flatten)]
-        aws: AwsArgs,
-    },
+    /// Invoke the function again with the records of a stream mapping's discarded batches: each
+    /// on-failure record names a shard and a sequence number range; the records still in the stream
+    /// are read back and sent as the same batch. Exit 0 if every range was replayed, 1 if any failed
+    /// again, expired from the stream or was not an on-failure record, 2 if nothing could be read.
+    Replay(ReplayArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -67,13 +61,8 @@ pub struct RunArgs {
     /// list-event-source-mappings), or a directory of `*.json` mapping files. Repeat for several.
     #[arg(long = "mapping", short = 'm', required = true)]
     pub mappings: Vec<PathBuf>,
-    /// Invoke a plain HTTP endpoint instead of the Lambda Invoke API: the event is POSTed as JSON.
-    /// `{function}` in the URL is replaced by the mapping's FunctionName.
-    #[arg(long, env = "POLLER_HTTP_URL")]
-    pub http_url: Option<String>,
-    /// Endpoint of the Lambda Invoke API (default: AWS, or AWS_ENDPOINT_URL_LAMBDA / AWS_ENDPOINT_URL).
-    #[arg(long, env = "POLLER_LAMBDA_ENDPOINT_URL")]
-    pub lambda_endpoint_url: Option<String>,
+    #[command(flatten)]
+    pub invoke: InvokeArgs,
     /// Endpoint for every AWS service (an emulator such as moto). The SDK's AWS_ENDPOINT_URL and
     /// AWS_ENDPOINT_URL_<SERVICE> variables work too.
     #[arg(long)]
@@ -91,10 +80,6 @@ pub struct RunArgs {
     /// With --lease-table: a lease not renewed for this long is taken over by another poller.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub lease_failover: Duration,
-    /// The function's execution role ARN, written as `invokeIdentityArn` in Kinesis records
-    /// (default: arn:aws:iam::ACCOUNT:role/FUNCTION-role).
-    #[arg(long)]
-    pub invoke_identity_arn: Option<String>,
     /// Serve Prometheus metrics at http://ADDR/metrics (port 0 picks a free port; `off` disables).
     #[arg(long, default_value = crate::metrics::DEFAULT_ADDR, env = "POLLER_METRICS_ADDR")]
     pub metrics_addr: MetricsAddr,
@@ -108,11 +93,6 @@ pub struct RunArgs {
     /// With --role-arn: the external ID the role's trust policy requires.
     #[arg(long, value_name = "ID", env = "POLLER_EXTERNAL_ID", requires = "role_arn")]
     pub external_id: Option<String>,
-    /// Longest one invoke may take (default 15m, Lambda's maximum function timeout); set it above the
-    /// function's timeout. With --http-url it is the function's timeout: an SQS queue's visibility timeout
-    /// must be at least this long (without it, at least 1 s).
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub invoke_timeout: Option<Duration>,
     // Process lifecycle (docs/operations.md).
     /// On SIGTERM or Ctrl-C, in-flight batches get this long to finish; what has not finished then is
     /// abandoned without loss (SQS messages made visible again, stream checkpoints only for what
@@ -127,6 +107,65 @@ pub struct RunArgs {
     /// after a shutdown if any mapping went on. Default: a failed mapping stops the process, exit 1.
     #[arg(long)]
     pub keep_going: bool,
+    /// Read each mapping's source once and print the batches it would send, invoking nothing: SQS
+    /// messages are made visible again at once (never deleted), stream checkpoints are neither read
+    /// nor written. Ends when the queue answers empty or every shard is read to its tip.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --dry-run: read at most enough records for this many batches per mapping (per shard
+    /// for streams).
+    #[arg(long, value_name = "N", default_value_t = 10, requires = "dry_run")]
+    pub dry_run_limit: usize,
+}
+
+/// How the function is invoked, for `run` and `replay`.
+#[derive(Debug, clap::Args)]
+pub struct InvokeArgs {
+    /// Invoke a plain HTTP endpoint instead of the Lambda Invoke API: the event is POSTed as JSON.
+    /// `{function}` in the URL is replaced by the mapping's FunctionName.
+    #[arg(long, env = "POLLER_HTTP_URL")]
+    pub http_url: Option<String>,
+    /// Endpoint of the Lambda Invoke API (default: AWS, or AWS_ENDPOINT_URL_LAMBDA / AWS_ENDPOINT_URL).
+    #[arg(long, env = "POLLER_LAMBDA_ENDPOINT_URL")]
+    pub lambda_endpoint_url: Option<String>,
+    /// Longest one invoke may take (default 15m, Lambda's maximum function timeout); set it above the
+    /// function's timeout. With --http-url it is the function's timeout: an SQS queue's visibility timeout
+    /// must be at least this long (without it, at least 1 s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub invoke_timeout: Option<Duration>,
+    /// The function's execution role ARN, written as `invokeIdentityArn` in Kinesis records
+    /// (default: arn:aws:iam::ACCOUNT:role/FUNCTION-role).
+    #[arg(long)]
+    pub invoke_identity_arn: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// The Kinesis or DynamoDB Streams mapping file the on-failure records come from.
+    #[arg(long = "mapping", short = 'm')]
+    pub mapping: PathBuf,
+    /// Where the on-failure records are: an SQS queue ARN, `s3://BUCKET/PREFIX` (or an S3 bucket
+    /// ARN), or `-` for stdin, one record per line. SNS topics cannot be read back. Default: the
+    /// mapping's DestinationConfig.OnFailure.Destination (S3: its `aws/lambda/<UUID>/` prefix).
+    #[arg(long, value_name = "DESTINATION")]
+    pub from: Option<String>,
+    /// Files each holding one on-failure record, instead of --from.
+    #[arg(conflicts_with = "from")]
+    pub records: Vec<PathBuf>,
+    /// Print each range's `{"Records":[…]}` event (one line each) instead of invoking; SQS messages
+    /// are left in the queue. The report goes to stderr.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Leave the SQS messages of replayed and expired ranges in the queue (default: deleted).
+    #[arg(long)]
+    pub keep: bool,
+    /// `json` prints one JSON document with every range and the totals, for scripts.
+    #[arg(long, value_enum, default_value_t = crate::filter_cmd::Output::Text)]
+    pub output: crate::filter_cmd::Output,
+    #[command(flatten)]
+    pub invoke: InvokeArgs,
+    #[command(flatten)]
+    pub aws: AwsArgs,
 }
 
 #[derive(Debug, clap::Args)]

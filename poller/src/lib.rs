@@ -9,6 +9,7 @@ mod backoff;
 pub mod batch;
 pub mod cli;
 pub mod config;
+mod dry_run;
 pub mod error;
 pub mod filter_cmd;
 pub mod health;
@@ -489,16 +490,33 @@ fn hostname() -> String {
 
 /// The invoke target for a function: HTTP POST if a URL is configured, else the Lambda Invoke API.
 fn target(options: &Options, sdk: &aws_config::SdkConfig, function_name: &str) -> Result<lambda_invoke::Target, Error> {
-        Ok(match &options.http_url {
+    invoke_target(
+        options.http_url.as_deref(),
+        options.lambda_endpoint_url.as_deref(),
+        options.invoke_timeout,
+        sdk,
+        function_name,
+    )
+}
+
+/// [`target`] from its parts, for the tools that invoke without a [`Poller`] (`poller replay`).
+pub(crate) fn invoke_target(
+    http_url: Option<&str>,
+    lambda_endpoint_url: Option<&str>,
+    invoke_timeout: Option<Duration>,
+    sdk: &aws_config::SdkConfig,
+    function_name: &str,
+) -> Result<lambda_invoke::Target, Error> {
+        Ok(match http_url {
             Some(url) => lambda_invoke::Target::Http(lambda_invoke::HttpTarget::new(
                 url.replace("{function}", function_name),
-                options.invoke_timeout,
+                invoke_timeout,
             )?),
             None => lambda_invoke::Target::Lambda(lambda_invoke::LambdaTarget::new(
                 sdk,
                 function_name,
-                options.lambda_endpoint_url.as_deref(),
-                Some(options.invoke_timeout.unwrap_or(lambda_invoke::DEFAULT_INVOKE_TIMEOUT)),
+                lambda_endpoint_url,
+                Some(invoke_timeout.unwrap_or(lambda_invoke::DEFAULT_INVOKE_TIMEOUT)),
             )),
         })
 }
@@ -510,15 +528,15 @@ pub async fn main(cli: cli::Cli) -> ExitCode {
         cli::Command::Run(args) => run(*args).await,
         cli::Command::Filter { mapping, records, output } => filter_cmd::run(&mapping, &records, output),
         cli::Command::Redrive(args) => redrive::run(args).await,
-        cli::Command::Replay { mapping, records, aws } => match one_mapping(&mapping, "replay") {
-            Some(m) => replay::run(m, &records, &aws.sdk_config().await).await,
-            None => ExitCode::from(1),
+        cli::Command::Replay(args) => match one_mapping(&args.mapping, "replay") {
+            Some(m) => replay::run(m, args).await,
+            None => ExitCode::from(replay::EXIT_CANNOT_RUN),
         },
     }
 }
 
 /// The one mapping of `path` for the tool `command`, or `None` after printing why not.
-fn one_mapping(path: &Path, command: &str) -> Option<Mapping> {
+pub(crate) fn one_mapping(path: &Path, command: &str) -> Option<Mapping> {
     let (mut mappings, errors) = load_mappings(&[path.to_owned()]);
     for e in &errors {
         eprintln!("{e}");
@@ -560,13 +578,13 @@ async fn run(args: cli::RunArgs) -> ExitCode {
     }
     let mappings = mappings.into_iter().map(|(_, m)| m).collect();
     let options = Options {
-        http_url: args.http_url,
-        lambda_endpoint_url: args.lambda_endpoint_url,
+        http_url: args.invoke.http_url,
+        lambda_endpoint_url: args.invoke.lambda_endpoint_url,
         endpoint_url: args.endpoint_url,
         region: args.region,
-        invoke_timeout: args.invoke_timeout,
+        invoke_timeout: args.invoke.invoke_timeout,
         state_dir: args.state_dir,
-        invoke_identity_arn: args.invoke_identity_arn,
+        invoke_identity_arn: args.invoke.invoke_identity_arn,
         metrics_addr: args.metrics_addr.0,
         lease_table: args.lease_table,
         lease_failover: args.lease_failover,
@@ -581,6 +599,9 @@ async fn run(args: cli::RunArgs) -> ExitCode {
             external_id: args.external_id,
         }),
     };
+    if args.dry_run {
+        return dry_run::run(mappings, &options, args.dry_run_limit).await;
+    }
     let keep_going = options.lifecycle.keep_going;
     let cancel = CancellationToken::new();
     tokio::spawn(shutdown_on_signal(cancel.clone()));

@@ -1,5 +1,5 @@
 //! `poller redrive` against moto: messages go from a mapping's dead-letter queue back to its source
-//! queue with bodies and attributes intact, a dry run changes nothing, `--count` is honoured.
+//! queue with bodies and attributes intact, a dry run changes nothing, `--count` and `--rate` are honoured.
 
 use std::collections::BTreeSet;
 
@@ -203,4 +203,20 @@ async fn count_limits_how_many_move() {
         expected(7, false),
         "each message in exactly one queue"
     );
+}
+
+/// `--rate 2/s`: the limiter grants two messages at once, then one every 500 ms, so six messages
+/// cannot all have moved in less than 2 s, however fast the queues answer.
+#[tokio::test]
+async fn rate_limits_how_fast_messages_move() {
+    let sqs = Sqs::new().await;
+    let (queue, dlq) = sqs.create_queue_with_dlq(&unique("redrive"), 30, 3).await;
+    fill(&sqs, &dlq, 6).await;
+    let started = std::time::Instant::now();
+    let (stdout, ok) = redrive(&queue, &["--rate", "2/s"]);
+    let took = started.elapsed();
+    assert!(ok, "{stdout}");
+    assert_eq!(stdout, "moved 6, failed 0");
+    assert!(took >= std::time::Duration::from_secs(2), "six messages at 2/s took {took:?}");
+    assert_eq!(drained(&sqs, &queue).await, expected(6, false));
 }

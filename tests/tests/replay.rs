@@ -1,13 +1,42 @@
-//! `poller replay` against moto: an on-failure record written by the poller's SQS destination is
-//! turned back into the records of the discarded batch, read again from the Kinesis stream.
+//! `poller replay` against moto and the simulator: batches the poller discarded (on-failure records
+//! in an SQS queue or in S3) are read back from the Kinesis stream and sent to the function again,
+//! with the original batch boundaries.
+
+use std::time::Duration;
 
 use base64::Engine as _;
-use e2e::{Kinesis, Sqs, endpoint, poller_binary, sdk_config, stream_mapping, unique};
-use esm_events::failure::{FailureCondition, StreamBatchInfo, StreamFailureRecord, StreamKind};
-use poller::stream::destination::Destination;
+use e2e::{
+    Kinesis, Sqs, endpoint, eventually, poller_binary, processed_kinesis_data, records, sdk_config, simulator,
+    stream_mapping, unique, RunningPoller,
+};
+use loadgen::simulate::{FailureMode, FunctionConfig, Invocation, Rule, RuleAction, SimHandle};
 
-/// Run `poller replay` for `mapping` with `stdin`; (stdout, stderr, success).
-fn replay(mapping: &str, stdin: &str) -> (String, String, bool) {
+/// What a `poller replay` run printed and how it exited.
+struct Run {
+    stdout: String,
+    stderr: String,
+    code: i32,
+}
+
+impl Run {
+    /// The `--output json` report.
+    fn report(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", self.stdout, self.stderr))
+    }
+
+    /// The outcome of every range in the report, in its order.
+    fn outcomes(&self) -> Vec<String> {
+        self.report()["ranges"]
+            .as_array()
+            .expect("ranges")
+            .iter()
+            .map(|r| r["outcome"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+/// Run `poller replay` for `mapping` with `args`, invoking the function at `function_url`.
+fn replay(mapping: &str, function_url: &str, args: &[&str], stdin: &str) -> Run {
     use std::io::Write;
     let dir = std::env::temp_dir().join(unique("replay"));
     std::fs::create_dir_all(&dir).unwrap();
@@ -18,111 +47,219 @@ fn replay(mapping: &str, stdin: &str) -> (String, String, bool) {
         .arg("--mapping")
         .arg(&file)
         .args(["--endpoint-url", &endpoint(), "--region", "us-east-1"])
+        .args(["--lambda-endpoint-url", function_url])
+        .args(args)
         .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("RUST_LOG", "warn")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("poller runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        out.status.success(),
-    )
+    Run {
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code: out.status.code().expect("exit code"),
+    }
 }
 
-#[tokio::test]
-async fn replay_reads_back_the_records_of_a_discarded_kinesis_batch() {
+/// A function that fails (unhandled error) every invocation holding a record with "poison".
+async fn failing_function() -> SimHandle {
+    simulator(FunctionConfig {
+        failure_mode: FailureMode::Error,
+        rules: vec![Rule {
+            body_contains: Some("poison".to_owned()),
+            action: RuleAction::Fail,
+            ..Rule::default()
+        }],
+        ..FunctionConfig::default()
+    })
+    .await
+}
+
+/// The Kinesis sequence numbers of each invocation, in invocation order.
+fn batches(invocations: &[Invocation]) -> Vec<Vec<String>> {
+    let mut invocations = invocations.to_vec();
+    invocations.sort_by_key(|i| i.seq);
+    invocations
+        .iter()
+        .map(|i| {
+            records(i)
+                .iter()
+                .map(|r| r["kinesis"]["sequenceNumber"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .collect()
+}
+
+/// A one-shard stream with six records, r0..r5, where r1 and r5 are poison; a mapping to it with
+/// batches of two, no retries and `destination` as its on-failure destination, run by the poller
+/// with the failing function until batches [r0, r1] and [r4, r5] have been discarded. Returns the
+/// mapping, the function, and the discarded batches as the function got them.
+async fn discard_two_batches(destination: &str, discarded: impl AsyncFn() -> bool) -> (String, SimHandle, Vec<Vec<String>>) {
+    let kinesis = Kinesis::new().await;
+    let name = unique("replay");
+    let arn = kinesis.create_stream(&name, 1).await;
+    let data: Vec<(String, String)> = ["r0", "r1 poison", "r2", "r3", "r4", "r5 poison"]
+        .iter()
+        .map(|d| ("k".to_owned(), d.to_string()))
+        .collect();
+    kinesis.put(&name, &data).await;
+    let extra = format!(
+        r#""StartingPosition":"TRIM_HORIZON","BatchSize":2,"MaximumRetryAttempts":0,
+           "DestinationConfig":{{"OnFailure":{{"Destination":"{destination}"}}}}"#
+    );
+    let mapping = stream_mapping(&arn, "replay-fn", &extra);
+    let function = failing_function().await;
+    let poller = RunningPoller::start(std::slice::from_ref(&mapping), &function.url(), None);
+    eventually(Duration::from_secs(60), "two batches discarded, one delivered", || async {
+        processed_kinesis_data(&function.invocations()).len() >= 2 && discarded().await
+    })
+    .await;
+    let report = poller.stop().await;
+    assert_eq!(report[0].counters.on_failure_delivered, 4, "{}", report[0].counters);
+    let failed: Vec<Vec<String>> = batches(
+        &function
+            .invocations()
+            .into_iter()
+            .filter(|i| i.records_ok.is_empty())
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert!(failed.iter().all(|b| b.len() == 2), "{failed:?}");
+    function.reset();
+    (mapping, function, failed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replay_from_an_sqs_queue_sends_the_discarded_batches_again() {
+    let sqs = Sqs::new().await;
+    let queue = sqs.create_queue(&unique("on-failure"), &[]).await;
+    let (mapping, failing, discarded) = discard_two_batches(&queue.arn, async || sqs.depth(&queue).await >= 2).await;
+
+    // The function still fails: both ranges fail again and stay in the queue, visible at once.
+    let run = replay(&mapping, &failing.url(), &["--from", &queue.arn, "--output", "json"], "");
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.outcomes(), ["failed", "failed"], "{}", run.stdout);
+    let reason = run.report()["ranges"][0]["reason"].as_str().unwrap().to_owned();
+    assert!(reason.starts_with("function error (Unhandled)"), "{reason}");
+    assert_eq!(batches(&failing.invocations()), discarded, "the same batches, in shard order");
+    assert_eq!(sqs.depth(&queue).await, 2);
+
+    // Fixed: the batches are replayed with the same boundaries, and their messages deleted.
+    let fixed = simulator(FunctionConfig::default()).await;
+    let run = replay(&mapping, &fixed.url(), &["--output", "json"], "");
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.outcomes(), ["replayed", "replayed"], "{}", run.stdout);
+    assert_eq!(run.report()["totals"]["replayed"], 2);
+    assert_eq!(batches(&fixed.invocations()), discarded);
+    let event = &fixed.invocations()[0].payload;
+    assert_eq!(event.as_object().unwrap().keys().collect::<Vec<_>>(), ["Records"]);
+    assert_eq!(event["Records"][0]["eventSource"], "aws:kinesis");
+    assert_eq!(sqs.depth(&queue).await, 0, "replayed ranges are deleted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replay_from_s3_reads_the_objects_under_the_mapping_prefix() {
+    let s3 = aws_sdk_s3::Client::new(&sdk_config().await);
+    let bucket = unique("replay");
+    s3.create_bucket().bucket(&bucket).send().await.expect("CreateBucket");
+    let objects = async || {
+        let listed = s3.list_objects_v2().bucket(&bucket).send().await.unwrap();
+        listed.contents().len()
+    };
+    let (mapping, _, discarded) =
+        discard_two_batches(&format!("arn:aws:s3:::{bucket}"), async || objects().await >= 2).await;
+
+    let fixed = simulator(FunctionConfig::default()).await;
+    // The mapping's destination is the default source of on-failure records.
+    let run = replay(&mapping, &fixed.url(), &[], "");
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.ends_with("2 replayed, 0 failed, 0 expired\n"), "{}", run.stdout);
+    assert_eq!(run.stdout.lines().filter(|l| l.starts_with("replayed shardId-000000000000 ")).count(), 2);
+    assert_eq!(batches(&fixed.invocations()), discarded);
+    assert_eq!(objects().await, 2, "S3 objects are only read");
+}
+
+/// An on-failure record of the stream, for a batch from `start` to `end` of `shard`.
+fn on_failure_record(stream_arn: &str, shard: &str, start: &str, end: &str, batch_size: u64) -> String {
+    serde_json::json!({
+        "requestContext": {"requestId": "r", "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:f",
+            "condition": "RetryAttemptsExhausted", "approximateInvokeCount": 1},
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "version": "1.0",
+        "timestamp": "2026-01-01T00:00:00.000Z",
+        "KinesisBatchInfo": {"shardId": shard, "startSequenceNumber": start, "endSequenceNumber": end,
+            "approximateArrivalOfFirstRecord": "2026-01-01T00:00:00.000Z",
+            "approximateArrivalOfLastRecord": "2026-01-01T00:00:00.000Z",
+            "batchSize": batch_size, "streamArn": stream_arn}
+    })
+    .to_string()
+}
+
+/// Ranges whose records are gone are reported expired; `--dry-run` prints the event of a range
+/// that is there and invokes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn expired_ranges_are_reported_and_dry_run_prints_the_event() {
     let kinesis = Kinesis::new().await;
     let name = unique("replay");
     let stream_arn = kinesis.create_stream(&name, 1).await;
-    let data: Vec<(String, String)> = (0..5)
-        .map(|i| ("k".to_owned(), format!("record-{i}")))
-        .collect();
-    let sequences = kinesis.put(&name, &data).await;
-
-    // The on-failure record of a batch of records 1..=3, as the poller's SQS destination writes it.
-    let sqs = Sqs::new().await;
-    let queue = sqs.create_queue(&unique("on-failure"), &[]).await;
-    let record = StreamFailureRecord {
-        stream: StreamKind::Kinesis,
-        request_id: uuid::Uuid::new_v4().to_string(),
-        function_arn: "arn:aws:lambda:us-east-1:123456789012:function:f".to_owned(),
-        condition: FailureCondition::RecordAgeExceeded,
-        approximate_invoke_count: 1,
-        timestamp_ms: 1_700_000_000_000,
-        batch: StreamBatchInfo {
-            shard_id: "shardId-000000000000".to_owned(),
-            start_sequence_number: sequences[1].clone(),
-            end_sequence_number: sequences[3].clone(),
-            approximate_arrival_of_first_record_ms: 1_700_000_000_000,
-            approximate_arrival_of_last_record_ms: 1_700_000_000_000,
-            batch_size: 3,
-            stream_arn: stream_arn.clone(),
-        },
-    };
-    let destination = Destination::connect(&sdk_config().await, &queue.arn)
-        .await
-        .expect("connect");
-    destination
-        .deliver(&record, b"", &uuid::Uuid::new_v4().to_string())
-        .await
-        .expect("deliver");
-    // SendMessage has returned: the message is in the queue.
-    let bodies: Vec<String> = sqs
-        .drain(&queue)
-        .await
-        .iter()
-        .map(|m| m.body().unwrap_or_default().to_owned())
-        .collect();
-    assert_eq!(bodies.len(), 1, "one on-failure record");
-
+    let data: Vec<(String, String)> = (0..5).map(|i| ("k".to_owned(), format!("record-{i}"))).collect();
+    let seqs = kinesis.put(&name, &data).await;
     let mapping = stream_mapping(&stream_arn, "f", r#""StartingPosition":"TRIM_HORIZON""#);
-    let (stdout, stderr, ok) = replay(&mapping, &format!("{}\n", bodies[0]));
-    assert!(ok, "{stderr}");
-    let event: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one event");
-    let records = event["Records"].as_array().expect("Records");
-    let decoded: Vec<String> = records
+    let function = simulator(FunctionConfig::default()).await;
+    let shard = "shardId-000000000000";
+
+    let present = on_failure_record(&stream_arn, shard, &seqs[1], &seqs[3], 3);
+    let run = replay(&mapping, &function.url(), &["--from", "-", "--dry-run"], &format!("{present}\n"));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let event: serde_json::Value = serde_json::from_str(run.stdout.trim()).expect("one event");
+    let decoded: Vec<String> = event["Records"]
+        .as_array()
+        .unwrap()
         .iter()
         .map(|r| {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(r["kinesis"]["data"].as_str().unwrap())
-                .unwrap();
+            let bytes = base64::engine::general_purpose::STANDARD.decode(r["kinesis"]["data"].as_str().unwrap()).unwrap();
             String::from_utf8(bytes).unwrap()
         })
         .collect();
     assert_eq!(decoded, ["record-1", "record-2", "record-3"]);
-    let replayed: Vec<&str> = records
-        .iter()
-        .map(|r| r["kinesis"]["sequenceNumber"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        replayed,
-        sequences[1..=3]
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-    );
-    assert!(
-        records
-            .iter()
-            .all(|r| r["eventSourceARN"] == stream_arn.as_str())
-    );
+    assert!(run.stderr.contains("found shardId-000000000000"), "{}", run.stderr);
+    assert!(function.invocations().is_empty(), "a dry run invokes nothing");
 
-    // A batch that claims more records than the range holds is reported, naming the input line.
-    let short = bodies[0].replace("\"batchSize\":3", "\"batchSize\":4");
-    let (stdout, stderr, ok) = replay(&mapping, &format!("{short}\n"));
-    assert!(!ok);
-    assert!(stdout.is_empty(), "{stdout}");
-    assert!(
-        stderr.contains("stdin:1: found 3 of the batch's 4 records"),
-        "{stderr}"
-    );
+    // Before the oldest record (the trim horizon moved past it), a shard that is gone, and a batch
+    // that had more records than the range still holds.
+    let before_oldest = on_failure_record(&stream_arn, shard, "1", &seqs[1], 2);
+    let gone = on_failure_record(&stream_arn, "shardId-000000000007", &seqs[0], &seqs[1], 2);
+    let short = on_failure_record(&stream_arn, shard, &seqs[1], &seqs[3], 4);
+    let stdin = format!("{before_oldest}\n{gone}\n{short}\nnot json\n");
+    let run = replay(&mapping, &function.url(), &["--from", "-", "--output", "json"], &stdin);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let report = run.report();
+    let by_source = |line: &str| {
+        report["ranges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["source"] == line)
+            .unwrap_or_else(|| panic!("{line} in {report}"))
+            .clone()
+    };
+    let oldest = by_source("stdin:1");
+    assert_eq!(oldest["outcome"], "expired");
+    assert!(oldest["reason"].as_str().unwrap().contains(&format!("record 1 is no longer in {shard} (the next is {})", seqs[0])), "{oldest}");
+    assert_eq!(by_source("stdin:2")["outcome"], "expired", "{report}");
+    let short = by_source("stdin:3");
+    assert_eq!(short["outcome"], "expired");
+    assert!(short["reason"].as_str().unwrap().contains("found 3 of the batch's 4 records"), "{short}");
+    assert_eq!(by_source("stdin:4")["outcome"], "invalid");
+    assert_eq!(report["totals"]["expired"], 3);
+    assert!(function.invocations().is_empty(), "nothing expired is invoked");
+
+    // SNS cannot be read back: said before anything is read.
+    let run = replay(&mapping, &function.url(), &["--from", "arn:aws:sns:us-east-1:123456789012:t"], "");
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("an SNS topic cannot be read back"), "{}", run.stderr);
 }

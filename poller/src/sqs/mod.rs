@@ -26,9 +26,9 @@
 //! * A lane that fails is restarted ([`lanes`]); the messages it held are made visible at once.
 
 mod lanes;
-mod record;
+pub(crate) mod record;
 pub mod scaling;
-mod visibility;
+pub(crate) mod visibility;
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};

@@ -9,7 +9,7 @@ use crate::arn::ArnParts;
 ///
 /// Message attributes are ordered by name: the SDK hands them over as a hash map, and SQS itself orders
 /// them by name when it computes `MD5OfMessageAttributes`.
-pub(super) fn to_record(message: &Message, queue: &ArnParts) -> SqsRecord {
+pub(crate) fn to_record(message: &Message, queue: &ArnParts) -> SqsRecord {
     let attr = |name: Name| {
         message
             .attributes()

@@ -128,7 +128,7 @@ impl Held {
 
 /// Make messages visible again now (`ChangeMessageVisibility` 0), in the order given: messages the poller
 /// received but will not invoke (their lane failed, or an earlier FIFO message of their group failed).
-pub(super) async fn reveal(client: &aws_sdk_sqs::Client, queue_url: &str, receipt_handles: &[String]) {
+pub(crate) async fn reveal(client: &aws_sdk_sqs::Client, queue_url: &str, receipt_handles: &[String]) {
     change_visibility(client, queue_url, receipt_handles, 0, "releasing messages").await;
 }
 

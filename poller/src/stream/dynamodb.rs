@@ -93,6 +93,9 @@ impl DynamoDbSource {
             Position::AfterSequence(sequence) => request
                 .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
                 .sequence_number(sequence),
+            Position::AtSequence(sequence) => request
+                .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
+                .sequence_number(sequence),
             // DynamoDB Streams has no AT_TIMESTAMP iterator (and mappings cannot ask for one, as on
             // AWS); a LATEST mapping's pinned start is read from the oldest record, and the reader
             // skips what came before the pinned time.

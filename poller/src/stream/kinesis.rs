@@ -92,6 +92,9 @@ impl KinesisSource {
             Position::AfterSequence(sequence) => request
                 .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
                 .starting_sequence_number(sequence),
+            Position::AtSequence(sequence) => request
+                .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
+                .starting_sequence_number(sequence),
         };
         let out = request.send().await.map_err(|e| read_error(&e))?;
         out.shard_iterator

@@ -76,19 +76,29 @@ pub(crate) struct StreamCtx {
 impl StreamCtx {
     /// Does `record` pass the mapping's filters?
     fn matches(&self, record: &StreamRecord) -> bool {
-        if self.filters.is_empty() {
-            return true;
-        }
-        match serde_json::from_slice(&record.json) {
-            Ok(value) => self.filters.matches(&value),
-            Err(_) => false,
-        }
+        passes(&self.filters, record)
     }
 
     /// Budget for the records of one `{"Records":[...]}` payload: the 6 MB cap less the envelope,
     /// counting one separator per record (callers add it to each record's size).
     fn max_record_bytes(&self) -> usize {
-        MAX_PAYLOAD_BYTES - Envelope::records().payload_len([])
+        max_record_bytes()
+    }
+}
+
+/// Budget for the records of one `{"Records":[...]}` payload (see [`StreamCtx::max_record_bytes`]).
+pub(crate) fn max_record_bytes() -> usize {
+    MAX_PAYLOAD_BYTES - Envelope::records().payload_len([])
+}
+
+/// Does `record` pass `filters` (a mapping's FilterCriteria; none keeps every record)?
+pub(crate) fn passes(filters: &esm_filter::Filters, record: &StreamRecord) -> bool {
+    if filters.is_empty() {
+        return true;
+    }
+    match serde_json::from_slice(&record.json) {
+        Ok(value) => filters.matches(&value),
+        Err(_) => false,
     }
 }
 

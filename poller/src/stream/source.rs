@@ -27,6 +27,8 @@ pub enum Position {
     AtTimestamp(f64),
     /// Just after a checkpointed record.
     AfterSequence(String),
+    /// At a record: `poller replay` reads a discarded batch from its first record.
+    AtSequence(String),
 }
 
 /// One record read from a shard.
