@@ -199,6 +199,20 @@ fn on_failure_record(stream_arn: &str, shard: &str, start: &str, end: &str, batc
     .to_string()
 }
 
+/// The decimal number one less than `n` (> 0), however long.
+fn one_less(n: &str) -> String {
+    let mut digits = n.as_bytes().to_vec();
+    for d in digits.iter_mut().rev() {
+        if *d == b'0' {
+            *d = b'9';
+        } else {
+            *d -= 1;
+            break;
+        }
+    }
+    String::from_utf8(digits).unwrap()
+}
+
 /// Ranges whose records are gone are reported expired; `--dry-run` prints the event of a range
 /// that is there and invokes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -231,7 +245,8 @@ async fn expired_ranges_are_reported_and_dry_run_prints_the_event() {
 
     // Before the oldest record (the trim horizon moved past it), a shard that is gone, and a batch
     // that had more records than the range still holds.
-    let before_oldest = on_failure_record(&stream_arn, shard, "1", &seqs[1], 2);
+    let before = one_less(&seqs[0]);
+    let before_oldest = on_failure_record(&stream_arn, shard, &before, &seqs[1], 2);
     let gone = on_failure_record(&stream_arn, "shardId-000000000007", &seqs[0], &seqs[1], 2);
     let short = on_failure_record(&stream_arn, shard, &seqs[1], &seqs[3], 4);
     let stdin = format!("{before_oldest}\n{gone}\n{short}\nnot json\n");
@@ -249,7 +264,7 @@ async fn expired_ranges_are_reported_and_dry_run_prints_the_event() {
     };
     let oldest = by_source("stdin:1");
     assert_eq!(oldest["outcome"], "expired");
-    assert!(oldest["reason"].as_str().unwrap().contains(&format!("record 1 is no longer in {shard} (the next is {})", seqs[0])), "{oldest}");
+    assert!(oldest["reason"].as_str().unwrap().contains(&format!("record {before} is no longer in {shard} (the next is {})", seqs[0])), "{oldest}");
     assert_eq!(by_source("stdin:2")["outcome"], "expired", "{report}");
     let short = by_source("stdin:3");
     assert_eq!(short["outcome"], "expired");
