@@ -58,14 +58,19 @@ pub(crate) async fn run(mappings: Vec<Mapping>, options: &Options, limit: usize)
     let sdk = crate::sdk_config(options).await;
     let mut status = ExitCode::SUCCESS;
     for mapping in mappings {
-        println!("mapping {} ({} → {}), dry run:", mapping.uuid, mapping.source, mapping.function_name);
+        println!(
+            "mapping {} ({} → {}), dry run:",
+            mapping.uuid, mapping.source, mapping.function_name
+        );
         if !mapping.enabled {
             println!("  disabled (Enabled: false): not read");
             continue;
         }
         let pass = match &mapping.settings {
             SourceSettings::Sqs(_) => sqs_pass(&mapping, &sdk, limit).await,
-            SourceSettings::Stream(settings) => stream_pass(&mapping, settings, &sdk, options, limit).await,
+            SourceSettings::Stream(settings) => {
+                stream_pass(&mapping, settings, &sdk, options, limit).await
+            }
         };
         match pass {
             Ok(pass) => print!("{}", describe(&pass)),
@@ -82,7 +87,11 @@ pub(crate) async fn run(mappings: Vec<Mapping>, options: &Options, limit: usize)
 fn describe(pass: &Pass) -> String {
     let mut text = String::new();
     for (n, b) in pass.batches.iter().enumerate() {
-        let shard = b.shard_id.as_ref().map(|s| format!(" [{s}]")).unwrap_or_default();
+        let shard = b
+            .shard_id
+            .as_ref()
+            .map(|s| format!(" [{s}]"))
+            .unwrap_or_default();
         text += &format!(
             "  batch {}{shard}: {} records, {} bytes: {}\n",
             n + 1,
@@ -122,7 +131,9 @@ fn sqs_batches(records: Vec<(String, Vec<u8>)>, batch_size: usize, limit: usize)
     for (id, json) in records {
         if let Err(item) = batcher.push((id, json.len()), json.len(), now) {
             batches.push(batcher.take());
-            batcher.push(item.clone(), item.1, now).expect("an empty batch takes any record");
+            batcher
+                .push(item.clone(), item.1, now)
+                .expect("an empty batch takes any record");
         }
     }
     if !batcher.is_empty() {
@@ -133,20 +144,28 @@ fn sqs_batches(records: Vec<(String, Vec<u8>)>, batch_size: usize, limit: usize)
         .take(limit)
         .map(|batch| Planned {
             shard_id: None,
-            payload_bytes: limits.envelope.payload_len(batch.iter().map(|(_, len)| *len)),
+            payload_bytes: limits
+                .envelope
+                .payload_len(batch.iter().map(|(_, len)| *len)),
             ids: batch.into_iter().map(|(id, _)| id).collect(),
         })
         .collect()
 }
 
-async fn sqs_pass(mapping: &Mapping, sdk: &aws_config::SdkConfig, limit: usize) -> Result<Pass, String> {
+async fn sqs_pass(
+    mapping: &Mapping,
+    sdk: &aws_config::SdkConfig,
+    limit: usize,
+) -> Result<Pass, String> {
     let queue = mapping.source.parts();
     let client = aws_sdk_sqs::Client::from_conf(
         aws_sdk_sqs::config::Builder::from(sdk)
             .region(aws_sdk_sqs::config::Region::new(queue.region.clone()))
             .build(),
     );
-    let queue_url = crate::sqs::queue_url(&client, queue).await.map_err(|e| e.to_string())?;
+    let queue_url = crate::sqs::queue_url(&client, queue)
+        .await
+        .map_err(|e| e.to_string())?;
     let wanted = limit.saturating_mul(mapping.batch_size as usize);
     let mut held = Vec::new();
     let mut seen = HashSet::new();
@@ -168,7 +187,12 @@ async fn sqs_pass(mapping: &Mapping, sdk: &aws_config::SdkConfig, limit: usize) 
             .await;
         let messages = match answer {
             Ok(out) => out.messages.unwrap_or_default(),
-            Err(e) => break Err(format!("ReceiveMessage failed: {}", aws_sdk_sqs::error::DisplayErrorContext(&e))),
+            Err(e) => {
+                break Err(format!(
+                    "ReceiveMessage failed: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(&e)
+                ));
+            }
         };
         if messages.is_empty() {
             break Ok(());
@@ -185,7 +209,10 @@ async fn sqs_pass(mapping: &Mapping, sdk: &aws_config::SdkConfig, limit: usize) 
                 pass.dropped.push(record.message_id);
                 continue;
             }
-            kept.push((record.message_id.clone(), serde_json::to_vec(&record).expect("records serialize")));
+            kept.push((
+                record.message_id.clone(),
+                serde_json::to_vec(&record).expect("records serialize"),
+            ));
         }
     };
     // Released whatever happened, so the pass leaves the queue as it was.
@@ -197,8 +224,15 @@ async fn sqs_pass(mapping: &Mapping, sdk: &aws_config::SdkConfig, limit: usize) 
 
 /// Batches of one shard's records (in shard order) as its worker makes them: one lane per
 /// partition key hash, up to `BatchSize` records and the payload cap, at most `limit` batches.
-fn stream_batches(shard_id: &str, records: Vec<(String, StreamRecord)>, batch_size: usize, lanes: u32, limit: usize) -> Vec<Planned> {
-    let mut lanes: Lanes<(String, StreamRecord)> = Lanes::new(lanes).expect("validated ParallelizationFactor");
+fn stream_batches(
+    shard_id: &str,
+    records: Vec<(String, StreamRecord)>,
+    batch_size: usize,
+    lanes: u32,
+    limit: usize,
+) -> Vec<Planned> {
+    let mut lanes: Lanes<(String, StreamRecord)> =
+        Lanes::new(lanes).expect("validated ParallelizationFactor");
     for (id, record) in records {
         let key = record.partition_key.clone();
         lanes.push(&key, (id, record));
@@ -208,11 +242,14 @@ fn stream_batches(shard_id: &str, records: Vec<(String, StreamRecord)>, batch_si
     while !lanes.is_idle() && batches.len() < limit {
         let ready: Vec<usize> = lanes.ready_lanes().collect();
         for lane in ready {
-            if let Some(batch) = lanes.take_batch(lane, batch_size, max_bytes, |(_, r)| r.json.len() + 1) {
+            if let Some(batch) =
+                lanes.take_batch(lane, batch_size, max_bytes, |(_, r)| r.json.len() + 1)
+            {
                 lanes.finish_batch(lane);
                 batches.push(Planned {
                     shard_id: Some(shard_id.to_owned()),
-                    payload_bytes: Envelope::records().payload_len(batch.iter().map(|(_, r)| r.json.len())),
+                    payload_bytes: Envelope::records()
+                        .payload_len(batch.iter().map(|(_, r)| r.json.len())),
                     ids: batch.into_iter().map(|(id, _)| id).collect(),
                 });
             }
@@ -231,9 +268,15 @@ async fn stream_pass(
 ) -> Result<Pass, String> {
     let arn = mapping.source.parts();
     let role = options.invoke_identity_arn.clone().unwrap_or_else(|| {
-        format!("arn:aws:iam::{}:role/{}-role", arn.account, crate::stream::short_name(&mapping.function_name))
+        format!(
+            "arn:aws:iam::{}:role/{}-role",
+            arn.account,
+            crate::stream::short_name(&mapping.function_name)
+        )
     });
-    let source = StreamSource::connect(sdk, &mapping.source, &role).await.map_err(|e| e.to_string())?;
+    let source = StreamSource::connect(sdk, &mapping.source, &role)
+        .await
+        .map_err(|e| e.to_string())?;
     let position = match settings.starting_position {
         StartingPosition::TrimHorizon => Position::TrimHorizon,
         StartingPosition::Latest => Position::Latest,
@@ -242,10 +285,18 @@ async fn stream_pass(
     let dynamodb = matches!(mapping.source, SourceArn::DynamoDbStream(_));
     let wanted = limit.saturating_mul(mapping.batch_size as usize);
     let mut pass = Pass::default();
-    let shards = source.list_shards().await.map_err(|e| format!("listing shards: {e}"))?;
+    let shards = source
+        .list_shards()
+        .await
+        .map_err(|e| format!("listing shards: {e}"))?;
     for shard in shards {
         let shard_id = shard.shard_id;
-        let mut iterator = Some(source.iterator(&shard_id, &position).await.map_err(|e| format!("{shard_id}: {e}"))?);
+        let mut iterator = Some(
+            source
+                .iterator(&shard_id, &position)
+                .await
+                .map_err(|e| format!("{shard_id}: {e}"))?,
+        );
         let mut kept = Vec::new();
         let mut read = 0;
         while let Some(it) = iterator.take() {
@@ -299,14 +350,27 @@ mod tests {
 
     #[test]
     fn sqs_batches_follow_batch_size_and_the_limit() {
-        let records: Vec<(String, Vec<u8>)> = (0..7).map(|i| (format!("m{i}"), vec![b'x'; 10])).collect();
+        let records: Vec<(String, Vec<u8>)> =
+            (0..7).map(|i| (format!("m{i}"), vec![b'x'; 10])).collect();
         let batches = sqs_batches(records.clone(), 3, 10);
-        let ids: Vec<Vec<&str>> = batches.iter().map(|b| b.ids.iter().map(String::as_str).collect()).collect();
-        assert_eq!(ids, [vec!["m0", "m1", "m2"], vec!["m3", "m4", "m5"], vec!["m6"]]);
-        assert_eq!(batches[2].payload_bytes, Envelope::records().payload_len([10]));
+        let ids: Vec<Vec<&str>> = batches
+            .iter()
+            .map(|b| b.ids.iter().map(String::as_str).collect())
+            .collect();
+        assert_eq!(
+            ids,
+            [vec!["m0", "m1", "m2"], vec!["m3", "m4", "m5"], vec!["m6"]]
+        );
+        assert_eq!(
+            batches[2].payload_bytes,
+            Envelope::records().payload_len([10])
+        );
         assert_eq!(sqs_batches(records, 3, 2).len(), 2);
         // A record that would pass the payload cap starts the next batch.
-        let big = vec![("a".to_owned(), vec![b'x'; 4 << 20]), ("b".to_owned(), vec![b'x'; 4 << 20])];
+        let big = vec![
+            ("a".to_owned(), vec![b'x'; 4 << 20]),
+            ("b".to_owned(), vec![b'x'; 4 << 20]),
+        ];
         assert_eq!(sqs_batches(big, 10, 10).len(), 2);
     }
 
@@ -323,15 +387,32 @@ mod tests {
     #[test]
     fn stream_batches_keep_each_key_in_its_lane() {
         let one = stream_batches("s", (1..=5).map(|s| record(s, "k")).collect(), 2, 1, 10);
-        let ids: Vec<Vec<&str>> = one.iter().map(|b| b.ids.iter().map(String::as_str).collect()).collect();
+        let ids: Vec<Vec<&str>> = one
+            .iter()
+            .map(|b| b.ids.iter().map(String::as_str).collect())
+            .collect();
         assert_eq!(ids, [vec!["1", "2"], vec!["3", "4"], vec!["5"]]);
         assert!(one.iter().all(|b| b.shard_id.as_deref() == Some("s")));
-        assert_eq!(stream_batches("s", (1..=5).map(|s| record(s, "k")).collect(), 2, 1, 1).len(), 1);
+        assert_eq!(
+            stream_batches("s", (1..=5).map(|s| record(s, "k")).collect(), 2, 1, 1).len(),
+            1
+        );
 
         let lanes: Lanes<()> = Lanes::new(2).unwrap();
-        let other = (0..100).map(|i| format!("k{i}")).find(|k| lanes.lane_for(k.as_bytes()) != lanes.lane_for(b"a")).unwrap();
-        let records = vec![record(1, "a"), record(2, &other), record(3, "a"), record(4, &other)];
-        let mut ids: Vec<Vec<String>> = stream_batches("s", records, 10, 2, 10).into_iter().map(|b| b.ids).collect();
+        let other = (0..100)
+            .map(|i| format!("k{i}"))
+            .find(|k| lanes.lane_for(k.as_bytes()) != lanes.lane_for(b"a"))
+            .unwrap();
+        let records = vec![
+            record(1, "a"),
+            record(2, &other),
+            record(3, "a"),
+            record(4, &other),
+        ];
+        let mut ids: Vec<Vec<String>> = stream_batches("s", records, 10, 2, 10)
+            .into_iter()
+            .map(|b| b.ids)
+            .collect();
         ids.sort();
         assert_eq!(ids, [vec!["1", "3"], vec!["2", "4"]]);
     }
@@ -339,7 +420,11 @@ mod tests {
     #[test]
     fn the_text_lists_batches_and_dropped_records() {
         let pass = Pass {
-            batches: vec![Planned { shard_id: Some("shardId-0".to_owned()), ids: vec!["1".to_owned(), "2".to_owned()], payload_bytes: 40 }],
+            batches: vec![Planned {
+                shard_id: Some("shardId-0".to_owned()),
+                ids: vec!["1".to_owned(), "2".to_owned()],
+                payload_bytes: 40,
+            }],
             dropped: vec!["3".to_owned()],
             read: 3,
         };

@@ -67,7 +67,8 @@ pub enum NotOurs {
 /// object, which adds `payload`) for the stream `stream_arn`.
 pub fn batch_range(record: &str, stream_arn: &str) -> Result<BatchRange, NotOurs> {
     let invalid = |m: String| NotOurs::Invalid(m);
-    let value: Value = serde_json::from_str(record).map_err(|e| invalid(format!("not JSON: {e}")))?;
+    let value: Value =
+        serde_json::from_str(record).map_err(|e| invalid(format!("not JSON: {e}")))?;
     let info = value
         .get("KinesisBatchInfo")
         .or_else(|| value.get("DDBStreamBatchInfo"))
@@ -119,7 +120,9 @@ pub fn origin(text: &str, uuid: &str) -> Result<Origin, String> {
     if let Some(rest) = text.strip_prefix("s3://") {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
-            return Err(format!("{text}: no bucket name; expected s3://BUCKET/PREFIX"));
+            return Err(format!(
+                "{text}: no bucket name; expected s3://BUCKET/PREFIX"
+            ));
         }
         return Ok(Origin::S3 {
             bucket: bucket.to_owned(),
@@ -231,9 +234,10 @@ pub fn select(
     passes: impl Fn(&StreamRecord) -> bool,
 ) -> Selection {
     let Some(first) = read.first().filter(|r| r.sequence_number == range.start) else {
-        let oldest = read
-            .first()
-            .map_or_else(|| "the shard holds no later record".to_owned(), |r| format!("the next is {}", r.sequence_number));
+        let oldest = read.first().map_or_else(
+            || "the shard holds no later record".to_owned(),
+            |r| format!("the next is {}", r.sequence_number),
+        );
         return Selection::Expired(format!(
             "record {} is no longer in {} ({oldest})",
             range.start, range.shard_id
@@ -278,7 +282,9 @@ impl Replayer {
     async fn replay(&self, range: &BatchRange) -> Outcome {
         let read = match self.read(range).await {
             Ok(read) => read,
-            Err(ReadError::Trimmed(e) | ReadError::NotFound(e)) => return Outcome::Expired(format!("{}: {e}", range.shard_id)),
+            Err(ReadError::Trimmed(e) | ReadError::NotFound(e)) => {
+                return Outcome::Expired(format!("{}: {e}", range.shard_id));
+            }
             Err(e) => return Outcome::Failed(format!("reading {}: {e}", range.shard_id)),
         };
         let batch: Vec<&StreamRecord> = match select(range, &read, &self.lanes, |r| {
@@ -306,9 +312,16 @@ impl Replayer {
         let mut iterator = Some(retry(|| self.source.iterator(&range.shard_id, &position)).await?);
         let mut records = Vec::new();
         while let Some(it) = iterator.take() {
-            let page = retry(|| self.source.read(&range.shard_id, &it, self.source.max_page())).await?;
+            let page = retry(|| {
+                self.source
+                    .read(&range.shard_id, &it, self.source.max_page())
+            })
+            .await?;
             let caught_up = page.records.is_empty() && page.millis_behind.is_none_or(|ms| ms == 0);
-            let past_end = page.records.last().is_some_and(|r| r.sequence_number > range.end);
+            let past_end = page
+                .records
+                .last()
+                .is_some_and(|r| r.sequence_number > range.end);
             records.extend(page.records);
             if past_end || caught_up {
                 break;
@@ -325,7 +338,11 @@ impl Replayer {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         let mut attempt = 1;
         let response = loop {
-            match self.target.invoke(payload.clone(), InvocationType::RequestResponse, false).await {
+            match self
+                .target
+                .invoke(payload.clone(), InvocationType::RequestResponse, false)
+                .await
+            {
                 Ok(response) => break response,
                 // At least once, as on the stream path: a timeout may follow a run of the function.
                 Err(e) if e.is_retryable() && attempt < ATTEMPTS => {
@@ -369,7 +386,9 @@ where
     let mut attempt = 1;
     loop {
         match call().await {
-            Err(ReadError::Throttled(_) | ReadError::ExpiredIterator | ReadError::Other(_)) if attempt < ATTEMPTS => {
+            Err(ReadError::Throttled(_) | ReadError::ExpiredIterator | ReadError::Other(_))
+                if attempt < ATTEMPTS =>
+            {
                 attempt += 1;
                 tokio::time::sleep(backoff.next_delay()).await;
             }
@@ -380,8 +399,15 @@ where
 
 /// Where the records come from, connected.
 enum Records {
-    Sqs { client: aws_sdk_sqs::Client, queue_url: String },
-    S3 { client: aws_sdk_s3::Client, bucket: String, prefix: String },
+    Sqs {
+        client: aws_sdk_sqs::Client,
+        queue_url: String,
+    },
+    S3 {
+        client: aws_sdk_s3::Client,
+        bucket: String,
+        prefix: String,
+    },
     Stdin,
     Files(Vec<PathBuf>),
 }
@@ -395,7 +421,9 @@ impl Records {
                         .region(aws_sdk_sqs::config::Region::new(queue.region.clone()))
                         .build(),
                 );
-                let queue_url = crate::sqs::queue_url(&client, &queue).await.map_err(|e| e.to_string())?;
+                let queue_url = crate::sqs::queue_url(&client, &queue)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 Records::Sqs { client, queue_url }
             }
             Origin::S3 { bucket, prefix } => Records::S3 {
@@ -424,7 +452,12 @@ impl Records {
                         .visibility_timeout(SQS_HOLD.as_secs() as i32)
                         .send()
                         .await
-                        .map_err(|e| format!("{queue_url}: ReceiveMessage failed: {}", DisplayErrorContext(&e)))?
+                        .map_err(|e| {
+                            format!(
+                                "{queue_url}: ReceiveMessage failed: {}",
+                                DisplayErrorContext(&e)
+                            )
+                        })?
                         .messages
                         .unwrap_or_default();
                     if messages.is_empty() {
@@ -442,11 +475,25 @@ impl Records {
                     }
                 }
             }
-            Records::S3 { client, bucket, prefix } => {
+            Records::S3 {
+                client,
+                bucket,
+                prefix,
+            } => {
                 let mut found = Vec::new();
-                let mut pages = client.list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
+                let mut pages = client
+                    .list_objects_v2()
+                    .bucket(bucket)
+                    .prefix(prefix)
+                    .into_paginator()
+                    .send();
                 while let Some(page) = pages.next().await {
-                    let page = page.map_err(|e| format!("s3://{bucket}/{prefix}: ListObjectsV2 failed: {}", DisplayErrorContext(&e)))?;
+                    let page = page.map_err(|e| {
+                        format!(
+                            "s3://{bucket}/{prefix}: ListObjectsV2 failed: {}",
+                            DisplayErrorContext(&e)
+                        )
+                    })?;
                     for object in page.contents() {
                         let key = object.key().unwrap_or_default();
                         let body = client
@@ -455,7 +502,12 @@ impl Records {
                             .key(key)
                             .send()
                             .await
-                            .map_err(|e| format!("s3://{bucket}/{key}: GetObject failed: {}", DisplayErrorContext(&e)))?
+                            .map_err(|e| {
+                                format!(
+                                    "s3://{bucket}/{key}: GetObject failed: {}",
+                                    DisplayErrorContext(&e)
+                                )
+                            })?
                             .body
                             .collect()
                             .await
@@ -471,7 +523,8 @@ impl Records {
                 Ok(found)
             }
             Records::Stdin => {
-                let text = std::io::read_to_string(std::io::stdin()).map_err(|e| format!("stdin: {e}"))?;
+                let text =
+                    std::io::read_to_string(std::io::stdin()).map_err(|e| format!("stdin: {e}"))?;
                 Ok(text
                     .lines()
                     .enumerate()
@@ -501,13 +554,24 @@ impl Records {
     /// SQS: delete the message of a settled record (unless `keep`), make the others visible again
     /// at once for the next run. Failures are reported; the message then reappears after its hold.
     async fn settle(&self, found: &Found, outcome: &Outcome, keep: bool) {
-        let (Records::Sqs { client, queue_url }, Some(handle)) = (self, &found.receipt_handle) else {
+        let (Records::Sqs { client, queue_url }, Some(handle)) = (self, &found.receipt_handle)
+        else {
             return;
         };
         let result = if outcome.settled() && !keep {
-            client.delete_message().queue_url(queue_url).receipt_handle(handle).send().await.map(drop).map_err(|e| {
-                format!("DeleteMessage: {}", aws_sdk_sqs::error::DisplayErrorContext(&e))
-            })
+            client
+                .delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(handle)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| {
+                    format!(
+                        "DeleteMessage: {}",
+                        aws_sdk_sqs::error::DisplayErrorContext(&e)
+                    )
+                })
         } else {
             client
                 .change_message_visibility()
@@ -517,7 +581,12 @@ impl Records {
                 .send()
                 .await
                 .map(drop)
-                .map_err(|e| format!("ChangeMessageVisibility: {}", aws_sdk_sqs::error::DisplayErrorContext(&e)))
+                .map_err(|e| {
+                    format!(
+                        "ChangeMessageVisibility: {}",
+                        aws_sdk_sqs::error::DisplayErrorContext(&e)
+                    )
+                })
         };
         if let Err(e) = result {
             eprintln!("{}: {e}", found.origin);
@@ -558,9 +627,15 @@ async fn replay(mapping: Mapping, args: ReplayArgs) -> Result<u8, String> {
     };
     let arn = mapping.source.parts().clone();
     let role = args.invoke.invoke_identity_arn.clone().unwrap_or_else(|| {
-        format!("arn:aws:iam::{}:role/{}-role", arn.account, crate::stream::short_name(&mapping.function_name))
+        format!(
+            "arn:aws:iam::{}:role/{}-role",
+            arn.account,
+            crate::stream::short_name(&mapping.function_name)
+        )
     });
-    let source = StreamSource::connect(&sdk, &mapping.source, &role).await.map_err(|e| e.to_string())?;
+    let source = StreamSource::connect(&sdk, &mapping.source, &role)
+        .await
+        .map_err(|e| e.to_string())?;
     let target = crate::invoke_target(
         args.invoke.http_url.as_deref(),
         args.invoke.lambda_endpoint_url.as_deref(),
@@ -601,7 +676,9 @@ async fn replay(mapping: Mapping, args: ReplayArgs) -> Result<u8, String> {
         if !args.dry_run {
             records.settle(&found, &outcome, args.keep).await;
         } else {
-            records.settle(&found, &Outcome::Skipped(String::new()), true).await;
+            records
+                .settle(&found, &Outcome::Skipped(String::new()), true)
+                .await;
         }
         let range = range.ok();
         lines.push(Line {
@@ -619,39 +696,67 @@ async fn replay(mapping: Mapping, args: ReplayArgs) -> Result<u8, String> {
     } else {
         print!("{report}");
     }
-    let all_done = lines
-        .iter()
-        .all(|l| matches!(l.outcome, Outcome::Replayed | Outcome::Found | Outcome::Skipped(_)));
+    let all_done = lines.iter().all(|l| {
+        matches!(
+            l.outcome,
+            Outcome::Replayed | Outcome::Found | Outcome::Skipped(_)
+        )
+    });
     Ok(if all_done { 0 } else { EXIT_NOT_ALL_REPLAYED })
 }
 
 /// The report: a line per on-failure record and the totals, or one JSON document.
 fn report(lines: &[Line], output: Output) -> String {
-    let mut totals: Vec<(&str, usize)> = ["replayed", "found", "failed", "expired", "skipped", "invalid"]
-        .into_iter()
-        .map(|name| (name, lines.iter().filter(|l| l.outcome.name() == name).count()))
-        .collect();
+    let mut totals: Vec<(&str, usize)> = [
+        "replayed", "found", "failed", "expired", "skipped", "invalid",
+    ]
+    .into_iter()
+    .map(|name| {
+        (
+            name,
+            lines.iter().filter(|l| l.outcome.name() == name).count(),
+        )
+    })
+    .collect();
     totals.retain(|(name, n)| *n > 0 || matches!(*name, "replayed" | "failed" | "expired"));
     match output {
         Output::Json => {
-            let totals: serde_json::Map<String, Value> =
-                totals.iter().map(|(name, n)| (name.to_string(), Value::from(*n))).collect();
-            format!("{}\n", serde_json::json!({ "ranges": lines, "totals": totals }))
+            let totals: serde_json::Map<String, Value> = totals
+                .iter()
+                .map(|(name, n)| (name.to_string(), Value::from(*n)))
+                .collect();
+            format!(
+                "{}\n",
+                serde_json::json!({ "ranges": lines, "totals": totals })
+            )
         }
         Output::Text => {
             let mut text = String::new();
             for l in lines {
-                let what = match (&l.shard_id, &l.start_sequence_number, &l.end_sequence_number, l.batch_size) {
-                    (Some(shard), Some(start), Some(end), Some(n)) => format!("{shard} {start}..{end} ({n} records)"),
+                let what = match (
+                    &l.shard_id,
+                    &l.start_sequence_number,
+                    &l.end_sequence_number,
+                    l.batch_size,
+                ) {
+                    (Some(shard), Some(start), Some(end), Some(n)) => {
+                        format!("{shard} {start}..{end} ({n} records)")
+                    }
                     _ => String::new(),
                 };
                 let reason = match &l.outcome {
-                    Outcome::Failed(r) | Outcome::Expired(r) | Outcome::Skipped(r) | Outcome::Invalid(r) => format!(": {r}"),
+                    Outcome::Failed(r)
+                    | Outcome::Expired(r)
+                    | Outcome::Skipped(r)
+                    | Outcome::Invalid(r) => format!(": {r}"),
                     Outcome::Replayed | Outcome::Found => String::new(),
                 };
                 text += &format!("{} {what} [{}]{reason}\n", l.outcome.name(), l.source);
             }
-            let totals: Vec<String> = totals.iter().map(|(name, n)| format!("{n} {name}")).collect();
+            let totals: Vec<String> = totals
+                .iter()
+                .map(|(name, n)| format!("{n} {name}"))
+                .collect();
             text += &format!("{}\n", totals.join(", "));
             text
         }
@@ -673,33 +778,65 @@ mod tests {
         };
         let range = batch_range(&record("KinesisBatchInfo"), ARN).unwrap();
         assert_eq!(range.shard_id, "shardId-000000000000");
-        assert_eq!((range.start.as_str(), range.end.as_str(), range.batch_size), ("100", "200", 3));
-        assert_eq!(batch_range(&record("DDBStreamBatchInfo"), ARN).unwrap(), range);
+        assert_eq!(
+            (range.start.as_str(), range.end.as_str(), range.batch_size),
+            ("100", "200", 3)
+        );
+        assert_eq!(
+            batch_range(&record("DDBStreamBatchInfo"), ARN).unwrap(),
+            range
+        );
         assert!(matches!(
             batch_range(&record("KinesisBatchInfo"), "arn:aws:kinesis:us-east-1:1:stream/other"),
             Err(NotOurs::OtherStream(why)) if why.contains("the mapping reads")
         ));
-        assert!(matches!(batch_range("{}", ARN), Err(NotOurs::Invalid(why)) if why.contains("KinesisBatchInfo")));
-        assert!(matches!(batch_range("x", ARN), Err(NotOurs::Invalid(why)) if why.contains("not JSON")));
+        assert!(
+            matches!(batch_range("{}", ARN), Err(NotOurs::Invalid(why)) if why.contains("KinesisBatchInfo"))
+        );
+        assert!(
+            matches!(batch_range("x", ARN), Err(NotOurs::Invalid(why)) if why.contains("not JSON"))
+        );
     }
 
     #[test]
     fn origins_name_a_queue_a_bucket_or_stdin_and_never_sns() {
         let uuid = "11111111-2222-3333-4444-555555555555";
-        assert!(matches!(origin("arn:aws:sqs:eu-west-1:123456789012:failed", uuid), Ok(Origin::Sqs(q)) if q.region == "eu-west-1"));
+        assert!(
+            matches!(origin("arn:aws:sqs:eu-west-1:123456789012:failed", uuid), Ok(Origin::Sqs(q)) if q.region == "eu-west-1")
+        );
         assert_eq!(
             origin("s3://bucket/aws/lambda/x/", uuid),
-            Ok(Origin::S3 { bucket: "bucket".to_owned(), prefix: "aws/lambda/x/".to_owned() })
+            Ok(Origin::S3 {
+                bucket: "bucket".to_owned(),
+                prefix: "aws/lambda/x/".to_owned()
+            })
         );
-        assert_eq!(origin("s3://bucket", uuid), Ok(Origin::S3 { bucket: "bucket".to_owned(), prefix: String::new() }));
+        assert_eq!(
+            origin("s3://bucket", uuid),
+            Ok(Origin::S3 {
+                bucket: "bucket".to_owned(),
+                prefix: String::new()
+            })
+        );
         assert_eq!(
             origin("arn:aws:s3:::bucket", uuid),
-            Ok(Origin::S3 { bucket: "bucket".to_owned(), prefix: format!("aws/lambda/{uuid}/") })
+            Ok(Origin::S3 {
+                bucket: "bucket".to_owned(),
+                prefix: format!("aws/lambda/{uuid}/")
+            })
         );
         assert_eq!(origin("-", uuid), Ok(Origin::Stdin));
-        assert!(origin("arn:aws:sns:us-east-1:123456789012:t", uuid).unwrap_err().contains("cannot be read back"));
+        assert!(
+            origin("arn:aws:sns:us-east-1:123456789012:t", uuid)
+                .unwrap_err()
+                .contains("cannot be read back")
+        );
         assert!(origin("s3:///x", uuid).unwrap_err().contains("no bucket"));
-        assert!(origin("queue", uuid).unwrap_err().contains("expected an SQS queue ARN"));
+        assert!(
+            origin("queue", uuid)
+                .unwrap_err()
+                .contains("expected an SQS queue ARN")
+        );
     }
 
     /// A record with sequence number `seq` and partition key `key`.
@@ -725,17 +862,37 @@ mod tests {
     fn the_batch_is_the_range_of_the_first_records_lane_that_passes_the_filters() {
         let one_lane = Lanes::new(1).unwrap();
         let read: Vec<StreamRecord> = (10..=15).map(|s| record(s, "k")).collect();
-        assert_eq!(select(&range(10, 12, 3), &read, &one_lane, |_| true), Selection::Batch(vec![0, 1, 2]));
+        assert_eq!(
+            select(&range(10, 12, 3), &read, &one_lane, |_| true),
+            Selection::Batch(vec![0, 1, 2])
+        );
         // Record 11 was filtered out when the batch was made.
         let not_11 = |r: &StreamRecord| r.sequence_number.as_str() != "11";
-        assert_eq!(select(&range(10, 13, 3), &read, &one_lane, not_11), Selection::Batch(vec![0, 2, 3]));
+        assert_eq!(
+            select(&range(10, 13, 3), &read, &one_lane, not_11),
+            Selection::Batch(vec![0, 2, 3])
+        );
 
         // Two lanes: keys of the other lane in between were in another batch.
         let lanes = Lanes::new(2).unwrap();
-        let other = (0..100).map(|i| format!("k{i}")).find(|k| lanes.lane_for(k.as_bytes()) != lanes.lane_for(b"a")).unwrap();
-        let read = vec![record(10, "a"), record(11, &other), record(12, "a"), record(13, &other)];
-        assert_eq!(select(&range(10, 12, 2), &read, &lanes, |_| true), Selection::Batch(vec![0, 2]));
-        assert!(matches!(select(&range(10, 12, 2), &read, &one_lane, |_| true), Selection::Mismatch(_)));
+        let other = (0..100)
+            .map(|i| format!("k{i}"))
+            .find(|k| lanes.lane_for(k.as_bytes()) != lanes.lane_for(b"a"))
+            .unwrap();
+        let read = vec![
+            record(10, "a"),
+            record(11, &other),
+            record(12, "a"),
+            record(13, &other),
+        ];
+        assert_eq!(
+            select(&range(10, 12, 2), &read, &lanes, |_| true),
+            Selection::Batch(vec![0, 2])
+        );
+        assert!(matches!(
+            select(&range(10, 12, 2), &read, &one_lane, |_| true),
+            Selection::Mismatch(_)
+        ));
     }
 
     #[test]
@@ -757,7 +914,12 @@ mod tests {
     fn settled_records_are_the_replayed_and_the_expired() {
         assert!(Outcome::Replayed.settled());
         assert!(Outcome::Expired(String::new()).settled());
-        for kept in [Outcome::Failed(String::new()), Outcome::Found, Outcome::Skipped(String::new()), Outcome::Invalid(String::new())] {
+        for kept in [
+            Outcome::Failed(String::new()),
+            Outcome::Found,
+            Outcome::Skipped(String::new()),
+            Outcome::Invalid(String::new()),
+        ] {
             assert!(!kept.settled(), "{kept:?}");
         }
     }
