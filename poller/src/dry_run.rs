@@ -418,6 +418,14 @@ mod tests {
     }
 
     #[test]
+    fn dynamodb_records_are_named_by_event_id_kinesis_records_by_sequence_number() {
+        let (_, mut r) = record(42, "k");
+        r.json = br#"{"eventID":"e-1","dynamodb":{"SequenceNumber":"42"}}"#.to_vec();
+        assert_eq!(record_id(&r, true), "e-1");
+        assert_eq!(record_id(&r, false), "42");
+    }
+
+    #[test]
     fn the_text_lists_batches_and_dropped_records() {
         let pass = Pass {
             batches: vec![Planned {

@@ -551,14 +551,14 @@ impl Records {
         }
     }
 
-    /// SQS: delete the message of a settled record (unless `keep`), make the others visible again
-    /// at once for the next run. Failures are reported; the message then reappears after its hold.
-    async fn settle(&self, found: &Found, outcome: &Outcome, keep: bool) {
+    /// SQS: delete the message of a record (`delete`), or make it visible again at once for the
+    /// next run. Failures are reported; the message then reappears after its hold.
+    async fn settle(&self, found: &Found, delete: bool) {
         let (Records::Sqs { client, queue_url }, Some(handle)) = (self, &found.receipt_handle)
         else {
             return;
         };
-        let result = if outcome.settled() && !keep {
+        let result = if delete {
             client
                 .delete_message()
                 .queue_url(queue_url)
@@ -673,13 +673,9 @@ async fn replay(mapping: Mapping, args: ReplayArgs) -> Result<u8, String> {
             Err(NotOurs::OtherStream(why)) => Outcome::Skipped(why.clone()),
             Err(NotOurs::Invalid(why)) => Outcome::Invalid(why.clone()),
         };
-        if !args.dry_run {
-            records.settle(&found, &outcome, args.keep).await;
-        } else {
-            records
-                .settle(&found, &Outcome::Skipped(String::new()), true)
-                .await;
-        }
+        // A dry run's outcomes are `Found` or not settled: it never deletes.
+        let delete = outcome.settled() && !args.keep;
+        records.settle(&found, delete).await;
         let range = range.ok();
         lines.push(Line {
             source: found.origin,

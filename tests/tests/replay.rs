@@ -188,8 +188,15 @@ async fn replay_from_an_sqs_queue_sends_the_discarded_batches_again() {
     );
     assert_eq!(sqs.depth(&queue).await, 2);
 
-    // Fixed: the batches are replayed with the same boundaries, and their messages deleted.
+    // Fixed: the batches are replayed with the same boundaries. With --keep their messages stay
+    // (visible at once), without it they are deleted.
     let fixed = simulator(FunctionConfig::default()).await;
+    let run = replay(&mapping, &fixed.url(), &["--keep", "--output", "json"], "");
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.outcomes(), ["replayed", "replayed"], "{}", run.stdout);
+    assert_eq!(batches(&fixed.invocations()), discarded);
+    assert_eq!(sqs.depth(&queue).await, 2, "--keep deletes nothing");
+    fixed.reset();
     let run = replay(&mapping, &fixed.url(), &["--output", "json"], "");
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     assert_eq!(run.outcomes(), ["replayed", "replayed"], "{}", run.stdout);
