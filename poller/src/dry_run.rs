@@ -175,6 +175,9 @@ async fn sqs_pass(
         if seen.len() >= wanted {
             break Ok(());
         }
+        // A long poll (WaitTimeSeconds > 0) asks every SQS server, so an empty answer means an
+        // empty queue; a short poll samples some servers and can answer empty while messages wait
+        // (<https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-short-and-long-polling.html>).
         let answer = client
             .receive_message()
             .queue_url(&queue_url)

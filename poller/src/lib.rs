@@ -536,7 +536,7 @@ pub async fn main(cli: cli::Cli) -> ExitCode {
 }
 
 /// The one mapping of `path` for the tool `command`, or `None` after printing why not.
-pub(crate) fn one_mapping(path: &Path, command: &str) -> Option<Mapping> {
+fn one_mapping(path: &Path, command: &str) -> Option<Mapping> {
     let (mut mappings, errors) = load_mappings(&[path.to_owned()]);
     for e in &errors {
         eprintln!("{e}");

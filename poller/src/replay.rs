@@ -444,6 +444,9 @@ impl Records {
                 let mut found = Vec::new();
                 let mut seen = HashSet::new();
                 loop {
+                    // A long poll (WaitTimeSeconds > 0) asks every SQS server, so an empty answer means an
+                    // empty queue; a short poll samples some servers and can answer empty while messages wait
+                    // (<https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-short-and-long-polling.html>).
                     let messages = client
                         .receive_message()
                         .queue_url(queue_url)
