@@ -177,6 +177,10 @@ pub async fn redrive(
             .receive_message()
             .queue_url(&dlq_url)
             .max_number_of_messages(want.get() as i32)
+            // A long poll (WaitTimeSeconds > 0) asks every SQS server, so an empty answer means an
+            // empty queue; a short poll samples some servers and may answer empty while messages remain
+            // (<https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-short-and-long-polling.html>).
+            .wait_time_seconds(1)
             .visibility_timeout(HOLD.as_secs() as i32)
             .message_system_attribute_names(MessageSystemAttributeName::All)
             .message_attribute_names("All")
