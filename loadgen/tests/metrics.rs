@@ -11,11 +11,12 @@ use std::time::Duration;
 
 mod common;
 
-use common::lambda;
 use clap::Parser;
+use common::lambda;
 use loadgen::metrics::{self, RunMetrics};
+use loadgen::plan::Plan;
 use loadgen::run::{Outcome, execute};
-use loadgen::scenario::{Plan, Scenario};
+use loadgen::scenario::Scenario;
 use loadgen::simulate::{FunctionConfig, SimConfig, SimHandle, Simulator};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
@@ -34,7 +35,6 @@ async fn simulator(function: FunctionConfig) -> SimHandle {
         .await
         .unwrap()
 }
-
 
 /// Scrapes `addr` every 10 ms until a scrape's samples satisfy `live`, and returns them. Waiting
 /// on the condition, not a fixed delay, keeps a loaded machine (a run that starts late, a server
