@@ -350,18 +350,9 @@ async fn ctrl_c_stops_sending_waits_and_writes_the_outputs() {
     // Signal once the run is well under way: 40 invocations done (0.8 s at 50/s unloaded). A
     // condition, not a fixed delay: a loaded machine may start the child late.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let done = || {
-        sim.stats()
-            .functions
-            .get("long")
-            .map_or(0, |f| f.invocations)
-    };
+    let done = || sim.stats().functions.get("long").map_or(0, |f| f.invocations);
     while done() < 40 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} invocations in 30 s",
-            done()
-        );
+        assert!(tokio::time::Instant::now() < deadline, "{} invocations in 30 s", done());
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let pid = child.id().unwrap().to_string();
@@ -485,17 +476,8 @@ async fn json_logs_are_one_object_per_line() {
     let sim = simulator("fixed:1ms").await;
     let url = format!("{}/http/logs", sim.url());
     let output = command(&[
-        "--log-format",
-        "json",
-        "run",
-        "--target-url",
-        &url,
-        "--rate",
-        "20",
-        "--duration",
-        "1s",
-        "--metrics-addr",
-        "off",
+        "--log-format", "json", "run", "--target-url", &url, "--rate", "20", "--duration", "1s",
+        "--metrics-addr", "off",
     ])
     .output()
     .await
@@ -506,10 +488,6 @@ async fn json_logs_are_one_object_per_line() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
-    assert!(
-        logs.iter()
-            .any(|l| l["level"] == "INFO" && l["message"].is_string()),
-        "{stderr}"
-    );
+    assert!(logs.iter().any(|l| l["level"] == "INFO" && l["message"].is_string()), "{stderr}");
     assert!(!stderr.contains("secret"), "{stderr}");
 }

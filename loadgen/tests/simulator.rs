@@ -184,10 +184,7 @@ async fn timeouts_report_sandbox_timedout_and_recycle_the_environment() {
         let started = Instant::now();
         let response = invoke(&sim, "f", &json!({}), &[("x-amz-log-type", "Tail")]).await;
         let elapsed = started.elapsed();
-        assert!(
-            elapsed >= ms(20) && elapsed < Duration::from_secs(30),
-            "{elapsed:?}"
-        );
+        assert!(elapsed >= ms(20) && elapsed < Duration::from_secs(30), "{elapsed:?}");
         assert_eq!(header(&response, "x-amz-function-error"), Some("Unhandled"));
         let request_id = header(&response, "x-amzn-requestid").unwrap().to_owned();
         // A timed-out environment is not reused: every invocation is cold.

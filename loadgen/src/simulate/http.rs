@@ -24,10 +24,7 @@ use crate::metrics;
 pub(crate) fn router(sim: Arc<Simulator>) -> Router {
     Router::new()
         .route("/2015-03-31/functions/{function}/invocations", post(invoke))
-        .route(
-            "/2015-03-31/functions/{function}/configuration",
-            get(configuration),
-        )
+        .route("/2015-03-31/functions/{function}/configuration", get(configuration))
         .route("/http/{function}", post(invoke_http))
         .route(
             "/_sim/invocations",
