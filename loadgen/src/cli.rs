@@ -62,6 +62,10 @@ impl Input {
     }
 }
 
+/// oha's `-c` and `-n` defaults, for a URL run without load flags.
+const OHA_CONCURRENCY: u32 = 50;
+const OHA_REQUESTS: u64 = 200;
+
 /// `--stages`: one value holding every stage (clap would read `Option<Vec<_>>` as a repeated flag).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stages(pub Vec<StageConfig>);
@@ -190,17 +194,24 @@ impl RunArgs {
     }
 
     /// What the flags replace in the scenario. oha's habits are translated here: a URL argument
-    /// is an HTTP target, and `-c` next to an open-model load caps the requests in flight.
-    /// Relative file paths are taken from the working directory, not the scenario's.
+    /// is an HTTP target, run as oha would without load flags (`-c 50`, and `-n 200` unless `-z`
+    /// is given), and `-c` next to an open-model load caps the requests in flight. Relative file
+    /// paths are taken from the working directory, not the scenario's.
     pub fn overrides(&self) -> Overrides {
         let url = match &self.input {
             Some(Input::Url(url)) => Some(url.clone()),
             _ => None,
         };
         let open = self.rate.is_some() || self.stages.is_some();
+        let oha_defaults = url.is_some() && !open && self.concurrency.is_none();
         let (concurrency, max_in_flight) = match self.concurrency {
             Some(c) if open => (None, self.max_in_flight.or(usize::try_from(c).ok())),
+            None if oha_defaults => (Some(OHA_CONCURRENCY), self.max_in_flight),
             c => (c, self.max_in_flight),
+        };
+        let max_requests = match self.requests {
+            None if oha_defaults && self.duration.is_none() => Some(OHA_REQUESTS),
+            n => n,
         };
         let from_here = |path: &PathBuf| std::path::absolute(path).unwrap_or_else(|_| path.clone());
         Overrides {
@@ -220,7 +231,7 @@ impl RunArgs {
                 _ => Model::Open,
             }),
             duration: self.duration,
-            max_requests: self.requests,
+            max_requests,
             max_in_flight,
             payload: self.payload.clone(),
             payload_file: self.payload_file.as_ref().map(from_here),
@@ -392,6 +403,19 @@ mod tests {
         let file = run_args(&["-D", "body.json"]).overrides();
         assert!(file.payload_file.unwrap().is_absolute());
         assert!(run_args(&["--body-file", "b.json"]).payload_file.is_some());
+    }
+
+    #[test]
+    fn a_url_without_load_flags_runs_as_oha_would() {
+        let o = run_args(&["http://127.0.0.1:1/"]).overrides();
+        assert_eq!((o.concurrency, o.max_requests), (Some(50), Some(200)));
+        let o = run_args(&["http://127.0.0.1:1/", "-z", "10s"]).overrides();
+        assert_eq!((o.concurrency, o.max_requests), (Some(50), None));
+        let o = run_args(&["http://127.0.0.1:1/", "-q", "10", "-n", "5"]).overrides();
+        assert_eq!((o.concurrency, o.max_requests), (None, Some(5)));
+        // A scenario keeps its own load.
+        let o = run_args(&["s.toml"]).overrides();
+        assert_eq!((o.concurrency, o.max_requests), (None, None));
     }
 
     #[test]

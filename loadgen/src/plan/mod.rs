@@ -650,6 +650,129 @@ mod tests {
         }
     }
 
+    /// Rates and durations take the command line's forms in a file too.
+    #[test]
+    fn rate_and_duration_forms_in_a_scenario() {
+        let p = plan(&format!(
+            "interval = 0.5\n{HTTP}timeout = 2\n[load]\nrate = \"3000/m\"\nduration = 30\nlate_after = \"5ms\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            p.load.profile,
+            Profile::constant(50.0, Duration::from_secs(30))
+        );
+        assert_eq!(p.interval, Duration::from_millis(500));
+        assert_eq!(p.target.timeout, Duration::from_secs(2));
+        assert_eq!(p.load.late_after, Duration::from_millis(5));
+        let p = plan(&format!(
+            "{HTTP}[load]\nmodel = \"open\"\nstages = [{{ duration = 10, target = \"600/m\" }}, {{ duration = \"1m\", target = 20 }}]\n"
+        ))
+        .unwrap();
+        let stages = [
+            Stage {
+                duration: Duration::from_secs(10),
+                target: 10.0,
+            },
+            Stage {
+                duration: Duration::from_secs(60),
+                target: 20.0,
+            },
+        ];
+        assert_eq!(p.load.profile, Profile::new(0.0, stages.to_vec()));
+        // Caught while parsing, so the message also has the line and the key.
+        let text = format!("{HTTP}[load]\nrate = \"fast\"\nduration = 1\n");
+        let message = toml::from_str::<Scenario>(&text).unwrap_err().to_string();
+        assert!(message.contains("`fast` is not a rate"), "{message}");
+        assert!(message.contains("line 4"), "{message}");
+    }
+
+    /// `--stages` replaces a scenario's constant load, in the open model unless told otherwise.
+    #[test]
+    fn stages_from_the_command_line_replace_the_load() {
+        let stages = crate::scenario::units::parse_stages("30s:100,1m:500,30s:0").unwrap();
+        let mut s: Scenario = toml::from_str(&format!(
+            "{HTTP}[load]\nconcurrency = 5\nduration = \"1m\"\n"
+        ))
+        .unwrap();
+        s.apply(&Overrides {
+            stages: Some(stages),
+            ..Overrides::default()
+        });
+        let p = Plan::new(s, Path::new(".")).unwrap();
+        assert_eq!(p.load.model, Model::Open);
+        assert_eq!(p.load.profile.duration(), Duration::from_secs(120));
+        assert_eq!(
+            p.load.profile.value_at(Duration::from_secs(60)),
+            Some(300.0)
+        );
+    }
+
+    #[test]
+    fn http_method_headers_and_payloads_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("p.jsonl"), "{\"a\": 1}\n{\"a\": 2}\n").unwrap();
+        let p = Plan::new(
+            toml::from_str(&format!(
+                "{HTTP}method = \"PUT\"\nheaders = {{ X-Api-Key = \"k\" }}\n[load]\nrate = 1\nduration = 1\n\
+                 [[requests]]\npayloads_file = \"p.jsonl\"\npayload_order = \"random\"\n"
+            ))
+            .unwrap(),
+            dir.path(),
+        )
+        .unwrap();
+        assert_eq!(
+            p.target.kind,
+            TargetKind::Http {
+                url: "http://127.0.0.1:1/http/f".into(),
+                method: "PUT".into(),
+                headers: vec![("X-Api-Key".into(), "k".into())],
+            }
+        );
+        assert_eq!(p.target.describe(), "PUT http://127.0.0.1:1/http/f");
+        assert_eq!(
+            p.requests[0].template,
+            Template::pick(Payloads::new(
+                vec!["{\"a\": 1}".into(), "{\"a\": 2}".into()],
+                crate::scenario::PayloadOrder::Random
+            ))
+        );
+        // GET sends no body unless one is given.
+        let p = plan(&format!(
+            "{HTTP}method = \"GET\"\n[load]\nrate = 1\nduration = 1\n"
+        ))
+        .unwrap();
+        assert_eq!(p.requests[0].template, Template::parse("").unwrap());
+        for (text, expected) in [
+            (
+                format!("{HTTP}method = \"P UT\"\n"),
+                "target.method: `P UT` is not an HTTP method",
+            ),
+            (
+                format!("{HTTP}headers = {{ \"a b\" = \"x\" }}\n"),
+                "target.headers.a b: `a b` is not a header name",
+            ),
+            (
+                "[target]\nfunction = \"f\"\nmethod = \"GET\"\n".to_owned(),
+                "target.method: only applies to HTTP targets",
+            ),
+            (
+                format!("{HTTP}[[requests]]\npayload = \"x\"\npayloads_file = \"p.jsonl\"\n"),
+                "requests[0].payload: set either `payload` or `payloads_file`",
+            ),
+            (
+                format!("{HTTP}[[requests]]\npayload_order = \"random\"\n"),
+                "requests[0].payload_order: only applies with `payloads_file`",
+            ),
+            (
+                format!("{HTTP}[[requests]]\npayloads_file = \"/nonexistent.jsonl\"\n"),
+                "requests[0].payloads_file: cannot read",
+            ),
+        ] {
+            let message = error(&format!("{text}[load]\nrate = 1\nduration = 1\n"));
+            assert!(message.contains(expected), "{text}\n=> {message}");
+        }
+    }
+
     #[test]
     fn unknown_keys_are_rejected_with_their_line() {
         let file = tempfile::NamedTempFile::new().unwrap();
