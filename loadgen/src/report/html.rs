@@ -135,14 +135,14 @@ fn log_ticks(min: f64, max: f64) -> Vec<f64> {
             return ticks;
         }
     }
-    // A 1, 2 or 5 step that gives about five ticks inside the range.
-    let rough = (max - min) / 5.0;
+    // The largest 1, 2 or 5 step that still gives four ticks inside the range.
+    let rough = (max - min) / ENOUGH as f64;
     let magnitude = 10f64.powf(rough.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0]
+    let step = [5.0, 2.0, 1.0]
         .iter()
         .map(|m| m * magnitude)
-        .find(|s| *s >= rough)
-        .unwrap_or(magnitude * 10.0);
+        .find(|s| *s <= rough)
+        .unwrap_or(magnitude);
     let first = (min / step).ceil() as i64;
     let last = (max / step).floor() as i64;
     (first..=last).map(|i| i as f64 * step).collect()
@@ -387,9 +387,10 @@ mod tests {
             log_ticks(15.0, 95.0),
             [20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0]
         );
-        // Within one digit: evenly spaced round values, at least three of them.
+        // Within one or two digits: evenly spaced round values, at least four of them.
         let narrow = log_ticks(18.2, 26.4);
         assert_eq!(narrow, [20.0, 22.0, 24.0, 26.0]);
+        assert_eq!(log_ticks(21.6, 48.0), [25.0, 30.0, 35.0, 40.0, 45.0]);
         let tiny = log_ticks(0.41, 0.47);
         assert!(
             tiny.len() >= 3 && tiny.iter().all(|t| (0.41..=0.47).contains(t)),
