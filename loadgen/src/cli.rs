@@ -37,7 +37,7 @@ pub enum Command {
     /// Generate load from a scenario file, a URL or flags. Exit code 0: thresholds passed; 1: a
     /// threshold was breached (or aborted the run); 2: error (bad scenario, no credentials); 3: no
     /// request succeeded; 130: stopped by Ctrl-C or SIGTERM.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Combine .hlog interval logs (e.g. from several machines) into one report, exactly.
     Merge(MergeArgs),
 }
@@ -326,7 +326,7 @@ mod tests {
     fn run_args(args: &[&str]) -> RunArgs {
         let argv = ["loadgen", "run"].iter().chain(args);
         match Cli::try_parse_from(argv).unwrap().command {
-            Command::Run(args) => args,
+            Command::Run(args) => *args,
             other => panic!("{other:?}"),
         }
     }

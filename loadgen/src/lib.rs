@@ -36,7 +36,7 @@ pub use error::Error;
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         cli::Command::Simulate(args) => simulate::run(args).await,
-        cli::Command::Run(args) => command::run(args).await,
+        cli::Command::Run(args) => command::run(*args).await,
         cli::Command::Merge(args) => command::merge(args),
     }
 }
