@@ -146,10 +146,7 @@ pub fn merge(args: MergeArgs) -> anyhow::Result<ExitCode> {
     let thresholds = args
         .thresholds
         .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            Threshold::parse(t).map_err(|e| Error::config(format!("--threshold[{i}]"), e))
-        })
+        .map(|t| Threshold::parse(t).map_err(|e| Error::config("--threshold", e)))
         .collect::<Result<Vec<_>, _>>()?;
     let logs = args
         .logs
