@@ -1,14 +1,15 @@
 //! Command-line interface: one `Cli` with a subcommand per tool.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
 pub use prom_http::MetricsAddr;
 
-use crate::scenario::InvocationTypeName;
+use crate::scenario::units::{parse_duration, parse_rate, parse_stages};
+use crate::scenario::{InvocationTypeName, Model, Overrides, PayloadOrder, StageConfig};
 use crate::simulate::{FailureMode, Latency, Stall};
 
 /// A Lambda-aware load generator and function simulator.
@@ -33,78 +34,145 @@ pub enum LogFormat {
 pub enum Command {
     /// Serve a simulated Lambda function over the Invoke API (for tests and the quickstart).
     Simulate(SimulateArgs),
-    /// Generate load from a scenario file or flags. Exit code 0: thresholds passed; 1: a threshold
-    /// was breached; 2: error (bad scenario, no credentials).
-    Run(RunArgs),
+    /// Generate load from a scenario file, a URL or flags. Exit code 0: thresholds passed; 1: a
+    /// threshold was breached (or aborted the run); 2: error (bad scenario, no credentials); 3: no
+    /// request succeeded; 130: stopped by Ctrl-C or SIGTERM.
+    Run(Box<RunArgs>),
     /// Combine .hlog interval logs (e.g. from several machines) into one report, exactly.
     Merge(MergeArgs),
 }
 
-fn duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| e.to_string())
+/// `loadgen run`'s first argument: a scenario file, or the target URL as oha, hey and vegeta take
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    Scenario(PathBuf),
+    Url(String),
 }
 
-/// Flags of `loadgen run`. Each flag replaces the scenario's value (see docs/loadgen.md).
+impl Input {
+    fn parse(text: &str) -> Result<Input, String> {
+        Ok(
+            if text.starts_with("http://") || text.starts_with("https://") {
+                Input::Url(text.to_owned())
+            } else {
+                Input::Scenario(PathBuf::from(text))
+            },
+        )
+    }
+}
+
+/// oha's `-c` and `-n` defaults, for a URL run without load flags.
+const OHA_CONCURRENCY: u32 = 50;
+const OHA_REQUESTS: u64 = 200;
+
+/// `--stages`: one value holding every stage (clap would read `Option<Vec<_>>` as a repeated flag).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stages(pub Vec<StageConfig>);
+
+/// `-H "Name: value"`, as curl and oha take it.
+fn header(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once(':')
+        .ok_or_else(|| format!("`{text}`: expected `NAME: VALUE`"))?;
+    Ok((name.trim().to_owned(), value.trim().to_owned()))
+}
+
+/// Flags of `loadgen run`. Each flag replaces the scenario's value (see docs/loadgen.md). The
+/// one-letter flags are oha's (`-n -c -z -q -m -H -d -D -t -j`); each long flag that existed
+/// before them still works.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Scenario file (TOML, see scenarios/). Without one, the flags describe the whole run.
-    #[arg(value_name = "SCENARIO")]
-    pub scenario: Option<PathBuf>,
+    /// Scenario file (TOML, see scenarios/), or a target URL (`http://…`, as with oha). Without a
+    /// scenario, the flags describe the whole run.
+    #[arg(value_name = "SCENARIO|URL", value_parser = Input::parse)]
+    pub input: Option<Input>,
     /// Directory for report.json, report.html, latency.hlog, intervals.csv, percentiles.csv and
     /// junit.xml (created if missing).
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
-    /// Plain HTTP target: POST each payload to URL.
+    /// Plain HTTP target (the same as giving the URL as the first argument).
     #[arg(long, value_name = "URL", conflicts_with = "function")]
     pub target_url: Option<String>,
     /// Lambda target: function name, ARN, or name:qualifier.
     #[arg(long, value_name = "NAME")]
     pub function: Option<String>,
+    /// HTTP method for an HTTP target (default POST).
+    #[arg(short = 'm', long, value_name = "METHOD")]
+    pub method: Option<String>,
+    /// HTTP header for an HTTP target, `NAME: VALUE` (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = header)]
+    pub headers: Vec<(String, String)>,
     /// Lambda endpoint override, e.g. the simulator's URL.
     #[arg(long, value_name = "URL")]
     pub endpoint_url: Option<String>,
     /// AWS region for signing.
     #[arg(long)]
     pub region: Option<String>,
-    /// Open model: constant arrival rate (requests per second); replaces the scenario's load.
-    #[arg(long, value_name = "PER_SECOND", conflicts_with = "concurrency")]
+    /// Open model: constant arrival rate, `50`, `50/s` or `3000/m`; replaces the scenario's load.
+    /// With `-c`, `-c` caps the requests in flight (as oha's `-q` with `-c`).
+    #[arg(short = 'q', long, value_name = "RATE", value_parser = parse_rate)]
     pub rate: Option<f64>,
-    /// Closed model: constant concurrency; replaces the scenario's load.
-    #[arg(long, value_name = "N")]
+    /// Closed model: constant concurrency; replaces the scenario's load. With `-q` or `--stages`
+    /// (open model): the most requests in flight.
+    #[arg(short = 'c', long, value_name = "N")]
     pub concurrency: Option<u32>,
-    /// Length of a constant load, or where to cut a staged one (`30s`, `5m`).
-    #[arg(long, value_parser = duration)]
+    /// Ramps replacing the scenario's load: `DURATION:TARGET,…`, e.g. `30s:100,1m:500,30s:0`
+    /// (rates, or concurrencies with `--model closed`).
+    #[arg(long, value_name = "STAGES", value_parser = |s: &str| parse_stages(s).map(Stages),
+          conflicts_with = "rate")]
+    pub stages: Option<Stages>,
+    /// Load model for `--stages` or a scenario's stages.
+    #[arg(long, value_parser = ["open", "closed"])]
+    pub model: Option<String>,
+    /// Length of a constant load, or where to cut a staged one (`30` seconds, `30s`, `5m`).
+    #[arg(short = 'z', long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
     /// Stop after N requests.
-    #[arg(long, value_name = "N")]
+    #[arg(short = 'n', long, value_name = "N")]
     pub requests: Option<u64>,
     /// Open model: most requests in flight at once.
     #[arg(long, value_name = "N")]
     pub max_in_flight: Option<usize>,
-    /// Payload template; replaces the scenario's request mix.
-    #[arg(long, value_name = "TEMPLATE")]
+    /// Payload template (the request body); replaces the scenario's request mix.
+    #[arg(short = 'd', long, visible_alias = "body", value_name = "TEMPLATE")]
     pub payload: Option<String>,
+    /// Payload template read from FILE; replaces the scenario's request mix.
+    #[arg(short = 'D', long, visible_alias = "body-file", value_name = "FILE",
+          conflicts_with_all = ["payload", "payloads"])]
+    pub payload_file: Option<PathBuf>,
+    /// One payload per request from a JSON Lines (.jsonl, .ndjson) or CSV (.csv) file; replaces
+    /// the scenario's request mix.
+    #[arg(long, value_name = "FILE", conflicts_with = "payload")]
+    pub payloads: Option<PathBuf>,
+    /// Order of the payloads file's entries: round-robin or random (seeded by --seed).
+    #[arg(long, value_parser = ["round-robin", "random"])]
+    pub payload_order: Option<String>,
     /// Invocation type for every request (Lambda targets).
-    #[arg(long, value_enum)]
-    pub invocation_type: Option<InvocationTypeName>,
+    #[arg(long, value_parser = ["RequestResponse", "Event", "DryRun"])]
+    pub invocation_type: Option<String>,
     /// Ask for LogType=Tail and count cold starts (Lambda targets).
     #[arg(long)]
     pub log_tail: bool,
-    /// Per-request timeout.
-    #[arg(long, value_parser = duration)]
+    /// Per-request timeout (`30` seconds, `30s`, `500ms`).
+    #[arg(short = 't', long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
     /// Threshold such as `p99 < 300ms` or `throttle_rate < 1%` (repeatable; added to the
     /// scenario's).
     #[arg(long = "threshold", value_name = "EXPR")]
     pub thresholds: Vec<String>,
+    /// Stop the run as soon as a threshold fails (checked at the end of every interval), as k6's
+    /// abortOnFail.
+    #[arg(long)]
+    pub abort_on_fail: bool,
     /// Reporting interval.
-    #[arg(long, value_parser = duration)]
+    #[arg(long, value_parser = parse_duration)]
     pub interval: Option<Duration>,
     /// Seed for payload randomness.
     #[arg(long)]
     pub seed: Option<u64>,
     /// Print the JSON report on stdout instead of the summary.
-    #[arg(long)]
+    #[arg(short = 'j', long)]
     pub json: bool,
     /// Never draw the progress bar (it is drawn only when stderr is a terminal anyway).
     #[arg(long)]
@@ -114,6 +182,75 @@ pub struct RunArgs {
     /// same machine goes on without metrics. An address given here must bind.
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<MetricsAddr>,
+}
+
+impl RunArgs {
+    /// The scenario file, if one was given.
+    pub fn scenario(&self) -> Option<&Path> {
+        match &self.input {
+            Some(Input::Scenario(path)) => Some(path),
+            _ => None,
+        }
+    }
+
+    /// What the flags replace in the scenario. oha's habits are translated here: a URL argument
+    /// is an HTTP target, run as oha would without load flags (`-c 50`, and `-n 200` unless `-z`
+    /// is given), and `-c` next to an open-model load caps the requests in flight. Relative file
+    /// paths are taken from the working directory, not the scenario's.
+    pub fn overrides(&self) -> Overrides {
+        let url = match &self.input {
+            Some(Input::Url(url)) => Some(url.clone()),
+            _ => None,
+        };
+        let open = self.rate.is_some() || self.stages.is_some();
+        let oha_defaults = url.is_some() && !open && self.concurrency.is_none();
+        let (concurrency, max_in_flight) = match self.concurrency {
+            Some(c) if open => (None, self.max_in_flight.or(usize::try_from(c).ok())),
+            None if oha_defaults => (Some(OHA_CONCURRENCY), self.max_in_flight),
+            c => (c, self.max_in_flight),
+        };
+        let max_requests = match self.requests {
+            None if oha_defaults && self.duration.is_none() => Some(OHA_REQUESTS),
+            n => n,
+        };
+        let from_here = |path: &PathBuf| std::path::absolute(path).unwrap_or_else(|_| path.clone());
+        Overrides {
+            target_url: self.target_url.clone().or(url),
+            method: self.method.clone(),
+            headers: self.headers.clone(),
+            function: self.function.clone(),
+            endpoint_url: self.endpoint_url.clone(),
+            region: self.region.clone(),
+            timeout: self.timeout,
+            log_tail: self.log_tail,
+            rate: self.rate,
+            concurrency,
+            stages: self.stages.clone().map(|Stages(stages)| stages),
+            model: self.model.as_deref().map(|m| match m {
+                "closed" => Model::Closed,
+                _ => Model::Open,
+            }),
+            duration: self.duration,
+            max_requests,
+            max_in_flight,
+            payload: self.payload.clone(),
+            payload_file: self.payload_file.as_ref().map(from_here),
+            payloads_file: self.payloads.as_ref().map(from_here),
+            payload_order: self.payload_order.as_deref().map(|o| match o {
+                "random" => PayloadOrder::Random,
+                _ => PayloadOrder::RoundRobin,
+            }),
+            invocation_type: self.invocation_type.as_deref().map(|t| match t {
+                "Event" => InvocationTypeName::Event,
+                "DryRun" => InvocationTypeName::DryRun,
+                _ => InvocationTypeName::RequestResponse,
+            }),
+            thresholds: self.thresholds.clone(),
+            abort_on_fail: self.abort_on_fail,
+            interval: self.interval,
+            seed: self.seed,
+        }
+    }
 }
 
 /// Flags of `loadgen merge`.
@@ -126,7 +263,7 @@ pub struct MergeArgs {
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
     /// Interval grid of the merged log; default the first log's interval.
-    #[arg(long, value_parser = duration)]
+    #[arg(long, value_parser = parse_duration)]
     pub interval: Option<Duration>,
     /// Threshold to check on the merged data (repeatable); a breach exits with 1.
     #[arg(long = "threshold", value_name = "EXPR")]
@@ -180,4 +317,176 @@ pub struct SimulateArgs {
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_args(args: &[&str]) -> RunArgs {
+        let argv = ["loadgen", "run"].iter().chain(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Run(args) => *args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn error(args: &[&str]) -> String {
+        let argv = ["loadgen", "run"].iter().chain(args);
+        Cli::try_parse_from(argv).unwrap_err().to_string()
+    }
+
+    /// oha's one-letter flags, each next to the long flag it stands for.
+    #[test]
+    fn oha_flags_and_their_long_forms() {
+        let short = run_args(&[
+            "http://127.0.0.1:1/x",
+            "-n",
+            "100",
+            "-z",
+            "30",
+            "-q",
+            "3000/m",
+            "-m",
+            "PUT",
+            "-H",
+            "X-Api-Key: k1",
+            "-H",
+            "Accept:text/plain",
+            "-d",
+            "{}",
+            "-t",
+            "2s",
+            "-j",
+        ]);
+        let long = run_args(&[
+            "--target-url",
+            "http://127.0.0.1:1/x",
+            "--requests",
+            "100",
+            "--duration",
+            "30s",
+            "--rate",
+            "50/s",
+            "--method",
+            "PUT",
+            "--header",
+            "X-Api-Key: k1",
+            "--header",
+            "Accept:text/plain",
+            "--payload",
+            "{}",
+            "--timeout",
+            "2000ms",
+            "--json",
+        ]);
+        for args in [&short, &long] {
+            let o = args.overrides();
+            assert_eq!(o.target_url.as_deref(), Some("http://127.0.0.1:1/x"));
+            assert_eq!(o.max_requests, Some(100));
+            assert_eq!(o.duration, Some(Duration::from_secs(30)));
+            assert_eq!(o.rate, Some(50.0));
+            assert_eq!(o.method.as_deref(), Some("PUT"));
+            assert_eq!(
+                o.headers,
+                [
+                    ("X-Api-Key".to_owned(), "k1".to_owned()),
+                    ("Accept".to_owned(), "text/plain".to_owned())
+                ]
+            );
+            assert_eq!(o.payload.as_deref(), Some("{}"));
+            assert_eq!(o.timeout, Some(Duration::from_secs(2)));
+            assert!(args.json);
+            assert_eq!(args.scenario(), None);
+        }
+        assert_eq!(run_args(&["--body", "x"]).payload.as_deref(), Some("x"));
+        let file = run_args(&["-D", "body.json"]).overrides();
+        assert!(file.payload_file.unwrap().is_absolute());
+        assert!(run_args(&["--body-file", "b.json"]).payload_file.is_some());
+    }
+
+    #[test]
+    fn a_url_without_load_flags_runs_as_oha_would() {
+        let o = run_args(&["http://127.0.0.1:1/"]).overrides();
+        assert_eq!((o.concurrency, o.max_requests), (Some(50), Some(200)));
+        let o = run_args(&["http://127.0.0.1:1/", "-z", "10s"]).overrides();
+        assert_eq!((o.concurrency, o.max_requests), (Some(50), None));
+        let o = run_args(&["http://127.0.0.1:1/", "-q", "10", "-n", "5"]).overrides();
+        assert_eq!((o.concurrency, o.max_requests), (None, Some(5)));
+        // A scenario keeps its own load.
+        let o = run_args(&["s.toml"]).overrides();
+        assert_eq!((o.concurrency, o.max_requests), (None, None));
+    }
+
+    #[test]
+    fn a_first_argument_is_a_scenario_unless_it_is_a_url() {
+        let args = run_args(&["scenarios/smoke-http.toml"]);
+        assert_eq!(
+            args.scenario(),
+            Some(Path::new("scenarios/smoke-http.toml"))
+        );
+        assert_eq!(args.overrides().target_url, None);
+        let args = run_args(&["https://example.test/"]);
+        assert_eq!(args.scenario(), None);
+        assert_eq!(
+            args.overrides().target_url.as_deref(),
+            Some("https://example.test/")
+        );
+    }
+
+    /// `-c` is the concurrency of a closed model, and caps the requests in flight of an open one
+    /// (oha's `-c` with `-q`).
+    #[test]
+    fn concurrency_alone_or_next_to_a_rate() {
+        let o = run_args(&["-c", "8"]).overrides();
+        assert_eq!(
+            (o.concurrency, o.max_in_flight, o.rate),
+            (Some(8), None, None)
+        );
+        let o = run_args(&["-c", "8", "-q", "100"]).overrides();
+        assert_eq!(
+            (o.concurrency, o.max_in_flight, o.rate),
+            (None, Some(8), Some(100.0))
+        );
+        let o = run_args(&["-c", "8", "--stages", "10s:100"]).overrides();
+        assert_eq!((o.concurrency, o.max_in_flight), (None, Some(8)));
+    }
+
+    #[test]
+    fn stages_payloads_and_abort_flags() {
+        let o = run_args(&[
+            "--stages",
+            "30s:100,1m:500,30s:0",
+            "--model",
+            "open",
+            "--payloads",
+            "p.jsonl",
+            "--payload-order",
+            "random",
+            "--abort-on-fail",
+            "--threshold",
+            "p99 < 1s",
+        ])
+        .overrides();
+        let stages = o.stages.unwrap();
+        assert_eq!(stages.len(), 3);
+        assert_eq!(
+            (stages[1].duration, stages[1].target),
+            (Duration::from_secs(60), 500.0)
+        );
+        assert_eq!(o.model, Some(Model::Open));
+        assert!(o.payloads_file.unwrap().ends_with("p.jsonl"));
+        assert_eq!(o.payload_order, Some(PayloadOrder::Random));
+        assert!(o.abort_on_fail);
+        assert_eq!(o.thresholds, ["p99 < 1s"]);
+    }
+
+    #[test]
+    fn bad_values_name_the_token() {
+        assert!(error(&["-q", "fast"]).contains("`fast` is not a rate"));
+        assert!(error(&["-z", "5 parsecs"]).contains("`5 parsecs` is not a duration"));
+        assert!(error(&["--stages", "30s:100,1m"]).contains("stage 2 `1m`"));
+        assert!(error(&["-H", "no-colon"]).contains("`no-colon`: expected `NAME: VALUE`"));
+        assert!(error(&["--stages", "1s:1", "-q", "5"]).contains("cannot be used with"));
+    }
 }

@@ -10,18 +10,14 @@
 
 use std::iter::Peekable;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use hdrhistogram::serialization::Deserializer;
 
 use crate::Error;
-use crate::cli::MergeArgs;
-use crate::report::{HlogWriter, LogReader, RawInterval, Report, RunInfo};
-use crate::run::{
-    HLOG_FILE, Interval, IntervalRow, IntervalSink, Measurements, Outcome, OutcomeHistograms,
-};
-use crate::scenario::Threshold;
+use crate::model::{Interval, IntervalRow, Measurements, Outcome, OutcomeHistograms};
+use crate::report::{HlogWriter, LogReader, RawInterval};
+use crate::run::IntervalSink;
 
 /// The result of a merge.
 #[derive(Debug)]
@@ -228,50 +224,10 @@ pub fn merge(
     })
 }
 
-/// `loadgen merge`.
-pub(crate) fn command(args: MergeArgs) -> anyhow::Result<ExitCode> {
-    let thresholds = args
-        .thresholds
-        .iter()
-        .map(|t| Threshold::parse(t).map_err(|e| Error::config("--threshold", e)))
-        .collect::<Result<Vec<_>, _>>()?;
-    let logs = args
-        .logs
-        .iter()
-        .map(|path| {
-            std::fs::read(path)
-                .map(|text| (path.clone(), text))
-                .map_err(|e| Error::ReadLog {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if let Some(dir) = &args.out_dir {
-        std::fs::create_dir_all(dir).map_err(|e| Error::Write {
-            path: dir.clone(),
-            error: e.to_string(),
-        })?;
-    }
-    let hlog = args.out_dir.as_ref().map(|dir| dir.join(HLOG_FILE));
-    let merged = merge(&logs, args.interval, hlog.as_deref())?;
-    let info = RunInfo {
-        name: args.name.clone(),
-        target: None,
-        model: None,
-        started_at: Some(merged.started_at),
-        interrupted: false,
-        merged_from: args.logs.iter().map(|p| p.display().to_string()).collect(),
-    };
-    let report = Report::new(info, &merged.measurements, &thresholds);
-    crate::run::publish(&report, args.out_dir.as_deref(), args.json)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::{Recorder, Sample};
-
+    use crate::model::{Recorder, Sample};
 
     /// Writes a log of `seconds` one-second intervals starting at `start_unix`; returns it with
     /// the run's totals.

@@ -12,7 +12,8 @@ use lambda_invoke::{HttpTarget, Target};
 use loadgen::metrics::RunMetrics;
 use loadgen::report::{Report, RunInfo};
 use loadgen::run::{Outcome, Run, execute};
-use loadgen::scenario::{Plan, Scenario};
+use loadgen::plan::Plan;
+use loadgen::scenario::Scenario;
 use loadgen::simulate::{FunctionConfig, InvocationType, SimConfig, SimHandle, Simulator, Stall};
 use tokio_util::sync::CancellationToken;
 

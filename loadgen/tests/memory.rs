@@ -10,7 +10,8 @@ use std::time::Duration;
 use lambda_invoke::{HttpTarget, Target};
 use loadgen::metrics::RunMetrics;
 use loadgen::run::{Outcome, Recorder, Sample, execute};
-use loadgen::scenario::{Plan, Scenario};
+use loadgen::plan::Plan;
+use loadgen::scenario::Scenario;
 use loadgen::simulate::{SimConfig, Simulator};
 use tokio_util::sync::CancellationToken;
 

@@ -425,7 +425,8 @@ pub fn excerpt(body: &[u8]) -> String {
     )
 }
 
-/// A plain HTTP endpoint: the event is POSTed as `application/json`.
+/// A plain HTTP endpoint: the event is POSTed as `application/json` (a load generator may choose
+/// another method and headers with [`HttpTarget::with_request`]).
 ///
 /// Status mapping (documented in docs/invoke-targets.md): 2xx → the function returned normally, the body is
 /// its response; 3xx → an invoke error (redirects are not followed: the event goes to the configured URL
@@ -438,6 +439,9 @@ pub struct HttpTarget {
     url: String,
     /// The timeout given at creation, if any.
     timeout: Option<Duration>,
+    method: reqwest::Method,
+    /// Sent with every request; `Content-Type: application/json` unless replaced.
+    headers: reqwest::header::HeaderMap,
 }
 
 impl HttpTarget {
@@ -448,18 +452,39 @@ impl HttpTarget {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| Error::Transport(e.to_string()))?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            reqwest::header::HeaderValue::from_static("application/json"),
+        );
         Ok(HttpTarget {
             client,
             url: url.into(),
             timeout,
+            method: reqwest::Method::POST,
+            headers,
         })
+    }
+
+    /// The same target sending `method` with `headers` (each replacing a default header of the same
+    /// name). An invalid method or header is an [`Error::Transport`] naming it.
+    pub fn with_request(mut self, method: &str, headers: &[(String, String)]) -> Result<Self, Error> {
+        self.method = reqwest::Method::from_bytes(method.as_bytes())
+            .map_err(|_| Error::Transport(format!("`{method}` is not an HTTP method")))?;
+        for (name, value) in headers {
+            let bad = || Error::Transport(format!("invalid HTTP header `{name}: {value}`"));
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
+            let value = reqwest::header::HeaderValue::from_str(value).map_err(|_| bad())?;
+            self.headers.insert(name, value);
+        }
+        Ok(self)
     }
 
     async fn invoke(&self, payload: Vec<u8>) -> Result<Response, Error> {
         let mut resp = self
             .client
-            .post(&self.url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .request(self.method.clone(), &self.url)
+            .headers(self.headers.clone())
             .body(payload)
             .send()
             .await

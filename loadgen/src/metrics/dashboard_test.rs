@@ -11,8 +11,9 @@ use prometheus_client::registry::Registry;
 use serde_json::Value;
 
 use super::{Format, RunMetrics, encode};
-use crate::run::{Outcome, Sample};
-use crate::scenario::{Plan, Scenario};
+use crate::model::{Outcome, Sample};
+use crate::plan::Plan;
+use crate::scenario::Scenario;
 use crate::simulate::{SimConfig, Simulator};
 
 const DASHBOARD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../dashboards/loadgen.json");

@@ -19,8 +19,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::run::{MAX_DETAILS, OTHER_DETAIL, Outcome, Sample};
-use crate::scenario::{Model, Plan};
+use crate::model::{MAX_DETAILS, OTHER_DETAIL, Outcome, Sample};
+use crate::plan::Plan;
+use crate::scenario::Model;
 
 /// The metrics of one run. [`RunMetrics::new`] makes them; [`RunMetrics::register`] exports them
 /// (unregistered metrics count for nobody, which is what `--metrics-addr off` gets).
@@ -167,7 +168,7 @@ impl RunMetrics {
     }
 
     /// A request ended as `sample` says; `in_flight` are still open. Counted as the run's
-    /// [`Recorder`](crate::run::Recorder) counts it: the same latency, late rule and outcome.
+    /// [`Recorder`](crate::model::Recorder) counts it: the same latency, late rule and outcome.
     pub(crate) fn completed(
         &mut self,
         sample: &Sample,

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::Report;
-use crate::run::Outcome;
+use crate::model::Outcome;
 
 /// `intervals.csv`: time series for spreadsheets and plotting tools. Empty cells: no data.
 pub(super) fn intervals(r: &Report) -> String {
@@ -55,7 +55,7 @@ mod tests {
 
     use super::super::RunInfo;
     use super::*;
-    use crate::run::{Recorder, Sample};
+    use crate::model::{Recorder, Sample};
 
     fn report() -> Report {
         let mut recorder = Recorder::new(Duration::from_millis(10), false);

@@ -18,7 +18,8 @@ use hdrhistogram::serialization::interval_log::{
 use hdrhistogram::serialization::{Deserializer, V2DeflateSerializer};
 
 use crate::Error;
-use crate::run::{Interval, IntervalSink, Outcome};
+use crate::model::{Interval, Outcome};
+use crate::run::IntervalSink;
 
 /// The Java `HistogramLogWriter` legend line, for tools that expect it.
 const LEGEND: &str =
@@ -183,8 +184,7 @@ impl<'a> Iterator for LogReader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::{Recorder, Sample};
-
+    use crate::model::{Recorder, Sample};
 
     #[test]
     fn written_intervals_read_back_exactly() {

@@ -8,7 +8,7 @@ use plotters::prelude::*;
 
 use super::Report;
 use super::junit::escape;
-use crate::run::Outcome;
+use crate::model::Outcome;
 
 const WIDTH: u32 = 960;
 const HEIGHT: u32 = 360;
@@ -31,7 +31,8 @@ pub(super) fn render(r: &Report) -> String {
          <style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}}\
          table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:.25em .6em;text-align:right}}\
          th:first-child,td:first-child{{text-align:left}}.fail{{color:#b00}}.pass{{color:#070}}\
-         pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style>\n</head>\n<body>\n<h1>loadgen: {title}</h1>\n"
+         pre{{background:#f6f6f6;padding:1em;overflow:auto}}.legend span{{margin-right:1.5em;white-space:nowrap}}\
+         .legend i{{display:inline-block;width:1.6em;height:.25em;margin-right:.4em;vertical-align:middle}}</style>\n</head>\n<body>\n<h1>loadgen: {title}</h1>\n"
     )
     .expect("writing to a String cannot fail");
     section(&mut out, r);
@@ -110,7 +111,52 @@ struct Series {
     points: Vec<(f64, f64)>,
 }
 
+/// Tick values for a log axis from `min` to `max`: powers of ten when the range spans enough of
+/// them, else 1-2-5 steps, else every digit, else (a range within one digit, say 18 to 26 ms)
+/// evenly spaced round values. Plotters' own log axis ticks only powers of ten, which leaves a
+/// narrow range (the usual case for a steady latency) without a single label.
+fn log_ticks(min: f64, max: f64) -> Vec<f64> {
+    const ENOUGH: usize = 4;
+    if !(min > 0.0 && max > min) {
+        return vec![min];
+    }
+    let decades = min.log10().floor() as i32..=max.log10().ceil() as i32;
+    for mantissas in [
+        &[1.0][..],
+        &[1.0, 2.0, 5.0],
+        &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0],
+    ] {
+        let ticks: Vec<f64> = decades
+            .clone()
+            .flat_map(|e| mantissas.iter().map(move |m| m * 10f64.powi(e)))
+            .filter(|t| (min..=max).contains(t))
+            .collect();
+        if ticks.len() >= ENOUGH {
+            return ticks;
+        }
+    }
+    // The largest 1, 2 or 5 step that still gives four ticks inside the range.
+    let rough = (max - min) / ENOUGH as f64;
+    let magnitude = 10f64.powf(rough.log10().floor());
+    let step = [5.0, 2.0, 1.0]
+        .iter()
+        .map(|m| m * magnitude)
+        .find(|s| *s <= rough)
+        .unwrap_or(magnitude);
+    let first = (min / step).ceil() as i64;
+    let last = (max / step).floor() as i64;
+    (first..=last).map(|i| i as f64 * step).collect()
+}
+
+/// A tick label without float noise or trailing zeros: `0.2`, `20`, `1500`.
+fn tick_label(value: &f64) -> String {
+    let text = format!("{value:.3}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    text.to_owned()
+}
+
 /// Draws `series` as lines; `log_y` for latencies, whose spikes would flatten everything else.
+/// The legend is HTML under the chart, so it never hides data.
 fn line_chart(
     series: &[Series],
     x_desc: &str,
@@ -145,7 +191,8 @@ fn line_chart(
                 mesh.x_desc(x_desc)
                     .y_desc(y_desc)
                     .label_style(("sans-serif", 13))
-                    .axis_desc_style(("sans-serif", 14));
+                    .axis_desc_style(("sans-serif", 14))
+                    .y_label_formatter(&tick_label);
                 if let Some(f) = x_labels {
                     mesh.x_label_formatter(f);
                 }
@@ -153,32 +200,36 @@ fn line_chart(
                 for (i, s) in series.iter().enumerate() {
                     let color = COLORS[i % COLORS.len()];
                     let points = s.points.iter().copied().filter(|p| !log_y || p.1 > 0.0);
-                    chart
-                        .draw_series(LineSeries::new(points, color.stroke_width(2)))?
-                        .label(s.label.clone())
-                        .legend(move |(x, y)| {
-                            PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                        });
+                    chart.draw_series(LineSeries::new(points, color.stroke_width(2)))?;
                 }
-                chart
-                    .configure_series_labels()
-                    .background_style(WHITE.mix(0.85))
-                    .border_style(BLACK)
-                    .position(SeriesLabelPosition::UpperLeft)
-                    .label_font(("sans-serif", 13))
-                    .draw()?;
             }};
         }
         if log_y && y_min.is_finite() {
-            draw!(builder.build_cartesian_2d(x_range, ((y_min * 0.8)..y_max).log_scale())?);
+            let (low, high) = (y_min * 0.9, y_max);
+            let ticks = log_ticks(low, high);
+            draw!(
+                builder
+                    .build_cartesian_2d(x_range, (low..high).log_scale().with_key_points(ticks))?
+            );
         } else {
             draw!(builder.build_cartesian_2d(x_range, 0f64..y_max)?);
         }
         root.present()?;
         Ok(())
     })();
+    let legend: String = series
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let RGBColor(r, g, b) = COLORS[i % COLORS.len()];
+            format!(
+                "<span><i style=\"background:rgb({r},{g},{b})\"></i>{}</span>",
+                escape(&s.label)
+            )
+        })
+        .collect();
     match drawn {
-        Ok(()) => svg + "\n",
+        Ok(()) => format!("{svg}\n<p class=\"legend\">{legend}</p>\n"),
         Err(e) => format!(
             "<p>Chart could not be drawn: {}</p>\n",
             escape(&e.to_string())
@@ -187,7 +238,7 @@ fn line_chart(
 }
 
 fn latency_over_time(r: &Report) -> String {
-    type Pick = fn(&crate::run::IntervalRow) -> Option<f64>;
+    type Pick = fn(&crate::model::IntervalRow) -> Option<f64>;
     let picks: [(&str, Pick); 4] = [
         ("p50", |i| i.p50_ms),
         ("p90", |i| i.p90_ms),
@@ -279,7 +330,7 @@ mod tests {
 
     use super::super::RunInfo;
     use super::*;
-    use crate::run::{Recorder, Sample};
+    use crate::model::{Recorder, Sample};
 
     #[test]
     fn page_has_three_charts_and_the_summary() {
@@ -320,6 +371,69 @@ mod tests {
         );
         assert!(html.contains("<pre>loadgen · &lt;demo&gt;"));
         assert!(!html.contains("could not be drawn"));
+        // Legends are HTML below each chart, outside the plotted data.
+        assert_eq!(html.matches("<p class=\"legend\">").count(), 3);
+        assert!(html.contains("></i>p99.9</span>") || html.contains("></i>p99</span>"));
+    }
+
+    #[test]
+    fn log_axis_ticks_on_wide_and_narrow_ranges() {
+        assert_eq!(
+            log_ticks(0.5, 20_000.0),
+            [1.0, 10.0, 100.0, 1000.0, 10_000.0]
+        );
+        assert_eq!(log_ticks(3.0, 90.0), [5.0, 10.0, 20.0, 50.0]);
+        assert_eq!(
+            log_ticks(15.0, 95.0),
+            [20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0]
+        );
+        // Within one or two digits: evenly spaced round values, at least four of them.
+        let narrow = log_ticks(18.2, 26.4);
+        assert_eq!(narrow, [20.0, 22.0, 24.0, 26.0]);
+        assert_eq!(log_ticks(21.6, 48.0), [25.0, 30.0, 35.0, 40.0, 45.0]);
+        let tiny = log_ticks(0.41, 0.47);
+        assert!(
+            tiny.len() >= 3 && tiny.iter().all(|t| (0.41..=0.47).contains(t)),
+            "{tiny:?}"
+        );
+        assert_eq!(tick_label(&0.2), "0.2");
+        assert_eq!(tick_label(&(0.1 + 0.2)), "0.3");
+        assert_eq!(tick_label(&1500.0), "1500");
+    }
+
+    /// A steady latency spans less than one digit; the latency chart must still label its axis.
+    #[test]
+    fn a_narrow_latency_range_gets_labelled_ticks() {
+        let mut recorder = Recorder::new(Duration::from_millis(10), false);
+        for second in 0..3u64 {
+            for ms in 20..=24 {
+                recorder.record(&Sample {
+                    outcome: Outcome::Success,
+                    detail: None,
+                    latency: Duration::from_millis(ms),
+                    service_time: Duration::from_millis(ms),
+                    send_lag: Duration::ZERO,
+                    init_duration: None,
+                });
+            }
+            recorder.rotate(Duration::from_secs(second + 1));
+        }
+        let report = Report::new(
+            RunInfo::default(),
+            &recorder.finish(Duration::from_secs(3)),
+            &[],
+        );
+        let chart = latency_over_time(&report);
+        let labels: Vec<&str> = chart.lines().filter(|l| l.parse::<f64>().is_ok()).collect();
+        // y ticks such as 20, 22, 24 (and x ticks in seconds).
+        assert!(
+            labels
+                .iter()
+                .filter(|l| l.parse::<f64>().unwrap() >= 18.0)
+                .count()
+                >= 3,
+            "{chart}"
+        );
     }
 
     #[test]

@@ -63,8 +63,8 @@ mod tests {
 
     use super::super::RunInfo;
     use super::*;
-    use crate::run::{Outcome, Recorder, Sample};
-    use crate::scenario::Threshold;
+    use crate::model::{Outcome, Recorder, Sample};
+    use crate::plan::Threshold;
 
     #[test]
     fn one_test_case_per_threshold_with_failures() {

@@ -1,12 +1,16 @@
-//! Reports: one [`Report`] model built from [`Measurements`], rendered as a human summary, JSON,
-//! CSV, JUnit XML and HTML; plus the `.hlog` interval log.
+//! The engine's sinks and the outputs: the interval sinks that run along (`.hlog` writer, progress
+//! bar, [`AbortOnFail`]), and one [`Report`] model built from [`Measurements`], rendered as a
+//! human summary, JSON, CSV, JUnit XML and HTML. They take the [`model`](crate::model) types and
+//! the plan's thresholds, never the command line.
 //!
 //! Rendering is pure (model in, text out); [`write_files`] is the only I/O.
 
+mod abort;
 mod csv;
 mod hlog;
 mod html;
 mod junit;
+mod progress;
 mod text;
 
 use std::collections::BTreeMap;
@@ -16,11 +20,16 @@ use std::time::SystemTime;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+pub use abort::AbortOnFail;
 pub use hlog::{HlogWriter, LogReader, RawInterval};
+pub use progress::Progress;
 
 use crate::Error;
-use crate::run::{IntervalRow, Measurements, Outcome, UNIT_PER_MS};
-use crate::scenario::{Threshold, ThresholdResult};
+use crate::model::{IntervalRow, Measurements, Outcome, UNIT_PER_MS, value_at_percentile};
+use crate::plan::{Threshold, ThresholdResult};
+
+/// The `.hlog` file's name in `--out-dir`.
+pub const HLOG_FILE: &str = "latency.hlog";
 
 /// Version of the JSON layout (`loadgen/report.schema.json`); raised on incompatible changes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -40,8 +49,10 @@ pub struct RunInfo {
     /// `open` or `closed`; unknown for merged logs.
     pub model: Option<String>,
     pub started_at: Option<SystemTime>,
-    /// Stopped by Ctrl-C before the schedule ended.
+    /// Stopped before the schedule ended: by Ctrl-C, or by `abort_on_fail`.
     pub interrupted: bool,
+    /// The threshold that stopped the run (`abort_on_fail`).
+    pub aborted_by: Option<String>,
     /// Input files of `loadgen merge`.
     pub merged_from: Vec<String>,
 }
@@ -58,6 +69,9 @@ pub struct Report {
     pub started_at: Option<String>,
     pub duration_s: f64,
     pub interrupted: bool,
+    /// The threshold that stopped the run early (`abort_on_fail`); `interrupted` is then true.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aborted_by: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub merged_from: Vec<String>,
     pub requests: u64,
@@ -116,19 +130,19 @@ impl LatencySummary {
             return None;
         }
         let ms = |us: f64| us / UNIT_PER_MS;
-        let q = |q: f64| ms(h.value_at_quantile(q) as f64);
+        let q = |p: f64| ms(value_at_percentile(h, p) as f64);
         Some(LatencySummary {
             count: h.len(),
             min: ms(h.min() as f64),
             mean: ms(h.mean()),
             stdev: ms(h.stdev()),
-            p50: q(0.5),
-            p75: q(0.75),
-            p90: q(0.9),
-            p95: q(0.95),
-            p99: q(0.99),
-            p99_9: q(0.999),
-            p99_99: q(0.9999),
+            p50: q(50.0),
+            p75: q(75.0),
+            p90: q(90.0),
+            p95: q(95.0),
+            p99: q(99.0),
+            p99_9: q(99.9),
+            p99_99: q(99.99),
             max: ms(h.max() as f64),
         })
     }
@@ -244,6 +258,7 @@ impl Report {
                 .map(|t| humantime::format_rfc3339_millis(t).to_string()),
             duration_s: secs,
             interrupted: info.interrupted,
+            aborted_by: info.aborted_by,
             merged_from: info.merged_from,
             requests,
             throughput_rps: if secs > 0.0 {
@@ -275,7 +290,7 @@ impl Report {
                     .iter()
                     .map(|&p| PercentilePoint {
                         percentile: p,
-                        latency_ms: all.value_at_percentile(p) as f64 / UNIT_PER_MS,
+                        latency_ms: value_at_percentile(&all, p) as f64 / UNIT_PER_MS,
                     })
                     .collect()
             },
@@ -320,4 +335,71 @@ pub fn write_files(dir: &Path, report: &Report) -> Result<(), Error> {
         })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::model::{Recorder, Sample};
+
+    /// 1000 requests of 1 to 1000 ms: p99.9 is the 999th, and every output shows that one value.
+    #[test]
+    fn p99_9_is_the_same_in_every_output() {
+        let mut recorder = Recorder::new(Duration::from_millis(10), false);
+        for ms in 1..=1000 {
+            recorder.record(&Sample {
+                outcome: Outcome::Success,
+                detail: None,
+                latency: Duration::from_millis(ms),
+                service_time: Duration::from_millis(ms),
+                send_lag: Duration::ZERO,
+                init_duration: None,
+            });
+        }
+        recorder.rotate(Duration::from_secs(1));
+        let report = Report::new(
+            RunInfo::default(),
+            &recorder.finish(Duration::from_secs(1)),
+            &[Threshold::parse("p99.9 < 1s").unwrap()],
+        );
+        let summary = report.latency_ms.as_ref().unwrap();
+        let p = summary.p99_9;
+        assert!((999.0..1000.0).contains(&p), "{p}");
+        assert!(p < summary.max);
+
+        let listed = report
+            .percentiles
+            .iter()
+            .find(|q| q.percentile == 99.9)
+            .unwrap();
+        assert_eq!(listed.latency_ms, p, "JSON percentiles list");
+        let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+        assert_eq!(
+            json["latency_ms"]["p99_9"].as_f64(),
+            Some(p),
+            "JSON summary"
+        );
+        assert!(
+            csv::percentiles(&report).contains(&format!("\n99.9,{p:.3}\n")),
+            "CSV"
+        );
+        let all_row = |text: &str| {
+            text.lines()
+                .find(|l| l.trim_start().starts_with("all "))
+                .map(|l| l.split_whitespace().nth(5).unwrap().to_owned())
+        };
+        assert_eq!(
+            all_row(&report.summary()),
+            Some(format!("{p:.2}")),
+            "summary"
+        );
+        assert_eq!(
+            all_row(&html::render(&report)),
+            Some(format!("{p:.2}")),
+            "HTML"
+        );
+        assert_eq!(report.thresholds[0].value, Some(p), "threshold");
+    }
 }

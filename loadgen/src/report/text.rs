@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::{LatencySummary, Report};
-use crate::run::Outcome;
+use crate::model::Outcome;
 
 /// Widest bar of the latency histogram, in characters.
 const BAR: f64 = 40.0;
@@ -147,8 +147,8 @@ mod tests {
 
     use super::super::RunInfo;
     use super::*;
-    use crate::run::{Recorder, Sample};
-    use crate::scenario::Threshold;
+    use crate::model::{Recorder, Sample};
+    use crate::plan::Threshold;
 
     #[test]
     fn summary_shows_outcomes_percentiles_histogram_and_thresholds() {

@@ -15,7 +15,7 @@ use super::outcome::classify;
 use super::schedule::{Next, Schedule};
 use super::stats::{Interval, Measurements, Recorder, Sample};
 use crate::metrics::RunMetrics;
-use crate::scenario::{Context, Plan};
+use crate::plan::{Context, Plan};
 
 /// Receives each interval as it closes (the `.hlog` writer, the progress bar).
 pub trait IntervalSink {

@@ -44,7 +44,6 @@ pub use config::{FailureMode, FunctionConfig, Rule, RuleAction, SimConfig};
 pub use recording::{Endpoint, FunctionStats, Invocation, InvocationResult, InvocationType, Stats};
 pub use simulator::{SimHandle, Simulator};
 pub use timing::{Latency, Stall};
-pub(crate) use timing::{duration_str, option_duration_str};
 
 use crate::cli::SimulateArgs;
 

@@ -21,7 +21,7 @@ use std::fmt;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::run::{Measurements, Outcome, UNIT_PER_MS};
+use crate::model::{Measurements, Outcome, UNIT_PER_MS, value_at_percentile};
 
 /// A parsed threshold.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,8 +50,8 @@ enum Metric {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Stat {
-    /// Quantile in 0..=1.
-    Quantile(f64),
+    /// Percentile in 0..=100.
+    Percentile(f64),
     Mean,
     Min,
     Max,
@@ -110,6 +110,7 @@ impl Threshold {
             .ok_or_else(|| {
                 format!("`{expression}`: expected `METRIC OP VALUE`, e.g. `p99 < 300ms`")
             })?;
+        let op_token = op;
         let op = match op {
             "<=" => Op::Le,
             ">=" => Op::Ge,
@@ -121,6 +122,9 @@ impl Threshold {
         let metric =
             parse_metric(expression[..at].trim()).map_err(|e| format!("`{expression}`: {e}"))?;
         let value = expression[at + len..].trim();
+        if value.is_empty() {
+            return Err(format!("`{expression}`: missing VALUE after `{op_token}`"));
+        }
         let limit = match metric {
             Metric::Latency { .. } => parse_ms(value),
             Metric::ErrorRate
@@ -159,6 +163,21 @@ impl Threshold {
             },
             passed,
         }
+    }
+}
+
+impl Threshold {
+    /// Whether a run still going has already failed this threshold, for `abort_on_fail`: it is
+    /// measured and fails. A count that must reach a floor (`requests > 1000`) is judged only at
+    /// the end, since counts only grow.
+    pub fn breached_so_far(&self, m: &Measurements) -> bool {
+        let floor_on_a_count = matches!(self.metric, Metric::Requests | Metric::OutcomeCount(_))
+            && matches!(self.op, Op::Gt | Op::Ge | Op::Eq);
+        if floor_on_a_count {
+            return false;
+        }
+        let result = self.evaluate(m);
+        result.value.is_some() && !result.passed
     }
 }
 
@@ -205,7 +224,7 @@ fn parse_metric(name: &str) -> Result<Metric, String> {
 /// `p99`, `p99.9`, `p(99)`, `med`, `avg`, `mean`, `min`, `max`.
 fn parse_stat(name: &str) -> Option<Stat> {
     match name {
-        "med" => return Some(Stat::Quantile(0.5)),
+        "med" => return Some(Stat::Percentile(50.0)),
         "avg" | "mean" => return Some(Stat::Mean),
         "min" => return Some(Stat::Min),
         "max" => return Some(Stat::Max),
@@ -219,7 +238,7 @@ fn parse_stat(name: &str) -> Option<Stat> {
     let percent: f64 = digits.parse().ok()?;
     (0.0..=100.0)
         .contains(&percent)
-        .then_some(Stat::Quantile(percent / 100.0))
+        .then_some(Stat::Percentile(percent))
 }
 
 /// A duration in ms: `300ms`, `1.5s`, `800us`, `2m`, or a bare number of ms (as in k6).
@@ -228,13 +247,19 @@ fn parse_ms(value: &str) -> Result<f64, String> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(value.len());
     let (number, unit) = value.split_at(split);
-    let number = parse_number(number)?;
+    let number = parse_number(number).map_err(|_| {
+        format!("`{value}` is not a duration (`300ms`, `1.5s`, `800us`, `2m`, or a number of ms)")
+    })?;
     let scale = match unit.trim() {
         "" | "ms" => 1.0,
         "us" | "µs" => 1e-3,
         "s" => 1e3,
         "m" => 60e3,
-        other => return Err(format!("unknown duration unit `{other}` (us, ms, s, m)")),
+        other => {
+            return Err(format!(
+                "`{value}`: unknown duration unit `{other}` (us, ms, s, m)"
+            ));
+        }
     };
     Ok(number * scale)
 }
@@ -242,7 +267,9 @@ fn parse_ms(value: &str) -> Result<f64, String> {
 /// A fraction (`0.01`) or a percentage (`1%`).
 fn parse_ratio(value: &str) -> Result<f64, String> {
     match value.strip_suffix('%') {
-        Some(percent) => Ok(parse_number(percent.trim())? / 100.0),
+        Some(percent) => parse_number(percent.trim())
+            .map(|p| p / 100.0)
+            .map_err(|_| format!("`{value}` is not a percentage")),
         None => parse_number(value),
     }
 }
@@ -288,7 +315,7 @@ fn latency_stat(h: &Histogram<u64>, stat: Stat) -> Option<f64> {
         return None;
     }
     let value = match stat {
-        Stat::Quantile(q) => h.value_at_quantile(q) as f64,
+        Stat::Percentile(p) => value_at_percentile(h, p) as f64,
         Stat::Mean => h.mean(),
         Stat::Min => h.min() as f64,
         Stat::Max => h.max() as f64,
@@ -301,7 +328,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::run::{Recorder, Sample};
+    use crate::model::{Recorder, Sample};
 
     /// 100 requests: 98 successes at 1..=98 ms, one throttle and one timeout at 1 s; 50 ms late.
     fn measurements() -> Measurements {
@@ -388,8 +415,27 @@ mod tests {
         assert!(err("p101 < 3").contains("unknown metric `p101`"));
         assert!(err("latency < 3").contains("unknown metric"));
         assert!(err("success.p999x < 3").contains("unknown metric"));
-        assert!(err("p99 < 3 hours").contains("unknown duration unit `hours`"));
+        assert!(err("p99 < 3 hours").contains("`3 hours`: unknown duration unit `hours`"));
         assert!(err("error_rate < lots").contains("`lots` is not a number"));
+    }
+
+    /// Every error quotes the part of the expression that is wrong, not just the expression.
+    #[test]
+    fn parse_errors_name_the_bad_token() {
+        let cases = [
+            ("p99 < fast", "`fast` is not a duration"),
+            ("p99 < ms", "`ms` is not a duration"),
+            ("p99 << 3", "`< 3` is not a duration"),
+            ("p99 <", "missing VALUE after `<`"),
+            ("error_rate < x%", "`x%` is not a percentage"),
+            ("rps > 1.2.3", "`1.2.3` is not a number"),
+            ("p99x < 3", "unknown metric `p99x`"),
+        ];
+        for (expression, expected) in cases {
+            let message = Threshold::parse(expression).unwrap_err();
+            assert!(message.contains(expected), "{expression}: {message}");
+            assert!(message.starts_with(&format!("`{expression}`")), "{message}");
+        }
     }
 
     #[test]

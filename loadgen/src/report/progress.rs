@@ -6,12 +6,11 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::engine::IntervalSink;
-use super::outcome::Outcome;
-use super::stats::{Interval, UNIT_PER_MS};
+use crate::model::{Interval, Outcome, UNIT_PER_MS};
+use crate::run::IntervalSink;
 
 #[derive(Debug)]
-pub(crate) struct Progress {
+pub struct Progress {
     bar: ProgressBar,
     /// Counting requests (`max_requests` without a planned length) instead of seconds.
     by_requests: bool,
@@ -28,7 +27,7 @@ pub(crate) fn visible(stderr_is_terminal: bool, disabled: bool) -> bool {
 impl Progress {
     /// `planned`: the run's length; `requests`: the request limit of a run that only it bounds,
     /// shown instead of the time.
-    pub(crate) fn new(planned: Duration, requests: Option<u64>, disabled: bool) -> Progress {
+    pub fn new(planned: Duration, requests: Option<u64>, disabled: bool) -> Progress {
         let by_requests = requests.is_some();
         let length = requests.unwrap_or_else(|| planned.as_secs().max(1));
         let bar = if visible(std::io::stderr().is_terminal(), disabled) {
@@ -60,7 +59,7 @@ impl Progress {
     }
 
     /// Removes the bar, so the summary starts on a clean line.
-    pub(crate) fn finish(&self) {
+    pub fn finish(&self) {
         self.bar.finish_and_clear();
     }
 }

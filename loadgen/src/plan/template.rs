@@ -9,12 +9,15 @@
 //! | `{{random_string LEN}}` | LEN random letters and digits |
 //!
 //! Parsed once, rendered per request into a reused buffer. Random values come from the run's
-//! RNG, so a seeded scenario sends the same bodies.
+//! RNG, so a seeded scenario sends the same bodies. A template can also stand for a payloads
+//! file ([`Template::pick`]): each rendering is then the file's next payload.
 
 use std::fmt::Write as _;
 
 use rand::Rng;
 use rand::distr::{Alphanumeric, SampleString};
+
+use super::Payloads;
 
 /// A parsed template.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +33,8 @@ enum Part {
     TimestampMs,
     RandomInt(i64, i64),
     RandomString(usize),
+    /// The next payload of a file.
+    Pick(Payloads),
 }
 
 /// What a placeholder can refer to besides randomness.
@@ -65,6 +70,13 @@ impl Template {
         Ok(Template { parts })
     }
 
+    /// A template whose every rendering is the next of `payloads`.
+    pub fn pick(payloads: Payloads) -> Template {
+        Template {
+            parts: vec![Part::Pick(payloads)],
+        }
+    }
+
     /// Renders into `out` (cleared first).
     pub fn render<R: Rng + ?Sized>(&self, context: Context, rng: &mut R, out: &mut String) {
         out.clear();
@@ -84,6 +96,10 @@ impl Template {
                 Part::RandomInt(min, max) => write!(out, "{}", rng.random_range(*min..=*max)),
                 Part::RandomString(len) => {
                     Alphanumeric.append_string(rng, out, *len);
+                    Ok(())
+                }
+                Part::Pick(payloads) => {
+                    out.push_str(payloads.next(rng));
                     Ok(())
                 }
             }

@@ -1,0 +1,330 @@
+//! The `loadgen run` and `loadgen merge` commands: the only code that sees command-line types.
+//! Each reads its flags, builds what the lower layers take (a [`Plan`], [`Report`]s), chooses
+//! the sinks, and turns the outcome into the exit code.
+//!
+//! Layers, each importing only those below it: [`cli`](crate::cli) (flags) →
+//! [`scenario`](crate::scenario) (the file format, plain serde structs) → [`plan`](crate::plan)
+//! (validated and resolved) → [`run`](crate::run) (the engine, which takes a plan) →
+//! [`report`](crate::report) (sinks and outputs, which take the engine's
+//! [`model`](crate::model) types).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+use crate::Error;
+use crate::cli::{MergeArgs, MetricsAddr, RunArgs};
+use crate::metrics::{self, RunMetrics};
+use crate::model::Outcome;
+use crate::plan::{Plan, Threshold};
+use crate::report::{self, AbortOnFail, HLOG_FILE, HlogWriter, Progress, Report, RunInfo};
+use crate::run::{execute, target};
+use crate::scenario::Scenario;
+
+/// Exit codes of `loadgen run` and `loadgen merge` (docs/loadgen.md, "Exit codes"). 2, for
+/// errors, is `main`'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// 0: every threshold passed and at least one request succeeded.
+    Passed,
+    /// 1: a threshold failed, at the end or during the run with `abort_on_fail`.
+    ThresholdFailed,
+    /// 3: no request succeeded: a run that measured nothing useful must not pass a CI gate.
+    NoSuccess,
+    /// 130: stopped by Ctrl-C or SIGTERM, as a shell reports an interrupted command. The outputs
+    /// are written, but the run is incomplete, so its thresholds cannot pass it.
+    Interrupted,
+}
+
+impl Verdict {
+    /// The verdict on a finished report; the first that applies wins.
+    pub fn of(report: &Report) -> Verdict {
+        if report.interrupted && report.aborted_by.is_none() {
+            Verdict::Interrupted
+        } else if !report.passed {
+            Verdict::ThresholdFailed
+        } else if report.outcomes[&Outcome::Success].count == 0 {
+            Verdict::NoSuccess
+        } else {
+            Verdict::Passed
+        }
+    }
+
+    pub fn code(self) -> u8 {
+        match self {
+            Verdict::Passed => 0,
+            Verdict::ThresholdFailed => 1,
+            Verdict::NoSuccess => 3,
+            Verdict::Interrupted => 130,
+        }
+    }
+}
+
+/// `loadgen run`. Errors (exit 2 in `main`) are returned.
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let plan = plan(&args)?;
+    let target = target(&plan.target).await?;
+    if let Some(dir) = &args.out_dir {
+        create_dir(dir)?;
+    }
+    let mut metrics = RunMetrics::new(&plan);
+    let metrics_stop = CancellationToken::new();
+    // The server stops when this function returns, after the outputs are written.
+    let _metrics_server = metrics_stop.clone().drop_guard();
+    serve_metrics(args.metrics_addr, &metrics, metrics_stop).await?;
+    let stop = CancellationToken::new();
+    let signals = tokio::spawn(stop_on_signal(stop.clone()));
+    tracing::info!(
+        scenario = %plan.name,
+        target = %plan.target.describe(),
+        model = plan.load.model.as_str(),
+        length = %plan.load.describe_length(),
+        "starting; Ctrl-C stops sending and waits for requests in flight"
+    );
+
+    let progress = Progress::new(
+        plan.load.profile.duration(),
+        plan.load.max_requests.filter(|_| plan.load.is_open_ended()),
+        args.no_progress,
+    );
+    let started_at = std::time::SystemTime::now();
+    let hlog = match &args.out_dir {
+        Some(dir) => Some(HlogWriter::create(
+            &dir.join(HLOG_FILE),
+            started_at,
+            &format!("loadgen {} run of {}", env!("CARGO_PKG_VERSION"), plan.name),
+        )?),
+        None => None,
+    };
+    let abort = plan
+        .abort_on_fail
+        .then(|| AbortOnFail::new(&plan, stop.clone()));
+    let mut sinks = (progress, (hlog, abort));
+    let run = execute(&plan, target, &stop, &mut sinks, &mut metrics).await;
+    signals.abort();
+    let (progress, (hlog, abort)) = sinks;
+    progress.finish();
+    if let Some(hlog) = hlog {
+        hlog.finish()?;
+    }
+    let aborted_by = abort.and_then(AbortOnFail::tripped);
+    if let Some(threshold) = &aborted_by {
+        tracing::warn!(%threshold, "aborted: a threshold failed during the run");
+    }
+
+    let info = RunInfo {
+        name: plan.name.clone(),
+        target: Some(plan.target.describe()),
+        model: Some(plan.load.model.as_str().to_owned()),
+        started_at: Some(run.started_at),
+        interrupted: run.interrupted,
+        aborted_by,
+        merged_from: Vec::new(),
+    };
+    let report = Report::new(info, &run.measurements, &plan.thresholds);
+    publish(&report, args.out_dir.as_deref(), args.json)
+}
+
+/// The plan from the scenario file (if any) and the flags.
+pub fn plan(args: &RunArgs) -> Result<Plan, Error> {
+    let (mut scenario, base_dir) = match args.scenario() {
+        Some(path) => (
+            Scenario::load(path)?,
+            path.parent().map_or_else(PathBuf::new, Path::to_path_buf),
+        ),
+        None => (Scenario::default(), PathBuf::from(".")),
+    };
+    scenario.apply(&args.overrides());
+    Plan::new(scenario, &base_dir)
+}
+
+/// `loadgen merge`.
+pub fn merge(args: MergeArgs) -> anyhow::Result<ExitCode> {
+    let thresholds = args
+        .thresholds
+        .iter()
+        .map(|t| Threshold::parse(t).map_err(|e| Error::config("--threshold", e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let logs = args
+        .logs
+        .iter()
+        .map(|path| {
+            std::fs::read(path)
+                .map(|text| (path.clone(), text))
+                .map_err(|e| Error::ReadLog {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(dir) = &args.out_dir {
+        create_dir(dir)?;
+    }
+    let hlog = args.out_dir.as_ref().map(|dir| dir.join(HLOG_FILE));
+    let merged = crate::merge::merge(&logs, args.interval, hlog.as_deref())?;
+    let info = RunInfo {
+        name: args.name.clone(),
+        target: None,
+        model: None,
+        started_at: Some(merged.started_at),
+        interrupted: false,
+        aborted_by: None,
+        merged_from: args.logs.iter().map(|p| p.display().to_string()).collect(),
+    };
+    let report = Report::new(info, &merged.measurements, &thresholds);
+    publish(&report, args.out_dir.as_deref(), args.json)
+}
+
+fn create_dir(dir: &Path) -> Result<(), Error> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::Write {
+        path: dir.to_owned(),
+        error: e.to_string(),
+    })
+}
+
+/// Serves `metrics` where `--metrics-addr` says until `stop` fires. The default address is taken
+/// only if free, so that two runs on one machine do not fail over it; an address given must bind.
+async fn serve_metrics(
+    flag: Option<MetricsAddr>,
+    metrics: &RunMetrics,
+    stop: CancellationToken,
+) -> Result<(), Error> {
+    let (addr, given) = match flag {
+        Some(MetricsAddr(None)) => return Ok(()),
+        Some(MetricsAddr(Some(addr))) => (addr, true),
+        None => (
+            metrics::DEFAULT_ADDR.parse().expect("a valid address"),
+            false,
+        ),
+    };
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    match metrics::serve(addr, Arc::new(registry), stop).await {
+        Ok(_) => Ok(()),
+        Err(error) if !given => {
+            tracing::warn!(%error, "no metrics: the default address is taken (see --metrics-addr)");
+            Ok(())
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Prints the summary (or the JSON report) on stdout, writes the report files, and turns the
+/// verdict into the exit code.
+fn publish(report: &Report, out_dir: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
+    if let Some(dir) = out_dir {
+        report::write_files(dir, report)?;
+    }
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.summary());
+        if let Some(dir) = out_dir {
+            println!("  reports written to {}", dir.display());
+        }
+    }
+    let verdict = Verdict::of(report);
+    if verdict == Verdict::NoSuccess {
+        eprintln!("no request succeeded");
+    }
+    Ok(ExitCode::from(verdict.code()))
+}
+
+/// Cancels `stop` on the first SIGINT/SIGTERM; a second one exits at once (130, as a shell
+/// reports an interrupted command) for when waiting for requests in flight takes too long.
+async fn stop_on_signal(stop: CancellationToken) {
+    let Ok(first) = crate::simulate::shutdown_signal() else {
+        return;
+    };
+    if first.await.is_err() {
+        return;
+    }
+    eprintln!("stopping: waiting for requests in flight (Ctrl-C again to quit at once)");
+    stop.cancel();
+    if let Ok(second) = crate::simulate::shutdown_signal()
+        && second.await.is_ok()
+    {
+        std::process::exit(i32::from(Verdict::Interrupted.code()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::model::{Recorder, Sample};
+
+    fn report(
+        outcomes: &[Outcome],
+        thresholds: &[&str],
+        interrupted: bool,
+        aborted: bool,
+    ) -> Report {
+        let mut recorder = Recorder::new(Duration::from_millis(10), false);
+        for &outcome in outcomes {
+            recorder.record(&Sample {
+                outcome,
+                detail: None,
+                latency: Duration::from_millis(5),
+                service_time: Duration::from_millis(5),
+                send_lag: Duration::ZERO,
+                init_duration: None,
+            });
+        }
+        recorder.rotate(Duration::from_secs(1));
+        let thresholds: Vec<Threshold> = thresholds
+            .iter()
+            .map(|t| Threshold::parse(t).unwrap())
+            .collect();
+        let info = RunInfo {
+            interrupted,
+            aborted_by: aborted.then(|| thresholds[0].to_string()),
+            ..RunInfo::default()
+        };
+        Report::new(info, &recorder.finish(Duration::from_secs(1)), &thresholds)
+    }
+
+    #[test]
+    fn verdicts_and_their_exit_codes() {
+        use Outcome::{Success, Throttle};
+        let cases = [
+            (report(&[Success], &[], false, false), Verdict::Passed, 0),
+            (
+                report(&[Success], &["p99 < 1ms"], false, false),
+                Verdict::ThresholdFailed,
+                1,
+            ),
+            // Aborted by a threshold: the run stopped early, but the threshold is the reason.
+            (
+                report(&[Success], &["p99 < 1ms"], true, true),
+                Verdict::ThresholdFailed,
+                1,
+            ),
+            (
+                report(&[Throttle, Throttle], &[], false, false),
+                Verdict::NoSuccess,
+                3,
+            ),
+            (report(&[], &[], false, false), Verdict::NoSuccess, 3),
+            // Ctrl-C wins: the run is incomplete, whatever its thresholds say.
+            (
+                report(&[Success], &[], true, false),
+                Verdict::Interrupted,
+                130,
+            ),
+            (
+                report(&[Throttle], &["p99 < 1ms"], true, false),
+                Verdict::Interrupted,
+                130,
+            ),
+        ];
+        for (i, (report, verdict, code)) in cases.into_iter().enumerate() {
+            assert_eq!(Verdict::of(&report), verdict, "case {i}");
+            assert_eq!(verdict.code(), code, "case {i}");
+        }
+    }
+}
