@@ -172,6 +172,9 @@ pub struct MappingReadiness {
 /// (`Running`) and not be stuck: its polls of the source, or its invoke requests, must not have been
 /// failing without a success for longer than `stale_after`. Disabled mappings do not count.
 ///
+/// No mappings at all is not ready: the listener answers before the mappings are registered, and a
+/// probe in that moment must not see a process that has not started anything as ready.
+///
 /// Failures, not silence, make a mapping stuck: a long poll may wait 20 s for nothing, and a batch
 /// may keep a worker from polling for as long as the function runs (up to 15 minutes), so the time
 /// since the last successful poll or invoke says nothing by itself.
@@ -188,7 +191,7 @@ pub fn readiness(mappings: Vec<HealthSnapshot>, now_ms: u64, stale_after: Durati
         })
         .collect();
     Readiness {
-        ready: mappings.iter().all(|m| m.ready),
+        ready: !mappings.is_empty() && mappings.iter().all(|m| m.ready),
         mappings,
     }
 }
@@ -350,7 +353,7 @@ mod tests {
         }
         let mixed = readiness(vec![running(), of(MappingState::Starting)], now, BOUND);
         assert!(!mixed.ready && mixed.mappings[0].ready && !mixed.mappings[1].ready);
-        assert!(readiness(vec![], now, BOUND).ready, "nothing to run, nothing stuck");
+        assert!(!readiness(vec![], now, BOUND).ready, "nothing registered yet: not started");
         let json = serde_json::to_value(readiness(vec![of(MappingState::Failed("x".to_owned()))], now, BOUND)).unwrap();
         assert_eq!(json["mappings"][0]["state"], "failed");
         assert_eq!(json["mappings"][0]["reason"], "x");

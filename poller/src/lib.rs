@@ -264,6 +264,12 @@ impl Poller {
         // `stop` starts the drain: the caller's cancel, or a failed mapping. `abandon` ends it.
         let stop = cancel.child_token();
         let abandon = CancellationToken::new();
+        // Every mapping is registered (as `starting`) before `/readyz` answers, so that a probe never
+        // sees a process whose mappings have not started as ready.
+        let mappings: Vec<_> = mappings
+            .into_iter()
+            .map(|mapping| (Arc::new(metrics.mapping(stats::MappingLabels::of(&mapping))), mapping))
+            .collect();
         let server_stop = CancellationToken::new();
         let server = match options.metrics_addr {
             Some(addr) => {
@@ -277,8 +283,7 @@ impl Poller {
         };
         let mut supervisor = Supervisor::default();
         let mut start_error = None;
-        for mapping in mappings {
-            let counters = Arc::new(metrics.mapping(stats::MappingLabels::of(&mapping)));
+        for (counters, mapping) in mappings {
             if !mapping.enabled {
                 counters.health.set_state(MappingState::Disabled);
                 tracing::info!(uuid = %mapping.uuid, source = %mapping.source, "mapping is disabled (Enabled: false); not polling");
