@@ -736,23 +736,38 @@ pub async fn run(config: &Config) -> anyhow::Result<Report> {
 }
 
 /// Send `rate` messages per second until `until`, in batches of up to 10 (one `SendMessageBatch` per
-/// tick). A tick missed because the emulator was slow is skipped, not made up for: the rate stays
-/// bounded, and the "load held" check reports the shortfall.
+/// tick). Sends overlap (up to `MAX_SENDS_IN_FLIGHT`), so a slow emulator round trip on a loaded
+/// machine does not lower the rate; a tick with every send slot busy is skipped, not made up for: the
+/// rate stays bounded, and the "load held" check reports the shortfall. `sent` counts completed sends.
 async fn produce(sqs: Sqs, queue: Queue, rate: u32, until: Instant, sent: Arc<AtomicU64>) {
+    const MAX_SENDS_IN_FLIGHT: usize = 16;
     let batch = rate.min(10);
     let mut ticks =
         tokio::time::interval(Duration::from_secs_f64(f64::from(batch) / f64::from(rate)));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     // Fixed-size bodies, so the work per message does not drift over the run.
-    let padding = "x".repeat(200);
+    let padding = Arc::new("x".repeat(200));
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_SENDS_IN_FLIGHT));
+    let mut sends = tokio::task::JoinSet::new();
+    let mut next = 0u64;
     while Instant::now() < until {
         ticks.tick().await;
-        let first = sent.load(Ordering::Relaxed);
-        let messages: Vec<(String, Option<String>)> = (first..first + u64::from(batch))
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            continue;
+        };
+        let messages: Vec<(String, Option<String>)> = (next..next + u64::from(batch))
             .map(|n| (format!(r#"{{"soak":{n:010},"pad":"{padding}"}}"#), None))
             .collect();
-        sqs.send(&queue, &messages).await;
-        sent.fetch_add(u64::from(batch), Ordering::Relaxed);
+        next += u64::from(batch);
+        let (sqs, queue, sent) = (sqs.clone(), queue.clone(), sent.clone());
+        sends.spawn(async move {
+            sqs.send(&queue, &messages).await;
+            sent.fetch_add(messages.len() as u64, Ordering::Relaxed);
+            drop(slot);
+        });
+    }
+    while let Some(done) = sends.join_next().await {
+        done.expect("a send task panicked");
     }
 }
 

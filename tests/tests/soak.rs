@@ -9,18 +9,24 @@ use e2e::soak::{Config, run};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_soak_stays_flat_and_loses_nothing() {
     let out_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(e2e::unique("soak"));
-    let config = Config::new(Duration::from_secs(24), e2e::poller_binary(), out_dir);
+    // 20 messages per second, not the nightly 100: the suite runs on loaded CI machines, where a
+    // starved emulator cannot hold 100/s and the run would measure the machine, not the poller.
+    let config = Config {
+        rate: 20,
+        ..Config::new(Duration::from_secs(24), e2e::poller_binary(), out_dir)
+    };
     let report = run(&config).await.expect("the soak runs");
     let summary = report.summary();
     println!("{summary}");
     assert!(report.passed(), "{summary}");
-    // 24 s at 100 msg/s with a 1 s interval: the analysis had the samples it needs.
+    // 24 s with a 1 s interval: the analysis had the samples it needs, and most of the load went out.
     assert!(
         report.samples.len() >= 20,
         "{} samples",
         report.samples.len()
     );
-    assert!(report.outcome.sent >= 2_000, "sent {}", report.outcome.sent);
+    let asked = u64::from(config.rate) * config.duration.as_secs();
+    assert!(report.outcome.sent * 10 >= asked * 9, "sent {} of {asked}", report.outcome.sent);
     for file in [
         "samples.csv",
         "checks.json",

@@ -162,10 +162,11 @@ impl Function {
         self.counters.snapshot(pool.busy(), pool.environments())
     }
 
-    /// Clears counters, idle environments (the next invocations are cold) and rule budgets.
+    /// Clears counters, environments (the next invocations are cold, also when one was still running)
+    /// and rule budgets.
     pub(crate) fn reset(&self) {
         self.counters.reset();
-        lock(&self.pool).clear_idle();
+        lock(&self.pool).retire_all();
         self.rules.reset();
     }
 }

@@ -16,6 +16,9 @@ pub(crate) struct Pool {
     idle: Vec<IdleEnv>,
     busy: u32,
     next_id: u64,
+    /// Environments with an id up to this one were retired by [`Pool::retire_all`] while busy: they
+    /// are dropped when their invocation ends instead of becoming idle.
+    retired_up_to: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -40,6 +43,7 @@ impl Pool {
             idle: Vec::new(),
             busy: 0,
             next_id: 0,
+            retired_up_to: 0,
         }
     }
 
@@ -64,9 +68,12 @@ impl Pool {
         })
     }
 
-    /// The invocation finished; the environment becomes idle.
+    /// The invocation finished; the environment becomes idle, unless it was retired meanwhile.
     pub(crate) fn release(&mut self, lease: Lease, now: Instant) {
         self.busy -= 1;
+        if lease.env_id <= self.retired_up_to {
+            return;
+        }
         self.idle.push(IdleEnv {
             id: lease.env_id,
             since: now,
@@ -79,9 +86,12 @@ impl Pool {
         self.busy -= 1;
     }
 
-    /// Drops every idle environment.
-    pub(crate) fn clear_idle(&mut self) {
+    /// Drops every environment: idle ones now, busy ones when their invocation ends, so that every
+    /// invocation that starts afterwards is cold (as after a function update, when Lambda lets
+    /// in-flight invocations finish on the old environments and starts new ones).
+    pub(crate) fn retire_all(&mut self) {
         self.idle.clear();
+        self.retired_up_to = self.next_id;
     }
 
     /// Environments running an invocation now.
@@ -206,7 +216,7 @@ mod tests {
             }
         );
         pool.release(b, now);
-        pool.clear_idle();
+        pool.retire_all();
         assert_eq!(
             pool.acquire(now).unwrap(),
             Lease {
@@ -214,5 +224,16 @@ mod tests {
                 cold: true
             }
         );
+    }
+
+    #[test]
+    fn environments_busy_when_retired_are_not_reused() {
+        let now = Instant::now();
+        let mut pool = Pool::new(None, None);
+        let busy = pool.acquire(now).unwrap();
+        pool.retire_all();
+        pool.release(busy, now);
+        assert_eq!(pool.environments(), 0);
+        assert!(pool.acquire(now).unwrap().cold, "the environment busy at retirement is gone");
     }
 }
