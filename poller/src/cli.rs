@@ -116,6 +116,45 @@ pub struct RunArgs {
     /// for streams).
     #[arg(long, value_name = "N", default_value_t = 10, requires = "dry_run")]
     pub dry_run_limit: usize,
+    /// SQS: what a throttle or a Lambda service error (the function did not run) does. `hold` keeps the
+    /// messages invisible and retries, lowering the concurrency, so that only function errors count
+    /// toward the queue's maxReceiveCount; `aws` retries for one visibility timeout and then lets the
+    /// messages reappear, each time spending a receive, as AWS does (docs/decisions.md).
+    #[arg(long, value_enum, default_value_t = SqsThrottleMode::Hold, env = "POLLER_SQS_THROTTLE_MODE")]
+    pub sqs_throttle_mode: SqsThrottleMode,
+    /// With `--sqs-throttle-mode hold`: after this long without reaching the function a batch is let go
+    /// as on AWS (counted in poller_sqs_throttle_releases_total). At most 12h, SQS's visibility limit.
+    #[arg(long, default_value = "15m", value_parser = parse_max_hold, env = "POLLER_SQS_THROTTLE_MAX_HOLD")]
+    pub sqs_throttle_max_hold: Duration,
+}
+
+/// `--sqs-throttle-mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SqsThrottleMode {
+    Hold,
+    Aws,
+}
+
+impl SqsThrottleMode {
+    pub fn with_max_hold(self, max_hold: Duration) -> crate::sqs::throttle::ThrottleMode {
+        match self {
+            SqsThrottleMode::Hold => crate::sqs::throttle::ThrottleMode::Hold { max_hold },
+            SqsThrottleMode::Aws => crate::sqs::throttle::ThrottleMode::Aws,
+        }
+    }
+}
+
+/// `--sqs-throttle-max-hold`: a duration up to SQS's 12 hours.
+fn parse_max_hold(text: &str) -> Result<Duration, String> {
+    let limit = crate::sqs::throttle::MAX_HOLD_LIMIT;
+    let hold = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if hold > limit {
+        return Err(format!(
+            "{text} is longer than {}: SQS does not keep a received message invisible longer",
+            humantime::format_duration(limit)
+        ));
+    }
+    Ok(hold)
 }
 
 /// How the function is invoked, for `run` and `replay`.
@@ -226,4 +265,27 @@ fn parse_rate(text: &str) -> Result<std::num::NonZeroU32, String> {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqs_throttle_flags() {
+        let args = |extra: &[&str]| {
+            let mut argv = vec!["poller", "run", "-m", "m.json"];
+            argv.extend_from_slice(extra);
+            Cli::try_parse_from(argv)
+        };
+        let Command::Run(run) = args(&[]).unwrap().command else { panic!("run") };
+        assert_eq!(
+            run.sqs_throttle_mode.with_max_hold(run.sqs_throttle_max_hold),
+            crate::sqs::throttle::ThrottleMode::default()
+        );
+        let Command::Run(run) = args(&["--sqs-throttle-mode", "aws"]).unwrap().command else { panic!("run") };
+        assert_eq!(run.sqs_throttle_mode, SqsThrottleMode::Aws);
+        let error = args(&["--sqs-throttle-max-hold", "13h"]).unwrap_err().to_string();
+        assert!(error.contains("13h is longer than 12h: SQS does not keep a received message invisible longer"), "{error}");
+    }
 }

@@ -66,6 +66,8 @@ pub struct Options {
     pub lifecycle: Lifecycle,
     /// Assume this IAM role with STS for every AWS call; `None`: the default credential chain's identity.
     pub assume_role: Option<AssumeRole>,
+    /// What SQS mappings do when the function throttles or Lambda fails before it runs.
+    pub sqs_throttle: sqs::throttle::ThrottleMode,
 }
 
 /// An IAM role the poller assumes (`--role-arn`), with the default credential chain's identity as the
@@ -299,7 +301,8 @@ impl Poller {
                 let task: futures::future::BoxFuture<'static, ()> = match &mapping.settings {
                     SourceSettings::Sqs(_) => {
                         let m = sqs::SqsMapping::connect(mapping, &sdk, target, counters.clone()).await?;
-                        Box::pin(Arc::new(m.abandon_on(abandon.clone())).run(stop.clone()))
+                        let m = m.abandon_on(abandon.clone()).throttle_mode(options.sqs_throttle);
+                        Box::pin(Arc::new(m).run(stop.clone()))
                     }
                     SourceSettings::Stream(_) => {
                         let store = match &store {
@@ -603,6 +606,7 @@ async fn run(args: cli::RunArgs) -> ExitCode {
             session_name: args.role_session_name,
             external_id: args.external_id,
         }),
+        sqs_throttle: args.sqs_throttle_mode.with_max_hold(args.sqs_throttle_max_hold),
     };
     if args.dry_run {
         return dry_run::run(mappings, &options, args.dry_run_limit).await;

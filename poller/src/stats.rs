@@ -220,6 +220,9 @@ counters! {
     /// Stream reads (GetShardIterator, GetRecords) that failed and are retried after a backoff:
     /// throttled, endpoint unreachable, 5xx (no CloudWatch equivalent).
     read_errors => "stream_read_errors",
+    /// SQS messages let go after the longest hold because the function did not run (throttled,
+    /// service errors) for that long; they reappear and count a receive (no CloudWatch equivalent).
+    throttle_releases => "sqs_throttle_releases",
 }
 
 impl Counters {

@@ -70,6 +70,7 @@ pub fn options(state_dir: std::path::PathBuf) -> poller::Options {
         lease_failover: Duration::from_secs(10),
         lifecycle: Default::default(),
         assume_role: None,
+        sqs_throttle: Default::default(),
     }
 }
 

@@ -71,6 +71,11 @@ impl Function {
         &self.config
     }
 
+    /// Changes the reserved concurrency while running (`None`: unlimited).
+    pub(crate) fn set_reserved_concurrency(&self, limit: Option<u32>) {
+        lock(&self.pool).set_limit(limit);
+    }
+
     /// Takes an execution environment, or counts a throttle and returns `None`.
     pub(crate) fn admit(&self) -> Option<Lease> {
         let lease = lock(&self.pool).acquire(Instant::now());

@@ -68,6 +68,12 @@ impl Pool {
         })
     }
 
+    /// A new concurrency limit (Lambda's `PutFunctionConcurrency`): invocations running above it
+    /// finish, new ones are throttled until fewer are busy.
+    pub(crate) fn set_limit(&mut self, limit: Option<u32>) {
+        self.limit = limit;
+    }
+
     /// The invocation finished; the environment becomes idle, unless it was retired meanwhile.
     pub(crate) fn release(&mut self, lease: Lease, now: Instant) {
         self.busy -= 1;
@@ -174,6 +180,19 @@ mod tests {
                 cold: false
             }
         );
+    }
+
+    #[test]
+    fn a_changed_limit_applies_to_the_next_invocation() {
+        let now = Instant::now();
+        let mut pool = Pool::new(Some(0), None);
+        assert_eq!(pool.acquire(now), None);
+        pool.set_limit(Some(1));
+        let a = pool.acquire(now).unwrap();
+        assert_eq!(pool.acquire(now), None);
+        pool.set_limit(Some(0));
+        pool.release(a, now);
+        assert_eq!(pool.acquire(now), None);
     }
 
     #[test]

@@ -277,6 +277,13 @@ impl SimHandle {
         self.sim.stats()
     }
 
+    /// Sets the reserved concurrency of function `name` (`None`: unlimited), as Lambda's
+    /// `PutFunctionConcurrency` does; `0` throttles every invocation. Returns false when there is
+    /// no such function.
+    pub fn set_reserved_concurrency(&self, name: &str, limit: Option<u32>) -> bool {
+        self.sim.function(name).map(|f| f.set_reserved_concurrency(limit)).is_some()
+    }
+
     /// Same as `POST /_sim/reset`.
     pub fn reset(&self) {
         self.sim.reset();

@@ -19,15 +19,20 @@
 //!   in-order unit as the batch before them. When that batch fails (wholly or partly), the held-back
 //!   messages of the failed groups are made visible again instead of being invoked, so the group comes
 //!   back in order: SQS does not hand them out before the failed messages, which are still in flight.
-//! * Throttles and service errors do not reach the function: the invoke is retried with backoff for up to
-//!   one visibility timeout, then the messages are let go to reappear.
+//! * Throttles and service errors do not reach the function. By default ([`throttle`]) the batch is held
+//!   (its messages kept invisible, so no receive is spent) and retried with backoff, for up to
+//!   `--sqs-throttle-max-hold`, while the concurrent invocations follow an AIMD limit ([`aimd`]). With
+//!   `--sqs-throttle-mode aws` the invoke is retried for up to one visibility timeout, then the messages
+//!   are let go to reappear, as on AWS.
 //! * The queue's visibility timeout must be at least the function's timeout, as AWS requires when a
 //!   mapping is created; it is checked at start and every [`VISIBILITY_RECHECK`] while running.
 //! * A lane that fails is restarted ([`lanes`]); the messages it held are made visible at once.
 
+pub mod aimd;
 mod lanes;
 pub(crate) mod record;
 pub mod scaling;
+pub mod throttle;
 pub(crate) mod visibility;
 
 use std::collections::{HashSet, VecDeque};
@@ -55,6 +60,7 @@ use crate::health::MappingState;
 use crate::stats::Counters;
 use lanes::{Ended, Lanes};
 use scaling::Scaler;
+use throttle::{Gate, Next, ThrottleMode};
 use visibility::Held;
 
 /// Longest long-poll SQS allows.
@@ -108,6 +114,9 @@ pub struct SqsMapping {
     counters: Arc<Counters>,
     held: Held,
     scaler: Mutex<Scaler>,
+    throttle: ThrottleMode,
+    /// The AIMD limit on concurrent invocations ([`ThrottleMode::Hold`] only).
+    gate: Option<Gate>,
     /// Fires at the drain deadline: batches still being invoked are let go (see [`Self::abandon_on`]).
     abandon: CancellationToken,
 }
@@ -180,8 +189,21 @@ impl SqsMapping {
             counters,
             held: Held::new(visibility_timeout),
             scaler: Mutex::new(Scaler::new(settings.maximum_concurrency, std::time::Instant::now())),
+            throttle: ThrottleMode::Aws,
+            gate: None,
             abandon: CancellationToken::new(),
-        })
+        }
+        .throttle_mode(ThrottleMode::default()))
+    }
+
+    /// How throttles and service errors are handled (default: [`ThrottleMode::Hold`]).
+    pub fn throttle_mode(mut self, mode: ThrottleMode) -> SqsMapping {
+        self.gate = match mode {
+            ThrottleMode::Aws => None,
+            ThrottleMode::Hold { .. } => Some(Gate::new(self.scaler().max())),
+        };
+        self.throttle = mode;
+        self
     }
 
     /// When `abandon` fires (the drain deadline, after `cancel` of [`Self::run`]), invocations still
@@ -291,7 +313,12 @@ impl SqsMapping {
             if !failed_groups.is_empty() {
                 self.release_failed_groups(&mut carry, &failed_groups).await;
             }
-            if throttled && carry.is_empty() && self.scaler().on_slack() {
+            // AWS mode retires a throttled lane; hold mode keeps as many lanes as the AIMD limit.
+            let retire = match self.gate {
+                None => throttled && carry.is_empty() && self.scaler().on_slack(),
+                Some(_) => carry.is_empty() && self.scaler().on_batch_done(),
+            };
+            if retire {
                 return;
             }
         }
@@ -433,9 +460,7 @@ impl SqsMapping {
             let invoked = tokio::select! {
                 biased;
                 _ = self.abandon.cancelled() => break Outcome::Abandoned,
-                invoked = self
-                    .counters
-                    .track_invoke(self.target.invoke(payload.clone(), InvocationType::RequestResponse, false)) => invoked,
+                invoked = self.invoke(payload.clone()) => invoked,
             };
             match invoked {
                 Ok(response) => {
@@ -454,22 +479,51 @@ impl SqsMapping {
                         lambda_invoke::Error::Throttled { retry_after: Some(d), .. } => *d,
                         _ => backoff.next_delay(),
                     };
-                    if e.is_retryable()
-                        && !cancel.is_cancelled()
-                        && started.elapsed().saturating_add(delay) < self.visibility_timeout
-                    {
-                        tracing::debug!(uuid = %self.uuid, error = %e, ?delay, "invoke did not reach the function; retrying");
-                        tokio::time::sleep(delay).await;
-                        continue;
+                    let held_for = started.elapsed().saturating_add(delay);
+                    match self.throttle.next(&e, held_for, self.visibility_timeout, cancel.is_cancelled()) {
+                        Next::Retry => {
+                            tracing::debug!(uuid = %self.uuid, error = %e, ?delay, "invoke did not reach the function; retrying");
+                            tokio::select! {
+                                biased;
+                                _ = self.abandon.cancelled() => break Outcome::Abandoned,
+                                _ = tokio::time::sleep(delay) => continue,
+                            }
+                        }
+                        Next::LetGo => {
+                            tracing::warn!(uuid = %self.uuid, error = %e, messages = batch.len(),
+                                "invoke failed; messages will reappear after the visibility timeout");
+                            break Outcome::Failed;
+                        }
+                        Next::Release => {
+                            Counters::add(&self.counters.throttle_releases, batch.len());
+                            tracing::warn!(uuid = %self.uuid, error = %e, messages = batch.len(), held_s = started.elapsed().as_secs(),
+                                "the function did not run for the longest hold (--sqs-throttle-max-hold); messages will reappear after the visibility timeout");
+                            break Outcome::Failed;
+                        }
+                        Next::Abandon => break Outcome::Abandoned,
                     }
-                    tracing::warn!(uuid = %self.uuid, error = %e, messages = batch.len(),
-                        "invoke failed; messages will reappear after the visibility timeout");
-                    break Outcome::Failed;
                 }
             }
         };
         let failed_groups = self.settle(batch, outcome).await;
         (throttled, failed_groups)
+    }
+
+    /// One invoke request, within the AIMD limit in hold mode.
+    async fn invoke(&self, payload: Vec<u8>) -> Result<lambda_invoke::Response, lambda_invoke::Error> {
+        let permit = match &self.gate {
+            Some(gate) => Some(gate.enter().await),
+            None => None,
+        };
+        let result = self
+            .counters
+            .track_invoke(self.target.invoke(payload, InvocationType::RequestResponse, false))
+            .await;
+        if let Some(limit) = permit.and_then(|p| p.finish(&result)) {
+            tracing::debug!(uuid = %self.uuid, limit, "concurrency limit changed");
+            self.scaler().set_ceiling(limit);
+        }
+        result
     }
 
     fn read_response(&self, response: &lambda_invoke::Response, ids: &HashSet<&str>) -> Outcome {

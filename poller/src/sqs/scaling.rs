@@ -9,6 +9,10 @@
 //! The backlog signal is a receive that returned every message it asked for: the queue had at least that
 //! many. It holds for every `BatchSize` — a lane with `BatchSize` 1 asks for one message at a time, so
 //! "a full receive of 10" would never happen there and such a mapping would stay at 5 lanes.
+//!
+//! When the function throttles, the concurrency limit of [`super::aimd`] is the ceiling: lanes beyond
+//! it stop once their batch is done, and no lane is added above it, so the mapping does not receive
+//! (and hold) more messages than the function can take.
 
 use std::time::Instant;
 
@@ -27,6 +31,8 @@ pub struct Scaler {
     lanes: u32,
     min: u32,
     max: u32,
+    /// At most `max`: the AIMD limit while the function throttles.
+    ceiling: u32,
     tokens: f64,
     refilled_at: Instant,
 }
@@ -40,6 +46,7 @@ impl Scaler {
             lanes: INITIAL_LANES.min(max),
             min: MIN_LANES.min(max),
             max,
+            ceiling: max,
             tokens: 0.0,
             refilled_at: now,
         }
@@ -48,6 +55,27 @@ impl Scaler {
     /// Lanes currently wanted.
     pub fn lanes(&self) -> u32 {
         self.lanes
+    }
+
+    /// Most lanes the mapping may run (`ScalingConfig.MaximumConcurrency`, or [`MAX_LANES`]).
+    pub fn max(&self) -> u32 {
+        self.max
+    }
+
+    /// The function's capacity as far as it is known (the AIMD limit): no lane is added above it.
+    pub fn set_ceiling(&mut self, limit: u32) {
+        self.ceiling = limit.min(self.max);
+    }
+
+    /// A lane is done with its batch. True when that lane should stop: more lanes run than the
+    /// ceiling allows (never fewer than the idle floor are kept).
+    pub fn on_batch_done(&mut self) -> bool {
+        if self.lanes > self.ceiling.max(self.min) {
+            self.lanes -= 1;
+            true
+        } else {
+            false
+        }
     }
 
     /// A receive asked for `asked` messages and got `got`. True when one more lane should start.
@@ -61,7 +89,7 @@ impl Scaler {
         self.refilled_at = now;
         // Never bank more than one second of budget: bursts stay at the AWS rate.
         self.tokens = (self.tokens + elapsed * LANES_PER_SECOND).min(LANES_PER_SECOND);
-        if self.lanes < self.max && self.tokens >= 1.0 {
+        if self.lanes < self.ceiling && self.tokens >= 1.0 {
             self.tokens -= 1.0;
             self.lanes += 1;
             true
@@ -138,6 +166,29 @@ mod tests {
         // Receives of one message, 100 per second for 10 s: the rate limit, not the batch size, bounds growth.
         let added = (1..=1000).filter(|i| s.on_receive(1, 1, t0 + Duration::from_millis(10 * i))).count();
         assert!((45..=50).contains(&added), "added {added}");
+    }
+
+    #[test]
+    fn a_lower_ceiling_stops_lanes_and_growth() {
+        let t0 = Instant::now();
+        let mut s = Scaler::new(Some(50), t0);
+        assert!(s.on_backlog(t0 + Duration::from_secs(1)));
+        assert_eq!(s.lanes(), 6);
+        s.set_ceiling(3);
+        assert!(!s.on_backlog(t0 + Duration::from_secs(2)), "above the ceiling");
+        let stopped = (0..10).filter(|_| s.on_batch_done()).count();
+        assert_eq!((stopped, s.lanes()), (3, 3));
+        s.set_ceiling(1);
+        assert_eq!((0..10).filter(|_| s.on_batch_done()).count(), 1, "the idle floor of 2 stays");
+        assert_eq!(s.lanes(), 2);
+        s.set_ceiling(4);
+        assert!(!s.on_batch_done());
+        assert!(s.on_backlog(t0 + Duration::from_secs(3)));
+        assert!(s.on_backlog(t0 + Duration::from_secs(4)));
+        assert!(!s.on_backlog(t0 + Duration::from_secs(5)), "at the ceiling again");
+        s.set_ceiling(500);
+        assert!(s.on_backlog(t0 + Duration::from_secs(6)), "the ceiling is capped by the maximum, not above it");
+        assert_eq!(s.lanes(), 5);
     }
 
     #[test]
