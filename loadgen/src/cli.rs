@@ -34,7 +34,8 @@ pub enum Command {
     /// Serve a simulated Lambda function over the Invoke API (for tests and the quickstart).
     Simulate(SimulateArgs),
     /// Generate load from a scenario file or flags. Exit code 0: thresholds passed; 1: a threshold
-    /// was breached; 2: error (bad scenario, no credentials).
+    /// was breached; 2: error (bad scenario, no credentials); 3: the generator could not hold its
+    /// schedule (see --allow-dropped).
     Run(RunArgs),
     /// Combine .hlog interval logs (e.g. from several machines) into one report, exactly.
     Merge(MergeArgs),
@@ -81,6 +82,10 @@ pub struct RunArgs {
     /// Open model: most requests in flight at once.
     #[arg(long, value_name = "N")]
     pub max_in_flight: Option<usize>,
+    /// Exit 0 even when the generator could not hold its schedule (arrivals dropped at the end,
+    /// requests that failed for lack of file descriptors or ports); otherwise that exits with 3.
+    #[arg(long)]
+    pub allow_dropped: bool,
     /// Payload template; replaces the scenario's request mix.
     #[arg(long, value_name = "TEMPLATE")]
     pub payload: Option<String>,

@@ -5,6 +5,7 @@
 //! `engine` (the one send loop) and in this module (targets, signals, output files). Decisions are
 //! written down in docs/loadgen.md.
 
+mod client;
 mod engine;
 mod mix;
 mod outcome;
@@ -16,17 +17,16 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use aws_config::meta::region::RegionProviderChain;
-use aws_config::{BehaviorVersion, Region};
-use aws_sdk_lambda::config::ProvideCredentials;
-use lambda_invoke::{HttpTarget, LambdaTarget, Target};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
+pub use client::Client;
 pub use engine::{IntervalSink, Run, execute};
 pub use mix::Mix;
 pub use outcome::{Classified, Outcome, ReportLine, classify};
-pub use schedule::{ArrivalTimes, ClosedSchedule, Next, OpenSchedule, Profile, Schedule, Stage};
+pub use schedule::{
+    ArrivalTimes, ClosedSchedule, Next, OpenSchedule, Profile, Schedule, Shortfall, Stage,
+};
 pub use stats::{
     Details, Interval, IntervalRow, Measurements, OutcomeHistograms, Recorder, Sample, SendStats,
     UNIT_PER_MS, histogram,
@@ -37,47 +37,10 @@ use crate::Error;
 use crate::cli::{MetricsAddr, RunArgs};
 use crate::metrics::{self, RunMetrics};
 use crate::report::{self, HlogWriter, Report, RunInfo};
-use crate::scenario::{Overrides, Plan, Scenario, TargetKind, TargetPlan};
+use crate::scenario::{Overrides, Plan, Scenario};
 
 /// The `.hlog` file's name in `--out-dir`.
 pub const HLOG_FILE: &str = "latency.hlog";
-
-/// Builds the invoke target `plan` names. A Lambda target loads the AWS configuration (region:
-/// the plan's, else the environment's, else `us-east-1`) and resolves credentials once, so a run
-/// without credentials fails here instead of counting every request as a transport error.
-pub async fn target(plan: &TargetPlan) -> Result<Target, Error> {
-    match &plan.kind {
-        TargetKind::Http { url } => HttpTarget::new(url.clone(), None)
-            .map(Target::Http)
-            .map_err(|e| Error::Target(e.to_string())),
-        TargetKind::Lambda {
-            function,
-            endpoint_url,
-            region,
-        } => {
-            let region = RegionProviderChain::first_try(region.clone().map(Region::new))
-                .or_default_provider()
-                .or_else(Region::from_static("us-east-1"));
-            let sdk = aws_config::defaults(BehaviorVersion::latest())
-                .region(region)
-                .load()
-                .await;
-            let credentials = sdk
-                .credentials_provider()
-                .ok_or_else(|| Error::Target("no AWS credentials provider".to_owned()))?;
-            credentials
-                .provide_credentials()
-                .await
-                .map_err(|e| Error::Target(format!("no AWS credentials: {e}")))?;
-            Ok(Target::Lambda(LambdaTarget::new(
-                &sdk,
-                function.clone(),
-                endpoint_url.as_deref(),
-                None,
-            )))
-        }
-    }
-}
 
 /// Both sinks of a run: progress bar and `.hlog`.
 impl<A: IntervalSink, B: IntervalSink> IntervalSink for (A, B) {
@@ -95,11 +58,12 @@ impl<S: IntervalSink> IntervalSink for Option<S> {
     }
 }
 
-/// `loadgen run`. Exit code 0 when every threshold passed, 1 when one was breached; errors
-/// (exit 2 in `main`) are returned.
+/// `loadgen run`. Exit code 0 when every threshold passed, 1 when one was breached, 3 when they
+/// passed but the generator could not hold its schedule (unless `--allow-dropped`); errors (exit
+/// 2 in `main`) are returned.
 pub(crate) async fn command(args: RunArgs) -> anyhow::Result<ExitCode> {
     let plan = plan(&args)?;
-    let target = target(&plan.target).await?;
+    let target = Client::for_plan(&plan.target).await?;
     if let Some(dir) = &args.out_dir {
         std::fs::create_dir_all(dir).map_err(|e| Error::Write {
             path: dir.clone(),
@@ -153,7 +117,16 @@ pub(crate) async fn command(args: RunArgs) -> anyhow::Result<ExitCode> {
         merged_from: Vec::new(),
     };
     let report = Report::new(info, &run.measurements, &plan.thresholds);
-    publish(&report, args.out_dir.as_deref(), args.json)
+    let code = publish(&report, args.out_dir.as_deref(), args.json)?;
+    let held = report.sending.as_ref().is_none_or(|s| s.held_schedule);
+    if report.passed && !held && !args.allow_dropped {
+        eprintln!(
+            "the generator could not hold its schedule (see \"generator saturated\"): exit 3 \
+             (--allow-dropped accepts this)"
+        );
+        return Ok(ExitCode::from(3));
+    }
+    Ok(code)
 }
 
 /// Serves `metrics` where `--metrics-addr` says until `stop` fires. The default address is taken
