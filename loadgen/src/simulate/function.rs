@@ -33,6 +33,8 @@ pub(crate) struct Execution {
     /// Stall wait plus execution time, as in the `REPORT` line's `Duration`: measured, not the
     /// time drawn, so that the simulator is a ground truth for what a load generator measures.
     pub(crate) duration: Duration,
+    /// Stall wait plus the latency drawn (or the timeout): what `duration` was to be.
+    pub(crate) planned: Duration,
     /// Present exactly on cold starts.
     pub(crate) init_duration: Option<Duration>,
     /// Ids of ESM records processed successfully.
@@ -164,6 +166,7 @@ impl Function {
             result,
             body,
             duration,
+            planned,
             init_duration,
             records_ok,
         }
