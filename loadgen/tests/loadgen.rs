@@ -33,6 +33,7 @@ fn plan(toml_text: &str) -> Plan {
     Plan::new(scenario, Path::new(".")).unwrap()
 }
 
+
 fn http(sim: &SimHandle, function: &str) -> Target {
     Target::Http(HttpTarget::new(format!("{}/http/{function}", sim.url()), None).unwrap())
 }
@@ -391,10 +392,6 @@ async fn stop_token_ends_the_run_early() {
     // first is due at 0), and at least one went out before it. How many exactly depends on when
     // the loaded machine fired the timer and on how far the generator lagged.
     let due = (elapsed.as_secs_f64() * 50.0) as u64 + 1;
-    assert!(
-        (1..=due).contains(&run.sent),
-        "{} sent, {due} due",
-        run.sent
-    );
+    assert!((1..=due).contains(&run.sent), "{} sent, {due} due", run.sent);
     assert_eq!(run.measurements.latency.total(), run.sent);
 }

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 mod common;
 
-use clap::Parser;
 use common::lambda;
+use clap::Parser;
 use loadgen::metrics::{self, RunMetrics};
 use loadgen::run::{Outcome, execute};
 use loadgen::scenario::{Plan, Scenario};
@@ -34,6 +34,7 @@ async fn simulator(function: FunctionConfig) -> SimHandle {
         .await
         .unwrap()
 }
+
 
 /// Scrapes `addr` every 10 ms until a scrape's samples satisfy `live`, and returns them. Waiting
 /// on the condition, not a fixed delay, keeps a loaded machine (a run that starts late, a server
