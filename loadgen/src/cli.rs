@@ -36,7 +36,8 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Generate load from a scenario file, a URL or flags. Exit code 0: thresholds passed; 1: a
     /// threshold was breached (or aborted the run); 2: error (bad scenario, no credentials); 3: no
-    /// request succeeded; 130: stopped by Ctrl-C or SIGTERM.
+    /// request succeeded; 4: the generator could not hold its schedule (see --allow-dropped); 130:
+    /// stopped by Ctrl-C or SIGTERM.
     Run(Box<RunArgs>),
     /// Combine .hlog interval logs (e.g. from several machines) into one report, exactly.
     Merge(MergeArgs),
@@ -134,6 +135,10 @@ pub struct RunArgs {
     /// Open model: most requests in flight at once.
     #[arg(long, value_name = "N")]
     pub max_in_flight: Option<usize>,
+    /// Exit 0 even when the generator could not hold its schedule (arrivals dropped at the end,
+    /// requests that failed for lack of file descriptors or ports); otherwise that exits with 4.
+    #[arg(long)]
+    pub allow_dropped: bool,
     /// Payload template (the request body); replaces the scenario's request mix.
     #[arg(short = 'd', long, visible_alias = "body", value_name = "TEMPLATE")]
     pub payload: Option<String>,

@@ -21,7 +21,7 @@ use crate::metrics::{self, RunMetrics};
 use crate::model::Outcome;
 use crate::plan::{Plan, Threshold};
 use crate::report::{self, AbortOnFail, HLOG_FILE, HlogWriter, Progress, Report, RunInfo};
-use crate::run::{execute, target};
+use crate::run::{Client, execute};
 use crate::scenario::Scenario;
 
 /// Exit codes of `loadgen run` and `loadgen merge` (docs/loadgen.md, "Exit codes"). 2, for
@@ -34,6 +34,9 @@ pub enum Verdict {
     ThresholdFailed,
     /// 3: no request succeeded: a run that measured nothing useful must not pass a CI gate.
     NoSuccess,
+    /// 4: the generator could not hold its schedule (arrivals dropped at the end, its own file
+    /// descriptor or port limits): the target was not loaded as asked. `--allow-dropped` accepts it.
+    ScheduleNotHeld,
     /// 130: stopped by Ctrl-C or SIGTERM, as a shell reports an interrupted command. The outputs
     /// are written, but the run is incomplete, so its thresholds cannot pass it.
     Interrupted,
@@ -41,13 +44,16 @@ pub enum Verdict {
 
 impl Verdict {
     /// The verdict on a finished report; the first that applies wins.
-    pub fn of(report: &Report) -> Verdict {
+    pub fn of(report: &Report, allow_dropped: bool) -> Verdict {
+        let held = report.sending.as_ref().is_none_or(|s| s.held_schedule);
         if report.interrupted && report.aborted_by.is_none() {
             Verdict::Interrupted
         } else if !report.passed {
             Verdict::ThresholdFailed
         } else if report.outcomes[&Outcome::Success].count == 0 {
             Verdict::NoSuccess
+        } else if !held && !allow_dropped {
+            Verdict::ScheduleNotHeld
         } else {
             Verdict::Passed
         }
@@ -58,6 +64,7 @@ impl Verdict {
             Verdict::Passed => 0,
             Verdict::ThresholdFailed => 1,
             Verdict::NoSuccess => 3,
+            Verdict::ScheduleNotHeld => 4,
             Verdict::Interrupted => 130,
         }
     }
@@ -66,7 +73,7 @@ impl Verdict {
 /// `loadgen run`. Errors (exit 2 in `main`) are returned.
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let plan = plan(&args)?;
-    let target = target(&plan.target).await?;
+    let target = Client::for_plan(&plan.target).await?;
     if let Some(dir) = &args.out_dir {
         create_dir(dir)?;
     }
@@ -125,7 +132,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         merged_from: Vec::new(),
     };
     let report = Report::new(info, &run.measurements, &plan.thresholds);
-    publish(&report, args.out_dir.as_deref(), args.json)
+    publish(&report, args.out_dir.as_deref(), args.json, args.allow_dropped)
 }
 
 /// The plan from the scenario file (if any) and the flags.
@@ -175,7 +182,7 @@ pub fn merge(args: MergeArgs) -> anyhow::Result<ExitCode> {
         merged_from: args.logs.iter().map(|p| p.display().to_string()).collect(),
     };
     let report = Report::new(info, &merged.measurements, &thresholds);
-    publish(&report, args.out_dir.as_deref(), args.json)
+    publish(&report, args.out_dir.as_deref(), args.json, false)
 }
 
 fn create_dir(dir: &Path) -> Result<(), Error> {
@@ -214,7 +221,12 @@ async fn serve_metrics(
 
 /// Prints the summary (or the JSON report) on stdout, writes the report files, and turns the
 /// verdict into the exit code.
-fn publish(report: &Report, out_dir: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
+fn publish(
+    report: &Report,
+    out_dir: Option<&Path>,
+    json: bool,
+    allow_dropped: bool,
+) -> anyhow::Result<ExitCode> {
     if let Some(dir) = out_dir {
         report::write_files(dir, report)?;
     }
@@ -226,9 +238,14 @@ fn publish(report: &Report, out_dir: Option<&Path>, json: bool) -> anyhow::Resul
             println!("  reports written to {}", dir.display());
         }
     }
-    let verdict = Verdict::of(report);
-    if verdict == Verdict::NoSuccess {
-        eprintln!("no request succeeded");
+    let verdict = Verdict::of(report, allow_dropped);
+    match verdict {
+        Verdict::NoSuccess => eprintln!("no request succeeded"),
+        Verdict::ScheduleNotHeld => eprintln!(
+            "the generator could not hold its schedule (see \"generator saturated\"); \
+             --allow-dropped accepts this"
+        ),
+        _ => {}
     }
     Ok(ExitCode::from(verdict.code()))
 }
@@ -323,7 +340,7 @@ mod tests {
             ),
         ];
         for (i, (report, verdict, code)) in cases.into_iter().enumerate() {
-            assert_eq!(Verdict::of(&report), verdict, "case {i}");
+            assert_eq!(Verdict::of(&report, false), verdict, "case {i}");
             assert_eq!(verdict.code(), code, "case {i}");
         }
     }

@@ -26,6 +26,7 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod simulate;
+mod timer;
 
 use std::process::ExitCode;
 

@@ -50,6 +50,11 @@ async fn run(plan: &Plan, target: Target) -> Run {
     .await
 }
 
+/// Arrivals the run did not send before its end (the generator fell behind on a loaded machine).
+fn dropped(run: &Run) -> u64 {
+    run.measurements.send.as_ref().unwrap().dropped
+}
+
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
@@ -98,10 +103,11 @@ async fn percentiles_match_the_simulated_latency_within_2_percent() {
     }
 }
 
-/// Coordinated omission. The brief's 1 s stall every 10 s is scaled down 5× to 200 ms every 2 s
-/// so each run takes one 2 s period; the proportions are the same. A request due at offset u into
-/// a stall waits D − u, so a share (D − w) / E of all requests waits more than w:
-/// p99 ≈ D − 0.01·E = 180 ms and p95 ≈ D − 0.05·E = 100 ms.
+/// Coordinated omission. The brief's 1 s stall every 10 s is scaled down 5× to 200 ms every 2 s,
+/// from 1.8 s to 2 s; the run lasts 2.5 s, so that the requests held up by the stall have time to
+/// go out before the run stops sending (what is unsent at the end is dropped). A request due at
+/// offset u into the stall waits D − u, so a share (D − w) / T of all requests waits more than w:
+/// p99 ≈ D − 0.01·T = 175 ms and p95 ≈ D − 0.05·T = 75 ms.
 async fn stalled_run(max_in_flight: usize) -> (Run, SimHandle) {
     let stall = Stall {
         duration: ms(200),
@@ -113,7 +119,7 @@ async fn stalled_run(max_in_flight: usize) -> (Run, SimHandle) {
     };
     let sim = simulator(function, true).await;
     let plan = plan(&format!(
-        "[target]\nurl = \"http://unused\"\n[load]\nrate = 500\nduration = \"2s\"\nmax_in_flight = {max_in_flight}\n"
+        "[target]\nurl = \"http://unused\"\n[load]\nrate = 500\nduration = \"2.5s\"\nmax_in_flight = {max_in_flight}\n"
     ));
     (run(&plan, http(&sim, "stalling")).await, sim)
 }
@@ -132,11 +138,11 @@ fn ms_at(h: &hdrhistogram::Histogram<u64>, q: f64) -> f64 {
 async fn stall_is_reported_in_the_high_percentiles() {
     let (run, sim) = stalled_run(1000).await;
     let all = run.measurements.latency.all();
-    assert_eq!(all.len(), 1000);
+    assert_eq!(all.len() + dropped(&run), 1250);
     assert!(ms_at(&all, 0.99) >= 160.0, "p99 {}", ms_at(&all, 0.99));
-    assert!(ms_at(&all, 0.95) >= 80.0, "p95 {}", ms_at(&all, 0.95));
+    assert!(ms_at(&all, 0.95) >= 60.0, "p95 {}", ms_at(&all, 0.95));
     let mut waited: Vec<f64> = sim.invocations().iter().map(|i| i.duration_ms).collect();
-    assert_eq!(waited.len(), 1000);
+    assert_eq!(waited.len() as u64, all.len());
     assert!(waited.iter().any(|&w| w > 0.0), "no request hit the stall");
     for q in [0.5, 0.95, 0.99] {
         let imposed = quantile(&mut waited, q);
@@ -158,10 +164,10 @@ async fn stall_is_not_hidden_when_the_generator_is_blocked() {
     let (run, _) = stalled_run(4).await;
     let m = &run.measurements;
     let all = m.latency.all();
-    assert_eq!(all.len(), 1000);
+    assert_eq!(all.len() + dropped(&run), 1250);
     assert!(ms_at(&all, 0.99) >= 160.0, "p99 {}", ms_at(&all, 0.99));
-    assert!(ms_at(&all, 0.95) >= 80.0, "p95 {}", ms_at(&all, 0.95));
-    // At most 4 requests sit in a stall at once, so at most 4 per stall window of 1000 show it in
+    assert!(ms_at(&all, 0.95) >= 60.0, "p95 {}", ms_at(&all, 0.95));
+    // At most 4 requests sit in a stall at once, so at most 4 per stall window of 1250 show it in
     // their service time: its p95 stays far below the corrected p95 whatever the machine's load.
     let uncorrected = m.service_time.as_ref().unwrap();
     assert!(
@@ -191,7 +197,12 @@ async fn throttles_appear_when_the_rate_exceeds_the_concurrency_limit() {
     );
     let run_calm = run(&calm, lambda(&sim, "f").await).await;
     assert_eq!(run_calm.measurements.latency.count(Outcome::Throttle), 0);
-    assert_eq!(run_calm.measurements.latency.count(Outcome::Success), 20);
+    // A loaded machine can keep the last sends from going out before the end: dropped, not
+    // throttled.
+    assert_eq!(
+        run_calm.measurements.latency.count(Outcome::Success) + dropped(&run_calm),
+        20
+    );
 
     // 200/s × 50 ms needs ten: most are throttled, with Lambda's reason.
     let sim = simulator(function, false).await;
@@ -204,7 +215,7 @@ async fn throttles_appear_when_the_rate_exceeds_the_concurrency_limit() {
     // the run depends on how the sends spread out in time, which load changes.
     let successes = m.latency.count(Outcome::Success);
     assert!(successes > 0);
-    assert_eq!(successes + throttles, 200);
+    assert_eq!(successes + throttles + dropped(&run_busy), 200);
     assert_eq!(successes, sim.stats().functions["f"].invocations);
     assert_eq!(throttles, sim.stats().functions["f"].throttles);
     assert_eq!(
@@ -290,7 +301,7 @@ async fn ramping_arrival_rate_follows_the_stages() {
     );
     let run = run(&plan, http(&sim, "ramp")).await;
     let m = &run.measurements;
-    assert_eq!(m.latency.total(), 150);
+    assert_eq!(m.latency.total() + dropped(&run), 150);
     let counts: Vec<u64> = m.intervals.iter().map(|i| i.requests).collect();
     // Quarter by quarter: 12.5, 37.5, 50, 50 requests due. Intervals count completions, and a
     // loaded machine slips them over interval edges (a 9-request slip was seen), so the checks

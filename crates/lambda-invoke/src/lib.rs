@@ -287,11 +287,11 @@ fn caused_by<T: std::error::Error + 'static>(err: &(dyn std::error::Error + 'sta
 }
 
 /// `X-Amz-Function-Error` of a function that failed without handling the error.
-const UNHANDLED: &str = "Unhandled";
+pub const UNHANDLED: &str = "Unhandled";
 
 /// The error object Lambda returns for a function response over the limit, `len` bytes long (at least;
 /// the rest was not read).
-fn response_too_large(len: usize) -> Vec<u8> {
+pub fn response_too_large(len: usize) -> Vec<u8> {
     serde_json::json!({
         "errorMessage": format!(
             "Response payload size ({len} bytes) exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes)."
@@ -347,7 +347,7 @@ impl aws_sdk_lambda::config::Intercept for ResponseSizeLimit {
 
 /// `name:qualifier` → (`name`, `qualifier`). A full ARN `arn:aws:lambda:r:a:function:name[:qualifier]` keeps
 /// its qualifier in place: Lambda accepts qualified ARNs as `FunctionName`.
-fn split_qualifier(name: &str) -> (String, Option<String>) {
+pub fn split_qualifier(name: &str) -> (String, Option<String>) {
     if name.starts_with("arn:") {
         return (name.to_owned(), None);
     }
@@ -361,7 +361,8 @@ fn split_qualifier(name: &str) -> (String, Option<String>) {
     }
 }
 
-fn decode_log(b64: &str) -> String {
+/// The decoded `X-Amz-Log-Result` (base64), or the value itself if it is not base64.
+pub fn decode_log(b64: &str) -> String {
     match base64::engine::general_purpose::STANDARD.decode(b64) {
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
         Err(_) => b64.to_owned(),
@@ -490,21 +491,7 @@ impl HttpTarget {
             .await
             .map_err(|e| Error::Transport(error_chain(&e)))?;
         let status = resp.status().as_u16();
-        let header = |name| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let retry_after = header(reqwest::header::RETRY_AFTER).as_deref().and_then(parse_retry_after);
-        if (300..=399).contains(&status) {
-            let location = header(reqwest::header::LOCATION).unwrap_or_else(|| "none".to_owned());
-            return Err(Error::Client {
-                status,
-                code: "Redirect".to_owned(),
-                message: format!(
-                    "{} answered with a redirect (Location: {}); redirects are not followed: set the URL the \
-                     function is served at",
-                    self.url,
-                    excerpt(location.as_bytes())
-                ),
-            });
-        }
+        let headers = resp.headers().clone();
         let mut body = Vec::new();
         let mut total = 0usize;
         while let Some(chunk) = resp.chunk().await.map_err(|e| Error::Transport(error_chain(&e)))? {
@@ -515,39 +502,66 @@ impl HttpTarget {
             }
             body.extend_from_slice(&chunk);
         }
-        let too_large = total > MAX_RESPONSE_BYTES;
-        match status {
-            200..=299 if too_large => Ok(Response {
-                status,
-                function_error: Some(UNHANDLED.to_owned()),
-                payload: response_too_large(total),
-                executed_version: None,
-                log_tail: None,
-            }),
-            200..=299 => Ok(Response {
-                status,
-                function_error: None,
-                payload: body,
-                executed_version: None,
-                log_tail: None,
-            }),
-            429 => Err(Error::Throttled {
-                reason: throttle_reason(&body),
-                retry_after,
-            }),
-            502..=504 => Err(Error::Service {
-                status,
-                code: "HttpStatus".to_owned(),
-                message: excerpt(&body),
-            }),
-            _ => Ok(Response {
-                status,
-                function_error: Some(UNHANDLED.to_owned()),
-                payload: body,
-                executed_version: None,
-                log_tail: None,
-            }),
-        }
+        http_answer(&self.url, status, &headers, body, total)
+    }
+}
+
+/// Classifies a plain HTTP endpoint's answer by the status mapping of [`HttpTarget`]. `body` is what
+/// was read of it, at most [`MAX_RESPONSE_BYTES`]; `total` is how many bytes the endpoint sent (more
+/// than the limit when reading stopped there). Public for clients that send the request themselves.
+pub fn http_answer(
+    url: &str,
+    status: u16,
+    headers: &reqwest::header::HeaderMap,
+    body: Vec<u8>,
+    total: usize,
+) -> Result<Response, Error> {
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let retry_after = header(reqwest::header::RETRY_AFTER).as_deref().and_then(parse_retry_after);
+    if (300..=399).contains(&status) {
+        let location = header(reqwest::header::LOCATION).unwrap_or_else(|| "none".to_owned());
+        return Err(Error::Client {
+            status,
+            code: "Redirect".to_owned(),
+            message: format!(
+                "{url} answered with a redirect (Location: {}); redirects are not followed: set the URL the \
+                 function is served at",
+                excerpt(location.as_bytes())
+            ),
+        });
+    }
+    let too_large = total > MAX_RESPONSE_BYTES;
+    match status {
+        200..=299 if too_large => Ok(Response {
+            status,
+            function_error: Some(UNHANDLED.to_owned()),
+            payload: response_too_large(total),
+            executed_version: None,
+            log_tail: None,
+        }),
+        200..=299 => Ok(Response {
+            status,
+            function_error: None,
+            payload: body,
+            executed_version: None,
+            log_tail: None,
+        }),
+        429 => Err(Error::Throttled {
+            reason: throttle_reason(&body),
+            retry_after,
+        }),
+        502..=504 => Err(Error::Service {
+            status,
+            code: "HttpStatus".to_owned(),
+            message: excerpt(&body),
+        }),
+        _ => Ok(Response {
+            status,
+            function_error: Some(UNHANDLED.to_owned()),
+            payload: body,
+            executed_version: None,
+            log_tail: None,
+        }),
     }
 }
 

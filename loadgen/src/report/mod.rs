@@ -156,6 +156,14 @@ pub struct SendingReport {
     pub late_after_ms: f64,
     /// Actual send time − scheduled send time.
     pub lag_ms: Option<LatencySummary>,
+    /// Arrivals due before the end of the run that were never sent.
+    pub dropped: u64,
+    /// Arrivals that waited for a free slot (`max_in_flight` reached).
+    pub waited_for_slot: u64,
+    /// Requests that failed in the generator's own machine, by cause (not target outcomes).
+    pub generator_errors: BTreeMap<String, u64>,
+    /// The generator sent what the schedule asked for: nothing dropped, no generator errors.
+    pub held_schedule: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -275,6 +283,10 @@ impl Report {
                 late_rate: rate(s.late),
                 late_after_ms: s.late_after.as_secs_f64() * 1e3,
                 lag_ms: LatencySummary::of(&s.lag),
+                dropped: s.dropped,
+                waited_for_slot: s.waited_for_slot,
+                generator_errors: s.generator_errors.clone(),
+                held_schedule: s.held_schedule(),
             }),
             cold_starts: m.cold_starts.as_ref().map(|h| ColdStartReport {
                 count: h.len(),

@@ -36,6 +36,16 @@ pub(super) fn summary(r: &Report) -> String {
             s.late_after_ms,
             lag
         );
+        if !s.held_schedule || s.waited_for_slot > 0 {
+            w!(
+                "  generator saturated: {} dropped (unsent at the end) · {} waited for a slot (max_in_flight)",
+                s.dropped,
+                s.waited_for_slot,
+            );
+        }
+        for (cause, count) in &s.generator_errors {
+            w!("  generator error: {count} × out of {cause}");
+        }
     }
     if !r.merged_from.is_empty() {
         w!("  merged from: {}", r.merged_from.join(", "));

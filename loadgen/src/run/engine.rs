@@ -1,21 +1,30 @@
 //! The engine: one loop for every load model. It asks the [`Schedule`] what to do, sends requests
 //! as tasks, and records what they report. The loop owns all statistics, so nothing is locked.
+//!
+//! Send times are kept with the [`timer`](crate::timer)'s sub-millisecond sleeps: tokio's own
+//! timer would send each open-model request up to a millisecond late, and that delay would be
+//! part of every latency measured from the scheduled time. Sending stops at the end of the
+//! schedule whatever the generator managed (what was not sent is dropped), and the requests in
+//! flight then get their timeout to finish: a run lasts at most its duration plus the target
+//! timeout.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use lambda_invoke::{InvocationType, Target};
+use lambda_invoke::InvocationType;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::client::Client;
 use super::mix::Mix;
-use super::outcome::classify;
+use super::outcome::{classify, generator_limit};
 use super::schedule::{Next, Schedule};
 use super::stats::{Interval, Measurements, Recorder, Sample};
 use crate::metrics::RunMetrics;
 use crate::plan::{Context, Plan};
+use crate::timer;
 
 /// Receives each interval as it closes (the `.hlog` writer, the progress bar).
 pub trait IntervalSink {
@@ -39,22 +48,41 @@ pub struct Run {
     pub interrupted: bool,
 }
 
-/// A finished request and the invocation type it was sent with (for the metrics' label).
-type Done = (Sample, InvocationType);
+/// What became of a request.
+enum Done {
+    /// It reached the target (or timed out on the way): a sample, and the invocation type it was
+    /// sent with (for the metrics' label).
+    Completed(Sample, InvocationType),
+    /// It failed in the generator's own machine, for this cause.
+    GeneratorError(&'static str),
+}
+
+impl Done {
+    /// Records the request, which `in_flight` no longer counts.
+    fn record(self, recorder: &mut Recorder, metrics: &mut RunMetrics, in_flight: usize) {
+        match self {
+            Done::Completed(sample, invocation_type) => {
+                recorder.record(&sample);
+                metrics.completed(&sample, invocation_type, in_flight);
+            }
+            Done::GeneratorError(cause) => recorder.generator_error(cause),
+        }
+    }
+}
 
 /// Runs `plan` against `target` until the schedule ends, `max_requests` are sent, or `stop` is
 /// cancelled; then waits for the requests in flight (each bounded by the target timeout).
 /// `metrics` count along, live ([`RunMetrics::new`] for a run that exports none).
 pub async fn execute(
     plan: &Plan,
-    target: Target,
+    target: impl Into<Client>,
     stop: &CancellationToken,
     sink: &mut (dyn IntervalSink + Send),
     metrics: &mut RunMetrics,
 ) -> Run {
     let mut schedule: Box<dyn Schedule> = plan.load.schedule();
     let mut sender = Sender {
-        target: Arc::new(target),
+        target: Arc::new(target.into()),
         plan,
         mix: Mix::new(plan.requests.iter().map(|r| r.weight)),
         rng: match plan.seed {
@@ -72,10 +100,9 @@ pub async fn execute(
     let mut sent = 0u64;
     let mut next_tick = plan.interval;
     let mut sending = true;
-    // One timer for the whole run, moved only when the wake-up time changes (a closed model at
-    // full concurrency waits for the same tick request after request).
-    let sleep = tokio::time::sleep_until((start + next_tick).into());
-    tokio::pin!(sleep);
+    // One timer, replaced only when the wake-up time changes (a closed model at full
+    // concurrency waits for the same tick request after request).
+    let mut sleep = Box::pin(timer::sleep_until(start + next_tick));
     // Likewise one registration for the stop signal. Once it fires, `sending` turns false below
     // and the branch is never polled again.
     let cancelled = stop.cancelled();
@@ -83,10 +110,9 @@ pub async fn execute(
     metrics.target(plan.load.profile.value_at(Duration::ZERO));
     loop {
         // Completions first: they free slots for the decision below.
-        while let Ok((sample, invocation_type)) = done_rx.try_recv() {
+        while let Ok(result) = done_rx.try_recv() {
             in_flight -= 1;
-            recorder.record(&sample);
-            metrics.completed(&sample, invocation_type, in_flight);
+            result.record(&mut recorder, metrics, in_flight);
         }
         let now = start.elapsed();
         while now >= next_tick {
@@ -118,22 +144,22 @@ pub async fn execute(
                 None
             }
         };
-        let wake = (start + until.map_or(next_tick, |until| until.min(next_tick))).into();
+        let wake = start + until.map_or(next_tick, |until| until.min(next_tick));
         if sleep.deadline() != wake {
-            sleep.as_mut().reset(wake);
+            sleep = Box::pin(timer::sleep_until(wake));
         }
         tokio::select! {
             biased;
-            Some((sample, invocation_type)) = done_rx.recv() => {
+            Some(result) = done_rx.recv() => {
                 in_flight -= 1;
-                recorder.record(&sample);
-                metrics.completed(&sample, invocation_type, in_flight);
+                result.record(&mut recorder, metrics, in_flight);
             }
             () = &mut sleep => {}
             () = &mut cancelled, if sending => {}
         }
     }
     let elapsed = start.elapsed();
+    recorder.shortfall(schedule.shortfall());
     sink.interval(recorder.rotate(elapsed));
     Run {
         started_at,
@@ -145,7 +171,7 @@ pub async fn execute(
 
 /// Builds requests and starts them as tasks.
 struct Sender<'a> {
-    target: Arc<Target>,
+    target: Arc<Client>,
     plan: &'a Plan,
     mix: Mix,
     rng: StdRng,
@@ -179,6 +205,10 @@ impl Sender<'_> {
             let invoke = Box::pin(target.invoke(payload, invocation_type, log_tail));
             let result = tokio::time::timeout(timeout, invoke).await.ok();
             let done_at = start.elapsed();
+            if let Some(cause) = result.as_ref().and_then(generator_limit) {
+                done.send(Done::GeneratorError(cause)).ok();
+                return;
+            }
             let classified = classify(result.as_ref());
             let sample = Sample {
                 outcome: classified.outcome,
@@ -189,7 +219,7 @@ impl Sender<'_> {
                 init_duration: classified.init_duration,
             };
             // The receiver is gone only if the run itself was dropped: nobody to report to.
-            done.send((sample, invocation_type)).ok();
+            done.send(Done::Completed(sample, invocation_type)).ok();
         });
     }
 }

@@ -127,6 +127,36 @@ pub fn classify(result: Option<&Result<Response, InvokeError>>) -> Classified {
     }
 }
 
+/// OS errors that say the generator's own machine ran out of something, by the text the Rust
+/// standard library gives them (`… (os error N)`, Linux numbers): the request never left, so it is
+/// the generator's saturation, not a transport error of the target.
+const GENERATOR_LIMITS: [(&str, &str); 3] = [
+    (
+        "(os error 24)",
+        "file descriptors (EMFILE: raise `ulimit -n` or lower max_in_flight)",
+    ),
+    (
+        "(os error 23)",
+        "file descriptors (ENFILE: the system's table is full)",
+    ),
+    (
+        "(os error 99)",
+        "local ports (EADDRNOTAVAIL: lower max_in_flight or reuse connections)",
+    ),
+];
+
+/// The generator limit `result` ran into, if it failed in the generator's machine rather than on
+/// the way to or in the target.
+pub(crate) fn generator_limit(result: &Result<Response, InvokeError>) -> Option<&'static str> {
+    let Err(InvokeError::Transport(message)) = result else {
+        return None;
+    };
+    GENERATOR_LIMITS
+        .iter()
+        .find(|(code, _)| message.contains(code))
+        .map(|&(_, cause)| cause)
+}
+
 /// The fields of a Lambda `REPORT` log line that the load generator uses.
 ///
 /// ```text
@@ -173,6 +203,32 @@ fn parse_ms(value: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn running_out_of_file_descriptors_is_the_generators_limit() {
+        let transport = |m: &str| Err(InvokeError::Transport(m.to_owned()));
+        // As reqwest's error chain renders it.
+        let emfile = transport(
+            "error sending request for url (http://127.0.0.1:9/): client error (Connect): \
+             tcp connect error: Too many open files (os error 24)",
+        );
+        assert!(
+            generator_limit(&emfile)
+                .unwrap()
+                .starts_with("file descriptors")
+        );
+        let ports = transport("tcp connect error: Cannot assign requested address (os error 99)");
+        assert!(generator_limit(&ports).unwrap().starts_with("local ports"));
+        // The target's failures stay the target's.
+        let refused = transport("tcp connect error: Connection refused (os error 111)");
+        assert_eq!(generator_limit(&refused), None);
+        assert_eq!(generator_limit(&Ok(response(200, None, None))), None);
+        let throttled = Err(InvokeError::Throttled {
+            reason: None,
+            retry_after: None,
+        });
+        assert_eq!(generator_limit(&throttled), None);
+    }
 
     fn response(status: u16, function_error: Option<&str>, log_tail: Option<&str>) -> Response {
         Response {

@@ -11,6 +11,10 @@
 //! * [`ClosedSchedule`] (concurrency): a new request goes out as soon as fewer than the profile's
 //!   concurrency are in flight.
 //!
+//! A run ends at its duration whatever the generator managed: an open-model arrival still unsent
+//! then is *dropped* (k6's `dropped_iterations`), not sent late after the end. [`Shortfall`]
+//! counts those and the arrivals that had to wait for a free slot, the generator's own limits.
+//!
 //! Everything here is pure (time is an argument), so it is tested without clocks or sockets.
 
 use std::time::Duration;
@@ -35,6 +39,20 @@ pub trait Schedule: Send {
 
     /// Planned length of the run.
     fn duration(&self) -> Duration;
+
+    /// What the schedule could not keep to so far.
+    fn shortfall(&self) -> Shortfall {
+        Shortfall::default()
+    }
+}
+
+/// Where the generator fell short of its schedule: its own saturation, not the target's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Shortfall {
+    /// Arrivals due before the end of the run that were never sent.
+    pub dropped: u64,
+    /// Arrivals that found `max_in_flight` requests outstanding and waited for one to finish.
+    pub waited_for_slot: u64,
 }
 
 /// One stage: the profile's value moves linearly to `target` over `duration` (k6's `stages`).
@@ -236,13 +254,17 @@ impl Iterator for ArrivalTimes {
 }
 
 /// The open model: requests are due at [`ArrivalTimes`], at most `max_in_flight` at once. A request
-/// that finds no free slot waits for one and goes out late, still timed from when it was due.
+/// that finds no free slot waits for one and goes out late, still timed from when it was due. At
+/// the end of the run, whatever is still unsent is dropped.
 #[derive(Debug, Clone)]
 pub struct OpenSchedule {
     times: ArrivalTimes,
     pending: Option<Duration>,
+    /// The pending arrival has already been counted as waiting for a slot.
+    pending_waited: bool,
     max_in_flight: usize,
     duration: Duration,
+    shortfall: Shortfall,
 }
 
 impl OpenSchedule {
@@ -250,9 +272,11 @@ impl OpenSchedule {
         let mut times = ArrivalTimes::new(rate);
         OpenSchedule {
             pending: times.next(),
+            pending_waited: false,
             times,
             max_in_flight,
             duration: rate.duration(),
+            shortfall: Shortfall::default(),
         }
     }
 }
@@ -262,18 +286,37 @@ impl Schedule for OpenSchedule {
         let Some(due) = self.pending else {
             return Next::Done;
         };
+        if now >= self.duration {
+            // Counting walks the remaining arrivals once: fast, and exact where a closed form
+            // would have to round the integral of the rate.
+            self.shortfall.dropped += 1 + self.times.by_ref().count() as u64;
+            self.pending = None;
+            return Next::Done;
+        }
         if due > now {
             return Next::Wait { until: Some(due) };
         }
         if in_flight >= self.max_in_flight {
-            return Next::Wait { until: None };
+            if !self.pending_waited {
+                self.pending_waited = true;
+                self.shortfall.waited_for_slot += 1;
+            }
+            // Wake at the end at the latest, to drop what is left.
+            return Next::Wait {
+                until: Some(self.duration),
+            };
         }
         self.pending = self.times.next();
+        self.pending_waited = false;
         Next::Send { scheduled: due }
     }
 
     fn duration(&self) -> Duration {
         self.duration
+    }
+
+    fn shortfall(&self) -> Shortfall {
+        self.shortfall
     }
 }
 
@@ -405,8 +448,20 @@ mod tests {
                 until: Some(s(0.1))
             }
         );
-        // Due, but both slots are taken: wait for a completion.
-        assert_eq!(open.next(s(0.1), 2), Next::Wait { until: None });
+        // Due, but both slots are taken: wait for a completion (or the end, to drop the rest).
+        assert_eq!(
+            open.next(s(0.1), 2),
+            Next::Wait {
+                until: Some(s(1.0))
+            }
+        );
+        assert_eq!(
+            open.next(s(0.2), 2),
+            Next::Wait {
+                until: Some(s(1.0))
+            }
+        );
+        assert_eq!(open.shortfall().waited_for_slot, 1);
         // Late send: still timed from the scheduled 0.1 s, and the next ones follow on time.
         let Next::Send { scheduled } = open.next(s(0.35), 1) else {
             panic!()
@@ -424,6 +479,43 @@ mod tests {
         assert!(matches!(open.next(s(0.0), 0), Next::Send { .. }));
         assert!(matches!(open.next(s(1.0), 0), Next::Send { .. }));
         assert_eq!(open.next(s(1.5), 0), Next::Done);
+    }
+
+    #[test]
+    fn arrivals_unsent_at_the_end_are_dropped() {
+        // 100/s for 1 s, every slot taken from 0.5 s on: the 50 arrivals from 0.5 s to 1 s are
+        // dropped at the end instead of being sent after it.
+        let mut open = OpenSchedule::new(&Profile::constant(100.0, s(1.0)), 50);
+        for n in 0..50 {
+            assert!(matches!(open.next(s(0.5), n), Next::Send { .. }));
+        }
+        assert!(matches!(open.next(s(0.5), 50), Next::Wait { .. }));
+        assert_eq!(open.next(s(1.0), 50), Next::Done);
+        assert_eq!(
+            open.shortfall(),
+            Shortfall {
+                dropped: 50,
+                waited_for_slot: 1
+            }
+        );
+        // Asked again, the count stays.
+        assert_eq!(open.next(s(1.5), 0), Next::Done);
+        assert_eq!(open.shortfall().dropped, 50);
+    }
+
+    #[test]
+    fn a_generator_too_slow_for_the_rate_drops_the_rest_at_the_end() {
+        // The engine only gets round to asking at 0.3 s and 1 s: what it sends in between goes
+        // out late, the rest is dropped, and nothing is sent at or after the end.
+        let mut open = OpenSchedule::new(&Profile::constant(1000.0, s(1.0)), usize::MAX);
+        let mut sent = 0;
+        while let Next::Send { scheduled } = open.next(s(0.3), 0) {
+            assert!(scheduled <= s(0.3));
+            sent += 1;
+        }
+        assert_eq!(open.next(s(1.0), 0), Next::Done);
+        assert_eq!(sent + open.shortfall().dropped, 1000);
+        assert_eq!(open.shortfall().waited_for_slot, 0);
     }
 
     #[test]

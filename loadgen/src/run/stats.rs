@@ -11,6 +11,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use super::outcome::Outcome;
+use super::schedule::Shortfall;
 
 /// Values are microseconds.
 pub const UNIT_PER_MS: f64 = 1_000.0;
@@ -185,6 +186,21 @@ pub struct SendStats {
     pub late: u64,
     pub late_after: Duration,
     pub lag: Histogram<u64>,
+    /// Arrivals due before the end of the run that were never sent.
+    pub dropped: u64,
+    /// Arrivals that waited for a free slot (`max_in_flight` reached).
+    pub waited_for_slot: u64,
+    /// Requests that failed in the generator's own machine (no file descriptor, no local
+    /// port), counted by cause. They never reached the target, so they are no outcome of it.
+    pub generator_errors: BTreeMap<String, u64>,
+}
+
+impl SendStats {
+    /// False when the generator could not send what the schedule asked for: arrivals dropped,
+    /// or requests that failed before leaving the machine.
+    pub fn held_schedule(&self) -> bool {
+        self.dropped == 0 && self.generator_errors.is_empty()
+    }
 }
 
 /// Everything a report is made from: what a run recorded, or what `merge` read from `.hlog` files
@@ -215,6 +231,8 @@ pub struct Recorder {
     service_time: Histogram<u64>,
     lag: Histogram<u64>,
     late: u64,
+    shortfall: Shortfall,
+    generator_errors: BTreeMap<String, u64>,
     cold_starts: Option<Histogram<u64>>,
     details: Details,
     rows: Vec<IntervalRow>,
@@ -238,6 +256,8 @@ impl Recorder {
             service_time: histogram(),
             lag: histogram(),
             late: 0,
+            shortfall: Shortfall::default(),
+            generator_errors: BTreeMap::new(),
             cold_starts: cold_starts.then(histogram),
             details: Details::new(),
             rows: Vec::new(),
@@ -279,6 +299,17 @@ impl Recorder {
         }
     }
 
+    /// A request that failed in the generator itself, for `cause`: no sample, since the target
+    /// never saw it.
+    pub fn generator_error(&mut self, cause: &'static str) {
+        *self.generator_errors.entry(cause.to_owned()).or_default() += 1;
+    }
+
+    /// What the schedule could not keep to, as it stands at the end of the run.
+    pub fn shortfall(&mut self, shortfall: Shortfall) {
+        self.shortfall = shortfall;
+    }
+
     /// Requests recorded so far.
     pub fn total(&self) -> u64 {
         self.latency.total()
@@ -311,6 +342,9 @@ impl Recorder {
                 late: self.late,
                 late_after: self.late_after,
                 lag: self.lag,
+                dropped: self.shortfall.dropped,
+                waited_for_slot: self.shortfall.waited_for_slot,
+                generator_errors: self.generator_errors,
             }),
             cold_starts: self.cold_starts,
             details: self.details,
@@ -375,6 +409,32 @@ mod tests {
         assert_eq!(send.late, 1);
         assert_eq!(send.lag.len(), 2);
         assert!(send.lag.max() >= 80_000);
+    }
+
+    #[test]
+    fn a_shortfall_or_a_generator_error_means_the_schedule_was_not_held() {
+        let held = |f: &dyn Fn(&mut Recorder)| {
+            let mut r = Recorder::new(ms(10), false);
+            r.record(&Sample::timed(Outcome::Success, 1));
+            f(&mut r);
+            r.finish(ms(1)).send.unwrap().held_schedule()
+        };
+        assert!(held(&|_| {}));
+        // Waiting for a slot makes sends late, which `late` counts; it drops nothing.
+        assert!(held(&|r| r.shortfall(Shortfall {
+            dropped: 0,
+            waited_for_slot: 3
+        })));
+        assert!(!held(&|r| r.shortfall(Shortfall {
+            dropped: 1,
+            waited_for_slot: 0
+        })));
+        assert!(!held(&|r| r.generator_error("file descriptors")));
+        let mut r = Recorder::new(ms(10), false);
+        r.generator_error("file descriptors");
+        r.generator_error("file descriptors");
+        let send = r.finish(ms(1)).send.unwrap();
+        assert_eq!(send.generator_errors["file descriptors"], 2);
     }
 
     #[test]

@@ -30,8 +30,11 @@ pub(crate) struct Execution {
     pub(crate) result: InvocationResult,
     /// The response body text: the returned value, a rule's literal text, or the error object.
     pub(crate) body: String,
-    /// Stall wait plus execution time, as in the `REPORT` line's `Duration`.
+    /// Stall wait plus execution time, as in the `REPORT` line's `Duration`: measured, not the
+    /// time drawn, so that the simulator is a ground truth for what a load generator measures.
     pub(crate) duration: Duration,
+    /// Stall wait plus the latency drawn (or the timeout): what `duration` was to be.
+    pub(crate) planned: Duration,
     /// Present exactly on cold starts.
     pub(crate) init_duration: Option<Duration>,
     /// Ids of ESM records processed successfully.
@@ -88,6 +91,11 @@ impl Function {
     /// Runs one invocation on `lease`'s environment: decides the outcome, sleeps for init, stall
     /// and latency, then returns the environment and counts. `since_start` is the arrival time
     /// relative to the simulator's start, for the stall schedule.
+    ///
+    /// The sleep ends at a deadline taken when the invocation starts, so the time spent deciding
+    /// is part of the drawn duration rather than added to it, and the [`timer`](crate::timer)
+    /// keeps to it within a fraction of a millisecond (tokio's timer adds up to 1 ms). The
+    /// duration reported is the one measured.
     pub(crate) async fn run(
         &self,
         lease: Lease,
@@ -95,6 +103,7 @@ impl Function {
         request_id: &str,
         since_start: Duration,
     ) -> Execution {
+        let began = Instant::now();
         let config = &self.config;
         let event = Event::parse(payload);
         let verdict = self.rules.evaluate(&event);
@@ -108,18 +117,23 @@ impl Function {
         let stall = config
             .stall
             .map_or(Duration::ZERO, |stall| stall.wait(since_start));
-        let mut duration = stall.saturating_add(latency);
-        let verdict = if duration > config.timeout {
+        let mut planned = stall.saturating_add(latency);
+        let verdict = if planned > config.timeout {
             Verdict::Timeout
         } else {
             verdict
         };
         let timed_out = verdict == Verdict::Timeout;
         if timed_out {
-            duration = config.timeout;
+            planned = config.timeout;
         }
 
-        tokio::time::sleep(init_duration.unwrap_or_default().saturating_add(duration)).await;
+        let init = init_duration.unwrap_or_default();
+        let ends = began
+            .checked_add(init.saturating_add(planned))
+            .unwrap_or_else(far_future);
+        crate::timer::sleep_until(ends).await;
+        let duration = began.elapsed().saturating_sub(init);
 
         let (result, body, failed) = outcome(verdict, random_error, config, request_id);
         let records_ok: Vec<String> = match result {
@@ -157,6 +171,7 @@ impl Function {
             result,
             body,
             duration,
+            planned,
             init_duration,
             records_ok,
         }
@@ -217,9 +232,78 @@ fn outcome(
     }
 }
 
+/// A deadline no run reaches, for durations too long to add to an `Instant`.
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
+}
+
 /// FNV-1a: a stable hash (unlike `std`'s randomised one) to derive per-function seeds.
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
         (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::simulate::timing::Latency;
+
+    fn function(latency: Duration) -> Function {
+        let config = FunctionConfig {
+            latency: Latency::Fixed(latency),
+            ..FunctionConfig::default()
+        };
+        let rules = RuleSet::compile(&config).unwrap();
+        Function::new("f", config, rules, Some(1))
+    }
+
+    /// The duration recorded is the time the invocation took, not the time drawn: when the
+    /// runtime is kept from ending the sleep on time (here by blocking its only thread for
+    /// longer than the drawn 20 ms), the record shows the real time, bounded by an independent
+    /// measurement around the call.
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_recorded_duration_is_the_time_measured() {
+        let drawn = Duration::from_millis(20);
+        let blocked = Duration::from_millis(60);
+        let f = function(drawn);
+        let lease = f.admit().unwrap();
+        let payload = json!({});
+        let outer = Instant::now();
+        let run = f.run(lease, &payload, "id", Duration::ZERO);
+        let blocker = async {
+            // Once the invocation sleeps, hold the thread.
+            tokio::task::yield_now().await;
+            std::thread::sleep(blocked);
+        };
+        let (execution, ()) = tokio::join!(run, blocker);
+        let measured = outer.elapsed();
+        assert!(
+            execution.duration >= blocked,
+            "recorded {:?}, blocked for {blocked:?}",
+            execution.duration
+        );
+        assert!(
+            execution.duration <= measured,
+            "recorded {:?}, measured {measured:?}",
+            execution.duration
+        );
+    }
+
+    /// Left alone, an invocation takes at least the time drawn and the record says so.
+    #[tokio::test]
+    async fn an_invocation_never_ends_before_its_drawn_duration() {
+        let drawn = Duration::from_millis(20);
+        let f = function(drawn);
+        for _ in 0..5 {
+            let outer = Instant::now();
+            let execution = f
+                .run(f.admit().unwrap(), &json!({}), "id", Duration::ZERO)
+                .await;
+            assert!(execution.duration >= drawn, "{:?}", execution.duration);
+            assert!(execution.duration <= outer.elapsed());
+        }
+    }
 }

@@ -120,8 +120,11 @@ pub struct Invocation {
     /// The response body text (empty for throttles).
     pub response: String,
     pub cold_start: bool,
-    /// Billed-style duration: stall wait plus execution, without init.
+    /// Billed-style duration: stall wait plus execution, without init, as measured.
     pub duration_ms: f64,
+    /// What the invocation was to take: the stall wait plus the latency drawn (or the timeout).
+    /// `duration_ms` is this plus whatever the machine added.
+    pub planned_ms: f64,
     /// Init duration, on cold starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_duration_ms: Option<f64>,

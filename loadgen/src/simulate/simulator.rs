@@ -188,22 +188,23 @@ impl Simulator {
             return;
         }
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        let (result, response, duration_ms, init_duration_ms, records_ok) = match execution {
-            None => (
-                InvocationResult::Throttled,
-                String::new(),
-                0.0,
-                None,
-                Vec::new(),
-            ),
-            Some(e) => (
-                e.result.clone(),
-                e.body.clone(),
-                ms(e.duration),
-                e.init_duration.map(ms),
-                e.records_ok.clone(),
-            ),
-        };
+        let (result, response, (duration_ms, planned_ms), init_duration_ms, records_ok) =
+            match execution {
+                None => (
+                    InvocationResult::Throttled,
+                    String::new(),
+                    (0.0, 0.0),
+                    None,
+                    Vec::new(),
+                ),
+                Some(e) => (
+                    e.result.clone(),
+                    e.body.clone(),
+                    (ms(e.duration), ms(e.planned)),
+                    e.init_duration.map(ms),
+                    e.records_ok.clone(),
+                ),
+            };
         self.recorder.push(Invocation {
             seq: 0,
             function: call.function_name,
@@ -218,6 +219,7 @@ impl Simulator {
             response,
             cold_start: init_duration_ms.is_some(),
             duration_ms,
+            planned_ms,
             init_duration_ms,
             records_ok,
         });
