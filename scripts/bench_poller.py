@@ -126,6 +126,15 @@ def run_poller(args, label, mapping, target_args, done, deadline_s, idle_s=None)
             stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, "RUST_LOG": "warn"},
         )
         started = time.monotonic()
+        # Profile: sample the poller's stacks (frame pointers; build with -Cforce-frame-pointers=yes).
+        # `perf record -p` follows only the threads that exist when it attaches: let the runtime start.
+        if args.perf_dir:
+            time.sleep(1)
+        perf = args.perf_dir and subprocess.Popen(
+            ["perf", "record", "-q", "-F", "999", "--call-graph", "fp", "-p", str(proc.pid),
+             "-o", os.path.join(args.perf_dir, f"{label}.perf.data")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
         try:
             if idle_s is None:
                 wait_for(lambda: proc.poll() is not None or done(), deadline_s, f"{label} to finish")
@@ -140,6 +149,9 @@ def run_poller(args, label, mapping, target_args, done, deadline_s, idle_s=None)
                 cpu, wall = cpu_seconds(proc.pid) - cpu0, time.monotonic() - t0
             rss = peak_rss_mib(proc.pid)
         finally:
+            if perf:
+                perf.send_signal(signal.SIGINT)
+                perf.wait(60)
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
             log.close()
@@ -232,6 +244,7 @@ def main():
     p.add_argument("--deadline", type=float, default=900.0, help="longest one run may take, seconds")
     p.add_argument("--only", default="", help="comma-separated scenario names (default: all)")
     p.add_argument("--log-dir", default=tempfile.gettempdir())
+    p.add_argument("--perf-dir", help="record a `perf` profile of every poller run into this directory")
     args = p.parse_args()
 
     endpoint = os.environ["POLLER_TEST_ENDPOINT"]
