@@ -76,13 +76,7 @@ pub(crate) struct StreamCtx {
 impl StreamCtx {
     /// Does `record` pass the mapping's filters?
     fn matches(&self, record: &StreamRecord) -> bool {
-        if self.filters.is_empty() {
-            return true;
-        }
-        match serde_json::from_slice(&record.json) {
-            Ok(value) => self.filters.matches(&value),
-            Err(_) => false,
-        }
+        record.passes(&self.filters)
     }
 
     /// Budget for the records of one `{"Records":[...]}` payload: the 6 MB cap less the envelope,
