@@ -311,7 +311,7 @@ async fn stream_pass(
             for record in page.records {
                 read += 1;
                 let id = record_id(&record, dynamodb);
-                if crate::stream::passes(&mapping.filters, &record) {
+                if record.passes(&mapping.filters) {
                     kept.push((id, record));
                 } else {
                     pass.dropped.push(id);

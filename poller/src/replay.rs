@@ -288,7 +288,7 @@ impl Replayer {
             Err(e) => return Outcome::Failed(format!("reading {}: {e}", range.shard_id)),
         };
         let batch: Vec<&StreamRecord> = match select(range, &read, &self.lanes, |r| {
-            crate::stream::passes(&self.mapping.filters, r)
+            r.passes(&self.mapping.filters)
         }) {
             Selection::Batch(indices) => indices.into_iter().map(|i| &read[i]).collect(),
             Selection::Expired(why) => return Outcome::Expired(why),

@@ -94,8 +94,15 @@ impl Envelope {
             .fold((0usize, 0usize), |(count, total), len| {
                 (count + 1, total + len)
             });
+        self.payload_len_of(count, total)
+    }
+
+    /// The exact byte length of [`payload`](Envelope::payload) for `count` records of `record_bytes`
+    /// bytes in all: what [`payload_len`](Envelope::payload_len) gives, for a caller that keeps a
+    /// running total instead of every length.
+    pub fn payload_len_of(&self, count: usize, record_bytes: usize) -> usize {
         let separators = count.saturating_sub(1) * SEPARATOR.len();
-        HEAD.len() + total + separators + self.tail.len()
+        HEAD.len() + record_bytes + separators + self.tail.len()
     }
 
     /// Joins serialized records into the invocation payload.

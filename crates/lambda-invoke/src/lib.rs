@@ -437,7 +437,10 @@ pub fn excerpt(body: &[u8]) -> String {
 #[derive(Clone, Debug)]
 pub struct HttpTarget {
     client: reqwest::Client,
+    /// The URL as given, for messages.
     url: String,
+    /// The URL parsed once, not on every invoke.
+    parsed: reqwest::Url,
     /// The timeout given at creation, if any.
     timeout: Option<Duration>,
     method: reqwest::Method,
@@ -447,7 +450,14 @@ pub struct HttpTarget {
 
 impl HttpTarget {
     /// A target POSTing to `url`, each request bounded by `timeout` ([`DEFAULT_INVOKE_TIMEOUT`] if none).
+    /// Fails if `url` is not an absolute http or https URL.
     pub fn new(url: impl Into<String>, timeout: Option<Duration>) -> Result<Self, Error> {
+        let url = url.into();
+        let invalid = |reason: &dyn std::fmt::Display| Error::Transport(format!("invalid URL {url:?}: {reason}"));
+        let parsed = reqwest::Url::parse(&url).map_err(|e| invalid(&e))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(invalid(&"the scheme must be http or https"));
+        }
         let client = reqwest::Client::builder()
             .timeout(timeout.unwrap_or(DEFAULT_INVOKE_TIMEOUT))
             .redirect(reqwest::redirect::Policy::none())
@@ -460,7 +470,8 @@ impl HttpTarget {
         );
         Ok(HttpTarget {
             client,
-            url: url.into(),
+            url,
+            parsed,
             timeout,
             method: reqwest::Method::POST,
             headers,
@@ -484,7 +495,7 @@ impl HttpTarget {
     async fn invoke(&self, payload: Vec<u8>) -> Result<Response, Error> {
         let mut resp = self
             .client
-            .request(self.method.clone(), &self.url)
+            .request(self.method.clone(), self.parsed.clone())
             .headers(self.headers.clone())
             .body(payload)
             .send()
@@ -616,5 +627,18 @@ mod tests {
             body["errorMessage"],
             "Response payload size (7000000 bytes) exceeded maximum allowed payload size (6291556 bytes)."
         );
+    }
+
+    #[test]
+    fn http_target_url_is_checked_once_at_creation() {
+        let err = HttpTarget::new("/http/fn", None).unwrap_err();
+        assert_eq!(err.to_string(), r#"transport error: invalid URL "/http/fn": relative URL without a base"#);
+        let err = HttpTarget::new("localhost:9001/http/fn", None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"transport error: invalid URL "localhost:9001/http/fn": the scheme must be http or https"#
+        );
+        let target = HttpTarget::new("http://127.0.0.1:9001/http/fn", None).unwrap();
+        assert_eq!(Target::Http(target).describe(), "http://127.0.0.1:9001/http/fn");
     }
 }

@@ -133,7 +133,7 @@ impl KinesisSource {
 }
 
 /// One record as the function receives it, serialized once, with what the worker orders and ages it by.
-fn stream_record(
+pub fn stream_record(
     record: &Record,
     shard_id: &str,
     stream: &ArnParts,

@@ -76,7 +76,7 @@ pub(crate) struct StreamCtx {
 impl StreamCtx {
     /// Does `record` pass the mapping's filters?
     fn matches(&self, record: &StreamRecord) -> bool {
-        passes(&self.filters, record)
+        record.passes(&self.filters)
     }
 
     /// Budget for the records of one `{"Records":[...]}` payload: the 6 MB cap less the envelope,
@@ -89,17 +89,6 @@ impl StreamCtx {
 /// Budget for the records of one `{"Records":[...]}` payload (see [`StreamCtx::max_record_bytes`]).
 pub(crate) fn max_record_bytes() -> usize {
     MAX_PAYLOAD_BYTES - Envelope::records().payload_len([])
-}
-
-/// Does `record` pass `filters` (a mapping's FilterCriteria; none keeps every record)?
-pub(crate) fn passes(filters: &esm_filter::Filters, record: &StreamRecord) -> bool {
-    if filters.is_empty() {
-        return true;
-    }
-    match serde_json::from_slice(&record.json) {
-        Ok(value) => filters.matches(&value),
-        Err(_) => false,
-    }
 }
 
 /// The shard workers of a mapping and what supervising them needs.

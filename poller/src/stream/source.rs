@@ -44,6 +44,19 @@ pub struct StreamRecord {
     pub json: Vec<u8>,
 }
 
+impl StreamRecord {
+    /// Does the record pass the mapping's filters? They see it exactly as the function would.
+    pub fn passes(&self, filters: &esm_filter::Filters) -> bool {
+        if filters.is_empty() {
+            return true;
+        }
+        match serde_json::from_slice(&self.json) {
+            Ok(value) => filters.matches(&value),
+            Err(_) => false,
+        }
+    }
+}
+
 /// One GetRecords answer.
 #[derive(Debug)]
 pub struct Page {

@@ -1,0 +1,46 @@
+"""The simplest SQS consumer a user would write, as the poller benchmark's baseline (scripts/bench_poller.py):
+receive up to 10 messages, POST them as one JSON event to an HTTP function, delete them in one batch,
+until `count` messages are done. Prints its own CPU time (user + sys) for the loop, without interpreter
+start-up and imports, as JSON on stdout.
+
+Usage: python scripts/bench_boto3_consumer.py QUEUE_URL FUNCTION_URL COUNT
+"""
+
+import json
+import os
+import resource
+import sys
+import time
+
+import boto3
+import requests
+
+
+def main():
+    queue_url, function_url, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    sqs = boto3.client("sqs", endpoint_url=os.environ["POLLER_TEST_ENDPOINT"], region_name="us-east-1")
+    http = requests.Session()
+    done = 0
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    while done < count:
+        messages = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=20,
+            AttributeNames=["All"], MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        if not messages:
+            continue
+        records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+                    "attributes": m.get("Attributes", {}), "md5OfBody": m["MD5OfBody"],
+                    "eventSource": "aws:sqs"} for m in messages]
+        http.post(function_url, json={"Records": records}).raise_for_status()
+        sqs.delete_message_batch(QueueUrl=queue_url, Entries=[
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
+        ])
+        done += len(messages)
+    cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+    peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"cpu_seconds": cpu, "wall_seconds": wall, "peak_rss_mib": peak_rss_mib}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,303 @@
+"""Poller benchmark driver, run by scripts/bench-poller.sh (which starts moto and exports its endpoints).
+
+Measures what a user sizing a sidecar needs: CPU time (user + sys) of the poller process per record,
+with moto as the source and `loadgen simulate` (0 ms) as the function, side by side with the simplest
+Python consumer (boto3 receive 10 -> HTTP POST -> delete batch) on the same kind of queue. moto is the
+bottleneck for wall time, so wall-clock throughput says little; CPU time per record does not depend on
+how fast moto answers.
+
+Placement: the process under test (poller or baseline) runs alone on CPU `--cpu` (taskset); moto, the
+simulator and this driver run on the other CPUs. Every scenario is repeated and reported as median and
+spread (min-max).
+
+Usage: python scripts/bench_poller.py --poller target/release/poller --loadgen target/release/loadgen
+"""
+
+import argparse
+import base64
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import boto3
+import requests
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+
+
+def cpu_seconds(pid):
+    """User + sys CPU seconds of a running process, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def peak_rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def wait_for(condition, deadline_s, what, interval=0.25):
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval)
+    raise SystemExit(f"timed out after {deadline_s}s waiting for {what}")
+
+
+class Simulator:
+    def __init__(self, loadgen, cpus):
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", cpus, loadgen, "simulate", "--bind", "127.0.0.1:0"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith("listening on "):
+            raise SystemExit(f"loadgen simulate did not start: {line!r}")
+        self.url = line.removeprefix("listening on ")
+        self.http = requests.Session()
+
+    def records_ok(self, function):
+        stats = self.http.get(f"{self.url}/_sim/stats").json()
+        return stats["functions"].get(function, {}).get("records_ok", 0)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(30)
+
+
+def sqs_body(i):
+    return json.dumps({
+        "type": "order_created", "orderId": f"o-{i:08d}", "amount": (i * 37) % 5000,
+        "currency": "EUR", "customer": {"id": f"c-{i % 9973:06d}", "tier": "gold"},
+    })
+
+
+def make_queue(sqs, name, messages):
+    url = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
+    for start in range(0, messages, 10):
+        entries = [{"Id": str(i), "MessageBody": sqs_body(start + i)} for i in range(min(10, messages - start))]
+        sqs.send_message_batch(QueueUrl=url, Entries=entries)
+    return url
+
+
+def queue_empty(sqs, url):
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    return attrs["ApproximateNumberOfMessages"] == "0" and attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
+
+
+def make_stream(kinesis, name, shards, records):
+    kinesis.create_stream(StreamName=name, ShardCount=shards)
+    kinesis.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 0.2})
+    for start in range(0, records, 500):
+        batch = []
+        for i in range(start, min(start + 500, records)):
+            data = json.dumps({"type": "click" if i % 2 == 0 else "view", "n": i, "page": f"/p/{i % 97}"})
+            batch.append({"Data": data.encode(), "PartitionKey": f"k{i % 64}"})
+        kinesis.put_records(StreamName=name, Records=batch)
+
+
+def run_poller(args, label, mapping, target_args, done, deadline_s, idle_s=None):
+    """Start the poller pinned to one CPU, wait for `done()` (or, for an idle run, `idle_s` seconds),
+    and return (cpu_seconds, wall_seconds, peak_rss_mib) measured before it is stopped."""
+    with tempfile.TemporaryDirectory() as state:
+        path = os.path.join(state, "mapping.json")
+        with open(path, "w") as f:
+            json.dump(mapping, f)
+        log = open(os.path.join(args.log_dir, f"poller-{label}.log"), "w")
+        proc = subprocess.Popen(
+            ["taskset", "-c", args.cpu, args.poller, "run", "--mapping", path, "--state-dir", state,
+             "--metrics-addr", "off", *target_args],
+            stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, "RUST_LOG": "warn"},
+        )
+        started = time.monotonic()
+        # Profile: sample the poller's stacks (frame pointers; build with -Cforce-frame-pointers=yes).
+        # `perf record -p` follows only the threads that exist when it attaches: let the runtime start.
+        if args.perf_dir:
+            time.sleep(1)
+        perf = args.perf_dir and subprocess.Popen(
+            ["perf", "record", "-q", "-F", "999", "--call-graph", "fp", "-p", str(proc.pid),
+             "-o", os.path.join(args.perf_dir, f"{label}.perf.data")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        try:
+            if idle_s is None:
+                wait_for(lambda: proc.poll() is not None or done(), deadline_s, f"{label} to finish")
+                if proc.poll() is not None:
+                    raise SystemExit(f"poller exited with {proc.returncode}; see {log.name}")
+                cpu, wall = cpu_seconds(proc.pid), time.monotonic() - started
+            else:
+                # Skip start-up (connect, first calls), then measure a quiet stretch.
+                time.sleep(5)
+                cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
+                time.sleep(idle_s)
+                cpu, wall = cpu_seconds(proc.pid) - cpu0, time.monotonic() - t0
+            rss = peak_rss_mib(proc.pid)
+        finally:
+            if perf:
+                perf.send_signal(signal.SIGINT)
+                perf.wait(60)
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+            log.close()
+    return cpu, wall, rss
+
+
+def sqs_scenario(args, sim, sqs, name, batch_size, window, target):
+    def run(rep):
+        function = f"{name}-{rep}-{uuid.uuid4().hex[:6]}"
+        url = make_queue(sqs, function, args.messages)
+        mapping = {
+            "EventSourceArn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{function}",
+            "FunctionName": function, "BatchSize": batch_size,
+        }
+        if window:
+            mapping["MaximumBatchingWindowInSeconds"] = window
+        target_args = (["--http-url", f"{sim.url}/http/{{function}}"] if target == "http"
+                       else ["--lambda-endpoint-url", sim.url])
+        done = lambda: sim.records_ok(function) >= args.messages and queue_empty(sqs, url)
+        cpu, wall, rss = run_poller(args, function, mapping, target_args, done, args.deadline)
+        sqs.delete_queue(QueueUrl=url)
+        return args.messages / cpu, cpu, wall, rss
+    return run
+
+
+def baseline_scenario(args, sim, sqs):
+    def run(rep):
+        function = f"boto3-{rep}-{uuid.uuid4().hex[:6]}"
+        url = make_queue(sqs, function, args.messages)
+        out = subprocess.run(
+            ["taskset", "-c", args.cpu, sys.executable, os.path.join(os.path.dirname(__file__), "bench_boto3_consumer.py"),
+             url, f"{sim.url}/http/{function}", str(args.messages)],
+            check=True, capture_output=True, text=True, timeout=args.deadline,
+        )
+        result = json.loads(out.stdout)
+        sqs.delete_queue(QueueUrl=url)
+        return args.messages / result["cpu_seconds"], result["cpu_seconds"], result["wall_seconds"], result["peak_rss_mib"]
+    return run
+
+
+def kinesis_scenario(args, sim, kinesis):
+    def run(rep):
+        function = f"kinesis-{rep}-{uuid.uuid4().hex[:6]}"
+        make_stream(kinesis, function, 4, args.records)
+        mapping = {
+            "EventSourceArn": f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{function}",
+            "FunctionName": function, "BatchSize": 500, "StartingPosition": "TRIM_HORIZON",
+            "FilterCriteria": {"Filters": [{"Pattern": json.dumps({"data": {"type": ["click"]}})}]},
+        }
+        kept = (args.records + 1) // 2
+        done = lambda: sim.records_ok(function) >= kept
+        cpu, wall, rss = run_poller(args, function, mapping, ["--lambda-endpoint-url", sim.url], done, args.deadline)
+        kinesis.delete_stream(StreamName=function)
+        return args.records / cpu, cpu, wall, rss
+    return run
+
+
+def idle_scenario(args, sim, sqs, kinesis):
+    def run(rep):
+        function = f"idle-{rep}-{uuid.uuid4().hex[:6]}"
+        url = make_queue(sqs, function, 0)
+        make_stream(kinesis, function, 4, 0)
+        mappings = {"EventSourceMappings": [
+            {"EventSourceArn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{function}", "FunctionName": function},
+            {"EventSourceArn": f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{function}", "FunctionName": function,
+             "StartingPosition": "LATEST"},
+        ]}
+        cpu, wall, rss = run_poller(args, function, mappings, ["--lambda-endpoint-url", sim.url], None, None, idle_s=args.idle_seconds)
+        sqs.delete_queue(QueueUrl=url)
+        kinesis.delete_stream(StreamName=function)
+        return 100.0 * cpu / wall, cpu, wall, rss
+    return run
+
+
+def summary(values):
+    med = statistics.median(values)
+    return med, min(values), max(values)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--poller", required=True)
+    p.add_argument("--loadgen", required=True)
+    p.add_argument("--cpu", default="0", help="CPU the process under test is pinned to")
+    p.add_argument("--other-cpus", default="1", help="CPUs for the simulator")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--messages", type=int, default=20000, help="SQS messages per run")
+    p.add_argument("--records", type=int, default=100000, help="Kinesis records per run")
+    p.add_argument("--idle-seconds", type=float, default=30.0)
+    p.add_argument("--deadline", type=float, default=900.0, help="longest one run may take, seconds")
+    p.add_argument("--only", default="", help="comma-separated scenario names (default: all)")
+    p.add_argument("--log-dir", default=tempfile.gettempdir())
+    p.add_argument("--perf-dir", help="record a `perf` profile of every poller run into this directory")
+    args = p.parse_args()
+
+    endpoint = os.environ["POLLER_TEST_ENDPOINT"]
+    sqs = boto3.client("sqs", endpoint_url=endpoint, region_name=REGION)
+    kinesis = boto3.client("kinesis", endpoint_url=endpoint, region_name=REGION)
+    sim = Simulator(args.loadgen, args.other_cpus)
+    n = args.messages
+    scenarios = [
+        ("boto3", f"SQS, {n:,} messages: boto3 loop (receive 10, POST, delete batch)", "records/CPU-s",
+         baseline_scenario(args, sim, sqs)),
+        ("sqs-http", f"SQS, {n:,} messages, BatchSize 10, HTTP target", "records/CPU-s",
+         sqs_scenario(args, sim, sqs, "sqs-http", 10, 0, "http")),
+        ("sqs-lambda", f"SQS, {n:,} messages, BatchSize 10, Lambda Invoke target", "records/CPU-s",
+         sqs_scenario(args, sim, sqs, "sqs-lambda", 10, 0, "lambda")),
+        ("sqs-window", f"SQS, {n:,} messages, BatchSize 100 + 1 s window, Lambda Invoke", "records/CPU-s",
+         sqs_scenario(args, sim, sqs, "sqs-window", 100, 1, "lambda")),
+        ("kinesis", f"Kinesis, {args.records:,} records, 4 shards, BatchSize 500, filter keeps half",
+         "records polled/CPU-s", kinesis_scenario(args, sim, kinesis)),
+        ("idle", "Idle: empty SQS queue + quiet 4-shard stream", "% of a core", idle_scenario(args, sim, sqs, kinesis)),
+    ]
+    only = {s for s in args.only.split(",") if s}
+    rows = []
+    try:
+        results = {}
+        # Interleave repetitions, so that a noisy stretch of the machine does not hit one scenario only.
+        for rep in range(args.repeat):
+            for key, _, _, run in scenarios:
+                if only and key not in only:
+                    continue
+                r = run(rep)
+                results.setdefault(key, []).append(r)
+                print(f"# {key} run {rep + 1}: {r[0]:,.1f} (cpu {r[1]:.2f}s, wall {r[2]:.1f}s, peak RSS {r[3]:.1f} MiB)",
+                      file=sys.stderr, flush=True)
+        for key, title, unit, _ in scenarios:
+            if key not in results:
+                continue
+            med, lo, hi = summary([r[0] for r in results[key]])
+            cpu = statistics.median(r[1] for r in results[key])
+            rss = max(r[3] for r in results[key])
+            rows.append((title, f"{med:,.1f}" if unit.startswith("%") else f"{med:,.0f}",
+                         f"{lo:,.1f}-{hi:,.1f}" if unit.startswith("%") else f"{lo:,.0f}-{hi:,.0f}",
+                         unit, f"{cpu:.2f}", f"{rss:.0f}"))
+    finally:
+        sim.stop()
+    base = statistics.median(r[0] for r in results["boto3"]) if "boto3" in results else None
+    print(f"| Scenario | Median | Spread (min-max, {args.repeat} runs) | Unit | CPU-s (median) | Peak RSS MiB | vs boto3 |")
+    print("|---|---|---|---|---|---|---|")
+    for (title, med, spread, unit, cpu, rss), key in zip(rows, [k for k, *_ in scenarios if k in results]):
+        ratio = ""
+        if base and unit == "records/CPU-s" and key != "boto3":
+            ratio = f"{statistics.median(r[0] for r in results[key]) / base:.1f}x"
+        print(f"| {title} | {med} | {spread} | {unit} | {cpu} | {rss} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()
