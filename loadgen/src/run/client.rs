@@ -48,7 +48,7 @@ pub struct Client(Kind);
 #[derive(Debug)]
 enum Kind {
     /// A plain HTTP endpoint, POSTed directly.
-    Http(Endpoint),
+    Http(Box<Endpoint>),
     /// The Lambda Invoke API, signed directly.
     Lambda(Box<Lambda>),
     /// A `lambda-invoke` target as built elsewhere (an SDK client or an HTTP target with its own
@@ -74,7 +74,7 @@ impl Client {
                 url,
                 method,
                 headers,
-            } => return Endpoint::new(url, method, headers).map(|e| Client(Kind::Http(e))),
+            } => return Endpoint::new(url, method, headers).map(|e| Client(Kind::Http(Box::new(e)))),
             TargetKind::Lambda {
                 function,
                 endpoint_url,
