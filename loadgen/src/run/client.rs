@@ -53,12 +53,12 @@ enum Kind {
     Lambda(Box<Lambda>),
     /// A `lambda-invoke` target as built elsewhere (an SDK client or an HTTP target with its own
     /// method and headers, whose configuration the engine cannot see into).
-    Target(Target),
+    Target(Box<Target>),
 }
 
 impl From<Target> for Client {
     fn from(target: Target) -> Client {
-        Client(Kind::Target(target))
+        Client(Kind::Target(Box::new(target)))
     }
 }
 
