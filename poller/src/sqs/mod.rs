@@ -475,10 +475,7 @@ impl SqsMapping {
                     } else {
                         Counters::add(&self.counters.invoke_errors, 1);
                     }
-                    let delay = match &e {
-                        lambda_invoke::Error::Throttled { retry_after: Some(d), .. } => *d,
-                        _ => backoff.next_delay(),
-                    };
+                    let delay = self.throttle.retry_delay(&e, &mut backoff);
                     let held_for = started.elapsed().saturating_add(delay);
                     match self.throttle.next(&e, held_for, self.visibility_timeout, cancel.is_cancelled()) {
                         Next::Retry => {

@@ -62,7 +62,25 @@ pub enum Next {
     Abandon,
 }
 
+/// In hold mode, the longest wait between attempts of a held batch, whatever the target's
+/// `Retry-After` says: the AIMD limit already slows the mapping down, and a held batch must use
+/// freed capacity within seconds, not sit out a hostile or mistaken `Retry-After` (up to 300 s)
+/// with its messages invisible.
+pub const HOLD_RETRY_CEILING: Duration = Duration::from_secs(5);
+
 impl ThrottleMode {
+    /// How long to wait before the next attempt after `error`: the target's `Retry-After` if it gave
+    /// one (in hold mode at most [`HOLD_RETRY_CEILING`]), else the next step of `backoff`.
+    pub fn retry_delay(self, error: &lambda_invoke::Error, backoff: &mut crate::backoff::Backoff) -> Duration {
+        match (self, error) {
+            (ThrottleMode::Hold { .. }, lambda_invoke::Error::Throttled { retry_after: Some(d), .. }) => {
+                (*d).min(HOLD_RETRY_CEILING)
+            }
+            (ThrottleMode::Aws, lambda_invoke::Error::Throttled { retry_after: Some(d), .. }) => *d,
+            _ => backoff.next_delay(),
+        }
+    }
+
     /// After `error`, with the batch's first attempt `held_for` ago once the next delay is waited.
     pub fn next(
         self,
@@ -163,6 +181,21 @@ impl Drop for Permit<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_held_batch_waits_at_most_the_ceiling_whatever_retry_after_says() {
+        let throttled = |secs| lambda_invoke::Error::Throttled {
+            reason: None,
+            retry_after: Some(Duration::from_secs(secs)),
+        };
+        let mut backoff = crate::backoff::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        let hold = ThrottleMode::default();
+        assert_eq!(hold.retry_delay(&throttled(300), &mut backoff), HOLD_RETRY_CEILING);
+        assert_eq!(hold.retry_delay(&throttled(2), &mut backoff), Duration::from_secs(2));
+        assert_eq!(ThrottleMode::Aws.retry_delay(&throttled(300), &mut backoff), Duration::from_secs(300));
+        let drawn = hold.retry_delay(&throttle(), &mut backoff);
+        assert!(drawn <= Duration::from_millis(100), "no Retry-After: the first backoff step, {drawn:?}");
+    }
 
     fn throttle() -> lambda_invoke::Error {
         lambda_invoke::Error::Throttled {
