@@ -10,21 +10,10 @@ use std::time::Duration;
 use axum::extract::Request;
 use axum::http::StatusCode;
 use clap::Parser;
-use loadgen::simulate::{FunctionConfig, SimConfig, SimHandle, Simulator};
 use serde_json::Value;
 
-async fn simulator(latency: &str) -> SimHandle {
-    let config = SimConfig {
-        default: FunctionConfig {
-            latency: latency.parse().unwrap(),
-            ..FunctionConfig::default()
-        },
-        ..SimConfig::default()
-    };
-    Simulator::start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
-}
+mod common;
+use common::simulator;
 
 async fn loadgen(args: &[&str]) -> anyhow::Result<ExitCode> {
     let argv = std::iter::once("loadgen").chain(args.iter().copied());

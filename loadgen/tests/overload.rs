@@ -7,21 +7,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use loadgen::simulate::{FunctionConfig, SimConfig, SimHandle, Simulator};
 use serde_json::Value;
 
-async fn simulator(latency: &str) -> SimHandle {
-    let config = SimConfig {
-        default: FunctionConfig {
-            latency: latency.parse().unwrap(),
-            ..FunctionConfig::default()
-        },
-        ..SimConfig::default()
-    };
-    Simulator::start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
-}
+mod common;
+use common::simulator;
 
 /// Runs `loadgen run ARGS --out-dir DIR --no-progress` in process: its exit code, the report,
 /// and how long it took.

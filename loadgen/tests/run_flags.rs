@@ -9,8 +9,10 @@ use axum::extract::Request;
 use axum::http::StatusCode;
 use clap::Parser;
 use http_body_util::BodyExt;
-use loadgen::simulate::{FunctionConfig, SimConfig, SimHandle, Simulator};
 use serde_json::Value;
+
+mod common;
+use common::simulator;
 
 async fn loadgen(args: &[&str]) -> anyhow::Result<ExitCode> {
     let argv = ["loadgen", "run", "--metrics-addr", "off", "--no-progress"];
@@ -172,19 +174,6 @@ async fn payloads_go_round_robin_or_at_random_by_seed() {
     assert_ne!(a, c);
     let distinct: std::collections::BTreeSet<&String> = a.iter().collect();
     assert_eq!(distinct.len(), 3, "{a:?}");
-}
-
-async fn simulator(latency: &str) -> SimHandle {
-    let config = SimConfig {
-        default: FunctionConfig {
-            latency: latency.parse().unwrap(),
-            ..FunctionConfig::default()
-        },
-        ..SimConfig::default()
-    };
-    Simulator::start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
 }
 
 /// A threshold that fails early stops a 60 s run at once, and the report says which one.

@@ -582,8 +582,9 @@ fn throttle_reason(body: &[u8]) -> Option<String> {
     value.get("Reason")?.as_str().map(str::to_owned)
 }
 
-/// Full error text including sources (reqwest hides the interesting part in `source()`).
-fn error_chain(err: &dyn std::error::Error) -> String {
+/// Full error text including sources (reqwest and hyper hide the interesting part, e.g. `Too many
+/// open files`, in `source()`).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(s) = source {

@@ -31,7 +31,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as Hyper;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use lambda_invoke::{Error, InvocationType, MAX_RESPONSE_BYTES, Response, Target};
+use lambda_invoke::{Error, InvocationType, MAX_RESPONSE_BYTES, Response, Target, error_chain};
 
 use aws_config::meta::region::RegionProviderChain;
 use aws_config::{BehaviorVersion, Region};
@@ -254,18 +254,6 @@ async fn send(
         Err(e) => return Err(Error::Transport(error_chain(&*e))),
     };
     Ok((parts.status.as_u16(), parts.headers, body, total))
-}
-
-/// Full error text including sources, where hyper keeps the cause (`Too many open files`, …).
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// A function behind the Invoke API: `POST /2015-03-31/functions/{name}/invocations`, signed.
