@@ -71,7 +71,7 @@ pub const HOLD_RETRY_CEILING: Duration = Duration::from_secs(5);
 impl ThrottleMode {
     /// How long to wait before the next attempt after `error`: the target's `Retry-After` if it gave
     /// one (in hold mode at most [`HOLD_RETRY_CEILING`]), else the next step of `backoff`.
-    pub fn retry_delay(self, error: &lambda_invoke::Error, backoff: &mut crate::backoff::Backoff) -> Duration {
+    pub(crate) fn retry_delay(self, error: &lambda_invoke::Error, backoff: &mut crate::backoff::Backoff) -> Duration {
         match (self, error) {
             (ThrottleMode::Hold { .. }, lambda_invoke::Error::Throttled { retry_after: Some(d), .. }) => {
                 (*d).min(HOLD_RETRY_CEILING)
