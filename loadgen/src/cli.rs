@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 pub use prom_http::MetricsAddr;
 
+use crate::cost::Architecture;
 use crate::scenario::units::{parse_duration, parse_rate, parse_stages};
 use crate::scenario::{InvocationTypeName, Model, Overrides, PayloadOrder, StageConfig};
 use crate::simulate::{FailureMode, Latency, Stall};
@@ -176,6 +177,16 @@ pub struct RunArgs {
     /// Seed for payload randomness.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// The function's architecture for the cost estimate: x86_64 or arm64 (picks the default
+    /// price per GB-second).
+    #[arg(long)]
+    pub architecture: Option<Architecture>,
+    /// USD per GB-second of billed duration, for the cost estimate.
+    #[arg(long, value_name = "USD")]
+    pub price_gb_second: Option<f64>,
+    /// USD per million requests, for the cost estimate.
+    #[arg(long, value_name = "USD")]
+    pub price_per_million_requests: Option<f64>,
     /// Print the JSON report on stdout instead of the summary.
     #[arg(short = 'j', long)]
     pub json: bool,
@@ -254,6 +265,9 @@ impl RunArgs {
             abort_on_fail: self.abort_on_fail,
             interval: self.interval,
             seed: self.seed,
+            architecture: self.architecture,
+            price_gb_second: self.price_gb_second,
+            price_per_million_requests: self.price_per_million_requests,
         }
     }
 }

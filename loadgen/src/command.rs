@@ -130,6 +130,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         interrupted: run.interrupted,
         aborted_by,
         merged_from: Vec::new(),
+        prices: plan.prices,
     };
     let report = Report::new(info, &run.measurements, &plan.thresholds);
     publish(&report, args.out_dir.as_deref(), args.json, args.allow_dropped)
@@ -180,6 +181,8 @@ pub fn merge(args: MergeArgs) -> anyhow::Result<ExitCode> {
         interrupted: false,
         aborted_by: None,
         merged_from: args.logs.iter().map(|p| p.display().to_string()).collect(),
+        // Merged logs carry no REPORT lines, so there is nothing to price.
+        ..RunInfo::default()
     };
     let report = Report::new(info, &merged.measurements, &thresholds);
     publish(&report, args.out_dir.as_deref(), args.json, false)
@@ -289,7 +292,7 @@ mod tests {
                 latency: Duration::from_millis(5),
                 service_time: Duration::from_millis(5),
                 send_lag: Duration::ZERO,
-                init_duration: None,
+                report: None,
             });
         }
         recorder.rotate(Duration::from_secs(1));

@@ -11,12 +11,14 @@
 //! 4. [`run`](mod@run): the engine; it takes a [`plan::Plan`] and emits intervals to sinks.
 //! 5. [`report`]: the sinks (`.hlog`, progress, abort on fail) and the report outputs;
 //!    [`merge`](mod@merge) reads `.hlog` files back into the same measurements.
-//! 6. [`model`]: the value types they share (outcomes, profiles, samples, measurements).
+//! 6. [`model`]: the value types they share (outcomes, profiles, samples, measurements), and
+//!    [`cost`]: Lambda prices and what a run's `REPORT` lines cost at them.
 //!
 //! Beside them: [`metrics`] (Prometheus) and [`simulate`] (the function simulator).
 
 pub mod cli;
 pub mod command;
+pub mod cost;
 mod error;
 pub mod merge;
 pub mod metrics;
@@ -54,6 +56,7 @@ mod tests {
             "model",
             &[
                 "model.rs",
+                "cost.rs",
                 "run/outcome.rs",
                 "run/schedule.rs",
                 "run/stats.rs",
@@ -71,7 +74,7 @@ mod tests {
     /// (`Error`, `simulate`).
     fn layer_of_module(module: &str) -> Option<usize> {
         let layer = match module {
-            "model" => "model",
+            "model" | "cost" => "model",
             "scenario" => "scenario",
             "plan" => "plan",
             "run" | "metrics" => "run",

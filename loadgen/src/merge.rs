@@ -216,6 +216,7 @@ pub fn merge(
             service_time: None,
             send: None,
             cold_starts: None,
+            function: None,
             details: Default::default(),
             elapsed: end - origin,
             intervals: rows,

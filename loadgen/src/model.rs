@@ -7,11 +7,11 @@
 //! and not on the engine; the engine in turn depends only on the plan and on this module. The
 //! layering is checked by `tests::layers_import_only_downwards` in `lib.rs`.
 
-pub use crate::run::outcome::Outcome;
+pub use crate::run::outcome::{Outcome, ReportLine};
 pub use crate::run::schedule::{Profile, Stage};
 pub use crate::run::stats::{
-    Details, Interval, IntervalRow, Measurements, OutcomeHistograms, Recorder, Sample, SendStats,
-    UNIT_PER_MS, histogram,
+    Details, FunctionUsage, Interval, IntervalRow, Measurements, OutcomeHistograms, Recorder,
+    Sample, SendStats, UNIT_PER_MS, histogram,
 };
 pub(crate) use crate::run::stats::{MAX_DETAILS, OTHER_DETAIL};
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use lambda_invoke::{HttpTarget, Target};
 use loadgen::metrics::RunMetrics;
-use loadgen::run::{Outcome, Recorder, Sample, execute};
 use loadgen::plan::Plan;
+use loadgen::run::{Outcome, Recorder, ReportLine, Sample, execute};
 use loadgen::scenario::Scenario;
 use loadgen::simulate::{SimConfig, Simulator};
 use tokio_util::sync::CancellationToken;
@@ -40,7 +40,14 @@ async fn memory_does_not_grow_with_the_number_of_requests() {
                 latency: Duration::from_micros(1_000 + i % 500_000),
                 service_time: Duration::from_micros(900 + i % 400_000),
                 send_lag: Duration::from_micros(i % 20_000),
-                init_duration: (i % 1000 == 0).then(|| Duration::from_millis(150)),
+                // Every request has a REPORT line (billing and overhead), every 1000th a cold start.
+                report: Some(ReportLine {
+                    duration: Duration::from_micros(800 + i % 300_000),
+                    billed_duration: Duration::from_millis(1 + i % 300),
+                    memory_size_mb: 128,
+                    max_memory_used_mb: 64,
+                    init_duration: (i % 1000 == 0).then(|| Duration::from_millis(150)),
+                }),
             });
             if i % 10_000 == 9_999 {
                 recorder.rotate(Duration::from_secs(i / 10_000 + 1));

@@ -468,16 +468,25 @@ async fn tail_log_has_init_duration_exactly_on_cold_starts() {
     assert!(started.elapsed() >= ms(35));
     let id = header(&cold, "x-amzn-requestid").unwrap();
     // `Duration` is what the invocation measured: at least the 5 ms drawn, more on a loaded
-    // machine; `Billed Duration` rounds it up to the millisecond, as Lambda does.
+    // machine; `Billed Duration` is Duration + Init Duration rounded up to the millisecond, as
+    // Lambda bills a cold start since August 2025.
     let cold_tail = log_tail(&cold);
-    let duration: f64 = cold_tail
-        .split("\tDuration: ")
-        .nth(1)
-        .and_then(|rest| rest.split(" ms").next())
-        .and_then(|ms| ms.parse().ok())
-        .unwrap_or_else(|| panic!("no Duration in {cold_tail}"));
+    let field = |name: &str| -> f64 {
+        cold_tail
+            .split(&format!("\t{name}: "))
+            .nth(1)
+            .and_then(|rest| rest.split(" ms").next())
+            .and_then(|ms| ms.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {cold_tail}"))
+    };
+    let duration = field("Duration");
     assert!(duration >= 5.0, "{cold_tail}");
-    let billed = (duration.ceil() as u64).max(1);
+    let billed = field("Billed Duration");
+    // `Duration` is printed rounded to 0.01 ms; the bill is from the exact value.
+    assert!(
+        billed.fract() == 0.0 && billed >= duration + 30.0 - 0.005 && billed < duration + 31.005,
+        "{cold_tail}"
+    );
     assert_eq!(
         cold_tail,
         format!(

@@ -11,7 +11,7 @@ use prometheus_client::registry::Registry;
 use serde_json::Value;
 
 use super::{Format, RunMetrics, encode};
-use crate::model::{Outcome, Sample};
+use crate::model::{Outcome, ReportLine, Sample};
 use crate::plan::Plan;
 use crate::scenario::Scenario;
 use crate::simulate::{SimConfig, Simulator};
@@ -65,7 +65,7 @@ async fn exported_series() -> BTreeMap<String, String> {
                 latency: Duration::from_millis(5),
                 service_time: Duration::from_millis(5),
                 send_lag: Duration::from_secs(1),
-                init_duration: Some(Duration::from_millis(100)),
+                report: Some(ReportLine::cold(Duration::from_millis(100))),
             };
             metrics.completed(&sample, InvocationType::RequestResponse, 0);
         }

@@ -186,7 +186,7 @@ impl RunMetrics {
         if sample.send_lag > self.late_after {
             self.late_sends.inc();
         }
-        if let (Some(cold_starts), Some(_)) = (&self.cold_starts, sample.init_duration) {
+        if let (Some(cold_starts), Some(_)) = (&self.cold_starts, sample.init_duration()) {
             cold_starts.inc();
         }
         let detail = sample.detail.as_deref().unwrap_or_default();
@@ -268,6 +268,7 @@ mod tests {
 
     use super::*;
     use crate::metrics::{Format, encode};
+    use crate::model::ReportLine;
     use crate::scenario::Scenario;
 
     fn plan(toml_text: &str) -> Plan {
@@ -292,7 +293,7 @@ mod tests {
             latency: Duration::from_millis(3),
             service_time: Duration::from_millis(2),
             send_lag: Duration::ZERO,
-            init_duration: None,
+            report: None,
         }
     }
 
@@ -334,7 +335,7 @@ mod tests {
         metrics.sent(2);
         let mut late_cold = sample(Outcome::Success, None);
         late_cold.send_lag = Duration::from_millis(11);
-        late_cold.init_duration = Some(Duration::from_millis(200));
+        late_cold.report = Some(ReportLine::cold(Duration::from_millis(200)));
         metrics.completed(&late_cold, InvocationType::RequestResponse, 1);
         let mut on_time = sample(Outcome::FunctionError, Some("Unhandled"));
         on_time.send_lag = Duration::from_millis(10);

@@ -19,9 +19,10 @@ pub use template::{Context, Template};
 pub use threshold::{Threshold, ThresholdResult};
 
 use crate::Error;
+use crate::cost::Prices;
 use crate::model::{Profile, Stage};
 use crate::scenario::{
-    InvocationTypeName, LoadConfig, Model, RequestConfig, Scenario, TargetConfig,
+    InvocationTypeName, LoadConfig, Model, PricingConfig, RequestConfig, Scenario, TargetConfig,
 };
 
 impl From<InvocationTypeName> for InvocationType {
@@ -52,6 +53,8 @@ pub struct Plan {
     pub abort_on_fail: bool,
     pub interval: Duration,
     pub seed: Option<u64>,
+    /// For the cost estimate of the `REPORT` lines.
+    pub prices: Prices,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -140,6 +143,7 @@ impl Plan {
         if interval < Duration::from_millis(10) {
             return Err(Error::config("interval", "must be at least 10ms"));
         }
+        let prices = prices(&scenario.pricing)?;
         Ok(Plan {
             name: scenario.name.unwrap_or_else(|| "ad-hoc".to_owned()),
             target,
@@ -149,8 +153,31 @@ impl Plan {
             abort_on_fail: scenario.abort_on_fail,
             interval,
             seed: scenario.seed,
+            prices,
         })
     }
+}
+
+/// The prices to estimate the cost with: the published ones for the architecture, unless set.
+fn prices(p: &PricingConfig) -> Result<Prices, Error> {
+    let defaults = Prices::of(p.architecture.unwrap_or_default());
+    let price = |field: &str, value: Option<f64>, default: f64| match value {
+        Some(v) if !(v.is_finite() && v >= 0.0) => Err(Error::config(
+            format!("pricing.{field}"),
+            format!("must be a price in USD (a number ≥ 0), got {v}"),
+        )),
+        Some(v) => Ok(v),
+        None => Ok(default),
+    };
+    Ok(Prices {
+        architecture: defaults.architecture,
+        gb_second: price("gb_second", p.gb_second, defaults.gb_second)?,
+        per_million_requests: price(
+            "per_million_requests",
+            p.per_million_requests,
+            defaults.per_million_requests,
+        )?,
+    })
 }
 
 fn target_plan(t: &TargetConfig) -> Result<TargetPlan, Error> {
@@ -500,6 +527,35 @@ mod tests {
     }
 
     const HTTP: &str = "[target]\nurl = \"http://127.0.0.1:1/http/f\"\n";
+
+    #[test]
+    fn prices_default_to_the_architectures_and_are_checked() {
+        const BASE: &str = "[target]\nfunction = \"f\"\n[load]\nrate = 1\nduration = 1\n";
+        let x86 = plan(BASE).unwrap().prices;
+        assert_eq!(x86, crate::cost::Prices::default());
+        let arm = plan(&format!("{BASE}[pricing]\narchitecture = \"arm64\"\n"))
+            .unwrap()
+            .prices;
+        assert_eq!(arm.gb_second, 0.000_013_333_4);
+        assert_eq!(arm.per_million_requests, 0.20);
+        let set = plan(&format!(
+            "{BASE}[pricing]\narchitecture = \"arm64\"\ngb_second = 0.00001\nper_million_requests = 0.25\n"
+        ))
+        .unwrap()
+        .prices;
+        assert_eq!((set.gb_second, set.per_million_requests), (0.00001, 0.25));
+        assert!(
+            error(&format!("{BASE}[pricing]\ngb_second = -1.0\n"))
+                .contains("pricing.gb_second: must be a price in USD"),
+        );
+        let bad =
+            toml::from_str::<Scenario>(&format!("{BASE}[pricing]\narchitecture = \"aarch64\"\n"))
+                .unwrap_err();
+        assert!(
+            bad.to_string().contains("unknown variant `aarch64`"),
+            "{bad}"
+        );
+    }
 
     #[test]
     fn constant_open_load() {

@@ -339,7 +339,7 @@ mod tests {
             latency: Duration::from_millis(ms),
             service_time: Duration::from_millis(ms),
             send_lag: Duration::from_millis(if ms == 50 { 50 } else { 0 }),
-            init_duration: None,
+            report: None,
         };
         for ms in 1..=98 {
             r.record(&sample(Outcome::Success, ms));

@@ -39,6 +39,7 @@ impl AbortOnFail {
                     generator_errors: Default::default(),
                 }),
                 cold_starts: None,
+                function: None,
                 details: Default::default(),
                 elapsed: Duration::ZERO,
                 intervals: Vec::new(),
@@ -106,7 +107,7 @@ mod tests {
                 latency: Duration::from_millis(ms),
                 service_time: Duration::from_millis(ms),
                 send_lag: Duration::ZERO,
-                init_duration: None,
+                report: None,
             });
         }
         sink.interval(recorder.rotate(Duration::from_secs(at)));

@@ -87,6 +87,42 @@ fn section(out: &mut String, r: &Report) {
         ));
     }
     w("</table>\n".to_owned());
+    if let Some(f) = &r.function {
+        let per_million = f
+            .cost
+            .per_million_invocations
+            .map_or_else(|| "–".to_owned(), |c| format!("${c:.4}"));
+        let summary = |s: &Option<super::LatencySummary>| {
+            s.as_ref().map_or_else(
+                || "–".to_owned(),
+                |s| format!("{:.2} / {:.2} / {:.2}", s.p50, s.p99, s.max),
+            )
+        };
+        w(format!(
+            "<table>\n<tr><th>function (REPORT lines)</th><th></th></tr>\n\
+             <tr><td>invocations</td><td>{}</td></tr>\n\
+             <tr><td>billed duration</td><td>{} ms</td></tr>\n\
+             <tr><td>billed GB-seconds</td><td>{:.6}</td></tr>\n\
+             <tr><td>max memory used / memory size</td><td>{} / {} MB ({:.1} %)</td></tr>\n\
+             <tr><td>duration p50 / p99 / max</td><td>{} ms</td></tr>\n\
+             <tr><td>service overhead p50 / p99 / max</td><td>{} ms</td></tr>\n\
+             <tr><td>prices ({})</td><td>${} per GB-s, ${} per million requests</td></tr>\n\
+             <tr><td>estimated cost of the run</td><td>${:.6}</td></tr>\n\
+             <tr><td>per million invocations</td><td>{per_million}</td></tr>\n</table>\n",
+            f.invocations,
+            f.billed_duration_ms,
+            f.billed_gb_seconds,
+            f.max_memory_used_mb,
+            f.memory_size_mb,
+            f.memory_used_ratio * 100.0,
+            summary(&f.duration_ms),
+            summary(&f.overhead_ms),
+            f.prices.architecture,
+            f.prices.gb_second,
+            f.prices.per_million_requests,
+            f.cost.total,
+        ));
+    }
     if !r.thresholds.is_empty() {
         w("<table>\n<tr><th>threshold</th><th>measured</th><th>result</th></tr>\n".to_owned());
         for t in &r.thresholds {
@@ -296,16 +332,27 @@ fn throughput_over_time(r: &Report) -> String {
 /// Percentiles on a "number of nines" axis (90 % → 1, 99 % → 2, 99.9 % → 3), as HdrHistogram
 /// plots them, so the tail gets as much room as the median.
 fn percentile_plot(r: &Report) -> String {
-    let points = r
-        .percentiles
-        .iter()
-        .filter(|p| p.percentile < 100.0)
-        .map(|p| (-(1.0 - p.percentile / 100.0).log10(), p.latency_ms))
-        .collect();
-    let series = [Series {
+    let nines = |list: &[super::PercentilePoint]| {
+        list.iter()
+            .filter(|p| p.percentile < 100.0)
+            .map(|p| (-(1.0 - p.percentile / 100.0).log10(), p.latency_ms))
+            .collect()
+    };
+    let mut series = vec![Series {
         label: "all outcomes".to_owned(),
-        points,
+        points: nines(&r.percentiles),
     }];
+    // The service overhead beside it: how much of the latency is not the function's.
+    if let Some(f) = r
+        .function
+        .as_ref()
+        .filter(|f| !f.overhead_percentiles.is_empty())
+    {
+        series.push(Series {
+            label: "service overhead (service time − Duration − Init Duration)".to_owned(),
+            points: nines(&f.overhead_percentiles),
+        });
+    }
     // Labels at whole nines only: 90 %, 99 %, 99.9 %.
     let label = |nines: &f64| {
         if (nines - nines.round()).abs() > 1e-9 {
@@ -347,7 +394,7 @@ mod tests {
                     latency: Duration::from_millis(ms * (second + 1)),
                     service_time: Duration::from_millis(ms),
                     send_lag: Duration::ZERO,
-                    init_duration: None,
+                    report: None,
                 });
             }
             recorder.rotate(Duration::from_secs(second + 1));
@@ -413,7 +460,7 @@ mod tests {
                     latency: Duration::from_millis(ms),
                     service_time: Duration::from_millis(ms),
                     send_lag: Duration::ZERO,
-                    init_duration: None,
+                    report: None,
                 });
             }
             recorder.rotate(Duration::from_secs(second + 1));
@@ -446,5 +493,41 @@ mod tests {
             &[],
         ));
         assert_eq!(html.matches("<p>No data.</p>").count(), 3);
+    }
+
+    #[test]
+    fn report_lines_give_a_function_table_and_an_overhead_curve() {
+        let mut recorder = Recorder::new(Duration::from_millis(10), true);
+        for ms in 1..=100u64 {
+            recorder.record(&Sample {
+                report: Some(crate::model::ReportLine {
+                    duration: Duration::from_millis(ms),
+                    billed_duration: Duration::from_millis(ms),
+                    memory_size_mb: 256,
+                    max_memory_used_mb: 64,
+                    init_duration: None,
+                }),
+                ..Sample::timed(Outcome::Success, ms + 3)
+            });
+        }
+        recorder.rotate(Duration::from_secs(1));
+        let html = render(&Report::new(
+            RunInfo::default(),
+            &recorder.finish(Duration::from_secs(1)),
+            &[],
+        ));
+        assert!(
+            html.contains("<tr><td>billed duration</td><td>5050 ms</td></tr>"),
+            "{html}"
+        );
+        assert!(html.contains("64 / 256 MB (25.0 %)"), "{html}");
+        assert!(
+            html.contains("service overhead p50 / p99 / max</td><td>3.00 / 3.00 / 3.00 ms"),
+            "{html}"
+        );
+        assert!(
+            html.contains("></i>service overhead (service time"),
+            "{html}"
+        );
     }
 }

@@ -75,7 +75,7 @@ mod tests {
             latency: Duration::from_millis(400),
             service_time: Duration::from_millis(400),
             send_lag: Duration::ZERO,
-            init_duration: None,
+            report: None,
         });
         recorder.rotate(Duration::from_secs(1));
         let thresholds = [

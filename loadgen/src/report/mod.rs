@@ -25,7 +25,10 @@ pub use hlog::{HlogWriter, LogReader, RawInterval};
 pub use progress::Progress;
 
 use crate::Error;
-use crate::model::{IntervalRow, Measurements, Outcome, UNIT_PER_MS, value_at_percentile};
+use crate::cost::{Cost, Prices};
+use crate::model::{
+    FunctionUsage, IntervalRow, Measurements, Outcome, UNIT_PER_MS, value_at_percentile,
+};
 use crate::plan::{Threshold, ThresholdResult};
 
 /// The `.hlog` file's name in `--out-dir`.
@@ -55,6 +58,8 @@ pub struct RunInfo {
     pub aborted_by: Option<String>,
     /// Input files of `loadgen merge`.
     pub merged_from: Vec<String>,
+    /// Prices for the cost of the `REPORT` lines (default: x86_64's).
+    pub prices: Prices,
 }
 
 /// The whole report; its JSON form is described by `loadgen/report.schema.json`.
@@ -87,6 +92,9 @@ pub struct Report {
     pub service_time_ms: Option<LatencySummary>,
     pub sending: Option<SendingReport>,
     pub cold_starts: Option<ColdStartReport>,
+    /// What the `REPORT` lines say: billing, memory, cost and service overhead; `None` without
+    /// `log_tail`.
+    pub function: Option<FunctionReport>,
     pub thresholds: Vec<ThresholdResult>,
     /// Every threshold passed (true when there are none).
     pub passed: bool,
@@ -175,6 +183,54 @@ pub struct ColdStartReport {
     pub init_duration_ms: Option<LatencySummary>,
 }
 
+/// The sum of the `REPORT` lines of the `RequestResponse` invocations, and what they cost.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FunctionReport {
+    /// Invocations with a `REPORT` line (the ones billed and priced here).
+    pub invocations: u64,
+    /// Σ `Billed Duration`.
+    pub billed_duration_ms: u64,
+    /// Σ `Billed Duration` × `Memory Size` / 1024 MB/GB.
+    pub billed_gb_seconds: f64,
+    /// The largest `Memory Size`.
+    pub memory_size_mb: u32,
+    /// The largest `Max Memory Used`.
+    pub max_memory_used_mb: u32,
+    /// `max_memory_used_mb` / `memory_size_mb`.
+    pub memory_used_ratio: f64,
+    /// The function's own `Duration`.
+    pub duration_ms: Option<LatencySummary>,
+    /// Service time − `Duration` − `Init Duration`: what the function's author cannot fix.
+    pub overhead_ms: Option<LatencySummary>,
+    /// The overhead's distribution, at the same percentiles as [`Report::percentiles`].
+    pub overhead_percentiles: Vec<PercentilePoint>,
+    pub prices: Prices,
+    /// Estimated cost in USD.
+    pub cost: Cost,
+}
+
+impl FunctionReport {
+    fn new(f: &FunctionUsage, prices: Prices) -> FunctionReport {
+        FunctionReport {
+            invocations: f.invocations,
+            billed_duration_ms: u64::try_from(f.billed_ms).unwrap_or(u64::MAX),
+            billed_gb_seconds: f.billed_gb_seconds(),
+            memory_size_mb: f.memory_size_mb,
+            max_memory_used_mb: f.max_memory_used_mb,
+            memory_used_ratio: if f.memory_size_mb == 0 {
+                0.0
+            } else {
+                f64::from(f.max_memory_used_mb) / f64::from(f.memory_size_mb)
+            },
+            duration_ms: LatencySummary::of(&f.duration),
+            overhead_ms: LatencySummary::of(&f.overhead),
+            overhead_percentiles: distribution(&f.overhead),
+            cost: Cost::of(f, &prices),
+            prices,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HistogramBucket {
     pub from_ms: f64,
@@ -221,6 +277,20 @@ fn buckets(h: &Histogram<u64>) -> Vec<HistogramBucket> {
 pub struct PercentilePoint {
     pub percentile: f64,
     pub latency_ms: f64,
+}
+
+/// `h` at the [`DISTRIBUTION`] percentiles; empty for an empty histogram.
+fn distribution(h: &Histogram<u64>) -> Vec<PercentilePoint> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    DISTRIBUTION
+        .iter()
+        .map(|&p| PercentilePoint {
+            percentile: p,
+            latency_ms: value_at_percentile(h, p) as f64 / UNIT_PER_MS,
+        })
+        .collect()
 }
 
 impl Report {
@@ -293,19 +363,13 @@ impl Report {
                 rate: rate(h.len()),
                 init_duration_ms: LatencySummary::of(h),
             }),
+            function: m
+                .function
+                .as_ref()
+                .map(|f| FunctionReport::new(f, info.prices)),
             passed: thresholds.iter().all(|t| t.passed),
             thresholds,
-            percentiles: if all.is_empty() {
-                Vec::new()
-            } else {
-                DISTRIBUTION
-                    .iter()
-                    .map(|&p| PercentilePoint {
-                        percentile: p,
-                        latency_ms: value_at_percentile(&all, p) as f64 / UNIT_PER_MS,
-                    })
-                    .collect()
-            },
+            percentiles: distribution(&all),
             histogram: buckets(&all),
             intervals: m.intervals.clone(),
         }
@@ -367,7 +431,7 @@ mod tests {
                 latency: Duration::from_millis(ms),
                 service_time: Duration::from_millis(ms),
                 send_lag: Duration::ZERO,
-                init_duration: None,
+                report: None,
             });
         }
         recorder.rotate(Duration::from_secs(1));

@@ -96,9 +96,21 @@ pub(super) fn summary(r: &Report) -> String {
     if let Some(s) = &r.service_time_ms {
         w!("{}", row("service time", s));
     }
+    let function = r.function.as_ref();
+    if let Some(s) = function.and_then(|f| f.duration_ms.as_ref()) {
+        w!("{}", row("duration (fn)", s));
+    }
+    if let Some(s) = function.and_then(|f| f.overhead_ms.as_ref()) {
+        w!("{}", row("overhead", s));
+    }
     w!(
         "  Latency counts from each request's scheduled send time; service time from its actual send."
     );
+    if function.is_some_and(|f| f.invocations > 0) {
+        w!(
+            "  Duration is the function's own (REPORT line); overhead is service time minus Duration and Init Duration."
+        );
+    }
 
     if !r.histogram.is_empty() {
         w!("");
@@ -132,6 +144,32 @@ pub(super) fn summary(r: &Report) -> String {
         w!("  cold starts: {} ({:.2} %){init}", c.count, c.rate * 100.0);
     }
 
+    if let Some(f) = function {
+        w!("");
+        w!("  function (REPORT lines of {} invocations)", f.invocations);
+        w!(
+            "    billed {} ms · {:.6} GB-s · memory: at most {} of {} MB used ({:.1} %)",
+            f.billed_duration_ms,
+            f.billed_gb_seconds,
+            f.max_memory_used_mb,
+            f.memory_size_mb,
+            f.memory_used_ratio * 100.0
+        );
+        let p = &f.prices;
+        let per_million = f
+            .cost
+            .per_million_invocations
+            .map(|c| format!(" · ${c:.4} per million invocations"))
+            .unwrap_or_default();
+        w!(
+            "    cost at {} prices (${} per GB-s, ${} per million requests): ${:.6} for the run{per_million}",
+            p.architecture,
+            p.gb_second,
+            p.per_million_requests,
+            f.cost.total,
+        );
+    }
+
     if !r.thresholds.is_empty() {
         w!("");
         w!("  thresholds");
@@ -157,7 +195,7 @@ mod tests {
 
     use super::super::RunInfo;
     use super::*;
-    use crate::model::{Recorder, Sample};
+    use crate::model::{Recorder, ReportLine, Sample};
     use crate::plan::Threshold;
 
     #[test]
@@ -176,7 +214,7 @@ mod tests {
                 latency: Duration::from_millis(ms),
                 service_time: Duration::from_millis(ms),
                 send_lag: Duration::ZERO,
-                init_duration: (ms == 1).then(|| Duration::from_millis(150)),
+                report: (ms == 1).then(|| ReportLine::cold(Duration::from_millis(150))),
             });
         }
         recorder.rotate(Duration::from_secs(2));
@@ -208,6 +246,28 @@ mod tests {
         assert!(text.contains("latency histogram"));
         assert!(text.contains('■'));
         assert!(text.contains("cold starts: 1 (0.50 %)"), "{text}");
+        // The one REPORT line: billed 151 ms at 128 MB.
+        assert!(
+            text.contains("function (REPORT lines of 1 invocations)"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "billed 151 ms · 0.018875 GB-s · memory: at most 64 of 128 MB used (50.0 %)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "cost at x86_64 prices ($0.0000166667 per GB-s, $0.2 per million requests)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.trim_start().starts_with("overhead ")),
+            "{text}"
+        );
         assert!(text.contains("✓ p99 < 300ms"), "{text}");
         assert!(text.contains("✗ throttle_rate < 1%"), "{text}");
         assert!(text.contains("THRESHOLDS BREACHED"));

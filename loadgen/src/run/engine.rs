@@ -216,7 +216,7 @@ impl Sender<'_> {
                 latency: done_at.saturating_sub(scheduled),
                 service_time: done_at.saturating_sub(sent_at),
                 send_lag: sent_at.saturating_sub(scheduled),
-                init_duration: classified.init_duration,
+                report: classified.report,
             };
             // The receiver is gone only if the run itself was dropped: nobody to report to.
             done.send(Done::Completed(sample, invocation_type)).ok();

@@ -23,8 +23,8 @@ pub use schedule::{
     ArrivalTimes, ClosedSchedule, Next, OpenSchedule, Profile, Schedule, Shortfall, Stage,
 };
 pub use stats::{
-    Details, Interval, IntervalRow, Measurements, OutcomeHistograms, Recorder, Sample, SendStats,
-    UNIT_PER_MS, histogram,
+    Details, FunctionUsage, Interval, IntervalRow, Measurements, OutcomeHistograms, Recorder,
+    Sample, SendStats, UNIT_PER_MS, histogram,
 };
 
 use crate::plan::LoadPlan;

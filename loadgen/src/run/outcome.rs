@@ -1,4 +1,5 @@
-//! What became of one request: its outcome class, and the cold start its log tail reports.
+//! What became of one request: its outcome class, and what its log tail's `REPORT` line says
+//! (duration, billed duration, memory, cold start).
 //!
 //! Pure: classification works on the `lambda-invoke` result, so every branch is tested without a
 //! target.
@@ -74,12 +75,12 @@ impl FromStr for Outcome {
 }
 
 /// A classified result: the class and a detail to count it by (throttle reason, error type or
-/// HTTP status), plus the init duration when the log tail shows a cold start.
+/// HTTP status), plus the `REPORT` line when a log tail came back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Classified {
     pub outcome: Outcome,
     pub detail: Option<String>,
-    pub init_duration: Option<Duration>,
+    pub report: Option<ReportLine>,
 }
 
 /// Classifies what the target answered; `None` means the request timed out.
@@ -89,20 +90,20 @@ pub struct Classified {
 /// status through): it is an HTTP error counted by status, because a generic endpoint's 500 says
 /// nothing about a function.
 pub fn classify(result: Option<&Result<Response, InvokeError>>) -> Classified {
-    let (outcome, detail, init_duration) = match result {
+    let (outcome, detail, report) = match result {
         None => (Outcome::Timeout, None, None),
         Some(Ok(response)) => {
-            let init = response
-                .log_tail
-                .as_deref()
-                .and_then(ReportLine::find)
-                .and_then(|r| r.init_duration);
+            let report = response.log_tail.as_deref().and_then(ReportLine::find);
             if !(200..300).contains(&response.status) {
-                (Outcome::HttpError, Some(response.status.to_string()), init)
+                (
+                    Outcome::HttpError,
+                    Some(response.status.to_string()),
+                    report,
+                )
             } else if let Some(kind) = &response.function_error {
-                (Outcome::FunctionError, Some(kind.clone()), init)
+                (Outcome::FunctionError, Some(kind.clone()), report)
             } else {
-                (Outcome::Success, None, init)
+                (Outcome::Success, None, report)
             }
         }
         Some(Err(error)) => match error {
@@ -123,7 +124,7 @@ pub fn classify(result: Option<&Result<Response, InvokeError>>) -> Classified {
     Classified {
         outcome,
         detail,
-        init_duration,
+        report,
     }
 }
 
@@ -157,39 +158,76 @@ pub(crate) fn generator_limit(result: &Result<Response, InvokeError>) -> Option<
         .map(|&(_, cause)| cause)
 }
 
-/// The fields of a Lambda `REPORT` log line that the load generator uses.
+/// A Lambda `REPORT` log line: what the function reports about one invocation, and what it is
+/// billed for.
 ///
 /// ```text
-/// REPORT RequestId: 3604209a-…\tDuration: 12.34 ms\tBilled Duration: 13 ms\tMemory Size: 128 MB\tMax Memory Used: 64 MB\tInit Duration: 180.56 ms\t
+/// REPORT RequestId: 3604209a-…\tDuration: 395.99 ms\tBilled Duration: 662 ms\tMemory Size: 512 MB\tMax Memory Used: 301 MB\tInit Duration: 265.72 ms\t
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Format: <https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs.html>. Values
+/// are decimals (durations in ms with two decimals, memory in whole MB). Fields the load generator
+/// does not use (X-Ray's `XRAY TraceId`, SnapStart's `Restore Duration`) are skipped.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ReportLine {
-    pub duration: Option<Duration>,
+    /// The invoke phase: from the handler's start to its end (init not included).
+    pub duration: Duration,
+    /// What the invocation is billed for: `Duration` (plus `Init Duration` on a cold start, since
+    /// Lambda bills the INIT phase of every function from 1 August 2025) rounded up to 1 ms.
+    pub billed_duration: Duration,
+    pub memory_size_mb: u32,
+    pub max_memory_used_mb: u32,
     /// Present exactly on cold starts.
     pub init_duration: Option<Duration>,
 }
 
 impl ReportLine {
     /// The last `REPORT` line in a log tail (a tail is the end of the log, so an earlier line
-    /// belongs to nothing else here).
+    /// belongs to nothing else here). `None` when there is none, or when it lacks one of the four
+    /// fields every `REPORT` line has (a truncated tail): a partial line would skew the billing.
     pub fn find(log: &str) -> Option<ReportLine> {
         let line = log.lines().rev().find(|l| l.starts_with("REPORT "))?;
-        let mut report = ReportLine {
-            duration: None,
-            init_duration: None,
-        };
+        let (mut duration, mut billed, mut memory, mut used, mut init) =
+            (None, None, None, None, None);
         for field in line.split('\t') {
             let Some((key, value)) = field.split_once(':') else {
                 continue;
             };
-            let slot = match key.trim() {
-                "Duration" => &mut report.duration,
-                "Init Duration" => &mut report.init_duration,
-                _ => continue,
-            };
-            *slot = parse_ms(value);
+            match key.trim() {
+                "Duration" => duration = parse_ms(value),
+                "Billed Duration" => billed = parse_ms(value),
+                "Memory Size" => memory = parse_mb(value),
+                "Max Memory Used" => used = parse_mb(value),
+                "Init Duration" => init = parse_ms(value),
+                _ => {}
+            }
         }
-        Some(report)
+        Some(ReportLine {
+            duration: duration?,
+            billed_duration: billed?,
+            memory_size_mb: memory?,
+            max_memory_used_mb: used?,
+            init_duration: init,
+        })
+    }
+
+    /// Billed duration × memory size, in MB·ms: an integer, so a run's total is exact.
+    pub fn billed_mb_ms(&self) -> u128 {
+        self.billed_duration.as_millis() * u128::from(self.memory_size_mb)
+    }
+}
+
+#[cfg(test)]
+impl ReportLine {
+    /// A cold start of `init` (tests of the recorders, metrics and reports).
+    pub(crate) fn cold(init: Duration) -> ReportLine {
+        ReportLine {
+            duration: Duration::from_millis(1),
+            billed_duration: Duration::from_millis(1) + init,
+            memory_size_mb: 128,
+            max_memory_used_mb: 64,
+            init_duration: Some(init),
+        }
     }
 }
 
@@ -198,6 +236,11 @@ fn parse_ms(value: &str) -> Option<Duration> {
     let number = value.trim().strip_suffix("ms")?.trim();
     let ms: f64 = number.parse().ok()?;
     Duration::try_from_secs_f64(ms / 1e3).ok()
+}
+
+/// `" 128 MB"` → 128.
+fn parse_mb(value: &str) -> Option<u32> {
+    value.trim().strip_suffix("MB")?.trim().parse().ok()
 }
 
 #[cfg(test)]
@@ -307,29 +350,85 @@ mod tests {
         assert_eq!(classify(None).outcome, Outcome::Timeout);
     }
 
-    const COLD: &str = "START RequestId: 1 Version: $LATEST\nEND RequestId: 1\nREPORT RequestId: 1\tDuration: 12.34 ms\tBilled Duration: 13 ms\tMemory Size: 128 MB\tMax Memory Used: 64 MB\tInit Duration: 180.56 ms\t\n";
+    const COLD: &str = "START RequestId: 1 Version: $LATEST\nEND RequestId: 1\nREPORT RequestId: 1\tDuration: 12.34 ms\tBilled Duration: 193 ms\tMemory Size: 128 MB\tMax Memory Used: 64 MB\tInit Duration: 180.56 ms\t\n";
     const WARM: &str = "START RequestId: 2 Version: $LATEST\nEND RequestId: 2\nREPORT RequestId: 2\tDuration: 3.00 ms\tBilled Duration: 3 ms\tMemory Size: 128 MB\tMax Memory Used: 64 MB\t";
 
+    fn ms(v: f64) -> Duration {
+        Duration::from_secs_f64(v / 1e3)
+    }
+
+    /// `REPORT` lines as Lambda wrote them, cold and warm, with and without X-Ray.
     #[test]
-    fn report_line_gives_duration_and_init_duration() {
-        let cold = ReportLine::find(COLD).unwrap();
-        assert_eq!(cold.duration, Some(Duration::from_micros(12_340)));
-        assert_eq!(cold.init_duration, Some(Duration::from_micros(180_560)));
-        let warm = ReportLine::find(WARM).unwrap();
-        assert_eq!(warm.duration, Some(Duration::from_millis(3)));
+    fn real_report_lines_are_parsed_whole() {
+        // A cold start after 1 August 2025: Billed Duration = ceil(Duration + Init Duration).
+        let cold = ReportLine::find(
+            "REPORT RequestId: bf5f58db-ef7d-4cb2-b3c6-266eba1bbedb\tDuration: 395.99 ms\t\
+             Billed Duration: 662 ms\tMemory Size: 512 MB\tMax Memory Used: 301 MB\t\
+             Init Duration: 265.72 ms\t",
+        )
+        .unwrap();
+        assert_eq!(
+            cold,
+            ReportLine {
+                duration: ms(395.99),
+                billed_duration: Duration::from_millis(662),
+                memory_size_mb: 512,
+                max_memory_used_mb: 301,
+                init_duration: Some(ms(265.72)),
+            }
+        );
+        assert_eq!(cold.billed_mb_ms(), 662 * 512);
+        let warm = ReportLine::find(
+            "START RequestId: f949935c-0f0e-4718-9976-9df42585adb5 Version: $LATEST\n\
+             END RequestId: f949935c-0f0e-4718-9976-9df42585adb5\n\
+             REPORT RequestId: f949935c-0f0e-4718-9976-9df42585adb5\tDuration: 2.05 ms\t\
+             Billed Duration: 3 ms\tMemory Size: 1152 MB\tMax Memory Used: 76 MB\t\n",
+        )
+        .unwrap();
+        assert_eq!(warm.duration, ms(2.05));
+        assert_eq!(warm.billed_duration, Duration::from_millis(3));
+        assert_eq!((warm.memory_size_mb, warm.max_memory_used_mb), (1152, 76));
         assert_eq!(warm.init_duration, None);
-        assert_eq!(ReportLine::find("START RequestId: 1\n"), None);
+        // With active tracing, X-Ray's fields follow on a line of their own.
+        let traced = ReportLine::find(
+            "REPORT RequestId: 1\tDuration: 128.83 ms\tBilled Duration: 296 ms\tMemory Size: 128 MB\t\
+             Max Memory Used: 74 MB\tInit Duration: 166.62 ms\t\n\
+             XRAY TraceId: 1-5d9d007f-0a8c7fd02xmpl480aed55ef0\tSegmentId: 3d752xmpl1bbe37e\tSampled: true\t\n",
+        )
+        .unwrap();
+        assert_eq!(traced.init_duration, Some(ms(166.62)));
+        assert_eq!(traced.max_memory_used_mb, 74);
     }
 
     #[test]
-    fn cold_starts_come_from_the_log_tail() {
+    fn a_partial_or_missing_report_line_is_none() {
+        assert_eq!(ReportLine::find("START RequestId: 1\n"), None);
+        // A tail cut before the memory fields.
+        assert_eq!(
+            ReportLine::find("REPORT RequestId: 1\tDuration: 3.00 ms\tBilled Duration: 3 ms\t"),
+            None
+        );
+        assert_eq!(
+            ReportLine::find(
+                "REPORT RequestId: 1\tDuration: fast\tBilled Duration: 3 ms\tMemory Size: 128 MB\tMax Memory Used: 64 MB\t"
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn report_lines_come_from_the_log_tail() {
         let cold = classify(Some(&Ok(response(200, None, Some(COLD)))));
-        assert_eq!(cold.init_duration, Some(Duration::from_micros(180_560)));
+        let report = cold.report.unwrap();
+        assert_eq!(report.init_duration, Some(ms(180.56)));
+        assert_eq!(report.duration, ms(12.34));
+        assert_eq!(report.billed_duration, Duration::from_millis(193));
         let warm = classify(Some(&Ok(response(200, None, Some(WARM)))));
-        assert_eq!(warm.init_duration, None);
-        // A function error can be a cold start too.
+        assert_eq!(warm.report.unwrap().init_duration, None);
+        // A function error has a REPORT line too, and can be a cold start.
         let failed = classify(Some(&Ok(response(200, Some("Unhandled"), Some(COLD)))));
-        assert!(failed.init_duration.is_some());
+        assert!(failed.report.unwrap().init_duration.is_some());
+        assert_eq!(classify(Some(&Ok(response(200, None, None)))).report, None);
     }
 
     #[test]

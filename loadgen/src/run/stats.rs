@@ -10,7 +10,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use super::outcome::Outcome;
+use super::outcome::{Outcome, ReportLine};
 use super::schedule::Shortfall;
 
 /// Values are microseconds.
@@ -48,8 +48,15 @@ pub struct Sample {
     pub service_time: Duration,
     /// How late the request went out (actual send − scheduled send).
     pub send_lag: Duration,
+    /// The log tail's `REPORT` line (`RequestResponse` invocations with `log_tail`).
+    pub report: Option<ReportLine>,
+}
+
+impl Sample {
     /// Init duration, when the log tail shows a cold start.
-    pub init_duration: Option<Duration>,
+    pub fn init_duration(&self) -> Option<Duration> {
+        self.report.and_then(|r| r.init_duration)
+    }
 }
 
 #[cfg(test)]
@@ -62,7 +69,7 @@ impl Sample {
             latency: Duration::from_millis(latency_ms),
             service_time: Duration::from_millis(latency_ms),
             send_lag: Duration::ZERO,
-            init_duration: None,
+            report: None,
         }
     }
 }
@@ -214,10 +221,70 @@ pub struct Measurements {
     pub send: Option<SendStats>,
     /// Init durations of cold starts; `None` when log tails were not asked for.
     pub cold_starts: Option<Histogram<u64>>,
+    /// What the `REPORT` lines say; `None` when log tails were not asked for.
+    pub function: Option<FunctionUsage>,
     pub details: Details,
     /// Wall-clock length of the run, draining included.
     pub elapsed: Duration,
     pub intervals: Vec<IntervalRow>,
+}
+
+/// The sum of the `REPORT` lines of a run: what the function billed and used, and the service
+/// overhead around it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionUsage {
+    /// Invocations with a `REPORT` line.
+    pub invocations: u64,
+    /// Σ Billed Duration.
+    pub billed_ms: u128,
+    /// Σ Billed Duration × Memory Size: integers, so the GB-seconds of a run are exact.
+    pub billed_mb_ms: u128,
+    /// The largest `Memory Size` seen (a function updated during the run shows its largest).
+    pub memory_size_mb: u32,
+    /// The largest `Max Memory Used` seen.
+    pub max_memory_used_mb: u32,
+    /// The function's own `Duration`, µs.
+    pub duration: Histogram<u64>,
+    /// Service time − `Duration` − `Init Duration`, µs: the latency the function's author cannot
+    /// fix (network, the Invoke front end, placement). Negative differences (clock granularity)
+    /// count as 0.
+    pub overhead: Histogram<u64>,
+}
+
+impl Default for FunctionUsage {
+    fn default() -> Self {
+        FunctionUsage {
+            invocations: 0,
+            billed_ms: 0,
+            billed_mb_ms: 0,
+            memory_size_mb: 0,
+            max_memory_used_mb: 0,
+            duration: histogram(),
+            overhead: histogram(),
+        }
+    }
+}
+
+impl FunctionUsage {
+    /// Adds one invocation's `REPORT` line; `service_time` is what the client waited for it.
+    pub fn record(&mut self, report: &ReportLine, service_time: Duration) {
+        self.invocations += 1;
+        self.billed_ms += report.billed_duration.as_millis();
+        self.billed_mb_ms += report.billed_mb_ms();
+        self.memory_size_mb = self.memory_size_mb.max(report.memory_size_mb);
+        self.max_memory_used_mb = self.max_memory_used_mb.max(report.max_memory_used_mb);
+        self.duration.saturating_record(micros(report.duration));
+        let function = report
+            .duration
+            .saturating_add(report.init_duration.unwrap_or_default());
+        self.overhead
+            .saturating_record(micros(service_time.saturating_sub(function)));
+    }
+
+    /// Billed GB-seconds (1 GB = 1024 MB, as Lambda prices memory).
+    pub fn billed_gb_seconds(&self) -> f64 {
+        self.billed_mb_ms as f64 / 1024.0 / 1000.0
+    }
 }
 
 /// Records samples into run totals and the current interval.
@@ -234,14 +301,15 @@ pub struct Recorder {
     shortfall: Shortfall,
     generator_errors: BTreeMap<String, u64>,
     cold_starts: Option<Histogram<u64>>,
+    function: Option<FunctionUsage>,
     details: Details,
     rows: Vec<IntervalRow>,
 }
 
 impl Recorder {
-    /// `late_after`: sends later than this count as late. `cold_starts`: whether samples carry
-    /// cold-start information (log tails were asked for).
-    pub fn new(late_after: Duration, cold_starts: bool) -> Recorder {
+    /// `late_after`: sends later than this count as late. `log_tail`: whether samples carry
+    /// `REPORT` lines (cold starts, billing).
+    pub fn new(late_after: Duration, log_tail: bool) -> Recorder {
         let interval = || Interval {
             start: Duration::ZERO,
             length: Duration::ZERO,
@@ -258,7 +326,8 @@ impl Recorder {
             late: 0,
             shortfall: Shortfall::default(),
             generator_errors: BTreeMap::new(),
-            cold_starts: cold_starts.then(histogram),
+            cold_starts: log_tail.then(histogram),
+            function: log_tail.then(FunctionUsage::default),
             details: Details::new(),
             rows: Vec::new(),
         }
@@ -280,8 +349,11 @@ impl Recorder {
             self.late += 1;
             self.current.late += 1;
         }
-        if let (Some(cold), Some(init)) = (&mut self.cold_starts, sample.init_duration) {
+        if let (Some(cold), Some(init)) = (&mut self.cold_starts, sample.init_duration()) {
             cold.saturating_record(micros(init));
+        }
+        if let (Some(function), Some(report)) = (&mut self.function, &sample.report) {
+            function.record(report, sample.service_time);
         }
         if let Some(detail) = &sample.detail {
             let counts = self.details.entry(sample.outcome).or_default();
@@ -347,6 +419,7 @@ impl Recorder {
                 generator_errors: self.generator_errors,
             }),
             cold_starts: self.cold_starts,
+            function: self.function,
             details: self.details,
             elapsed,
             intervals: self.rows,
@@ -441,12 +514,57 @@ mod tests {
     fn cold_starts_are_recorded_when_measured() {
         let mut r = Recorder::new(ms(10), true);
         let mut cold = Sample::timed(Outcome::Success, 300);
-        cold.init_duration = Some(ms(250));
+        cold.report = Some(report(40, 290, Some(250)));
         r.record(&cold);
         r.record(&Sample::timed(Outcome::Success, 20));
         let cold_starts = r.finish(ms(1)).cold_starts.unwrap();
         assert_eq!(cold_starts.len(), 1);
         assert_eq!(cold_starts.value_at_quantile(0.5) / 1000, 250);
+    }
+
+    fn report(duration_ms: u64, billed_ms: u64, init_ms: Option<u64>) -> ReportLine {
+        ReportLine {
+            duration: ms(duration_ms),
+            billed_duration: ms(billed_ms),
+            memory_size_mb: 512,
+            max_memory_used_mb: 100,
+            init_duration: init_ms.map(ms),
+        }
+    }
+
+    #[test]
+    fn report_lines_add_up_to_billed_gb_seconds_and_overhead() {
+        let mut r = Recorder::new(ms(10), true);
+        // Warm: 30 ms in the client, 20 ms in the function: 10 ms of overhead.
+        let mut warm = Sample::timed(Outcome::Success, 30);
+        warm.report = Some(report(20, 21, None));
+        r.record(&warm);
+        // Cold: 180 ms in the client, 100 ms init + 50 ms duration: 30 ms of overhead.
+        let mut cold = Sample::timed(Outcome::FunctionError, 180);
+        cold.report = Some(ReportLine {
+            max_memory_used_mb: 300,
+            ..report(50, 150, Some(100))
+        });
+        r.record(&cold);
+        // No REPORT line (a throttle): not billed.
+        r.record(&Sample::timed(Outcome::Throttle, 1));
+        let f = r.finish(ms(1)).function.unwrap();
+        assert_eq!(f.invocations, 2);
+        assert_eq!(f.billed_ms, 171);
+        assert_eq!(f.billed_mb_ms, 171 * 512);
+        assert_eq!(f.billed_gb_seconds(), 171.0 * 0.5 / 1000.0);
+        assert_eq!((f.memory_size_mb, f.max_memory_used_mb), (512, 300));
+        assert_eq!(f.overhead.len(), 2);
+        assert_eq!(f.overhead.min() / 1000, 10);
+        assert_eq!(f.overhead.max() / 1000, 30);
+        assert_eq!(f.duration.max() / 1000, 50);
+        // Without log tails there is nothing to sum.
+        assert!(
+            Recorder::new(ms(10), false)
+                .finish(ms(1))
+                .function
+                .is_none()
+        );
     }
 
     #[test]

@@ -30,6 +30,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::Error;
+use crate::cost::Architecture;
 
 /// A scenario file as written. Every field is optional so that flags can fill in or replace
 /// parts; [`Plan::new`](crate::plan::Plan::new) checks the result.
@@ -57,6 +58,22 @@ pub struct Scenario {
     /// The request mix; each request picks one entry by weight. Default: one `{}` payload.
     #[serde(default)]
     pub requests: Vec<RequestConfig>,
+    /// Prices for the cost estimate (from the `REPORT` lines, so with `target.log_tail`).
+    #[serde(default)]
+    pub pricing: PricingConfig,
+}
+
+/// `[pricing]`: what a GB-second and a request cost. Unset prices are Lambda's published ones for
+/// the `architecture` (see [`crate::cost`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PricingConfig {
+    /// `x86_64` (default) or `arm64`, as the function's `Architectures` says.
+    pub architecture: Option<Architecture>,
+    /// USD per GB-second of billed duration.
+    pub gb_second: Option<f64>,
+    /// USD per million requests.
+    pub per_million_requests: Option<f64>,
 }
 
 /// `[target]`: where requests go.
@@ -222,6 +239,9 @@ pub struct Overrides {
     pub abort_on_fail: bool,
     pub interval: Option<Duration>,
     pub seed: Option<u64>,
+    pub architecture: Option<Architecture>,
+    pub price_gb_second: Option<f64>,
+    pub price_per_million_requests: Option<f64>,
 }
 
 impl Scenario {
@@ -335,6 +355,12 @@ impl Scenario {
         self.abort_on_fail |= o.abort_on_fail;
         set(&mut self.interval, &o.interval);
         set(&mut self.seed, &o.seed);
+        set(&mut self.pricing.architecture, &o.architecture);
+        set(&mut self.pricing.gb_second, &o.price_gb_second);
+        set(
+            &mut self.pricing.per_million_requests,
+            &o.price_per_million_requests,
+        );
     }
 }
 

@@ -155,8 +155,25 @@ pub(crate) struct Report<'a> {
 /// Simulated memory use in the `REPORT` line; the simulator uses no real function memory.
 const MAX_MEMORY_USED_MB: u32 = 64;
 
+/// `Billed Duration`: `Duration` plus `Init Duration` on a cold start, rounded up to the next
+/// millisecond (at least 1). Lambda bills in 1 ms increments
+/// (<https://aws.amazon.com/lambda/pricing/>), and since 1 August 2025 it bills the INIT phase of
+/// every function, managed runtimes included
+/// (<https://aws.amazon.com/blogs/compute/aws-lambda-standardizes-billing-for-init-phase/>): a
+/// cold start's line reads `Duration: 395.99 ms  Billed Duration: 662 ms  …  Init Duration:
+/// 265.72 ms`.
+pub(crate) fn billed_ms(duration: Duration, init_duration: Option<Duration>) -> u128 {
+    let nanos = duration
+        .saturating_add(init_duration.unwrap_or_default())
+        .as_nanos();
+    nanos.div_ceil(1_000_000).max(1)
+}
+
 /// The log tail for `X-Amz-Log-Type: Tail` (before base64): `START`, `END` and `REPORT` lines in
-/// Lambda's text format. Far below the 4 KB Lambda keeps, so never truncated.
+/// Lambda's text format
+/// (<https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs.html>): tab-separated
+/// fields, each followed by a tab, durations in ms with two decimals. Far below the 4 KB Lambda
+/// keeps, so never truncated.
 pub(crate) fn log_tail(report: &Report<'_>) -> String {
     let Report {
         request_id,
@@ -166,7 +183,7 @@ pub(crate) fn log_tail(report: &Report<'_>) -> String {
         init_duration,
     } = *report;
     let ms = duration.as_secs_f64() * 1e3;
-    let billed = (ms.ceil() as u64).max(1);
+    let billed = billed_ms(duration, init_duration);
     let mut tail = format!(
         "START RequestId: {request_id} Version: {version}\n\
          END RequestId: {request_id}\n\
@@ -245,7 +262,41 @@ mod tests {
             init_duration: Some(Duration::from_micros(123_450)),
             ..report
         };
-        assert!(log_tail(&cold).ends_with("Max Memory Used: 64 MB\tInit Duration: 123.45 ms\t\n"));
+        // A cold start is billed for its init too: 12.34 + 123.45 ms → 136 ms.
+        assert_eq!(
+            log_tail(&cold),
+            "START RequestId: r1 Version: $LATEST\nEND RequestId: r1\n\
+             REPORT RequestId: r1\tDuration: 12.34 ms\tBilled Duration: 136 ms\tMemory Size: 128 MB\t\
+             Max Memory Used: 64 MB\tInit Duration: 123.45 ms\t\n"
+        );
+    }
+
+    #[test]
+    fn billed_duration_rounds_up_to_the_millisecond() {
+        let us = Duration::from_micros;
+        assert_eq!(billed_ms(us(20_000), None), 20);
+        assert_eq!(billed_ms(us(20_001), None), 21);
+        assert_eq!(billed_ms(Duration::from_nanos(1), None), 1);
+        assert_eq!(billed_ms(Duration::ZERO, None), 1);
+        // Lambda's own cold start: 395.99 + 265.72 = 661.71 ms → 662.
+        assert_eq!(billed_ms(us(395_990), Some(us(265_720))), 662);
+    }
+
+    /// What the simulator writes, loadgen reads back whole.
+    #[test]
+    fn loadgen_parses_the_simulators_report_line() {
+        let tail = log_tail(&Report {
+            request_id: "r1",
+            version: "$LATEST",
+            duration: Duration::from_micros(20_040),
+            memory_size_mb: 512,
+            init_duration: Some(Duration::from_millis(100)),
+        });
+        let line = crate::model::ReportLine::find(&tail).unwrap();
+        assert_eq!(line.billed_duration, Duration::from_millis(121));
+        assert_eq!((line.memory_size_mb, line.max_memory_used_mb), (512, 64));
+        assert_eq!(line.init_duration, Some(Duration::from_millis(100)));
+        assert!((line.duration.as_secs_f64() * 1e3 - 20.04).abs() < 1e-9);
     }
 
     #[test]
