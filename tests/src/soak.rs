@@ -1,8 +1,8 @@
-//! The soak scenario (docs/soak.md): the real `poller` binary runs one SQS mapping against moto while a
-//! producer sends at a constant rate, and every interval the poller's memory, latency and backlog are
-//! sampled. At the end the samples must be flat: a leak, a growing queue or creeping latency shows up
-//! as a difference between the first and the last third of the run, long before it would crash
-//! anything. `scripts/soak.sh` runs it for hours in nightly CI; `tests/tests/soak.rs` runs ~30 s of it.
+//! The soak scenario (docs/soak.md): the real `poller` binary runs an SQS mapping and a Kinesis mapping
+//! against moto while two producers send at constant rates, and every interval the poller's memory,
+//! latency and backlog are sampled. At the end the samples must be flat: a leak, a growing queue or
+//! creeping latency shows up as a difference between the first and the last third of the run, long
+//! before it would crash anything. `scripts/soak.sh` runs it for hours in nightly CI; `tests/tests/soak.rs` runs ~30 s of it.
 //!
 //! The analysis ([`flatness_checks`], [`completion_checks`], [`windows`]) and the parsers are pure
 //! functions of the samples; [`run`] does the I/O.
@@ -17,10 +17,12 @@ use anyhow::{Context as _, bail};
 use loadgen::simulate::{FunctionConfig, Latency, SimConfig, Simulator};
 use tokio::io::AsyncReadExt as _;
 
-use crate::{Queue, Sqs};
+use crate::{Kinesis, Queue, Sqs};
 
-/// The function name of the mapping (the simulator serves any name).
+/// The function name of the SQS mapping (the simulator serves any name).
 const FUNCTION: &str = "soak-fn";
+/// The function name of the Kinesis mapping: its own, so its counters are its own.
+const STREAM_FUNCTION: &str = "soak-stream-fn";
 
 /// Samples of the steady phase the analysis needs at least: two per third.
 const MIN_STEADY_SAMPLES: usize = 6;
@@ -40,8 +42,13 @@ pub struct Limits {
     pub latency_growth_ratio: f64,
     /// … plus this slack for message age, which moves in steps of a receive round trip,
     pub message_age_slack_ms: f64,
-    /// … and this slack for the mean invocation round trip.
+    /// … and this slack for the mean invocation round trip,
     pub duration_slack_ms: f64,
+    /// … and this slack for a stream's iterator age. A healthy shard's iterator age is a sawtooth
+    /// between 0 and about a second: the poller reads each shard once per second, and the phase of
+    /// its reads drifts against the producer's ticks (42 → 290 ms over 24 s in the short soak, with
+    /// no record behind).
+    pub iterator_age_slack_ms: f64,
     /// The queue may hold at most this many seconds of traffic at any sample after warm-up.
     pub backlog_secs: f64,
     /// The producer must have sent at least this fraction of the target rate, or the run did not load
@@ -57,6 +64,7 @@ impl Default for Limits {
             latency_growth_ratio: 1.5,
             message_age_slack_ms: 100.0,
             duration_slack_ms: 10.0,
+            iterator_age_slack_ms: 1_000.0,
             backlog_secs: 5.0,
             min_load_ratio: 0.9,
         }
@@ -74,6 +82,8 @@ pub struct Config {
     pub warmup: Duration,
     /// Messages per second the producer sends.
     pub rate: u32,
+    /// Records per second the stream producer puts on the Kinesis stream; 0: no Kinesis mapping.
+    pub stream_rate: u32,
     /// Execution time of the simulated function.
     pub function_latency: Latency,
     /// After the load phase, how long the poller gets to process everything that was sent.
@@ -97,6 +107,7 @@ impl Config {
             interval: (duration / 60).clamp(Duration::from_secs(1), Duration::from_secs(5)),
             warmup: (duration / 6).clamp(Duration::from_secs(5), Duration::from_secs(120)),
             rate: 100,
+            stream_rate: 50,
             function_latency: Latency::Uniform {
                 min: Duration::from_millis(2),
                 max: Duration::from_millis(8),
@@ -117,30 +128,15 @@ impl Config {
             r#""BatchSize":10,"ScalingConfig":{"MaximumConcurrency":5}"#,
         )
     }
-}
 
-/// `30m`, `90s`, `2h`, `1h30m`, or plain seconds: the duration argument of `soak` and `scripts/soak.sh`.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    if let Ok(secs) = text.parse::<u64>() {
-        return (secs > 0).then(|| Duration::from_secs(secs));
+    /// The stream mapping: one shard read from its start, batches of up to 100 records.
+    fn stream_mapping(&self, stream_arn: &str) -> String {
+        crate::stream_mapping(
+            stream_arn,
+            STREAM_FUNCTION,
+            r#""StartingPosition":"TRIM_HORIZON","BatchSize":100"#,
+        )
     }
-    let mut total = 0u64;
-    let mut number = String::new();
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let unit = match c {
-            'h' => 3_600,
-            'm' => 60,
-            's' => 1,
-            _ => return None,
-        };
-        total = total.checked_add(number.parse::<u64>().ok()?.checked_mul(unit)?)?;
-        number.clear();
-    }
-    (number.is_empty() && total > 0).then(|| Duration::from_secs(total))
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -172,15 +168,22 @@ pub struct Sample {
     pub duration_sum_s: f64,
     /// `poller_invocation_duration_seconds_count`.
     pub duration_count: u64,
+    /// Records the stream producer has put.
+    pub stream_sent: u64,
+    /// `poller_invoked_events_total` of the stream mapping.
+    pub stream_invoked: u64,
+    /// `poller_iterator_age_milliseconds` of the stream mapping; `None` before its first batch.
+    pub iterator_age_ms: Option<f64>,
 }
 
 impl Sample {
     pub const CSV_HEADER: &str = "elapsed_s,rss_kib,queue_depth,sent,polled,invoked,deleted,failures,\
-                                  message_age_ms,duration_sum_s,duration_count";
+                                  message_age_ms,duration_sum_s,duration_count,stream_sent,\
+                                  stream_invoked,iterator_age_ms";
 
     pub fn csv_row(&self) -> String {
         format!(
-            "{:.3},{},{},{},{},{},{},{},{},{},{}",
+            "{:.3},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             self.elapsed_s,
             self.rss_kib,
             self.queue_depth,
@@ -191,34 +194,48 @@ impl Sample {
             self.failures,
             self.message_age_ms,
             self.duration_sum_s,
-            self.duration_count
+            self.duration_count,
+            self.stream_sent,
+            self.stream_invoked,
+            self.iterator_age_ms
+                .map_or(String::new(), |age| age.to_string()),
         )
     }
 
-    /// Fill the poller's fields from a scrape. A missing series is an error, not a zero: a renamed
-    /// metric must not make a check pass vacuously.
-    pub fn set_metrics(&mut self, scrape: &Exposition) -> anyhow::Result<()> {
-        self.polled = scrape.get("poller_polled_events_total")? as u64;
-        self.invoked = scrape.get("poller_invoked_events_total")? as u64;
-        self.deleted = scrape.get("poller_deleted_events_total")? as u64;
+    /// Fill the poller's fields from a scrape: the SQS mapping's, the failures of both, and with
+    /// `stream` the stream mapping's. A missing series is an error, not a zero: a renamed metric must
+    /// not make a check pass vacuously. The one exception is the iterator age, a per-shard gauge that
+    /// appears with the shard's first batch; the stream checks fail when it never does.
+    pub fn set_metrics(&mut self, scrape: &Exposition, stream: bool) -> anyhow::Result<()> {
+        let sqs = |name: &str| scrape.get_for(name, FUNCTION);
+        self.polled = sqs("poller_polled_events_total")? as u64;
+        self.invoked = sqs("poller_invoked_events_total")? as u64;
+        self.deleted = sqs("poller_deleted_events_total")? as u64;
         self.failures = (scrape.get("poller_errors_total")?
             + scrape.get("poller_invoke_request_errors_total")?
             + scrape.get("poller_throttles_total")?) as u64;
-        self.message_age_ms = scrape.get("poller_message_age_milliseconds")?;
-        self.duration_sum_s = scrape.get("poller_invocation_duration_seconds_sum")?;
-        self.duration_count = scrape.get("poller_invocation_duration_seconds_count")? as u64;
+        self.message_age_ms = sqs("poller_message_age_milliseconds")?;
+        self.duration_sum_s = sqs("poller_invocation_duration_seconds_sum")?;
+        self.duration_count = sqs("poller_invocation_duration_seconds_count")? as u64;
+        if stream {
+            self.stream_invoked =
+                scrape.get_for("poller_invoked_events_total", STREAM_FUNCTION)? as u64;
+            self.iterator_age_ms = scrape
+                .get_for("poller_iterator_age_milliseconds", STREAM_FUNCTION)
+                .ok();
+        }
         Ok(())
     }
 }
 
-/// A Prometheus text exposition, each sample name's values summed over its series (labels dropped:
-/// the soak poller runs one mapping).
+/// A Prometheus text exposition: each sample name's series with their label text.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Exposition(std::collections::BTreeMap<String, f64>);
+pub struct Exposition(std::collections::BTreeMap<String, Vec<(String, f64)>>);
 
 impl Exposition {
     pub fn parse(text: &str) -> anyhow::Result<Exposition> {
-        let mut values = std::collections::BTreeMap::new();
+        let mut values: std::collections::BTreeMap<String, Vec<(String, f64)>> =
+            std::collections::BTreeMap::new();
         for line in text
             .lines()
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
@@ -227,20 +244,43 @@ impl Exposition {
             let (series, value) = line
                 .rsplit_once(' ')
                 .with_context(|| format!("sample line: {line}"))?;
-            let name = series.split('{').next().unwrap_or(series);
+            let (name, labels) = series.split_once('{').unwrap_or((series, ""));
             let value: f64 = value
                 .parse()
                 .with_context(|| format!("sample value: {line}"))?;
-            *values.entry(name.to_owned()).or_default() += value;
+            values
+                .entry(name.to_owned())
+                .or_default()
+                .push((labels.trim_end_matches('}').to_owned(), value));
         }
         Ok(Exposition(values))
     }
 
+    /// The sum of `name`'s series.
     pub fn get(&self, name: &str) -> anyhow::Result<f64> {
-        self.0
+        self.sum(name, |_| true)
+    }
+
+    /// The sum of `name`'s series labelled `function="FUNCTION"` (the mapping's function).
+    pub fn get_for(&self, name: &str, function: &str) -> anyhow::Result<f64> {
+        let label = format!("function=\"{function}\"");
+        self.sum(name, |labels| {
+            labels.split(',').any(|pair| pair.trim() == label)
+        })
+        .with_context(|| format!("for function {function}"))
+    }
+
+    fn sum(&self, name: &str, keep: impl Fn(&str) -> bool) -> anyhow::Result<f64> {
+        let values: Vec<f64> = self
+            .0
             .get(name)
-            .copied()
-            .with_context(|| format!("no `{name}` in the scrape"))
+            .into_iter()
+            .flatten()
+            .filter(|(labels, _)| keep(labels))
+            .map(|(_, value)| *value)
+            .collect();
+        anyhow::ensure!(!values.is_empty(), "no `{name}` in the scrape");
+        Ok(values.iter().sum())
     }
 }
 
@@ -304,11 +344,13 @@ fn mib(kib: f64) -> f64 {
 
 /// The flatness checks: after `warmup`, the first third of the samples against the last third (medians,
 /// so a single slow scrape or allocator step does not decide), plus backlog and load over the whole
-/// steady phase. `rate` is the producer's target in messages per second.
+/// steady phase. `rate` is the SQS producer's target in messages per second, `stream_rate` the
+/// stream producer's in records per second (0: no stream mapping, no stream checks).
 pub fn flatness_checks(
     samples: &[Sample],
     warmup: Duration,
     rate: u32,
+    stream_rate: u32,
     limits: &Limits,
 ) -> Vec<Check> {
     let steady: Vec<Sample> = samples
@@ -405,7 +447,61 @@ pub fn flatness_checks(
         limit: format!("sent ≥ {load_limit:.0}/s (target {rate}/s)"),
     };
 
-    vec![memory, age, duration, backlog, load]
+    let mut checks = vec![memory, age, duration, backlog, load];
+    if stream_rate > 0 {
+        checks.extend(stream_checks(&steady, stream_rate, limits));
+    }
+    checks
+}
+
+/// The stream mapping's checks over the steady samples: its iterator age (how far behind the shard's
+/// tip the last batch was) stays below the backlog limit and does not creep up, and the producer held
+/// its rate.
+fn stream_checks(steady: &[Sample], stream_rate: u32, limits: &Limits) -> Vec<Check> {
+    let ages: Vec<f64> = steady.iter().filter_map(|s| s.iterator_age_ms).collect();
+    let age_limit_ms = limits.backlog_secs * 1_000.0;
+    let keeps_up = match ages.iter().copied().reduce(f64::max) {
+        Some(max) => Check {
+            name: "stream keeps up",
+            passed: max <= age_limit_ms,
+            observed: format!("iterator age ≤ {max:.0} ms after warm-up"),
+            limit: format!("≤ {age_limit_ms:.0} ms ({} s)", limits.backlog_secs),
+        },
+        None => Check {
+            name: "stream keeps up",
+            passed: false,
+            observed: "no iterator age after warm-up (no batch finished)".to_owned(),
+            limit: format!("≤ {age_limit_ms:.0} ms ({} s)", limits.backlog_secs),
+        },
+    };
+    let third = ages.len() / 3;
+    let lag = match (median(&ages[..third]), median(&ages[ages.len() - third..])) {
+        (Some(first), Some(last)) => not_rising(
+            "stream lag flat",
+            first,
+            last,
+            limits.latency_growth_ratio,
+            limits.iterator_age_slack_ms,
+        ),
+        _ => Check {
+            name: "stream lag flat",
+            passed: false,
+            observed: format!("{} iterator ages after warm-up", ages.len()),
+            limit: "≥ 3".to_owned(),
+        },
+    };
+    let (start, end) = (&steady[0], &steady[steady.len() - 1]);
+    let span = end.elapsed_s - start.elapsed_s;
+    let sent_rate = (end.stream_sent - start.stream_sent) as f64 / span;
+    let invoked_rate = end.stream_invoked.saturating_sub(start.stream_invoked) as f64 / span;
+    let load_limit = stream_rate as f64 * limits.min_load_ratio;
+    let load = Check {
+        name: "stream load held",
+        passed: sent_rate >= load_limit,
+        observed: format!("put {sent_rate:.1}/s, invoked {invoked_rate:.1}/s after warm-up"),
+        limit: format!("put ≥ {load_limit:.0}/s (target {stream_rate}/s)"),
+    };
+    vec![keeps_up, lag, load]
 }
 
 /// How a run ended: counts after draining, and the poller's exit.
@@ -424,11 +520,18 @@ pub struct Outcome {
     pub failures: u64,
     /// The poller's exit code after SIGTERM; `None`: killed by a signal or did not stop in time.
     pub exit_code: Option<i32>,
+    /// Records the stream producer put.
+    pub stream_sent: u64,
+    /// Stream records the function processed successfully (simulator counter).
+    pub stream_records_ok: u64,
+    /// Stream records the function reported failed (simulator counter).
+    pub stream_records_failed: u64,
 }
 
-/// Nothing lost, nothing failed, a clean stop. SQS delivers at least once, so more processed or deleted
-/// than sent is a duplicate (reported), not a loss; less is a loss.
-pub fn completion_checks(outcome: &Outcome) -> Vec<Check> {
+/// Nothing lost, nothing failed, a clean stop. SQS and Kinesis mappings deliver at least once, so more
+/// processed or deleted than sent is a duplicate (reported), not a loss; less is a loss. `stream`: the
+/// run had a stream mapping, whose records are checked too.
+pub fn completion_checks(outcome: &Outcome, stream: bool) -> Vec<Check> {
     let Outcome {
         sent,
         depth,
@@ -437,8 +540,11 @@ pub fn completion_checks(outcome: &Outcome) -> Vec<Check> {
         records_failed,
         failures,
         exit_code,
+        stream_sent,
+        stream_records_ok,
+        stream_records_failed,
     } = *outcome;
-    vec![
+    let mut checks = vec![
         Check {
             name: "no message lost",
             passed: depth == 0 && deleted >= sent && records_ok >= sent,
@@ -450,8 +556,11 @@ pub fn completion_checks(outcome: &Outcome) -> Vec<Check> {
         },
         Check {
             name: "no failures",
-            passed: failures == 0 && records_failed == 0,
-            observed: format!("{failures} failed invocations, {records_failed} failed records"),
+            passed: failures == 0 && records_failed == 0 && stream_records_failed == 0,
+            observed: format!(
+                "{failures} failed invocations, {} failed records",
+                records_failed + stream_records_failed
+            ),
             limit: "0".to_owned(),
         },
         Check {
@@ -463,7 +572,19 @@ pub fn completion_checks(outcome: &Outcome) -> Vec<Check> {
             },
             limit: "exit code 0".to_owned(),
         },
-    ]
+    ];
+    if stream {
+        checks.push(Check {
+            name: "no record lost",
+            passed: stream_records_ok >= stream_sent,
+            observed: format!(
+                "put {stream_sent}, processed {stream_records_ok} ({} duplicates)",
+                stream_records_ok.saturating_sub(stream_sent)
+            ),
+            limit: "processed ≥ put".to_owned(),
+        });
+    }
+    checks
 }
 
 /// A stretch of consecutive samples, for the summary table.
@@ -478,6 +599,9 @@ pub struct Window {
     pub message_age_ms: f64,
     /// Mean invocation round trip; `None` without invocations.
     pub duration_ms: Option<f64>,
+    pub stream_sent_per_s: f64,
+    /// Median iterator age of the stream mapping; `None` without one.
+    pub iterator_age_ms: Option<f64>,
 }
 
 /// The samples cut into at most `count` stretches of equal length; rates are measured from the last
@@ -512,6 +636,13 @@ pub fn windows(samples: &[Sample], count: usize) -> Vec<Window> {
                 .unwrap_or_default(),
                 duration_ms: (count > 0)
                     .then(|| (end.duration_sum_s - before.duration_sum_s) * 1_000.0 / count as f64),
+                stream_sent_per_s: end.stream_sent.saturating_sub(before.stream_sent) as f64 / span,
+                iterator_age_ms: median(
+                    &stretch
+                        .iter()
+                        .filter_map(|s| s.iterator_age_ms)
+                        .collect::<Vec<_>>(),
+                ),
             }
         })
         .collect()
@@ -537,20 +668,33 @@ impl Report {
     /// The summary table (12 stretches of the run) and the checks.
     pub fn summary(&self) -> String {
         let mut lines = vec![format!(
-            "{:>8} {:>9} {:>10} {:>9} {:>9} {:>13} {:>12}",
-            "until s", "sent/s", "deleted/s", "max depth", "RSS MiB", "msg age ms", "invoke ms"
+            "{:>8} {:>9} {:>10} {:>9} {:>9} {:>13} {:>12} {:>9} {:>12}",
+            "until s",
+            "sent/s",
+            "deleted/s",
+            "max depth",
+            "RSS MiB",
+            "msg age ms",
+            "invoke ms",
+            "put/s",
+            "iter age ms"
         )];
         for w in windows(&self.samples, 12) {
             let duration = w.duration_ms.map_or("-".to_owned(), |d| format!("{d:.1}"));
+            let age = w
+                .iterator_age_ms
+                .map_or("-".to_owned(), |a| format!("{a:.0}"));
             lines.push(format!(
-                "{:>8.0} {:>9.1} {:>10.1} {:>9} {:>9.1} {:>13.0} {:>12}",
+                "{:>8.0} {:>9.1} {:>10.1} {:>9} {:>9.1} {:>13.0} {:>12} {:>9.1} {:>12}",
                 w.until_s,
                 w.sent_per_s,
                 w.deleted_per_s,
                 w.max_depth,
                 mib(w.rss_kib),
                 w.message_age_ms,
-                duration
+                duration,
+                w.stream_sent_per_s,
+                age
             ));
         }
         lines.push(String::new());
@@ -573,6 +717,30 @@ impl Report {
         lines.join("\n")
     }
 
+    /// JUnit XML: one test case per check, a failure for each failed one, so CI shows a drift as a
+    /// failed test by its name.
+    pub fn junit(&self, time: Duration) -> anyhow::Result<String> {
+        use quick_junit::{NonSuccessKind, Report as JUnit, TestCase, TestCaseStatus, TestSuite};
+        let mut suite = TestSuite::new("soak");
+        suite.set_time(time);
+        for check in &self.checks {
+            let status = if check.passed {
+                TestCaseStatus::success()
+            } else {
+                let mut failure = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                failure.set_message(format!("{} (limit {})", check.observed, check.limit));
+                failure
+            };
+            let mut case = TestCase::new(check.name, status);
+            case.set_classname("soak")
+                .set_system_out(format!("{}   [{}]", check.observed, check.limit));
+            suite.add_test_case(case);
+        }
+        let mut report = JUnit::new("soak");
+        report.set_time(time).add_test_suite(suite);
+        Ok(report.to_string()?)
+    }
+
     fn checks_json(&self, config: &Config) -> serde_json::Value {
         let Limits {
             rss_growth_floor_kib,
@@ -580,6 +748,7 @@ impl Report {
             latency_growth_ratio,
             message_age_slack_ms,
             duration_slack_ms,
+            iterator_age_slack_ms,
             backlog_secs,
             min_load_ratio,
         } = config.limits;
@@ -590,6 +759,7 @@ impl Report {
                 "interval_s": config.interval.as_secs_f64(),
                 "warmup_s": config.warmup.as_secs_f64(),
                 "rate_per_s": config.rate,
+                "stream_rate_per_s": config.stream_rate,
                 "function_latency": config.function_latency.to_string(),
             },
             "limits": {
@@ -598,6 +768,7 @@ impl Report {
                 "latency_growth_ratio": latency_growth_ratio,
                 "message_age_slack_ms": message_age_slack_ms,
                 "duration_slack_ms": duration_slack_ms,
+                "iterator_age_slack_ms": iterator_age_slack_ms,
                 "backlog_secs": backlog_secs,
                 "min_load_ratio": min_load_ratio,
             },
@@ -609,6 +780,9 @@ impl Report {
                 "records_failed": self.outcome.records_failed,
                 "failures": self.outcome.failures,
                 "exit_code": self.outcome.exit_code,
+                "stream_sent": self.outcome.stream_sent,
+                "stream_records_ok": self.outcome.stream_records_ok,
+                "stream_records_failed": self.outcome.stream_records_failed,
             },
             "checks": self.checks.iter().map(|c| serde_json::json!({
                 "name": c.name,
@@ -622,17 +796,30 @@ impl Report {
 
 /// Run the soak against the emulator (`POLLER_TEST_ENDPOINT`): set up, load and sample for
 /// `config.duration`, drain, stop the poller with SIGTERM, analyse. Writes `samples.csv` (as it goes),
-/// `checks.json`, `summary.txt`, `mapping.json`, `poller.log` (stderr) and `poller-report.txt` (stdout)
-/// to `config.out_dir`. Errors are failures to run the scenario at all; failed checks are in the report.
+/// `checks.json`, `junit.xml`, `summary.txt`, `mapping.json` (and `stream-mapping.json`), `poller.log`
+/// (stderr) and `poller-report.txt` (stdout) to `config.out_dir`. Errors are failures to run the
+/// scenario at all; failed checks are in the report.
 pub async fn run(config: &Config) -> anyhow::Result<Report> {
     anyhow::ensure!(
         config.rate > 0 && config.rate <= MAX_RATE,
         "rate must be 1..={MAX_RATE} messages/s"
     );
+    anyhow::ensure!(
+        config.stream_rate <= MAX_RATE,
+        "stream rate must be 0..={MAX_RATE} records/s"
+    );
     std::fs::create_dir_all(&config.out_dir)
         .with_context(|| format!("creating {}", config.out_dir.display()))?;
     let sqs = Sqs::new().await;
     let queue = sqs.create_queue(&crate::unique("soak"), &[]).await;
+    let with_stream = config.stream_rate > 0;
+    let kinesis = Kinesis::new().await;
+    let stream_name = crate::unique("soak");
+    let stream_arn = if with_stream {
+        Some(kinesis.create_stream(&stream_name, 1).await)
+    } else {
+        None
+    };
     let sim = Simulator::start(
         SimConfig {
             // The log keeps every payload; counters are all the soak needs, and they stay flat.
@@ -648,7 +835,13 @@ pub async fn run(config: &Config) -> anyhow::Result<Report> {
     .await?;
 
     let metrics_addr = free_port()?;
-    let mut poller = spawn_poller(config, &queue, &sim.url(), metrics_addr)?;
+    let mut poller = spawn_poller(
+        config,
+        &queue,
+        stream_arn.as_deref(),
+        &sim.url(),
+        metrics_addr,
+    )?;
     let pid = poller.id().context("poller pid")?;
     let scraper = Scraper::new(metrics_addr)?;
     wait_for_metrics(&scraper, &mut poller).await?;
@@ -656,14 +849,29 @@ pub async fn run(config: &Config) -> anyhow::Result<Report> {
     let mut csv = std::fs::File::create(config.out_dir.join("samples.csv"))?;
     writeln!(csv, "{}", Sample::CSV_HEADER)?;
     let sent = Arc::new(AtomicU64::new(0));
+    let stream_sent = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let producer = tokio::spawn(produce(
-        sqs.clone(),
-        queue.clone(),
-        config.rate,
-        started + config.duration,
-        sent.clone(),
-    ));
+    let until = started + config.duration;
+    let producer = {
+        let (sqs, queue) = (sqs.clone(), queue.clone());
+        tokio::spawn(produce(config.rate, until, sent.clone(), move |bodies| {
+            let (sqs, queue) = (sqs.clone(), queue.clone());
+            async move {
+                let messages: Vec<(String, Option<String>)> =
+                    bodies.into_iter().map(|b| (b, None)).collect();
+                sqs.send(&queue, &messages).await;
+            }
+        }))
+    };
+    let stream_producer = with_stream.then(|| {
+        let (kinesis, stream) = (kinesis.clone(), stream_name.clone());
+        tokio::spawn(produce(
+            config.stream_rate,
+            until,
+            stream_sent.clone(),
+            move |bodies| put_records(kinesis.clone(), stream.clone(), bodies),
+        ))
+    });
     let mut samples = Vec::new();
     let mut ticks = tokio::time::interval(config.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -680,36 +888,44 @@ pub async fn run(config: &Config) -> anyhow::Result<Report> {
             rss_kib: rss_kib(pid)?,
             queue_depth: sqs.depth(&queue).await,
             sent: sent.load(Ordering::Relaxed),
+            stream_sent: stream_sent.load(Ordering::Relaxed),
             ..Sample::default()
         };
-        sample.set_metrics(&scraper.scrape().await?)?;
+        sample.set_metrics(&scraper.scrape().await?, with_stream)?;
         writeln!(csv, "{}", sample.csv_row())?;
         samples.push(sample);
     }
     producer.await.context("producer")?;
+    if let Some(stream_producer) = stream_producer {
+        stream_producer.await.context("stream producer")?;
+    }
     let sent = sent.load(Ordering::Relaxed);
+    let stream_sent = stream_sent.load(Ordering::Relaxed);
 
-    // Drain: everything sent is processed and deleted, or the time is up.
+    // Drain: everything sent is processed (and from the queue deleted), or the time is up.
     let drain_deadline = Instant::now() + config.drain_timeout;
     let mut outcome = loop {
         let mut last = Sample::default();
-        last.set_metrics(&scraper.scrape().await?)?;
-        let stats = sim
-            .stats()
-            .functions
-            .get(FUNCTION)
-            .cloned()
-            .unwrap_or_default();
+        last.set_metrics(&scraper.scrape().await?, with_stream)?;
+        let stats = sim.stats();
+        let of = |function: &str| stats.functions.get(function).cloned().unwrap_or_default();
+        let (sqs_fn, stream_fn) = (of(FUNCTION), of(STREAM_FUNCTION));
         let outcome = Outcome {
             sent,
             depth: sqs.depth(&queue).await,
             deleted: last.deleted,
-            records_ok: stats.records_ok,
-            records_failed: stats.records_failed,
+            records_ok: sqs_fn.records_ok,
+            records_failed: sqs_fn.records_failed,
             failures: last.failures,
             exit_code: None,
+            stream_sent,
+            stream_records_ok: stream_fn.records_ok,
+            stream_records_failed: stream_fn.records_failed,
         };
-        let drained = outcome.depth == 0 && outcome.deleted >= sent && outcome.records_ok >= sent;
+        let drained = outcome.depth == 0
+            && outcome.deleted >= sent
+            && outcome.records_ok >= sent
+            && outcome.stream_records_ok >= stream_sent;
         if drained || Instant::now() >= drain_deadline {
             break outcome;
         }
@@ -719,8 +935,14 @@ pub async fn run(config: &Config) -> anyhow::Result<Report> {
     outcome.exit_code = stop_poller(&mut poller, &config.out_dir).await?;
     sim.shutdown().await?;
 
-    let mut checks = flatness_checks(&samples, config.warmup, config.rate, &config.limits);
-    checks.extend(completion_checks(&outcome));
+    let mut checks = flatness_checks(
+        &samples,
+        config.warmup,
+        config.rate,
+        config.stream_rate,
+        &config.limits,
+    );
+    checks.extend(completion_checks(&outcome, with_stream));
     let report = Report {
         samples,
         checks,
@@ -731,22 +953,30 @@ pub async fn run(config: &Config) -> anyhow::Result<Report> {
         config.out_dir.join("checks.json"),
         serde_json::to_string_pretty(&report.checks_json(config))?,
     )?;
+    std::fs::write(
+        config.out_dir.join("junit.xml"),
+        report.junit(started.elapsed())?,
+    )?;
     std::fs::write(config.out_dir.join("summary.txt"), report.summary())?;
     Ok(report)
 }
 
-/// Send `rate` messages per second until `until`, in batches of up to 10 (one `SendMessageBatch` per
-/// tick). Sends overlap (up to `MAX_SENDS_IN_FLIGHT`), so a slow emulator round trip on a loaded
-/// machine does not lower the rate; a tick with every send slot busy is skipped, not made up for: the
-/// rate stays bounded, and the "load held" check reports the shortfall. `sent` counts completed sends.
-async fn produce(sqs: Sqs, queue: Queue, rate: u32, until: Instant, sent: Arc<AtomicU64>) {
+/// Send `rate` bodies per second until `until`, in batches of up to 10 (one `send` per tick). Sends
+/// overlap (up to `MAX_SENDS_IN_FLIGHT`), so a slow emulator round trip on a loaded machine does not
+/// lower the rate; a tick with every send slot busy is skipped, not made up for: the rate stays
+/// bounded, and the "load held" checks report the shortfall. `sent` counts completed sends.
+async fn produce<F, Fut>(rate: u32, until: Instant, sent: Arc<AtomicU64>, send: F)
+where
+    F: Fn(Vec<String>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     const MAX_SENDS_IN_FLIGHT: usize = 16;
     let batch = rate.min(10);
     let mut ticks =
         tokio::time::interval(Duration::from_secs_f64(f64::from(batch) / f64::from(rate)));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     // Fixed-size bodies, so the work per message does not drift over the run.
-    let padding = Arc::new("x".repeat(200));
+    let padding = "x".repeat(200);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_SENDS_IN_FLIGHT));
     let mut sends = tokio::task::JoinSet::new();
     let mut next = 0u64;
@@ -755,20 +985,52 @@ async fn produce(sqs: Sqs, queue: Queue, rate: u32, until: Instant, sent: Arc<At
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             continue;
         };
-        let messages: Vec<(String, Option<String>)> = (next..next + u64::from(batch))
-            .map(|n| (format!(r#"{{"soak":{n:010},"pad":"{padding}"}}"#), None))
+        let bodies: Vec<String> = (next..next + u64::from(batch))
+            .map(|n| format!(r#"{{"soak":{n:010},"pad":"{padding}"}}"#))
             .collect();
         next += u64::from(batch);
-        let (sqs, queue, sent) = (sqs.clone(), queue.clone(), sent.clone());
+        let count = bodies.len() as u64;
+        let (done, sent) = (send(bodies), sent.clone());
         sends.spawn(async move {
-            sqs.send(&queue, &messages).await;
-            sent.fetch_add(messages.len() as u64, Ordering::Relaxed);
+            done.await;
+            sent.fetch_add(count, Ordering::Relaxed);
             drop(slot);
         });
     }
     while let Some(done) = sends.join_next().await {
         done.expect("a send task panicked");
     }
+}
+
+/// One `PutRecords` call; every record must be accepted (a partial failure would be a lost record
+/// the soak blamed on the poller).
+async fn put_records(kinesis: Kinesis, stream: String, bodies: Vec<String>) {
+    use aws_sdk_kinesis::primitives::Blob;
+    use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+    let entries = bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| {
+            PutRecordsRequestEntry::builder()
+                .partition_key(i.to_string())
+                .data(Blob::new(body.into_bytes()))
+                .build()
+                .expect("partition key and data are set")
+        })
+        .collect::<Vec<_>>();
+    let out = kinesis
+        .client
+        .put_records()
+        .stream_name(stream)
+        .set_records(Some(entries))
+        .send()
+        .await
+        .expect("PutRecords");
+    assert_eq!(
+        out.failed_record_count.unwrap_or(0),
+        0,
+        "PutRecords: {out:?}"
+    );
 }
 
 /// A free port on 127.0.0.1 for `--metrics-addr`. The poller binds it a moment later; the port is
@@ -781,15 +1043,21 @@ fn free_port() -> anyhow::Result<std::net::SocketAddr> {
 fn spawn_poller(
     config: &Config,
     queue: &Queue,
+    stream_arn: Option<&str>,
     lambda_url: &str,
     metrics_addr: std::net::SocketAddr,
 ) -> anyhow::Result<tokio::process::Child> {
     let mapping = config.out_dir.join("mapping.json");
     std::fs::write(&mapping, config.mapping(queue))?;
+    let mut command = tokio::process::Command::new(&config.poller_bin);
+    command.args(["run", "--mapping"]).arg(&mapping);
+    if let Some(arn) = stream_arn {
+        let stream_mapping = config.out_dir.join("stream-mapping.json");
+        std::fs::write(&stream_mapping, config.stream_mapping(arn))?;
+        command.arg("--mapping").arg(&stream_mapping);
+    }
     let log = std::fs::File::create(config.out_dir.join("poller.log"))?;
-    tokio::process::Command::new(&config.poller_bin)
-        .args(["run", "--mapping"])
-        .arg(&mapping)
+    command
         .arg("--state-dir")
         .arg(config.out_dir.join("state"))
         .args([
@@ -920,6 +1188,7 @@ mod tests {
                     message_age_ms,
                     duration_sum_s: i as f64 * 10.0 * 0.006,
                     duration_count: i as u64 * 10,
+                    ..Sample::default()
                 }
             })
             .collect()
@@ -943,7 +1212,7 @@ mod tests {
                 100.0 + (i % 5) as f64 * 20.0 - 40.0,
             )
         });
-        let checks = flatness_checks(&samples, WARMUP, 100, &Limits::default());
+        let checks = flatness_checks(&samples, WARMUP, 100, 0, &Limits::default());
         assert_eq!(checks.len(), 5);
         for c in &checks {
             assert!(c.passed, "{c:?}");
@@ -959,14 +1228,14 @@ mod tests {
     fn a_leak_fails_memory_but_a_single_step_does_not() {
         // 300 KiB per second: the thirds' medians are 20 s apart, ~5.9 MiB, more than the 2 MiB floor.
         let leak = run_of(35, |i| (30_000 + i as u64 * 300, 100.0));
-        let checks = flatness_checks(&leak, WARMUP, 100, &Limits::default());
+        let checks = flatness_checks(&leak, WARMUP, 100, 0, &Limits::default());
         assert!(!check(&checks, "memory flat").passed);
 
         // One allocator step of 8 MiB in the middle third: the thirds' medians are equal.
         let step = run_of(35, |i| (if i == 17 { 38_000 } else { 30_000 }, 100.0));
         assert!(
             check(
-                &flatness_checks(&step, WARMUP, 100, &Limits::default()),
+                &flatness_checks(&step, WARMUP, 100, 0, &Limits::default()),
                 "memory flat"
             )
             .passed
@@ -976,7 +1245,7 @@ mod tests {
         let big = run_of(35, |i| (100 * 1024 + if i > 23 { 4_608 } else { 0 }, 100.0));
         assert!(
             check(
-                &flatness_checks(&big, WARMUP, 100, &Limits::default()),
+                &flatness_checks(&big, WARMUP, 100, 0, &Limits::default()),
                 "memory flat"
             )
             .passed
@@ -987,7 +1256,7 @@ mod tests {
     fn creeping_message_age_fails_and_outliers_do_not() {
         // +30 ms per second: 385 → 985 ms between the thirds' medians.
         let creep = run_of(35, |i| (30_000, 100.0 + i as f64 * 30.0));
-        let checks = flatness_checks(&creep, WARMUP, 100, &Limits::default());
+        let checks = flatness_checks(&creep, WARMUP, 100, 0, &Limits::default());
         let age = check(&checks, "message age flat");
         assert!(!age.passed, "{age:?}");
 
@@ -997,7 +1266,7 @@ mod tests {
         });
         assert!(
             check(
-                &flatness_checks(&spikes, WARMUP, 100, &Limits::default()),
+                &flatness_checks(&spikes, WARMUP, 100, 0, &Limits::default()),
                 "message age flat"
             )
             .passed
@@ -1012,7 +1281,7 @@ mod tests {
         for (i, sample) in samples.iter_mut().enumerate().skip(24) {
             sample.duration_sum_s = base + (i - 23) as f64 * 10.0 * 0.030;
         }
-        let checks = flatness_checks(&samples, WARMUP, 100, &Limits::default());
+        let checks = flatness_checks(&samples, WARMUP, 100, 0, &Limits::default());
         let duration = check(&checks, "invoke duration flat");
         assert!(!duration.passed, "{duration:?}");
         assert!(duration.observed.starts_with("6.0 → 30.0"), "{duration:?}");
@@ -1022,7 +1291,7 @@ mod tests {
     fn backlog_and_load_shortfall_fail() {
         let mut samples = run_of(35, |_| (30_000, 100.0));
         samples[30].queue_depth = 501;
-        let checks = flatness_checks(&samples, WARMUP, 100, &Limits::default());
+        let checks = flatness_checks(&samples, WARMUP, 100, 0, &Limits::default());
         assert!(!check(&checks, "keeps up").passed);
         assert!(check(&checks, "load held").passed);
 
@@ -1034,7 +1303,7 @@ mod tests {
                 ..s
             })
             .collect();
-        let load = flatness_checks(&slow, WARMUP, 100, &Limits::default());
+        let load = flatness_checks(&slow, WARMUP, 100, 0, &Limits::default());
         assert!(!check(&load, "load held").passed);
         assert!(
             check(&load, "load held")
@@ -1049,14 +1318,14 @@ mod tests {
         let samples = run_of(35, |i| (if i < 5 { 15_000 } else { 30_000 }, 100.0));
         assert!(
             check(
-                &flatness_checks(&samples, WARMUP, 100, &Limits::default()),
+                &flatness_checks(&samples, WARMUP, 100, 0, &Limits::default()),
                 "memory flat"
             )
             .passed
         );
 
         let short = run_of(10, |_| (30_000, 100.0));
-        let checks = flatness_checks(&short, WARMUP, 100, &Limits::default());
+        let checks = flatness_checks(&short, WARMUP, 100, 0, &Limits::default());
         assert_eq!(checks.len(), 1);
         assert_eq!(check(&checks, "samples").observed, "5 after warm-up");
         assert!(!checks[0].passed);
@@ -1072,8 +1341,11 @@ mod tests {
             records_failed: 0,
             failures: 0,
             exit_code: Some(0),
+            stream_sent: 500,
+            stream_records_ok: 500,
+            stream_records_failed: 0,
         };
-        let checks = completion_checks(&ok);
+        let checks = completion_checks(&ok, true);
         assert!(checks.iter().all(|c| c.passed), "{checks:?}");
         assert!(
             check(&checks, "no message lost")
@@ -1081,34 +1353,184 @@ mod tests {
                 .contains("(2 duplicates)")
         );
 
-        let lost = completion_checks(&Outcome {
-            records_ok: 999,
-            ..ok.clone()
-        });
+        let lost = completion_checks(
+            &Outcome {
+                records_ok: 999,
+                ..ok.clone()
+            },
+            true,
+        );
         assert!(!check(&lost, "no message lost").passed);
-        let left = completion_checks(&Outcome {
-            depth: 1,
-            ..ok.clone()
-        });
+        let left = completion_checks(
+            &Outcome {
+                depth: 1,
+                ..ok.clone()
+            },
+            true,
+        );
         assert!(!check(&left, "no message lost").passed);
-        let failed = completion_checks(&Outcome {
-            records_failed: 1,
-            ..ok.clone()
-        });
+        let failed = completion_checks(
+            &Outcome {
+                records_failed: 1,
+                ..ok.clone()
+            },
+            true,
+        );
         assert!(!check(&failed, "no failures").passed);
-        let killed = completion_checks(&Outcome {
-            exit_code: None,
-            ..ok.clone()
-        });
+        let killed = completion_checks(
+            &Outcome {
+                exit_code: None,
+                ..ok.clone()
+            },
+            true,
+        );
         assert!(!check(&killed, "clean exit").passed);
-        let error = completion_checks(&Outcome {
-            exit_code: Some(2),
-            ..ok
-        });
+        let error = completion_checks(
+            &Outcome {
+                exit_code: Some(2),
+                ..ok
+            },
+            true,
+        );
         assert_eq!(
             check(&error, "clean exit").observed,
             "exit code 2 after SIGTERM"
         );
+    }
+
+    /// `run_of` with a stream mapping: 50 records/s put, the shard `age(i)` ms behind.
+    fn stream_run(n: usize, age: impl Fn(usize) -> Option<f64>) -> Vec<Sample> {
+        run_of(n, |_| (30_000, 100.0))
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| Sample {
+                stream_sent: i as u64 * 50,
+                stream_invoked: i as u64 * 50,
+                iterator_age_ms: age(i),
+                ..s
+            })
+            .collect()
+    }
+
+    #[test]
+    fn stream_checks_cover_lag_its_trend_and_the_load() {
+        let limits = Limits::default();
+        let flat = flatness_checks(
+            &stream_run(35, |i| Some(900.0 + (i % 3) as f64 * 100.0)),
+            WARMUP,
+            100,
+            50,
+            &limits,
+        );
+        assert_eq!(flat.len(), 8);
+        for c in &flat {
+            assert!(c.passed, "{c:?}");
+        }
+        // Without a stream mapping there are no stream checks.
+        assert_eq!(
+            flatness_checks(&stream_run(35, |_| None), WARMUP, 100, 0, &limits).len(),
+            5
+        );
+
+        // A shard falling 6 s behind once: more than 5 s of traffic.
+        let behind = stream_run(35, |i| Some(if i == 30 { 6_000.0 } else { 900.0 }));
+        let checks = flatness_checks(&behind, WARMUP, 100, 50, &limits);
+        assert!(!check(&checks, "stream keeps up").passed);
+        assert!(
+            check(&checks, "stream lag flat").passed,
+            "one outlier is not a trend"
+        );
+
+        // +100 ms per second: the lag creeps up.
+        let creep = stream_run(35, |i| Some(200.0 + i as f64 * 100.0));
+        let checks = flatness_checks(&creep, WARMUP, 100, 50, &limits);
+        assert!(!check(&checks, "stream lag flat").passed);
+
+        // No batch ever finished: no iterator age, which fails instead of passing vacuously.
+        let silent = flatness_checks(&stream_run(35, |_| None), WARMUP, 100, 50, &limits);
+        assert!(!check(&silent, "stream keeps up").passed);
+        assert!(!check(&silent, "stream lag flat").passed);
+
+        // 50 records/s put against a target of 100.
+        let short = flatness_checks(&stream_run(35, |_| Some(900.0)), WARMUP, 100, 100, &limits);
+        let load = check(&short, "stream load held");
+        assert!(!load.passed);
+        assert!(load.observed.starts_with("put 50.0/s"), "{load:?}");
+    }
+
+    #[test]
+    fn a_lost_stream_record_or_a_failed_one_fails() {
+        let ok = Outcome {
+            sent: 10,
+            deleted: 10,
+            records_ok: 10,
+            exit_code: Some(0),
+            stream_sent: 500,
+            stream_records_ok: 500,
+            ..Outcome::default()
+        };
+        assert!(completion_checks(&ok, true).iter().all(|c| c.passed));
+        let lost = completion_checks(
+            &Outcome {
+                stream_records_ok: 499,
+                ..ok.clone()
+            },
+            true,
+        );
+        let record = check(&lost, "no record lost");
+        assert!(!record.passed);
+        assert_eq!(record.observed, "put 500, processed 499 (0 duplicates)");
+        let failed = completion_checks(
+            &Outcome {
+                stream_records_failed: 1,
+                ..ok.clone()
+            },
+            true,
+        );
+        assert!(!check(&failed, "no failures").passed);
+        // Without a stream mapping its records are not checked.
+        assert!(
+            completion_checks(&ok, false)
+                .iter()
+                .all(|c| c.name != "no record lost")
+        );
+    }
+
+    #[test]
+    fn junit_has_a_test_case_per_check_and_a_failure_per_failed_one() {
+        let report = Report {
+            samples: Vec::new(),
+            checks: vec![
+                Check {
+                    name: "memory flat",
+                    passed: true,
+                    observed: "+0.1 MiB".into(),
+                    limit: "≤ +2.0 MiB".into(),
+                },
+                Check {
+                    name: "stream keeps up",
+                    passed: false,
+                    observed: "iterator age ≤ 6000 ms".into(),
+                    limit: "≤ 5000 ms".into(),
+                },
+            ],
+            outcome: Outcome::default(),
+            out_dir: PathBuf::new(),
+        };
+        let xml = report.junit(Duration::from_secs(90)).expect("serialises");
+        assert!(
+            xml.contains(r#"<testsuite name="soak" tests="2" skipped="0" errors="0" failures="1""#),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(r#"<testcase name="memory flat" classname="soak""#),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(r#"<failure message="iterator age ≤ 6000 ms (limit ≤ 5000 ms)"/>"#),
+            "{xml}"
+        );
+        assert_eq!(xml.matches("<failure").count(), 1);
     }
 
     #[test]
@@ -1169,9 +1591,23 @@ mod tests {
 
         let mut sample = Sample::default();
         assert!(
-            sample.set_metrics(&scrape).is_err(),
+            sample.set_metrics(&scrape, false).is_err(),
             "a scrape without every series is an error"
         );
+        // Series of one mapping, by its function label.
+        assert_eq!(
+            scrape
+                .get_for("poller_deleted_events_total", "f")
+                .expect("present"),
+            7.0
+        );
+        assert_eq!(
+            scrape
+                .get_for("poller_deleted_events_total", "a b")
+                .expect("present"),
+            3.0
+        );
+        assert!(scrape.get_for("poller_deleted_events_total", "g").is_err());
     }
 
     #[test]
@@ -1183,17 +1619,6 @@ mod tests {
         // This process has one.
         let own = std::fs::read_to_string("/proc/self/status").expect("procfs");
         assert!(vm_rss_kib(&own).is_some_and(|kib| kib > 0));
-    }
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("30m"), Some(Duration::from_secs(1_800)));
-        assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5_400)));
-        assert_eq!(parse_duration("45"), Some(Duration::from_secs(45)));
-        for bad in ["", "0", "m", "10x", "5m3", "0s", "-5m"] {
-            assert_eq!(parse_duration(bad), None, "{bad:?}");
-        }
     }
 
     #[test]
