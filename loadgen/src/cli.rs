@@ -42,6 +42,25 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Combine .hlog interval logs (e.g. from several machines) into one report, exactly.
     Merge(MergeArgs),
+    /// Step concurrency (closed model, the default) or rate (open model) until throttles appear or
+    /// a threshold breaks, and report the knee. Exit code 0: at least one step held; 1: the first
+    /// step already failed; 2: error; 130: stopped by Ctrl-C or SIGTERM.
+    Sweep(Box<SweepArgs>),
+}
+
+/// Flags of `loadgen sweep`: those of `loadgen run` (the target, the requests, the thresholds),
+/// whose load flags are replaced by the steps.
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// The steps, in order: concurrency values (closed model) or rates (open model: `50`, `50/s`,
+    /// `3000/m`), e.g. `--steps 5,10,20,40`.
+    #[arg(long, value_delimiter = ',', required = true, num_args = 1..)]
+    pub steps: Vec<String>,
+    /// How long each step runs.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub step_duration: Duration,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// `loadgen run`'s first argument: a scenario file, or the target URL as oha, hey and vegeta take

@@ -1,4 +1,5 @@
-//! The `loadgen run` and `loadgen merge` commands: the only code that sees command-line types.
+//! The `loadgen run`, `loadgen merge` and `loadgen sweep` commands: the only code that sees
+//! command-line types.
 //! Each reads its flags, builds what the lower layers take (a [`Plan`], [`Report`]s), chooses
 //! the sinks, and turns the outcome into the exit code.
 //!
@@ -16,13 +17,16 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
-use crate::cli::{MergeArgs, MetricsAddr, RunArgs};
+use crate::cli::{MergeArgs, MetricsAddr, RunArgs, SweepArgs};
 use crate::metrics::{self, RunMetrics};
 use crate::model::Outcome;
 use crate::plan::{Plan, Threshold};
-use crate::report::{self, AbortOnFail, HLOG_FILE, HlogWriter, Progress, Report, RunInfo};
+use crate::report::{
+    self, AbortOnFail, HLOG_FILE, HlogWriter, Knee, Progress, Report, RunInfo, Step, Sweep,
+};
 use crate::run::{Client, execute};
-use crate::scenario::Scenario;
+use crate::scenario::units::parse_rate;
+use crate::scenario::{Model, Overrides, Scenario};
 
 /// Exit codes of `loadgen run` and `loadgen merge` (docs/loadgen.md, "Exit codes"). 2, for
 /// errors, is `main`'s.
@@ -138,15 +142,135 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 /// The plan from the scenario file (if any) and the flags.
 pub fn plan(args: &RunArgs) -> Result<Plan, Error> {
-    let (mut scenario, base_dir) = match args.scenario() {
+    let (mut scenario, base_dir) = scenario(args)?;
+    scenario.apply(&args.overrides());
+    Plan::new(scenario, &base_dir)
+}
+
+/// The scenario file (if any) and the directory its relative paths start from.
+fn scenario(args: &RunArgs) -> Result<(Scenario, PathBuf), Error> {
+    Ok(match args.scenario() {
         Some(path) => (
             Scenario::load(path)?,
             path.parent().map_or_else(PathBuf::new, Path::to_path_buf),
         ),
         None => (Scenario::default(), PathBuf::from(".")),
+    })
+}
+
+/// `loadgen sweep`: one constant load per step, for `--step-duration` each, until a step throttles
+/// or breaks a threshold (docs/loadgen.md, "loadgen sweep").
+pub async fn sweep(args: SweepArgs) -> anyhow::Result<ExitCode> {
+    let SweepArgs {
+        steps,
+        step_duration,
+        run: run_args,
+    } = args;
+    let model = match run_args.model.as_deref() {
+        Some("open") => Model::Open,
+        _ => Model::Closed,
     };
-    scenario.apply(&args.overrides());
-    Plan::new(scenario, &base_dir)
+    let values = steps
+        .iter()
+        .map(|text| step_value(model, text))
+        .collect::<Result<Vec<f64>, _>>()?;
+    let (base, base_dir) = scenario(&run_args)?;
+    // The flags apply as in `loadgen run`; the load is the step's.
+    let flags = Overrides {
+        rate: None,
+        concurrency: None,
+        stages: None,
+        model: None,
+        duration: None,
+        max_requests: None,
+        ..run_args.overrides()
+    };
+    let plan_of = |value: f64| -> Result<Plan, Error> {
+        let mut scenario = base.clone();
+        scenario.apply(&flags);
+        scenario.apply(&Overrides {
+            rate: (model == Model::Open).then_some(value),
+            concurrency: (model == Model::Closed).then_some(value as u32),
+            duration: Some(step_duration),
+            ..Overrides::default()
+        });
+        scenario.load.max_requests = None;
+        Plan::new(scenario, &base_dir)
+    };
+    // Every step's plan is checked before the first one runs.
+    let plans = values
+        .iter()
+        .map(|&v| plan_of(v))
+        .collect::<Result<Vec<Plan>, _>>()?;
+    if let Some(dir) = &run_args.out_dir {
+        create_dir(dir)?;
+    }
+    let stop = CancellationToken::new();
+    let signals = tokio::spawn(stop_on_signal(stop.clone()));
+    let mut done = Vec::new();
+    for (plan, &value) in plans.iter().zip(&values) {
+        tracing::info!(step = value, model = model.as_str(), "sweep step");
+        let target = Client::for_plan(&plan.target).await?;
+        let mut metrics = RunMetrics::new(plan);
+        let run = execute(plan, target, &stop, &mut (), &mut metrics).await;
+        if run.interrupted {
+            break;
+        }
+        let step = Step::new(value, &run.measurements, &plan.thresholds);
+        let go_on = report::go_on_after(&step);
+        done.push(step);
+        if !go_on {
+            break;
+        }
+    }
+    signals.abort();
+    let first = &plans[0];
+    let sweep = Sweep {
+        name: first.name.clone(),
+        target: first.target.describe(),
+        model: model.as_str().to_owned(),
+        step_duration_s: step_duration.as_secs_f64(),
+        knee: Knee::of(&done),
+        steps: done,
+        interrupted: stop.is_cancelled(),
+    };
+    if let Some(dir) = &run_args.out_dir {
+        report::write_sweep(dir, &sweep)?;
+    }
+    if run_args.json {
+        println!("{}", sweep.to_json());
+    } else {
+        print!("{}", sweep.summary());
+        if let Some(dir) = &run_args.out_dir {
+            println!("  reports written to {}", dir.display());
+        }
+    }
+    Ok(ExitCode::from(if sweep.interrupted {
+        Verdict::Interrupted.code()
+    } else if sweep.knee.held.is_some() {
+        0
+    } else {
+        1
+    }))
+}
+
+/// A step of `--steps`: a concurrency (closed model) or a rate (open model).
+fn step_value(model: Model, text: &str) -> Result<f64, Error> {
+    let value = match model {
+        Model::Closed => text
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|&c| c > 0)
+            .map(f64::from)
+            .ok_or_else(|| format!("`{text}` is not a concurrency (a whole number above 0)")),
+        Model::Open => parse_rate(text).and_then(|r| {
+            (r > 0.0)
+                .then_some(r)
+                .ok_or_else(|| format!("`{text}`: a step's rate must be above zero"))
+        }),
+    };
+    value.map_err(|e| Error::config("--steps", e))
 }
 
 /// `loadgen merge`.

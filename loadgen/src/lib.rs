@@ -41,6 +41,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Simulate(args) => simulate::run(args).await,
         cli::Command::Run(args) => command::run(*args).await,
         cli::Command::Merge(args) => command::merge(args),
+        cli::Command::Sweep(args) => command::sweep(*args).await,
     }
 }
 

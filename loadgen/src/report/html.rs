@@ -142,9 +142,9 @@ fn section(out: &mut String, r: &Report) {
 }
 
 /// A named line for a chart.
-struct Series {
-    label: String,
-    points: Vec<(f64, f64)>,
+pub(super) struct Series {
+    pub(super) label: String,
+    pub(super) points: Vec<(f64, f64)>,
 }
 
 /// Tick values for a log axis from `min` to `max`: powers of ten when the range spans enough of
@@ -193,7 +193,7 @@ fn tick_label(value: &f64) -> String {
 
 /// Draws `series` as lines; `log_y` for latencies, whose spikes would flatten everything else.
 /// The legend is HTML under the chart, so it never hides data.
-fn line_chart(
+pub(super) fn line_chart(
     series: &[Series],
     x_desc: &str,
     y_desc: &str,

@@ -11,6 +11,7 @@ mod hlog;
 mod html;
 mod junit;
 mod progress;
+mod sweep;
 mod text;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ use serde::Serialize;
 pub use abort::AbortOnFail;
 pub use hlog::{HlogWriter, LogReader, RawInterval};
 pub use progress::Progress;
+pub use sweep::{Knee, SWEEP_FILES, Step, Sweep, go_on_after, write_sweep};
 
 use crate::Error;
 use crate::cost::{Cost, Prices};
