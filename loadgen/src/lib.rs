@@ -13,7 +13,8 @@
 //!    [`merge`](mod@merge) reads `.hlog` files back into the same measurements.
 //! 6. [`model`]: the value types they share (outcomes, profiles, samples, measurements).
 //!
-//! Beside them: [`metrics`] (Prometheus) and [`simulate`] (the function simulator).
+//! Beside them: [`metrics`] (Prometheus), [`simulate`] (the function simulator) and [`store`]
+//! (where outputs go: a local directory or S3).
 
 pub mod cli;
 pub mod command;
@@ -26,6 +27,7 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod simulate;
+pub mod store;
 mod timer;
 
 use std::process::ExitCode;
@@ -38,7 +40,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         cli::Command::Simulate(args) => simulate::run(args).await,
         cli::Command::Run(args) => command::run(*args).await,
-        cli::Command::Merge(args) => command::merge(args),
+        cli::Command::Merge(args) => command::merge(args).await,
     }
 }
 
