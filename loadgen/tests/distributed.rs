@@ -283,3 +283,60 @@ async fn a_missing_bucket_fails_before_any_request_is_sent() {
         "{stderr}"
     );
 }
+
+/// The same layout on a local disk (a shared volume): `--worker` puts each run in `DIR/WORKER/`,
+/// and `loadgen merge DIR` merges every worker below it.
+#[tokio::test]
+async fn workers_in_a_local_directory_merge_too() {
+    let sim = simulator("1ms").await;
+    let url = format!("{}/http/local", sim.url());
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    for worker in ["a", "b"] {
+        let output = loadgen(&[
+            "run",
+            &url,
+            "--rate",
+            "100",
+            "--requests",
+            "50",
+            "--out-dir",
+            out,
+            "--worker",
+            worker,
+            "--metrics-addr",
+            "off",
+            "--json",
+        ])
+        .output()
+        .await
+        .unwrap();
+        assert_eq!(output.status.code(), Some(0), "worker {worker}");
+        assert!(dir.path().join(worker).join("latency.hlog").is_file());
+    }
+    let output = loadgen(&["merge", out, "--json"]).output().await.unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["requests"], 100);
+    let sources = report["merged_from"].as_array().unwrap();
+    assert_eq!(sources.len(), 2);
+    assert!(sources[0].as_str().unwrap().ends_with("a/latency.hlog"));
+
+    // A merged output inside the merged directory is refused: it would be one more worker.
+    let inside = dir.path().join("merged");
+    let output = loadgen(&["merge", out, "--out-dir", inside.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--out-dir") && stderr.contains("one more worker"),
+        "{stderr}"
+    );
+}
