@@ -180,11 +180,11 @@ pub async fn merge(args: MergeArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let hlog = output.as_ref().map(|out| out.dir().join(HLOG_FILE));
-    let texts: Vec<(PathBuf, Vec<u8>)> = logs
-        .iter()
-        .map(|log| (log.source.clone(), log.text.clone()))
-        .collect();
-    let merged = crate::merge::merge(&texts, args.interval, hlog.as_deref())?;
+    let (labels, logs): (Vec<String>, Vec<(PathBuf, Vec<u8>)>) = logs
+        .into_iter()
+        .map(|log| (log.label, (log.source, log.text)))
+        .unzip();
+    let merged = crate::merge::merge(&logs, args.interval, hlog.as_deref())?;
     let info = RunInfo {
         name: args.name.clone(),
         target: None,
@@ -194,11 +194,10 @@ pub async fn merge(args: MergeArgs) -> anyhow::Result<ExitCode> {
         aborted_by: None,
         merged_from: logs
             .iter()
-            .map(|l| l.source.display().to_string())
+            .map(|(path, _)| path.display().to_string())
             .collect(),
     };
     let report = Report::new(info, &merged.measurements, &thresholds);
-    let labels: Vec<&str> = logs.iter().map(|l| l.label.as_str()).collect();
     publish(
         &report,
         output,
@@ -210,7 +209,7 @@ pub async fn merge(args: MergeArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The per-worker lines of a merge: how many logs, their labels, counts and rates.
-fn workers(labels: &[&str], inputs: &[InputTotals]) -> String {
+fn workers(labels: &[String], inputs: &[InputTotals]) -> String {
     let mut text = format!(
         "\n  workers: {} ({}) · sum of their rates {:.1}/s\n",
         labels.len(),
