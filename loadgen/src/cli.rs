@@ -12,6 +12,7 @@ use crate::cost::Architecture;
 use crate::scenario::units::{parse_duration, parse_rate, parse_stages};
 use crate::scenario::{InvocationTypeName, Model, Overrides, PayloadOrder, StageConfig};
 use crate::simulate::{FailureMode, Latency, Stall};
+use crate::store::{JOB_INDEX_ENV, Location, check_label};
 
 /// A Lambda-aware load generator and function simulator.
 #[derive(Debug, Parser)]
@@ -109,9 +110,14 @@ pub struct RunArgs {
     #[arg(value_name = "SCENARIO|URL", value_parser = Input::parse)]
     pub input: Option<Input>,
     /// Directory for report.json, report.html, latency.hlog, intervals.csv, percentiles.csv and
-    /// junit.xml (created if missing).
-    #[arg(long, value_name = "DIR")]
-    pub out_dir: Option<PathBuf>,
+    /// junit.xml (created if missing), or an S3 prefix `s3://BUCKET/PREFIX` (files written locally,
+    /// uploaded at the end; the bucket is checked writable before the run starts).
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX", value_parser = Location::parse)]
+    pub out_dir: Option<Location>,
+    /// Worker label of a distributed run: the files go to OUT_DIR/NAME/. Default for an S3
+    /// --out-dir: the host name. A Kubernetes Indexed Job sets JOB_COMPLETION_INDEX.
+    #[arg(long, value_name = "NAME", env = JOB_INDEX_ENV, value_parser = check_label)]
+    pub worker: Option<String>,
     /// Plain HTTP target (the same as giving the URL as the first argument).
     #[arg(long, value_name = "URL", conflicts_with = "function")]
     pub target_url: Option<String>,
@@ -294,12 +300,14 @@ impl RunArgs {
 /// Flags of `loadgen merge`.
 #[derive(Debug, Args)]
 pub struct MergeArgs {
-    /// Interval logs written by `loadgen run --out-dir` (latency.hlog) or other HdrHistogram tools.
-    #[arg(required = true, value_name = "HLOG")]
-    pub logs: Vec<PathBuf>,
-    /// Directory for the merged latency.hlog and the report files.
-    #[arg(long, value_name = "DIR")]
-    pub out_dir: Option<PathBuf>,
+    /// Interval logs written by `loadgen run --out-dir` (latency.hlog) or other HdrHistogram
+    /// tools; or directories and S3 prefixes (`s3://BUCKET/PREFIX`), whose latency.hlog and
+    /// WORKER/latency.hlog files are all merged.
+    #[arg(required = true, value_name = "HLOG|DIR|s3://BUCKET/PREFIX", value_parser = Location::parse)]
+    pub logs: Vec<Location>,
+    /// Directory or S3 prefix for the merged latency.hlog and the report files.
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX", value_parser = Location::parse)]
+    pub out_dir: Option<Location>,
     /// Interval grid of the merged log; default the first log's interval.
     #[arg(long, value_parser = parse_duration)]
     pub interval: Option<Duration>,

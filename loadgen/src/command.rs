@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 use crate::cli::{MergeArgs, MetricsAddr, RunArgs, SweepArgs};
+use crate::merge::{InputTotals, sum_of_rates};
 use crate::metrics::{self, RunMetrics};
 use crate::model::Outcome;
 use crate::plan::{Plan, Threshold};
@@ -27,6 +28,7 @@ use crate::report::{
 use crate::run::{Client, execute};
 use crate::scenario::units::parse_rate;
 use crate::scenario::{Model, Overrides, Scenario};
+use crate::store::{self, Output};
 
 /// Exit codes of `loadgen run` and `loadgen merge` (docs/loadgen.md, "Exit codes"). 2, for
 /// errors, is `main`'s.
@@ -78,9 +80,11 @@ impl Verdict {
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let plan = plan(&args)?;
     let target = Client::for_plan(&plan.target).await?;
-    if let Some(dir) = &args.out_dir {
-        create_dir(dir)?;
-    }
+    // Before the run: a bucket that does not take writes must not cost the whole run.
+    let output = match &args.out_dir {
+        Some(out) => Some(Output::open(&store::run_location(out, args.worker.as_deref())?).await?),
+        None => None,
+    };
     let mut metrics = RunMetrics::new(&plan);
     let metrics_stop = CancellationToken::new();
     // The server stops when this function returns, after the outputs are written.
@@ -102,9 +106,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         args.no_progress,
     );
     let started_at = std::time::SystemTime::now();
-    let hlog = match &args.out_dir {
-        Some(dir) => Some(HlogWriter::create(
-            &dir.join(HLOG_FILE),
+    let hlog = match &output {
+        Some(out) => Some(HlogWriter::create(
+            &out.dir().join(HLOG_FILE),
             started_at,
             &format!("loadgen {} run of {}", env!("CARGO_PKG_VERSION"), plan.name),
         )?),
@@ -137,7 +141,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         prices: plan.prices,
     };
     let report = Report::new(info, &run.measurements, &plan.thresholds);
-    publish(&report, args.out_dir.as_deref(), args.json, args.allow_dropped)
+    publish(&report, output, args.json, args.allow_dropped, "").await
 }
 
 /// The plan from the scenario file (if any) and the flags.
@@ -202,9 +206,13 @@ pub async fn sweep(args: SweepArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|&v| plan_of(v))
         .collect::<Result<Vec<Plan>, _>>()?;
-    if let Some(dir) = &run_args.out_dir {
-        create_dir(dir)?;
-    }
+    // Before the steps: a bucket that does not take writes must not cost the whole sweep.
+    let output = match &run_args.out_dir {
+        Some(out) => {
+            Some(Output::open(&store::run_location(out, run_args.worker.as_deref())?).await?)
+        }
+        None => None,
+    };
     let stop = CancellationToken::new();
     let signals = tokio::spawn(stop_on_signal(stop.clone()));
     let mut done = Vec::new();
@@ -234,15 +242,21 @@ pub async fn sweep(args: SweepArgs) -> anyhow::Result<ExitCode> {
         steps: done,
         interrupted: stop.is_cancelled(),
     };
-    if let Some(dir) = &run_args.out_dir {
-        report::write_sweep(dir, &sweep)?;
-    }
+    let written_to = match output {
+        Some(out) => {
+            report::write_sweep(out.dir(), &sweep)?;
+            let location = out.location().to_string();
+            out.finish().await?;
+            Some(location)
+        }
+        None => None,
+    };
     if run_args.json {
         println!("{}", sweep.to_json());
     } else {
         print!("{}", sweep.summary());
-        if let Some(dir) = &run_args.out_dir {
-            println!("  reports written to {}", dir.display());
+        if let Some(location) = written_to {
+            println!("  reports written to {location}");
         }
     }
     Ok(ExitCode::from(if sweep.interrupted {
@@ -274,28 +288,37 @@ fn step_value(model: Model, text: &str) -> Result<f64, Error> {
 }
 
 /// `loadgen merge`.
-pub fn merge(args: MergeArgs) -> anyhow::Result<ExitCode> {
+pub async fn merge(args: MergeArgs) -> anyhow::Result<ExitCode> {
     let thresholds = args
         .thresholds
         .iter()
         .map(|t| Threshold::parse(t).map_err(|e| Error::config("--threshold", e)))
         .collect::<Result<Vec<_>, _>>()?;
-    let logs = args
-        .logs
-        .iter()
-        .map(|path| {
-            std::fs::read(path)
-                .map(|text| (path.clone(), text))
-                .map_err(|e| Error::ReadLog {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if let Some(dir) = &args.out_dir {
-        create_dir(dir)?;
+    if let Some(out) = &args.out_dir
+        && let Some(input) = args.logs.iter().find(|input| out.is_within(input))
+    {
+        return Err(Error::config(
+            "--out-dir",
+            format!(
+                "{out} is inside the input {input}: a later merge of {input} would count the \
+                 merged log as one more worker"
+            ),
+        )
+        .into());
     }
-    let hlog = args.out_dir.as_ref().map(|dir| dir.join(HLOG_FILE));
+    let mut logs = Vec::new();
+    for input in &args.logs {
+        logs.extend(store::read_logs(input).await?);
+    }
+    let output = match &args.out_dir {
+        Some(out) => Some(Output::open(out).await?),
+        None => None,
+    };
+    let hlog = output.as_ref().map(|out| out.dir().join(HLOG_FILE));
+    let (labels, logs): (Vec<String>, Vec<(PathBuf, Vec<u8>)>) = logs
+        .into_iter()
+        .map(|log| (log.label, (log.source, log.text)))
+        .unzip();
     let merged = crate::merge::merge(&logs, args.interval, hlog.as_deref())?;
     let info = RunInfo {
         name: args.name.clone(),
@@ -304,19 +327,41 @@ pub fn merge(args: MergeArgs) -> anyhow::Result<ExitCode> {
         started_at: Some(merged.started_at),
         interrupted: false,
         aborted_by: None,
-        merged_from: args.logs.iter().map(|p| p.display().to_string()).collect(),
+        merged_from: logs
+            .iter()
+            .map(|(path, _)| path.display().to_string())
+            .collect(),
         // Merged logs carry no REPORT lines, so there is nothing to price.
         ..RunInfo::default()
     };
     let report = Report::new(info, &merged.measurements, &thresholds);
-    publish(&report, args.out_dir.as_deref(), args.json, false)
+    publish(
+        &report,
+        output,
+        args.json,
+        false,
+        &workers(&labels, &merged.inputs),
+    )
+    .await
 }
 
-fn create_dir(dir: &Path) -> Result<(), Error> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::Write {
-        path: dir.to_owned(),
-        error: e.to_string(),
-    })
+/// The per-worker lines of a merge: how many logs, their labels, counts and rates.
+fn workers(labels: &[String], inputs: &[InputTotals]) -> String {
+    let mut text = format!(
+        "\n  workers: {} ({}) · sum of their rates {:.1}/s\n",
+        labels.len(),
+        labels.join(", "),
+        sum_of_rates(inputs)
+    );
+    for (label, input) in labels.iter().zip(inputs) {
+        text.push_str(&format!(
+            "    {label:<16} {:>10} requests in {:.1} s ({:.1}/s)\n",
+            input.requests,
+            input.span.as_secs_f64(),
+            input.rate()
+        ));
+    }
+    text
 }
 
 /// Serves `metrics` where `--metrics-addr` says until `stop` fires. The default address is taken
@@ -346,23 +391,30 @@ async fn serve_metrics(
     }
 }
 
-/// Prints the summary (or the JSON report) on stdout, writes the report files, and turns the
-/// verdict into the exit code.
-fn publish(
+/// Writes the report files (and uploads them to S3), prints the summary (or the JSON report)
+/// on stdout, followed by `notes` in the summary, and turns the verdict into the exit code.
+async fn publish(
     report: &Report,
-    out_dir: Option<&Path>,
+    output: Option<Output>,
     json: bool,
     allow_dropped: bool,
+    notes: &str,
 ) -> anyhow::Result<ExitCode> {
-    if let Some(dir) = out_dir {
-        report::write_files(dir, report)?;
-    }
+    let written_to = match output {
+        Some(out) => {
+            report::write_files(out.dir(), report)?;
+            let location = out.location().to_string();
+            out.finish().await?;
+            Some(location)
+        }
+        None => None,
+    };
     if json {
         println!("{}", report.to_json());
     } else {
-        print!("{}", report.summary());
-        if let Some(dir) = out_dir {
-            println!("  reports written to {}", dir.display());
+        print!("{}{notes}", report.summary());
+        if let Some(location) = written_to {
+            println!("  reports written to {location}");
         }
     }
     let verdict = Verdict::of(report, allow_dropped);

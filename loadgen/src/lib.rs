@@ -14,7 +14,8 @@
 //! 6. [`model`]: the value types they share (outcomes, profiles, samples, measurements), and
 //!    [`cost`]: Lambda prices and what a run's `REPORT` lines cost at them.
 //!
-//! Beside them: [`metrics`] (Prometheus) and [`simulate`] (the function simulator).
+//! Beside them: [`metrics`] (Prometheus), [`simulate`] (the function simulator) and [`store`]
+//! (where outputs go: a local directory or S3).
 
 pub mod cli;
 pub mod command;
@@ -28,6 +29,7 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod simulate;
+pub mod store;
 mod timer;
 
 use std::process::ExitCode;
@@ -40,7 +42,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         cli::Command::Simulate(args) => simulate::run(args).await,
         cli::Command::Run(args) => command::run(*args).await,
-        cli::Command::Merge(args) => command::merge(args),
+        cli::Command::Merge(args) => command::merge(args).await,
         cli::Command::Sweep(args) => command::sweep(*args).await,
     }
 }

@@ -25,6 +25,35 @@ pub struct Merged {
     pub measurements: Measurements,
     /// Start of the earliest interval.
     pub started_at: SystemTime,
+    /// What each input contributed, in the order of the inputs.
+    pub inputs: Vec<InputTotals>,
+}
+
+/// One input's share of a merge: a worker's own count and rate.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct InputTotals {
+    pub requests: u64,
+    /// From the start of its first interval to the end of its last.
+    pub span: Duration,
+}
+
+impl InputTotals {
+    /// Requests per second over the input's own span (0 for an empty one).
+    pub fn rate(&self) -> f64 {
+        let secs = self.span.as_secs_f64();
+        if secs > 0.0 {
+            self.requests as f64 / secs
+        } else {
+            0.0
+        }
+    }
+}
+
+/// The workers' rates added up: the aggregate rate while they all ran. It equals the merged
+/// report's rate (all requests over the union of the spans) only when the workers ran over the
+/// same span; workers started apart stretch the union, not the load they offered together.
+pub fn sum_of_rates(inputs: &[InputTotals]) -> f64 {
+    inputs.iter().map(InputTotals::rate).sum()
 }
 
 /// One input log being read.
@@ -146,6 +175,8 @@ pub fn merge(
     let mut current: Option<u64> = None;
     let mut rows = Vec::new();
     let mut end = origin;
+    // Per input: requests, and the start of its first interval and end of its last.
+    let mut own: Vec<(u64, Option<(Duration, Duration)>)> = vec![(0, None); inputs.len()];
     let mut flush = |grid: &mut Interval, rows: &mut Vec<IntervalRow>| {
         writer.interval(grid);
         rows.push(IntervalRow::new(
@@ -202,7 +233,13 @@ pub fn merge(
         };
         add(&mut grid.latency)?;
         add(&mut totals)?;
-        end = end.max(entry.start + entry.length);
+        let entry_end = entry.start + entry.length;
+        end = end.max(entry_end);
+        let (requests, span) = &mut own[i];
+        *requests += histogram.len();
+        *span = Some(span.map_or((entry.start, entry_end), |(first, last)| {
+            (first.min(entry.start), last.max(entry_end))
+        }));
     }
     if current.is_some() {
         flush(&mut grid, &mut rows);
@@ -222,6 +259,13 @@ pub fn merge(
             intervals: rows,
         },
         started_at,
+        inputs: own
+            .into_iter()
+            .map(|(requests, span)| InputTotals {
+                requests,
+                span: span.map_or(Duration::ZERO, |(first, last)| last - first),
+            })
+            .collect(),
     })
 }
 
@@ -283,6 +327,13 @@ mod tests {
             merged.started_at,
             SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
         );
+        // Each input keeps its own count and span; their rates add up.
+        let own = InputTotals {
+            requests: 3 * 101,
+            span: Duration::from_secs(3),
+        };
+        assert_eq!(merged.inputs, [own, own]);
+        assert_eq!(sum_of_rates(&merged.inputs), 2.0 * 101.0);
 
         // The merged log merges again to the same totals.
         let again = merge(&read(&[&out]), None, None).unwrap();

@@ -584,16 +584,7 @@ fn throttle_reason(body: &[u8]) -> Option<String> {
 
 /// Full error text including sources (reqwest and hyper hide the interesting part, e.g. `Too many
 /// open files`, in `source()`).
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
+pub use aws_wire::error_chain;
 
 #[cfg(test)]
 mod tests {

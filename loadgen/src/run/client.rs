@@ -16,30 +16,19 @@
 //! SDK's. Telemetry headers the SDK adds (`amz-sdk-invocation-id`, `x-amz-user-agent`) are not
 //! sent. <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv4-signing-request.html>
 
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
-
-use aws_credential_types::Credentials;
-use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-use aws_sigv4::sign::v4::SigningParams;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_wire::{Pool, Signer};
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Uri};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client as Hyper;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use lambda_invoke::{Error, InvocationType, MAX_RESPONSE_BYTES, Response, Target, error_chain};
+use http_body_util::Full;
+use lambda_invoke::{Error, InvocationType, MAX_RESPONSE_BYTES, Response, Target};
 
 use aws_config::meta::region::RegionProviderChain;
 use aws_config::{BehaviorVersion, Region};
 
 use crate::Error as LoadgenError;
 use crate::plan::{TargetKind, TargetPlan};
-
-type Connector = HttpsConnector<HttpConnector>;
 
 /// Where the engine's requests go.
 #[derive(Debug)]
@@ -99,8 +88,8 @@ impl Client {
             provider,
         )?;
         lambda
-            .credentials
-            .get()
+            .signer
+            .credentials()
             .await
             .map_err(|e| LoadgenError::Target(e.to_string()))?;
         Ok(Client(Kind::Lambda(Box::new(lambda))))
@@ -133,19 +122,9 @@ async fn lambda_endpoint(
     region: &str,
 ) -> Result<String, LoadgenError> {
     use aws_sdk_lambda::config::endpoint::{DefaultResolver, Params, ResolveEndpoint};
-    let configured = || {
-        let key = aws_types::service_config::ServiceConfigKey::builder()
-            .service_id("Lambda")
-            .env("AWS_ENDPOINT_URL")
-            .profile("endpoint_url")
-            .build()
-            .ok()?;
-        sdk.service_config()?.load_config(key)
-    };
     let url = given
         .map(str::to_owned)
-        .or_else(configured)
-        .or_else(|| sdk.endpoint_url().map(str::to_owned));
+        .or_else(|| aws_wire::configured_endpoint(sdk, "Lambda"));
     let params = Params::builder()
         .region(region)
         .use_fips(sdk.use_fips().unwrap_or(false))
@@ -160,16 +139,8 @@ async fn lambda_endpoint(
     Ok(endpoint.url().to_owned())
 }
 
-/// A connection pool for `http://` and `https://` (rustls with the system's roots), HTTP/1.1.
-fn pool() -> Result<Hyper<Connector, Full<Bytes>>, LoadgenError> {
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(provider)
-        .map_err(|e| LoadgenError::Target(format!("TLS setup: {e}")))?
-        .https_or_http()
-        .enable_http1()
-        .build();
-    Ok(Hyper::builder(TokioExecutor::new()).build(connector))
+fn pool() -> Result<Pool, LoadgenError> {
+    aws_wire::pool().map_err(|e| LoadgenError::Target(e.to_string()))
 }
 
 /// A plain HTTP endpoint: the URL, method and headers parsed once.
@@ -180,7 +151,7 @@ struct Endpoint {
     method: Method,
     /// Sent with every request; `Content-Type: application/json` unless replaced.
     headers: HeaderMap,
-    pool: Hyper<Connector, Full<Bytes>>,
+    pool: Pool,
 }
 
 impl Endpoint {
@@ -222,38 +193,13 @@ impl Endpoint {
     }
 }
 
-/// Sends `request` and reads the answer, at most [`MAX_RESPONSE_BYTES`] of its body: the status,
-/// the headers, what was read and how long the body was (above the limit when cut: the announced
-/// length if any, else one past the limit).
-async fn send(
-    pool: &Hyper<Connector, Full<Bytes>>,
-    request: Request<Full<Bytes>>,
-) -> Result<(u16, HeaderMap, Vec<u8>, usize), Error> {
-    let response = pool
-        .request(request)
+/// Sends `request` and reads at most [`MAX_RESPONSE_BYTES`] of the answer: the status, the
+/// headers, what was read and how long the body was.
+async fn send(pool: &Pool, request: Request<Full<Bytes>>) -> Result<(u16, HeaderMap, Vec<u8>, usize), Error> {
+    let answer = aws_wire::send(pool, request, MAX_RESPONSE_BYTES)
         .await
-        .map_err(|e| Error::Transport(error_chain(&e)))?;
-    let (parts, body) = response.into_parts();
-    let announced = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if let Some(length) = announced.filter(|&n| n > MAX_RESPONSE_BYTES) {
-        return Ok((parts.status.as_u16(), parts.headers, Vec::new(), length));
-    }
-    let (body, total) = match Limited::new(body, MAX_RESPONSE_BYTES).collect().await {
-        Ok(collected) => {
-            let bytes = collected.to_bytes();
-            let len = bytes.len();
-            (Vec::from(bytes), len)
-        }
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            (Vec::new(), MAX_RESPONSE_BYTES + 1)
-        }
-        Err(e) => return Err(Error::Transport(error_chain(&*e))),
-    };
-    Ok((parts.status.as_u16(), parts.headers, body, total))
+        .map_err(|e| Error::Transport(e.to_string()))?;
+    Ok((answer.status, answer.headers, Vec::from(answer.body), answer.total))
 }
 
 /// A function behind the Invoke API: `POST /2015-03-31/functions/{name}/invocations`, signed.
@@ -262,9 +208,8 @@ struct Lambda {
     /// The full URI as a string, for signing (which reads the host from it).
     uri_text: String,
     uri: Uri,
-    region: String,
-    credentials: CredentialsCache,
-    pool: Hyper<Connector, Full<Bytes>>,
+    signer: Signer,
+    pool: Pool,
 }
 
 const INVOCATION_TYPE: HeaderName = HeaderName::from_static("x-amz-invocation-type");
@@ -298,8 +243,7 @@ impl Lambda {
         Ok(Lambda {
             uri_text,
             uri,
-            region: region.to_owned(),
-            credentials: CredentialsCache::new(credentials),
+            signer: Signer::new("lambda", region, credentials),
             pool: pool()?,
         })
     }
@@ -338,58 +282,15 @@ impl Lambda {
         invocation_type: InvocationType,
         log_tail: bool,
     ) -> Result<Response, Error> {
-        let credentials = self.credentials.get().await?;
         let body = payload.clone();
         let mut request = self.request(payload, invocation_type, log_tail);
-        sign_request(
-            &mut request,
-            &self.uri_text,
-            &body,
-            &self.region,
-            &credentials,
-            SystemTime::now(),
-        )?;
+        self.signer
+            .sign(&mut request, &self.uri_text, &body)
+            .await
+            .map_err(|e| Error::Transport(e.to_string()))?;
         let (status, headers, body, total) = send(&self.pool, request).await?;
         invoke_answer(status, &headers, body, total)
     }
-}
-
-/// Adds the SigV4 headers (`Authorization`, `X-Amz-Date`, `X-Amz-Security-Token`) for Lambda in
-/// `region` at `time` to `request`, whose URI is `uri_text` and body `body`.
-fn sign_request<B>(
-    request: &mut Request<B>,
-    uri_text: &str,
-    body: &[u8],
-    region: &str,
-    credentials: &Credentials,
-    time: SystemTime,
-) -> Result<(), Error> {
-    let identity = credentials.clone().into();
-    let params = SigningParams::builder()
-        .identity(&identity)
-        .region(region)
-        .name("lambda")
-        .time(time)
-        .settings(SigningSettings::default())
-        .build()
-        .map_err(|e| Error::Transport(format!("signing: {e}")))?
-        .into();
-    let headers = request
-        .headers()
-        .iter()
-        .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)));
-    let signable = SignableRequest::new(
-        request.method().as_str(),
-        uri_text,
-        headers,
-        SignableBody::Bytes(body),
-    )
-    .map_err(|e| Error::Transport(format!("signing: {e}")))?;
-    let (instructions, _signature) = sign(signable, &params)
-        .map_err(|e| Error::Transport(format!("signing: {e}")))?
-        .into_parts();
-    instructions.apply_to_request_http1x(request);
-    Ok(())
 }
 
 /// Classifies an Invoke API answer as `lambda-invoke` does through the SDK: 2xx is the function's
@@ -476,51 +377,10 @@ fn sanitize_error_code(raw: &str) -> &str {
     code.rsplit('#').next().unwrap_or(code)
 }
 
-/// Credentials resolved once and again only shortly before they expire, so that the provider
-/// chain (files, IMDS, STS) is not asked per request.
-#[derive(Debug)]
-struct CredentialsCache {
-    provider: SharedCredentialsProvider,
-    current: Mutex<Option<Credentials>>,
-}
-
-/// Credentials expiring sooner than this are renewed (the SDK's identity cache uses the same
-/// buffer).
-const EXPIRY_BUFFER: Duration = Duration::from_secs(5 * 60);
-
-impl CredentialsCache {
-    fn new(provider: SharedCredentialsProvider) -> CredentialsCache {
-        CredentialsCache {
-            provider,
-            current: Mutex::new(None),
-        }
-    }
-
-    async fn get(&self) -> Result<Credentials, Error> {
-        let fresh = |c: &Credentials| {
-            c.expiry()
-                .is_none_or(|expiry| expiry > SystemTime::now() + EXPIRY_BUFFER)
-        };
-        if let Some(credentials) = self.lock().as_ref().filter(|c| fresh(c)) {
-            return Ok(credentials.clone());
-        }
-        // Several requests may renew at once at expiry; they all get valid credentials.
-        let credentials = self
-            .provider
-            .provide_credentials()
-            .await
-            .map_err(|e| Error::Transport(format!("no AWS credentials: {e}")))?;
-        *self.lock() = Some(credentials.clone());
-        Ok(credentials)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Credentials>> {
-        self.current.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -604,8 +464,11 @@ mod tests {
 /// The direct path against the SDK's: the same request, the same signature.
 #[cfg(test)]
 mod sdk_equivalence {
-    use std::sync::Arc;
-    use std::time::UNIX_EPOCH;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use aws_credential_types::Credentials;
+    use http_body_util::BodyExt;
 
     use aws_sdk_lambda::config::{BehaviorVersion, Region};
     use aws_sdk_lambda::primitives::Blob;
@@ -728,15 +591,10 @@ mod sdk_equivalence {
             }
         }
         let uri_text = format!("{endpoint}{}", uri.path_and_query().unwrap());
-        sign_request(
-            &mut resigned,
-            &uri_text,
-            payload,
-            "eu-west-1",
-            &credentials,
-            time,
-        )
-        .unwrap();
+        lambda
+            .signer
+            .sign_with(&mut resigned, &uri_text, payload, &credentials, time)
+            .unwrap();
         for name in ["authorization", "x-amz-date", "x-amz-security-token"] {
             assert_eq!(
                 resigned.headers().get(name),
@@ -747,15 +605,10 @@ mod sdk_equivalence {
 
         // And the direct path's own request signs the same headers, less the SDK's user agent.
         let mut ours = ours;
-        sign_request(
-            &mut ours,
-            &lambda.uri_text,
-            payload,
-            "eu-west-1",
-            &credentials,
-            time,
-        )
-        .unwrap();
+        lambda
+            .signer
+            .sign_with(&mut ours, &lambda.uri_text, payload, &credentials, time)
+            .unwrap();
         let expected: Vec<&str> = signed
             .into_iter()
             .filter(|h| *h != "x-amz-user-agent")

@@ -1,0 +1,56 @@
+//! Signed AWS requests without the SDK's per-call machinery.
+//!
+//! The AWS SDK runs, for every call, an interceptor chain, endpoint and identity resolution, a
+//! retry layer and type-erased configuration lookups; measured in the poller and in loadgen
+//! (docs/benchmarks.md), that fixed cost was most of the CPU spent per call, far more than signing
+//! or parsing. The calls made once per record batch or per load-test request are therefore sent
+//! from parts prepared once:
+//!
+//! * [`Signer`]: SigV4 for one service and region, with credentials from any provider (the default
+//!   chain included) resolved once and again only shortly before they expire ([`CredentialsCache`]);
+//! * [`pool`]: one hyper connection pool for `http://` and `https://` (rustls, the system's roots);
+//! * [`send`]: sends a request and reads at most a given number of bytes of the answer.
+//!
+//! The signature is aws-sigv4's with its default settings, the ones the SDK uses for every service
+//! except S3 (double percent-encoding, normalised path, no `x-amz-content-sha256`, session token
+//! signed). <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv4-signing-request.html>
+
+mod credentials;
+mod endpoint;
+mod send;
+mod sign;
+
+pub use credentials::CredentialsCache;
+pub use endpoint::configured_endpoint;
+pub use send::{Answer, Pool, pool, send};
+pub use sign::Signer;
+
+/// Why a request was not sent or got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No credentials from the provider chain.
+    #[error("no AWS credentials: {0}")]
+    Credentials(String),
+    /// The request could not be signed (an invalid header value, an invalid URI).
+    #[error("signing: {0}")]
+    Signing(String),
+    /// TLS could not be set up (no usable root certificates).
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    /// No answer: connection refused or reset, or the body could not be read.
+    #[error("{0}")]
+    Transport(String),
+}
+
+/// The full text of an error and its sources: hyper and rustls keep the useful part (`Too many
+/// open files`, `connection refused`, a certificate problem) in `source()`.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
