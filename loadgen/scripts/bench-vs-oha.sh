@@ -10,9 +10,13 @@
 # (user + sys from getrusage), which stays meaningful on a machine shared with other work.
 #
 # Accuracy (MODE=accuracy): the simulator answers in LATENCY (20 ms by default) and records what
-# it measured; tcpdump captures the loopback traffic; loadgen's percentiles (open and closed) are
-# compared with the same percentiles on the wire (loadgen/scripts/wire-latency.py) and with the
-# simulator's own record. Needs root for tcpdump.
+# it measured; tcpdump captures the loopback traffic of each run; the percentiles loadgen and oha
+# report (open model at ACC_RATE/s with latency correction, closed model at ACC_C in flight) are
+# compared with the same percentiles on the wire (loadgen/scripts/wire-latency.py: kernel time
+# stamps of each request's and response's first segment) and with the simulator's own record of
+# the same requests. The simulator and the generator run at a real-time priority (chrt -f 10) so
+# that other work on the machine does not stand between a segment and the tool's clock. Needs
+# root (tcpdump, chrt).
 #
 # All traffic goes to 127.0.0.1 with dummy credentials; every run is bounded by a request count
 # or a duration.
@@ -144,7 +148,7 @@ capture() { # name tool command...
   shift 2
   tcpdump -i lo -w "$work/run.pcap" -s 128 -U "tcp port $port" 2>"$work/tcpdump.err" &
   local dump=$!
-  for _ in $(seq 50); do grep -q listening "$work/tcpdump.err" && break; sleep 0.1; done
+  for _ in $(seq 50); do grep -qs listening "$work/tcpdump.err" && break; sleep 0.1; done
   own=$("$@")
   # tcpdump has written every segment (-U): stop it and let it close the file.
   kill -INT "$dump"
@@ -152,14 +156,14 @@ capture() { # name tool command...
   # shellcheck disable=SC2086
   printf "%-24s %-14s %8s %8s %8s %8s\n" "$name" "$tool" $own
   # shellcheck disable=SC2046
-  printf "%-24s %-14s %8s %8s %8s %8s\n" "$name" "wire ($tool)" \
-    $(python3 "$(dirname "$0")/wire-latency.py" "$work/run.pcap" "$port" | cut -d' ' -f3,5,7,9)
+  printf "%-24s %-14s %8s %8s %8s %8s %6s\n" "$name" "wire ($tool)" \
+    $(python3 "$(dirname "$0")/wire-latency.py" "$work/run.pcap" "$port" | cut -d' ' -f3,5,7,9,11)
   # shellcheck disable=SC2046
   printf "%-24s %-14s %8s %8s %8s %8s\n" "$name" "sim ($tool)" $(simulator_percentiles)
 }
 
 accuracy() {
-  printf "%-24s %-14s %8s %8s %8s %8s\n" run source p50 p90 p99 p99.9
+  printf "%-24s %-14s %8s %8s %8s %8s %6s\n" run source p50 p90 p99 p99.9 conns
   for _ in $(seq "$REPEAT"); do
     for spec in "${ACCURACY_RUNS[@]}"; do
       IFS='|' read -r name lg oha <<<"$spec"
