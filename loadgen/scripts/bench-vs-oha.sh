@@ -10,15 +10,20 @@
 # (user + sys from getrusage), which stays meaningful on a machine shared with other work.
 #
 # Accuracy (MODE=accuracy): the simulator answers in LATENCY (20 ms by default) and records what
-# it measured; tcpdump captures the loopback traffic; loadgen's percentiles (open and closed) are
-# compared with the same percentiles on the wire (loadgen/scripts/wire-latency.py) and with the
-# simulator's own record. Needs root for tcpdump.
+# it measured; tcpdump captures the loopback traffic of each run; the percentiles loadgen and oha
+# report (open model at ACC_RATE/s with latency correction, closed model at ACC_C in flight) are
+# compared with the same percentiles on the wire (loadgen/scripts/wire-latency.py: kernel time
+# stamps of each request's and response's first segment) and with the simulator's own record of
+# the same requests. The simulator and the generator run at a real-time priority (chrt -f 10) so
+# that other work on the machine does not stand between a segment and the tool's clock. Needs
+# root (tcpdump, chrt).
 #
 # All traffic goes to 127.0.0.1 with dummy credentials; every run is bounded by a request count
 # or a duration.
 #
 # Usage: loadgen/scripts/bench-vs-oha.sh
-#   env: MODE, LOADGEN, OHA, N, C, RATE, DURATION, REPEAT, LATENCY
+#   env: MODE, LOADGEN, OHA, N, C, RATE, DURATION, REPEAT, LATENCY, ACC_RATE, ACC_DURATION,
+#   ACC_C, ACC_N
 set -euo pipefail
 
 MODE=${MODE:-throughput}
@@ -30,6 +35,10 @@ RATE=${RATE:-5000}        # open-model arrival rate
 DURATION=${DURATION:-10}  # open-model seconds
 REPEAT=${REPEAT:-5}
 LATENCY=${LATENCY:-20ms}  # accuracy mode: the simulated function's latency
+ACC_RATE=${ACC_RATE:-500}         # accuracy mode, open model: arrivals per second
+ACC_DURATION=${ACC_DURATION:-20}  # accuracy mode, open model: seconds
+ACC_C=${ACC_C:-16}                # accuracy mode, closed model: requests in flight
+ACC_N=${ACC_N:-8000}              # accuracy mode, closed model: requests
 
 export AWS_ACCESS_KEY_ID=AKIDEXAMPLE AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY
 export AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
@@ -37,8 +46,9 @@ unset AWS_SESSION_TOKEN AWS_PROFILE
 
 work=$(mktemp -d)
 sim_args=(simulate --bind 127.0.0.1:0)
-[ "$MODE" = accuracy ] && sim_args+=(--latency "$LATENCY" --record)
-taskset -c 0 "$LOADGEN" "${sim_args[@]}" >"$work/sim.out" 2>"$work/sim.err" &
+sim_prio=()
+[ "$MODE" = accuracy ] && sim_args+=(--latency "$LATENCY" --record) && sim_prio=(chrt -f 10)
+"${sim_prio[@]}" taskset -c 0 "$LOADGEN" "${sim_args[@]}" >"$work/sim.out" 2>"$work/sim.err" &
 sim=$!
 trap 'kill "$sim" 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 50); do grep -q listening "$work/sim.out" && break; sleep 0.1; done
@@ -93,6 +103,11 @@ loadgen_percentiles() {
   python3 -c 'import json,sys; l=json.load(sys.stdin)["latency_ms"]; print(l["p50"], l["p90"], l["p99"], l["p99_9"])'
 }
 
+# oha's percentiles from its JSON output (seconds): "p50 p90 p99 p99.9" in ms.
+oha_percentiles() {
+  python3 -c 'import json,sys; l=json.load(sys.stdin)["latencyPercentiles"]; print(*(f"{l[k]*1e3:.3f}" for k in ("p50","p90","p99","p99.9")))'
+}
+
 # The simulator's record of the last run: "p50 p90 p99 p99.9" of duration_ms, then clears it.
 simulator_percentiles() {
   python3 - "$base" <<'PY'
@@ -106,25 +121,54 @@ urllib.request.urlopen(urllib.request.Request(base + "/_sim/reset", method="POST
 PY
 }
 
+# Accuracy runs: "name|loadgen arguments|oha arguments". Both tools at the same rate or
+# concurrency, for the same time or count; oha's open model with its latency correction, which
+# times from the scheduled send as loadgen does.
+ACCURACY_RUNS=(
+  "open ${ACC_RATE}/s ${ACC_DURATION}s|--rate $ACC_RATE --duration ${ACC_DURATION}s --max-in-flight 64|-q $ACC_RATE -z ${ACC_DURATION}s --latency-correction -c 64"
+  "closed c=$ACC_C n=$ACC_N|--concurrency $ACC_C --requests $ACC_N|-c $ACC_C -n $ACC_N"
+)
+
+# One run of each tool for the accuracy mode, given the run's arguments; prints its percentiles.
+# Both tools run at a real-time priority (chrt), as the simulator does in this mode: on a machine
+# shared with builds, a generator that waits for a CPU after the answer arrived measures the
+# machine, not itself.
+loadgen_accuracy() {
+  # shellcheck disable=SC2086
+  chrt -f 10 taskset -c 1 "$LOADGEN" run "${lg_http[@]}" $1 --no-progress --metrics-addr off --allow-dropped --json | loadgen_percentiles
+}
+oha_accuracy() {
+  # shellcheck disable=SC2086
+  chrt -f 10 taskset -c 1 "$OHA" --no-tui --output-format json $1 "${oha_http[@]}" | oha_percentiles
+}
+
+# One tool's run under tcpdump: prints its own percentiles, the wire's and the simulator's.
+capture() { # name tool command...
+  local name=$1 tool=$2 port=${base##*:} own
+  shift 2
+  tcpdump -i lo -w "$work/run.pcap" -s 128 -U "tcp port $port" 2>"$work/tcpdump.err" &
+  local dump=$!
+  for _ in $(seq 50); do grep -qs listening "$work/tcpdump.err" && break; sleep 0.1; done
+  own=$("$@")
+  # tcpdump has written every segment (-U): stop it and let it close the file.
+  kill -INT "$dump"
+  wait "$dump" || true
+  # shellcheck disable=SC2086
+  printf "%-24s %-14s %8s %8s %8s %8s\n" "$name" "$tool" $own
+  # shellcheck disable=SC2046
+  printf "%-24s %-14s %8s %8s %8s %8s %6s\n" "$name" "wire ($tool)" \
+    $(python3 "$(dirname "$0")/wire-latency.py" "$work/run.pcap" "$port" | cut -d' ' -f3,5,7,9,11)
+  # shellcheck disable=SC2046
+  printf "%-24s %-14s %8s %8s %8s %8s\n" "$name" "sim ($tool)" $(simulator_percentiles)
+}
+
 accuracy() {
-  local port=${base##*:}
-  printf "%-34s %-10s %8s %8s %8s %8s\n" run source p50 p90 p99 p99.9
-  for model in "open 200/s 20s:--rate 200 --duration 20s --max-in-flight 64" \
-               "closed c=8 n=4000:--concurrency 8 --requests 4000"; do
-    local name=${model%%:*} args=${model#*:}
-    for _ in $(seq "$REPEAT"); do
-      tcpdump -i lo -w "$work/run.pcap" -s 128 -U "tcp port $port" 2>/dev/null &
-      local dump=$!
-      sleep 1
-      # shellcheck disable=SC2086
-      read -r p50 p90 p99 p999 < <(taskset -c 1 "$LOADGEN" run "${lg_http[@]}" $args --no-progress --metrics-addr off --json | loadgen_percentiles)
-      sleep 1
-      kill -INT "$dump"; wait "$dump" || true
-      printf "%-34s %-10s %8s %8s %8s %8s\n" "$name" loadgen "$p50" "$p90" "$p99" "$p999"
-      read -r _ p50 _ p90 _ p99 _ p999 < <(python3 "$(dirname "$0")/wire-latency.py" "$work/run.pcap" "$port" | cut -d' ' -f2-)
-      printf "%-34s %-10s %8s %8s %8s %8s\n" "$name" wire "$p50" "$p90" "$p99" "$p999"
-      read -r p50 p90 p99 p999 < <(simulator_percentiles)
-      printf "%-34s %-10s %8s %8s %8s %8s\n" "$name" simulator "$p50" "$p90" "$p99" "$p999"
+  printf "%-24s %-14s %8s %8s %8s %8s %6s\n" run source p50 p90 p99 p99.9 conns
+  for _ in $(seq "$REPEAT"); do
+    for spec in "${ACCURACY_RUNS[@]}"; do
+      IFS='|' read -r name lg oha <<<"$spec"
+      capture "$name" loadgen loadgen_accuracy "$lg"
+      capture "$name" oha oha_accuracy "$oha"
     done
   done
 }

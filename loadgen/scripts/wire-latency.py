@@ -8,7 +8,10 @@ loopback or cooked link type). On each connection, a request starts with a clien
 payload begins with an HTTP method, and its response with the next server segment whose payload
 begins with `HTTP/1.1`: keep-alive without pipelining, which is what loadgen and oha send. The
 latency is the time between the two segments as the kernel saw them, independent of either
-tool's clock. Prints the count and p50/p90/p99/p99.9 in ms (nearest-rank, as HdrHistogram).
+tool's clock. Prints the count and p50/p90/p99/p99.9 in ms (nearest-rank, as HdrHistogram), then
+the number of connections the client opened (SYN segments): a request that had to wait for a new
+connection is timed from its connect by the tool but from its first segment on the wire, so many
+connections explain a tool's tail that the wire does not show.
 """
 
 import math
@@ -16,6 +19,7 @@ import struct
 import sys
 
 METHODS = (b"POST ", b"GET ", b"PUT ")
+SYN, ACK = 0x02, 0x10
 
 
 def packets(path):
@@ -39,7 +43,7 @@ def packets(path):
 
 
 def tcp_segment(linktype, data):
-    """(src_port, dst_port, client/server key, payload) of an IPv4 TCP segment, or None."""
+    """(src_port, dst_port, flags, payload) of an IPv4 TCP segment, or None."""
     if linktype == 1:  # Ethernet (loopback on Linux)
         if data[12:14] != b"\x08\x00":
             return None
@@ -60,19 +64,22 @@ def tcp_segment(linktype, data):
     tcp = ip[ihl:]
     src, dst = struct.unpack(">HH", tcp[:4])
     offset = (tcp[12] >> 4) * 4
-    return src, dst, tcp[offset:]
+    return src, dst, tcp[13], tcp[offset:]
 
 
 def main():
     path, port = sys.argv[1], int(sys.argv[2])
     pending = {}
     latencies = []
+    connects = 0
     for ts, linktype, data in packets(path):
         segment = tcp_segment(linktype, data)
         if segment is None:
             continue
-        src, dst, payload = segment
-        if dst == port and payload.startswith(METHODS):
+        src, dst, flags, payload = segment
+        if dst == port and flags & SYN and not flags & ACK:
+            connects += 1
+        elif dst == port and payload.startswith(METHODS):
             pending[src] = ts
         elif src == port and payload.startswith(b"HTTP/1.1") and dst in pending:
             latencies.append(ts - pending.pop(dst))
@@ -86,7 +93,7 @@ def main():
 
     print(
         f"{len(latencies)} p50 {at(0.5):.3f} p90 {at(0.9):.3f} "
-        f"p99 {at(0.99):.3f} p99.9 {at(0.999):.3f}"
+        f"p99 {at(0.99):.3f} p99.9 {at(0.999):.3f} connections {connects}"
     )
 
 

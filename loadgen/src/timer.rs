@@ -1,11 +1,12 @@
-//! Sleeps with sub-millisecond precision, for the generator's send times and the simulator's
-//! service times.
+//! Sleeps with sub-millisecond precision, for the simulator's service times.
 //!
 //! tokio's timer wheel has 1 ms slots and rounds every deadline up to the next slot, so a 20 ms
-//! sleep ends 20–21 ms later (plus the wake-up): an open-model send goes out up to a millisecond
-//! late, and a simulated 20 ms function answers in 21. Both are measurement errors of up to 5 %
-//! at 20 ms. Here a sleep waits on tokio's timer until [`COARSE_MARGIN`] before its deadline
-//! (cheap, many sleepers), then hands the last stretch to one shared thread that sleeps on a
+//! sleep ends 20–21 ms later (plus the wake-up): a simulated 20 ms function would answer in 21, a
+//! 5 % error in the ground truth the generator is checked against. (The generator itself waits
+//! on tokio's timer and sends up to `run::schedule::SEND_AHEAD` early instead.)
+//!
+//! Here a sleep waits on tokio's timer until [`COARSE_MARGIN`] before its deadline (cheap, many
+//! sleepers), then hands the last stretch to one shared thread that sleeps on a
 //! condition variable with a timeout: the kernel's high-resolution timer, precise to its timer
 //! slack (50 µs by default on Linux), without spinning a core.
 
@@ -45,12 +46,6 @@ pub(crate) struct Sleep {
     coarse: Option<Pin<Box<tokio::time::Sleep>>>,
     /// The precise timer's entry, once registered.
     slot: Option<Arc<Slot>>,
-}
-
-impl Sleep {
-    pub(crate) fn deadline(&self) -> Instant {
-        self.deadline
-    }
 }
 
 impl Future for Sleep {

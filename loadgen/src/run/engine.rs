@@ -1,9 +1,9 @@
 //! The engine: one loop for every load model. It asks the [`Schedule`] what to do, sends requests
 //! as tasks, and records what they report. The loop owns all statistics, so nothing is locked.
 //!
-//! Send times are kept with the [`timer`](crate::timer)'s sub-millisecond sleeps: tokio's own
-//! timer would send each open-model request up to a millisecond late, and that delay would be
-//! part of every latency measured from the scheduled time. Sending stops at the end of the
+//! The engine waits on tokio's timer alone: one wake-up sends every open-model arrival due
+//! within [`SEND_AHEAD`](super::schedule::SEND_AHEAD) of it, so no request goes out late because of the timer's 1 ms slots,
+//! and an early one is timed from when it went out ([`latency`]). Sending stops at the end of the
 //! schedule whatever the generator managed (what was not sent is dropped), and the requests in
 //! flight then get their timeout to finish: a run lasts at most its duration plus the target
 //! timeout.
@@ -20,11 +20,10 @@ use tokio_util::sync::CancellationToken;
 use super::client::Client;
 use super::mix::Mix;
 use super::outcome::{classify, generator_limit};
-use super::schedule::{Next, Schedule};
+use super::schedule::{Next, Schedule, latency};
 use super::stats::{Interval, Measurements, Recorder, Sample};
 use crate::metrics::RunMetrics;
 use crate::plan::{Context, Plan};
-use crate::timer;
 
 /// Receives each interval as it closes (the `.hlog` writer, the progress bar).
 pub trait IntervalSink {
@@ -102,7 +101,8 @@ pub async fn execute(
     let mut sending = true;
     // One timer, replaced only when the wake-up time changes (a closed model at full
     // concurrency waits for the same tick request after request).
-    let mut sleep = Box::pin(timer::sleep_until(start + next_tick));
+    let sleep = tokio::time::sleep_until((start + next_tick).into());
+    tokio::pin!(sleep);
     // Likewise one registration for the stop signal. Once it fires, `sending` turns false below
     // and the branch is never polled again.
     let cancelled = stop.cancelled();
@@ -144,9 +144,9 @@ pub async fn execute(
                 None
             }
         };
-        let wake = start + until.map_or(next_tick, |until| until.min(next_tick));
+        let wake = (start + until.map_or(next_tick, |until| until.min(next_tick))).into();
         if sleep.deadline() != wake {
-            sleep = Box::pin(timer::sleep_until(wake));
+            sleep.as_mut().reset(wake);
         }
         tokio::select! {
             biased;
@@ -213,7 +213,7 @@ impl Sender<'_> {
             let sample = Sample {
                 outcome: classified.outcome,
                 detail: classified.detail,
-                latency: done_at.saturating_sub(scheduled),
+                latency: latency(scheduled, sent_at, done_at),
                 service_time: done_at.saturating_sub(sent_at),
                 send_lag: sent_at.saturating_sub(scheduled),
                 report: classified.report,

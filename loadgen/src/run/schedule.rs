@@ -22,8 +22,8 @@ use std::time::Duration;
 /// What the engine does next.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Next {
-    /// Send one request now. `scheduled` is the time it was due (at or before now): latency is
-    /// measured from there.
+    /// Send one request now. `scheduled` is the time it is due: at or before now, or, in the open
+    /// model, up to [`SEND_AHEAD`] after ([`latency`] says from when the request is timed).
     Send { scheduled: Duration },
     /// Nothing to send now. Ask again at `until`, or when a request completes (`None`: only then).
     Wait { until: Option<Duration> },
@@ -253,9 +253,31 @@ impl Iterator for ArrivalTimes {
     }
 }
 
-/// The open model: requests are due at [`ArrivalTimes`], at most `max_in_flight` at once. A request
-/// that finds no free slot waits for one and goes out late, still timed from when it was due. At
-/// the end of the run, whatever is still unsent is dropped.
+/// How long before it is due the open model may send a request.
+///
+/// The engine waits on tokio's timer, which has 1 ms slots: a sleep ends at the first slot
+/// boundary at or after its deadline, and the driver, parked for whole milliseconds, can notice
+/// that boundary up to another millisecond later. Waking `SEND_AHEAD` before the next arrival and
+/// sending everything due within `SEND_AHEAD` of the wake-up therefore sends no request late
+/// (unless the runtime is busy), with one wake-up for all the arrivals of a millisecond or two
+/// instead of one precise wake-up per request, which cost two thread wake-ups per send. A
+/// request sent early is timed from when it went out ([`latency`]), so its latency stays what the
+/// wire sees; only the arrival process is shifted, by less than `SEND_AHEAD`.
+pub(crate) const SEND_AHEAD: Duration = Duration::from_millis(2);
+
+/// The latency of a request due at `scheduled`, sent at `sent` and answered at `done` (times
+/// since the run started). A request sent late is timed from when it was due: the delay was the
+/// target's or the generator's doing, and a user arriving then would have waited for it
+/// (coordinated-omission correction). One sent early (within [`SEND_AHEAD`]) is timed from when
+/// it went out, since nothing waited before that.
+pub(crate) fn latency(scheduled: Duration, sent: Duration, done: Duration) -> Duration {
+    done.saturating_sub(scheduled.min(sent))
+}
+
+/// The open model: requests are due at [`ArrivalTimes`], at most `max_in_flight` at once, and
+/// go out at most [`SEND_AHEAD`] early. A request that finds no free slot waits for one and goes
+/// out late, still timed from when it was due. At the end of the run, whatever is still unsent is
+/// dropped.
 #[derive(Debug, Clone)]
 pub struct OpenSchedule {
     times: ArrivalTimes,
@@ -293,8 +315,10 @@ impl Schedule for OpenSchedule {
             self.pending = None;
             return Next::Done;
         }
-        if due > now {
-            return Next::Wait { until: Some(due) };
+        if due > now + SEND_AHEAD {
+            return Next::Wait {
+                until: Some(due - SEND_AHEAD),
+            };
         }
         if in_flight >= self.max_in_flight {
             if !self.pending_waited {
@@ -445,7 +469,7 @@ mod tests {
         assert_eq!(
             open.next(s(0.05), 1),
             Next::Wait {
-                until: Some(s(0.1))
+                until: Some(s(0.1) - SEND_AHEAD)
             }
         );
         // Due, but both slots are taken: wait for a completion (or the end, to drop the rest).
@@ -471,6 +495,35 @@ mod tests {
             panic!()
         };
         assert!(close(scheduled, s(0.2)));
+    }
+
+    #[test]
+    fn open_schedule_sends_what_is_due_within_the_send_ahead_window_at_once() {
+        // 5,000/s: one arrival every 200 µs. Woken at 1 ms, the engine sends the arrivals due up
+        // to 3 ms (16 of them) in one go, then sleeps until 2 ms before the next one.
+        let mut open = OpenSchedule::new(&Profile::constant(5000.0, s(1.0)), usize::MAX);
+        let now = s(0.001);
+        let mut batch = Vec::new();
+        while let Next::Send { scheduled } = open.next(now, batch.len()) {
+            batch.push(scheduled);
+        }
+        assert_eq!(batch.len(), 16);
+        assert!(close(*batch.last().unwrap(), now + SEND_AHEAD));
+        let Next::Wait { until: Some(until) } = open.next(now, batch.len()) else {
+            panic!("expected a timed wait")
+        };
+        assert!(close(until + SEND_AHEAD, s(0.0032)), "{until:?}");
+    }
+
+    #[test]
+    fn latency_counts_from_the_due_time_when_late_and_from_the_send_when_early() {
+        let (due, done) = (s(1.0), s(1.020));
+        // Late by 5 ms: the user who arrived at 1.0 s waited 20 ms.
+        assert_eq!(latency(due, s(1.005), done), s(0.020));
+        // On time.
+        assert_eq!(latency(due, due, done), s(0.020));
+        // Sent 1 ms early: the wire saw 21 ms, and so does the report.
+        assert_eq!(latency(due, s(0.999), done), s(0.021));
     }
 
     #[test]
@@ -510,7 +563,7 @@ mod tests {
         let mut open = OpenSchedule::new(&Profile::constant(1000.0, s(1.0)), usize::MAX);
         let mut sent = 0;
         while let Next::Send { scheduled } = open.next(s(0.3), 0) {
-            assert!(scheduled <= s(0.3));
+            assert!(scheduled <= s(0.3) + SEND_AHEAD);
             sent += 1;
         }
         assert_eq!(open.next(s(1.0), 0), Next::Done);
@@ -597,6 +650,41 @@ mod tests {
             let expected = integral(&p, t);
             prop_assert!((due - expected).abs() <= 1.0 + expected * 1e-3,
                 "{due} arrivals before {t:?}, integral {expected}");
+        }
+
+        /// Whenever the engine asks (any increasing sequence of wake-ups, any number in
+        /// flight), the open model sends nothing more than `SEND_AHEAD` early, sends every
+        /// arrival exactly once and in order, and never asks to be woken at or before now (which
+        /// would spin the engine) or later than `SEND_AHEAD` before the next arrival.
+        #[test]
+        fn open_schedule_sends_each_arrival_once_never_too_early_and_never_spins(
+            p in profiles(),
+            steps in prop::collection::vec((1u64..5_000, 0usize..4), 1..400),
+        ) {
+            let expected: Vec<_> = ArrivalTimes::new(&p).collect();
+            let mut open = OpenSchedule::new(&p, 2);
+            let (mut now, mut sent) = (Duration::ZERO, Vec::new());
+            for (step_us, in_flight) in steps {
+                match open.next(now, in_flight) {
+                    Next::Send { scheduled } => {
+                        prop_assert!(in_flight < 2);
+                        prop_assert!(scheduled <= now + SEND_AHEAD);
+                        sent.push(scheduled);
+                    }
+                    Next::Wait { until: Some(until) } => {
+                        prop_assert!(until > now);
+                        if in_flight < 2 {
+                            prop_assert!(close(until + SEND_AHEAD, expected[sent.len()]));
+                        }
+                    }
+                    Next::Wait { until: None } => prop_assert!(false, "an open wait is timed"),
+                    Next::Done => {}
+                }
+                now += Duration::from_micros(step_us);
+            }
+            let dropped = open.shortfall().dropped as usize;
+            prop_assert_eq!(&sent[..], &expected[..sent.len()]);
+            prop_assert!(sent.len() + dropped <= expected.len());
         }
 
         #[test]
