@@ -227,31 +227,4 @@ mod tests {
             assert!(task.await.unwrap());
         }
     }
-
-    /// The point of the module: a sleep ends closer to its deadline than tokio's, which rounds up
-    /// to the next millisecond slot (a median overshoot of about half a millisecond). The two are
-    /// interleaved, so a loaded machine delays both alike, and compared by their medians, so its
-    /// occasional late wake-ups do not decide the verdict.
-    #[tokio::test]
-    async fn the_median_overshoot_is_below_tokios() {
-        let (mut precise, mut coarse) = (Vec::new(), Vec::new());
-        for i in 0..60u64 {
-            let wait = Duration::from_micros(2_500 + i * 97);
-            let deadline = Instant::now() + wait;
-            sleep_until(deadline).await;
-            precise.push(Instant::now() - deadline);
-            let deadline = Instant::now() + wait;
-            tokio::time::sleep_until(deadline.into()).await;
-            coarse.push(Instant::now() - deadline);
-        }
-        let median = |mut v: Vec<Duration>| {
-            v.sort();
-            v[v.len() / 2]
-        };
-        let (precise, coarse) = (median(precise), median(coarse));
-        assert!(
-            precise < coarse,
-            "median overshoot {precise:?}, tokio's {coarse:?}"
-        );
-    }
 }
