@@ -66,7 +66,8 @@ async fn scrape_until(
 /// A series: metric name and labels.
 type Series = (String, BTreeMap<String, String>);
 
-/// Series → value, from the samples of a text exposition (label values here need no escapes).
+/// Series → value, from the samples of a text exposition. Label values are unescaped (`\\`, `\"`,
+/// `\n`): an error label can carry any text, quotes and commas included.
 fn samples(text: &str) -> BTreeMap<Series, f64> {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
@@ -75,17 +76,44 @@ fn samples(text: &str) -> BTreeMap<Series, f64> {
             let (name, labels) = match series.split_once('{') {
                 Some((name, labels)) => {
                     let labels = labels.strip_suffix('}').expect("closing brace");
-                    let pairs = labels.split("\",").map(|pair| {
-                        let (key, value) = pair.split_once("=\"").expect("label");
-                        (key.to_owned(), value.trim_end_matches('"').to_owned())
-                    });
-                    (name, pairs.collect())
+                    (name, parse_labels(labels))
                 }
                 None => (series, BTreeMap::new()),
             };
             ((name.to_owned(), labels), value.parse().expect("a number"))
         })
         .collect()
+}
+
+/// `a="x",b="y \"z\""` → {a: x, b: y "z"}.
+fn parse_labels(text: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once("=\"").expect("label");
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let end = loop {
+            match chars.next().expect("closing quote") {
+                (i, '"') => break i,
+                (_, '\\') => match chars.next().expect("escaped character").1 {
+                    'n' => value.push('\n'),
+                    other => value.push(other),
+                },
+                (_, c) => value.push(c),
+            }
+        };
+        labels.insert(key.to_owned(), value);
+        rest = after[end + 1..].trim_start_matches(',');
+    }
+    labels
+}
+
+#[test]
+fn label_values_with_quotes_and_commas_are_read_whole() {
+    let labels = parse_labels(r#"error="transport error: \"x\", y\\z",outcome="error""#);
+    assert_eq!(labels["error"], r#"transport error: "x", y\z"#);
+    assert_eq!(labels["outcome"], "error");
 }
 
 /// The sum of every series of `name` whose labels include `with`.
