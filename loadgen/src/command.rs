@@ -21,7 +21,7 @@ use crate::metrics::{self, RunMetrics};
 use crate::model::Outcome;
 use crate::plan::{Plan, Threshold};
 use crate::report::{self, AbortOnFail, HLOG_FILE, HlogWriter, Progress, Report, RunInfo};
-use crate::run::{Client, execute};
+use crate::run::{execute, target_for};
 use crate::scenario::Scenario;
 
 /// Exit codes of `loadgen run` and `loadgen merge` (docs/loadgen.md, "Exit codes"). 2, for
@@ -73,7 +73,7 @@ impl Verdict {
 /// `loadgen run`. Errors (exit 2 in `main`) are returned.
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let plan = plan(&args)?;
-    let target = Client::for_plan(&plan.target).await?;
+    let target = target_for(&plan.target).await?;
     if let Some(dir) = &args.out_dir {
         create_dir(dir)?;
     }
