@@ -25,7 +25,7 @@ use crate::plan::{Plan, Threshold};
 use crate::report::{
     self, AbortOnFail, HLOG_FILE, HlogWriter, Knee, Progress, Report, RunInfo, Step, Sweep,
 };
-use crate::run::{Client, execute};
+use crate::run::{execute, target_for};
 use crate::scenario::units::parse_rate;
 use crate::scenario::{Model, Overrides, Scenario};
 use crate::store::{self, Output};
@@ -79,7 +79,7 @@ impl Verdict {
 /// `loadgen run`. Errors (exit 2 in `main`) are returned.
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let plan = plan(&args)?;
-    let target = Client::for_plan(&plan.target).await?;
+    let target = target_for(&plan.target).await?;
     // Before the run: a bucket that does not take writes must not cost the whole run.
     let output = match &args.out_dir {
         Some(out) => Some(Output::open(&store::run_location(out, args.worker.as_deref())?).await?),
@@ -218,7 +218,7 @@ pub async fn sweep(args: SweepArgs) -> anyhow::Result<ExitCode> {
     let mut done = Vec::new();
     for (plan, &value) in plans.iter().zip(&values) {
         tracing::info!(step = value, model = model.as_str(), "sweep step");
-        let target = Client::for_plan(&plan.target).await?;
+        let target = target_for(&plan.target).await?;
         let mut metrics = RunMetrics::new(plan);
         let run = execute(plan, target, &stop, &mut (), &mut metrics).await;
         if run.interrupted {

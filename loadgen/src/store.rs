@@ -490,7 +490,7 @@ where
                 .unwrap_or_default()
         ),
         Some(code) => format!("{code}: {}", error.message().unwrap_or("(no message)")),
-        None => aws_wire::error_chain(error),
+        None => lambda_invoke::error_chain(error),
     }
 }
 

@@ -8,7 +8,8 @@
 //!
 //! * [`Signer`]: SigV4 for one service and region, with credentials from any provider (the default
 //!   chain included) resolved once and again only shortly before they expire ([`CredentialsCache`]);
-//! * [`pool`]: one hyper connection pool for `http://` and `https://` (rustls, the system's roots);
+//! * [`pool`]: a keep-alive pool of hyper HTTP/1.1 connections for `http://` and `https://` (rustls,
+//!   the system's roots), lighter per request than hyper-util's pooling client;
 //! * [`send`]: sends a request and reads at most a given number of bytes of the answer.
 //!
 //! The signature is aws-sigv4's with its default settings, the ones the SDK uses for every service
@@ -22,7 +23,7 @@ mod sign;
 
 pub use credentials::CredentialsCache;
 pub use endpoint::configured_endpoint;
-pub use send::{Answer, Pool, pool, send};
+pub use send::{Answer, Pool, host, pool, send};
 pub use sign::Signer;
 
 /// Why a request was not sent or got no answer.

@@ -1,18 +1,45 @@
 //! One connection pool; a request sent and its answer read up to a limit.
 
+use std::sync::{Arc, Mutex};
+
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, HeaderMap};
-use http::Request;
+use http::header::{CONTENT_LENGTH, HOST, HeaderMap, HeaderValue};
+use http::uri::{Authority, Scheme};
+use http::{Request, Response, Uri};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use tower_service::Service;
 
 use crate::{Error, error_chain};
 
-/// A keep-alive connection pool for `http://` and `https://`, HTTP/1.1.
-pub type Pool = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// A keep-alive pool of HTTP/1.1 connections to `http://` and `https://` endpoints.
+///
+/// Smaller than hyper-util's pooling client, and cheaper per request, which is what it is for:
+/// a connection is taken from the idle list, sent one request, and put back once its answer has
+/// been read whole; no task is spawned and no `Host` header formatted per request (a caller that
+/// sends many requests to one endpoint sets `Host` once, see [`host`]). A connection whose answer
+/// was not read whole (cut at the limit, an error, a timeout) is dropped, not reused. A request
+/// that a reused connection could not send (the server had closed it) is sent again on another:
+/// it never reached the server.
+#[derive(Clone, Debug)]
+pub struct Pool(Arc<Shared>);
+
+#[derive(Debug)]
+struct Shared {
+    connector: HttpsConnector<HttpConnector>,
+    idle: Mutex<Vec<Idle>>,
+}
+
+/// A connection waiting for its next request.
+#[derive(Debug)]
+struct Idle {
+    scheme: Scheme,
+    authority: Authority,
+    sender: SendRequest<Full<Bytes>>,
+}
 
 /// A new [`Pool`] (rustls with the system's root certificates).
 pub fn pool() -> Result<Pool, Error> {
@@ -23,7 +50,105 @@ pub fn pool() -> Result<Pool, Error> {
         .https_or_http()
         .enable_http1()
         .build();
-    Ok(Client::builder(TokioExecutor::new()).build(connector))
+    Ok(Pool(Arc::new(Shared {
+        connector,
+        idle: Mutex::new(Vec::new()),
+    })))
+}
+
+/// The `Host` header for requests to `uri`: its host, and its port unless it is the scheme's
+/// default (what hyper-util's client and aws-sigv4 both use).
+pub fn host(uri: &Uri) -> Option<HeaderValue> {
+    let host = uri.host()?;
+    let default = match uri.scheme_str() {
+        Some("https") => 443,
+        _ => 80,
+    };
+    let value = match uri.port_u16().filter(|&p| p != default) {
+        Some(port) => HeaderValue::try_from(format!("{host}:{port}")),
+        None => HeaderValue::try_from(host),
+    };
+    value.ok()
+}
+
+impl Pool {
+    /// Sends `request` (absolute URI) on an idle connection to its endpoint, or a new one; the
+    /// connection comes back with the answer, to be returned with [`Pool::put_back`].
+    async fn request(
+        &self,
+        mut request: Request<Full<Bytes>>,
+    ) -> Result<(Response<Incoming>, Idle), Error> {
+        let uri = request.uri().clone();
+        let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned()) else {
+            return Err(Error::Transport(format!("`{uri}` is not an absolute http:// or https:// URI")));
+        };
+        if !request.headers().contains_key(HOST) {
+            let host = host(&uri).ok_or_else(|| Error::Transport(format!("`{uri}` has no valid host")))?;
+            request.headers_mut().insert(HOST, host);
+        }
+        // HTTP/1.1 to an origin server: the request line carries the path and query only.
+        let mut origin = http::uri::Parts::default();
+        origin.path_and_query = uri.path_and_query().cloned();
+        *request.uri_mut() = Uri::from_parts(origin).map_err(|e| Error::Transport(e.to_string()))?;
+        loop {
+            let (mut connection, reused) = match self.take(&scheme, &authority).await {
+                Some(idle) => (idle, true),
+                None => (self.connect(&uri, scheme.clone(), authority.clone()).await?, false),
+            };
+            match connection.sender.try_send_request(request).await {
+                Ok(response) => return Ok((response, connection)),
+                Err(mut e) => match e.take_message() {
+                    // Not sent: the server had closed this connection; try another.
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(Error::Transport(error_chain(&e.into_error()))),
+                },
+            }
+        }
+    }
+
+    /// An idle connection to `scheme://authority` that can take a request, if any.
+    async fn take(&self, scheme: &Scheme, authority: &Authority) -> Option<Idle> {
+        loop {
+            let mut idle = {
+                let mut list = self.0.idle.lock().unwrap_or_else(|e| e.into_inner());
+                let at = list
+                    .iter()
+                    .rposition(|i| i.authority == *authority && i.scheme == *scheme)?;
+                list.swap_remove(at)
+            };
+            // Ready at once unless its last answer is still being wound up; closed if the server
+            // hung up while it was idle.
+            if idle.sender.ready().await.is_ok() {
+                return Some(idle);
+            }
+        }
+    }
+
+    async fn connect(&self, uri: &Uri, scheme: Scheme, authority: Authority) -> Result<Idle, Error> {
+        let io = self
+            .0
+            .connector
+            .clone()
+            .call(uri.clone())
+            .await
+            .map_err(|e| Error::Transport(error_chain(&*e)))?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| Error::Transport(error_chain(&e)))?;
+        // Ends when the connection closes: its sender dropped, or the server hung up.
+        tokio::spawn(connection);
+        Ok(Idle {
+            scheme,
+            authority,
+            sender,
+        })
+    }
+
+    fn put_back(&self, connection: Idle) {
+        if !connection.sender.is_closed() {
+            self.0.idle.lock().unwrap_or_else(|e| e.into_inner()).push(connection);
+        }
+    }
 }
 
 /// An answer, with at most the limit's bytes of its body.
@@ -48,34 +173,32 @@ impl Answer {
 /// Sends `request` through `pool` and reads at most `limit` bytes of the answer's body; a body
 /// announced or found longer is not read further (the connection is then dropped, not reused).
 pub async fn send(pool: &Pool, request: Request<Full<Bytes>>, limit: usize) -> Result<Answer, Error> {
-    let response = pool
-        .request(request)
-        .await
-        .map_err(|e| Error::Transport(error_chain(&e)))?;
+    let (response, connection) = pool.request(request).await?;
     let (parts, body) = response.into_parts();
     let announced = parts
         .headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    let answer = |body: Bytes, total: usize| Answer {
+    let (body, total) = match announced {
+        Some(length) if length > limit => (Bytes::new(), length),
+        _ => match Limited::new(body, limit).collect().await {
+            Ok(collected) => {
+                pool.put_back(connection);
+                let bytes = collected.to_bytes();
+                let total = bytes.len();
+                (bytes, total)
+            }
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => (Bytes::new(), limit + 1),
+            Err(e) => return Err(Error::Transport(error_chain(&*e))),
+        },
+    };
+    Ok(Answer {
         status: parts.status.as_u16(),
-        headers: parts.headers.clone(),
+        headers: parts.headers,
         body,
         total,
-    };
-    if let Some(length) = announced.filter(|&n| n > limit) {
-        return Ok(answer(Bytes::new(), length));
-    }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => {
-            let bytes = collected.to_bytes();
-            let total = bytes.len();
-            Ok(answer(bytes, total))
-        }
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Ok(answer(Bytes::new(), limit + 1)),
-        Err(e) => Err(Error::Transport(error_chain(&*e))),
-    }
+    })
 }
 
 #[cfg(test)]
@@ -136,6 +259,78 @@ mod tests {
         let url = server(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nb\r\nhello world\r\n0\r\n\r\n").await;
         let answer = send(&pool().unwrap(), request(&url), 5).await.unwrap();
         assert_eq!((answer.body.len(), answer.total), (0, 6));
+    }
+
+    /// A server on 127.0.0.1 answering up to `per_connection` requests on each connection with
+    /// `hello`, then closing it; it counts the connections it accepted.
+    async fn keep_alive_server(per_connection: usize) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut pending = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    for _ in 0..per_connection {
+                        // Each request is a head and the two bytes of `{}`.
+                        while pending
+                            .windows(4)
+                            .position(|w| w == b"\r\n\r\n")
+                            .is_none_or(|at| pending.len() < at + 6)
+                        {
+                            let n = socket.read(&mut buf).await?;
+                            if n == 0 {
+                                return Ok(());
+                            }
+                            pending.extend_from_slice(&buf[..n]);
+                        }
+                        let end = pending.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 6;
+                        pending.drain(..end);
+                        socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello").await?;
+                    }
+                    socket.shutdown().await
+                });
+            }
+            std::io::Result::Ok(())
+        });
+        (url, accepted)
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_reused_once_its_answer_is_read() {
+        let (url, accepted) = keep_alive_server(usize::MAX).await;
+        let pool = pool().unwrap();
+        for _ in 0..3 {
+            let answer = send(&pool, request(&url), 5).await.unwrap();
+            assert_eq!(answer.body.as_ref(), b"hello");
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_server_closed_is_replaced() {
+        // One request per connection: each later request finds its idle connection closed.
+        let (url, accepted) = keep_alive_server(1).await;
+        let pool = pool().unwrap();
+        for _ in 0..3 {
+            let answer = send(&pool, request(&url), 5).await.unwrap();
+            assert_eq!(answer.body.as_ref(), b"hello");
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_connection_whose_answer_was_cut_is_not_reused() {
+        let (url, accepted) = keep_alive_server(usize::MAX).await;
+        let pool = pool().unwrap();
+        for _ in 0..2 {
+            let answer = send(&pool, request(&url), 4).await.unwrap();
+            assert!(answer.cut(4));
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
     #[tokio::test]

@@ -9,8 +9,15 @@
 //! * the function did not run → [`Error`]: a throttle (429, with its `Reason`), a service error (5xx), a
 //!   client error (4xx: function not found, payload too large, …), or a transport failure/timeout.
 //!
-//! The SDK's own retries are switched off: the caller decides what to retry (a poller backs off on
-//! throttles without counting an attempt; a load generator must see every throttle).
+//! Nothing is retried: the caller decides what to retry (a poller backs off on throttles without
+//! counting an attempt; a load generator must see every throttle).
+//!
+//! Both targets send through `aws-wire` (one hyper pool per target, a request built from parts
+//! prepared once, SigV4 signed directly for the Invoke API), not through reqwest or the AWS SDK: per
+//! call, the SDK's interceptor chain, endpoint and identity resolution and body copies cost several
+//! times the CPU of the request itself (docs/benchmarks.md), and an event source mapping and a load
+//! generator both make one call per batch or request. The SDK is kept for `GetFunctionConfiguration`,
+//! called once at start-up.
 //!
 //! Nothing a target answers can make the caller misbehave: a response body is read up to
 //! [`MAX_RESPONSE_BYTES`] and no further (Lambda's own limit for a synchronous response; more is a
@@ -19,11 +26,13 @@
 
 use std::time::Duration;
 
-use aws_sdk_lambda::error::SdkError;
-use aws_sdk_lambda::operation::invoke::InvokeError;
-use aws_sdk_lambda::primitives::Blob;
-use aws_smithy_types::body::SdkBody;
 use base64::Engine as _;
+
+mod http_target;
+mod invoke_api;
+
+pub use http_target::{HttpTarget, http_answer};
+pub use invoke_api::LambdaTarget;
 
 /// Most bytes of a function's response that are read. Lambda's synchronous invocation response limit is
 /// 6 MB; when a function returns more, Lambda answers with a `Function.ResponseSizeTooLarge` function error
@@ -170,122 +179,6 @@ impl Target {
     }
 }
 
-/// A function behind the Lambda Invoke API.
-#[derive(Clone, Debug)]
-pub struct LambdaTarget {
-    client: aws_sdk_lambda::Client,
-    function_name: String,
-    qualifier: Option<String>,
-}
-
-impl LambdaTarget {
-    /// A target for `function_name` (name, ARN or partial ARN, optionally with `:qualifier`), using the
-    /// shared AWS configuration. `endpoint_url` overrides the Lambda endpoint (the SDK also honours
-    /// `AWS_ENDPOINT_URL_LAMBDA` and `AWS_ENDPOINT_URL`). `timeout` bounds one invoke end to end; set it
-    /// above the function's own timeout.
-    pub fn new(
-        sdk_config: &aws_config::SdkConfig,
-        function_name: impl Into<String>,
-        endpoint_url: Option<&str>,
-        timeout: Option<Duration>,
-    ) -> Self {
-        let mut builder = aws_sdk_lambda::config::Builder::from(sdk_config)
-            .retry_config(aws_config::retry::RetryConfig::disabled());
-        if let Some(url) = endpoint_url {
-            builder = builder.endpoint_url(url);
-        }
-        if let Some(timeout) = timeout {
-            builder = builder.timeout_config(
-                aws_config::timeout::TimeoutConfig::builder()
-                    .operation_attempt_timeout(timeout)
-                    .build(),
-            );
-        }
-        let builder = builder.interceptor(ResponseSizeLimit);
-        let (function_name, qualifier) = split_qualifier(&function_name.into());
-        LambdaTarget {
-            client: aws_sdk_lambda::Client::from_conf(builder.build()),
-            function_name,
-            qualifier,
-        }
-    }
-
-    /// The function's configuration (`GetFunctionConfiguration`), for checks before invoking it.
-    pub async fn configuration(&self) -> Result<FunctionConfiguration, Error> {
-        let out = self
-            .client
-            .get_function_configuration()
-            .function_name(&self.function_name)
-            .set_qualifier(self.qualifier.clone())
-            .send()
-            .await
-            .map_err(|err| match err {
-                SdkError::ServiceError(ctx) => {
-                    let status = ctx.raw().status().as_u16();
-                    service_error(status, &ctx.into_err())
-                }
-                other => Error::Transport(aws_smithy_types::error::display::DisplayErrorContext(other).to_string()),
-            })?;
-        // Lambda's documented default when a function is created without one.
-        let seconds = out.timeout().unwrap_or(3);
-        Ok(FunctionConfiguration {
-            function_arn: out.function_arn().map(str::to_owned),
-            timeout: Duration::from_secs(u64::try_from(seconds).unwrap_or(0)),
-        })
-    }
-
-    async fn invoke(
-        &self,
-        payload: Vec<u8>,
-        invocation_type: InvocationType,
-        log_tail: bool,
-    ) -> Result<Response, Error> {
-        use aws_sdk_lambda::types::{InvocationType as SdkType, LogType};
-        let result = self
-            .client
-            .invoke()
-            .function_name(&self.function_name)
-            .set_qualifier(self.qualifier.clone())
-            .invocation_type(SdkType::from(invocation_type.as_str()))
-            .log_type(if log_tail { LogType::Tail } else { LogType::None })
-            .payload(Blob::new(payload))
-            .send()
-            .await;
-        match result {
-            Ok(out) => {
-                Ok(Response {
-                    status: u16::try_from(out.status_code()).unwrap_or(200),
-                    function_error: out.function_error().map(str::to_owned),
-                    payload: out.payload().map(|b| b.as_ref().to_vec()).unwrap_or_default(),
-                    executed_version: out.executed_version().map(str::to_owned),
-                    log_tail: out.log_result().map(decode_log),
-                })
-            }
-            // The body passed the limit while being read (no Content-Length said so beforehand).
-            Err(err) if caused_by::<http_body_util::LengthLimitError>(&err) => Ok(Response {
-                status: 200,
-                function_error: Some(UNHANDLED.to_owned()),
-                payload: response_too_large(MAX_RESPONSE_BYTES + 1),
-                executed_version: None,
-                log_tail: None,
-            }),
-            Err(err) => Err(classify_sdk_error(err)),
-        }
-    }
-}
-
-/// True if `T` is somewhere in the chain of sources of `err`.
-fn caused_by<T: std::error::Error + 'static>(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source = Some(err);
-    while let Some(e) = source {
-        if e.is::<T>() {
-            return true;
-        }
-        source = e.source();
-    }
-    false
-}
-
 /// `X-Amz-Function-Error` of a function that failed without handling the error.
 pub const UNHANDLED: &str = "Unhandled";
 
@@ -300,49 +193,6 @@ pub fn response_too_large(len: usize) -> Vec<u8> {
     })
     .to_string()
     .into_bytes()
-}
-
-/// Keeps an Invoke API response larger than [`MAX_RESPONSE_BYTES`] from being read. One announced larger
-/// (`Content-Length`) is replaced, before the SDK reads it, by the function error Lambda itself returns
-/// for such a response (an error answer that large becomes a short one); any other body is read through a
-/// limit, and passing it ends the read with an error that becomes the same function error.
-#[derive(Debug)]
-struct ResponseSizeLimit;
-
-impl aws_sdk_lambda::config::Intercept for ResponseSizeLimit {
-    fn name(&self) -> &'static str {
-        "ResponseSizeLimit"
-    }
-
-    fn modify_before_deserialization(
-        &self,
-        context: &mut aws_sdk_lambda::config::interceptors::BeforeDeserializationInterceptorContextMut<'_>,
-        _runtime_components: &aws_sdk_lambda::config::RuntimeComponents,
-        _cfg: &mut aws_sdk_lambda::config::ConfigBag,
-    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        let response = context.response_mut();
-        let announced = response
-            .headers()
-            .get("content-length")
-            .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or(0);
-        if announced <= MAX_RESPONSE_BYTES {
-            // Without Content-Length (or if it lies), stop reading at the limit all the same.
-            let body = std::mem::replace(response.body_mut(), SdkBody::taken());
-            *response.body_mut() =
-                body.map(|b| SdkBody::from_body_1_x(http_body_util::Limited::new(b, MAX_RESPONSE_BYTES)));
-            return Ok(());
-        }
-        let body = if response.status().is_success() {
-            response.headers_mut().insert("x-amz-function-error", UNHANDLED);
-            response_too_large(announced)
-        } else {
-            format!(r#"{{"message":"error response of {announced} bytes not read"}}"#).into_bytes()
-        };
-        response.headers_mut().insert("content-length", body.len().to_string());
-        *response.body_mut() = SdkBody::from(body);
-        Ok(())
-    }
 }
 
 /// `name:qualifier` → (`name`, `qualifier`). A full ARN `arn:aws:lambda:r:a:function:name[:qualifier]` keeps
@@ -366,39 +216,6 @@ pub fn decode_log(b64: &str) -> String {
     match base64::engine::general_purpose::STANDARD.decode(b64) {
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
         Err(_) => b64.to_owned(),
-    }
-}
-
-fn classify_sdk_error(err: SdkError<InvokeError>) -> Error {
-    match err {
-        SdkError::ServiceError(ctx) => {
-            let status = ctx.raw().status().as_u16();
-            let err = ctx.into_err();
-            if let InvokeError::TooManyRequestsException(t) = &err {
-                return Error::Throttled {
-                    reason: t.reason().map(|r| r.as_str().to_owned()),
-                    retry_after: t.retry_after_seconds().and_then(parse_retry_after),
-                };
-            }
-            service_error(status, &err)
-        }
-        other => Error::Transport(aws_smithy_types::error::display::DisplayErrorContext(other).to_string()),
-    }
-}
-
-/// An error answer of the Lambda API, by status: 429 throttle, 5xx service error, other client error.
-fn service_error(status: u16, err: &impl aws_sdk_lambda::error::ProvideErrorMetadata) -> Error {
-    let code = err.code().unwrap_or("Unknown").to_owned();
-    let message = excerpt(err.message().unwrap_or_default().as_bytes());
-    if status == 429 {
-        Error::Throttled {
-            reason: None,
-            retry_after: None,
-        }
-    } else if status >= 500 {
-        Error::Service { status, code, message }
-    } else {
-        Error::Client { status, code, message }
     }
 }
 
@@ -426,160 +243,21 @@ pub fn excerpt(body: &[u8]) -> String {
     )
 }
 
-/// A plain HTTP endpoint: the event is POSTed as `application/json` (a load generator may choose
-/// another method and headers with [`HttpTarget::with_request`]).
-///
-/// Status mapping (documented in docs/invoke-targets.md): 2xx → the function returned normally, the body is
-/// its response; 3xx → an invoke error (redirects are not followed: the event goes to the configured URL
-/// only); 429 → throttle; 502/503/504 → service error (the function did not run); any other status →
-/// function error (`Unhandled`), the body is the error. A body is read up to [`MAX_RESPONSE_BYTES`]: a
-/// longer success body is the function error Lambda gives for it, a longer error body is cut.
-#[derive(Clone, Debug)]
-pub struct HttpTarget {
-    client: reqwest::Client,
-    /// The URL as given, for messages.
-    url: String,
-    /// The URL parsed once, not on every invoke.
-    parsed: reqwest::Url,
-    /// The timeout given at creation, if any.
+/// Sends `request` through `pool` and reads at most [`MAX_RESPONSE_BYTES`] of the answer, the
+/// whole exchange (connecting, sending, reading the body) bounded by `timeout` if given.
+async fn send(
+    pool: &aws_wire::Pool,
+    request: ::http::Request<http_body_util::Full<bytes::Bytes>>,
     timeout: Option<Duration>,
-    method: reqwest::Method,
-    /// Sent with every request; `Content-Type: application/json` unless replaced.
-    headers: reqwest::header::HeaderMap,
-}
-
-impl HttpTarget {
-    /// A target POSTing to `url`, each request bounded by `timeout` ([`DEFAULT_INVOKE_TIMEOUT`] if none).
-    /// Fails if `url` is not an absolute http or https URL.
-    pub fn new(url: impl Into<String>, timeout: Option<Duration>) -> Result<Self, Error> {
-        let url = url.into();
-        let invalid = |reason: &dyn std::fmt::Display| Error::Transport(format!("invalid URL {url:?}: {reason}"));
-        let parsed = reqwest::Url::parse(&url).map_err(|e| invalid(&e))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(invalid(&"the scheme must be http or https"));
-        }
-        let client = reqwest::Client::builder()
-            .timeout(timeout.unwrap_or(DEFAULT_INVOKE_TIMEOUT))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| Error::Transport(e.to_string()))?;
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(
-            reqwest::header::CONTENT_TYPE,
-            reqwest::header::HeaderValue::from_static("application/json"),
-        );
-        Ok(HttpTarget {
-            client,
-            url,
-            parsed,
-            timeout,
-            method: reqwest::Method::POST,
-            headers,
-        })
-    }
-
-    /// The same target sending `method` with `headers` (each replacing a default header of the same
-    /// name). An invalid method or header is an [`Error::Transport`] naming it.
-    pub fn with_request(mut self, method: &str, headers: &[(String, String)]) -> Result<Self, Error> {
-        self.method = reqwest::Method::from_bytes(method.as_bytes())
-            .map_err(|_| Error::Transport(format!("`{method}` is not an HTTP method")))?;
-        for (name, value) in headers {
-            let bad = || Error::Transport(format!("invalid HTTP header `{name}: {value}`"));
-            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
-            let value = reqwest::header::HeaderValue::from_str(value).map_err(|_| bad())?;
-            self.headers.insert(name, value);
-        }
-        Ok(self)
-    }
-
-    async fn invoke(&self, payload: Vec<u8>) -> Result<Response, Error> {
-        let mut resp = self
-            .client
-            .request(self.method.clone(), self.parsed.clone())
-            .headers(self.headers.clone())
-            .body(payload)
-            .send()
+) -> Result<aws_wire::Answer, Error> {
+    let exchange = aws_wire::send(pool, request, MAX_RESPONSE_BYTES);
+    let answer = match timeout {
+        Some(limit) => tokio::time::timeout(limit, exchange)
             .await
-            .map_err(|e| Error::Transport(error_chain(&e)))?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let mut body = Vec::new();
-        let mut total = 0usize;
-        while let Some(chunk) = resp.chunk().await.map_err(|e| Error::Transport(error_chain(&e)))? {
-            total = total.saturating_add(chunk.len());
-            if total > MAX_RESPONSE_BYTES {
-                // Stop reading: dropping the response closes the connection.
-                break;
-            }
-            body.extend_from_slice(&chunk);
-        }
-        http_answer(&self.url, status, &headers, body, total)
-    }
-}
-
-/// Classifies a plain HTTP endpoint's answer by the status mapping of [`HttpTarget`]. `body` is what
-/// was read of it, at most [`MAX_RESPONSE_BYTES`]; `total` is how many bytes the endpoint sent (more
-/// than the limit when reading stopped there). Public for clients that send the request themselves.
-pub fn http_answer(
-    url: &str,
-    status: u16,
-    headers: &reqwest::header::HeaderMap,
-    body: Vec<u8>,
-    total: usize,
-) -> Result<Response, Error> {
-    let header = |name| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let retry_after = header(reqwest::header::RETRY_AFTER).as_deref().and_then(parse_retry_after);
-    if (300..=399).contains(&status) {
-        let location = header(reqwest::header::LOCATION).unwrap_or_else(|| "none".to_owned());
-        return Err(Error::Client {
-            status,
-            code: "Redirect".to_owned(),
-            message: format!(
-                "{url} answered with a redirect (Location: {}); redirects are not followed: set the URL the \
-                 function is served at",
-                excerpt(location.as_bytes())
-            ),
-        });
-    }
-    let too_large = total > MAX_RESPONSE_BYTES;
-    match status {
-        200..=299 if too_large => Ok(Response {
-            status,
-            function_error: Some(UNHANDLED.to_owned()),
-            payload: response_too_large(total),
-            executed_version: None,
-            log_tail: None,
-        }),
-        200..=299 => Ok(Response {
-            status,
-            function_error: None,
-            payload: body,
-            executed_version: None,
-            log_tail: None,
-        }),
-        429 => Err(Error::Throttled {
-            reason: throttle_reason(&body),
-            retry_after,
-        }),
-        502..=504 => Err(Error::Service {
-            status,
-            code: "HttpStatus".to_owned(),
-            message: excerpt(&body),
-        }),
-        _ => Ok(Response {
-            status,
-            function_error: Some(UNHANDLED.to_owned()),
-            payload: body,
-            executed_version: None,
-            log_tail: None,
-        }),
-    }
-}
-
-/// The `Reason` of a 429 body shaped like Lambda's (`{"Reason": "..."}`), if any.
-fn throttle_reason(body: &[u8]) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    value.get("Reason")?.as_str().map(str::to_owned)
+            .map_err(|_| Error::Transport(format!("no answer within {limit:?}")))?,
+        None => exchange.await,
+    };
+    answer.map_err(|e| Error::Transport(e.to_string()))
 }
 
 /// Full error text including sources (reqwest and hyper hide the interesting part, e.g. `Too many
@@ -623,14 +301,64 @@ mod tests {
 
     #[test]
     fn http_target_url_is_checked_once_at_creation() {
-        let err = HttpTarget::new("/http/fn", None).unwrap_err();
-        assert_eq!(err.to_string(), r#"transport error: invalid URL "/http/fn": relative URL without a base"#);
-        let err = HttpTarget::new("localhost:9001/http/fn", None).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            r#"transport error: invalid URL "localhost:9001/http/fn": the scheme must be http or https"#
-        );
+        let expected = "expected http:// or https:// and a host";
+        for (url, problem) in [
+            ("/http/fn", expected.to_owned()),
+            ("ftp://127.0.0.1/fn", expected.to_owned()),
+            ("localhost:9001/http/fn", format!("invalid format; {expected}")),
+            ("http://127.0.0.1:9001/a b", format!("invalid uri character; {expected}")),
+        ] {
+            let err = HttpTarget::new(url, None).unwrap_err();
+            assert_eq!(err.to_string(), format!("transport error: invalid URL {url:?}: {problem}"));
+        }
         let target = HttpTarget::new("http://127.0.0.1:9001/http/fn", None).unwrap();
         assert_eq!(Target::Http(target).describe(), "http://127.0.0.1:9001/http/fn");
+    }
+
+    /// A server on 127.0.0.1 that accepts connections and never answers.
+    async fn silent_server() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        url
+    }
+
+    fn sdk_config(region: Option<&'static str>) -> aws_config::SdkConfig {
+        let credentials = aws_credential_types::Credentials::new("AKID", "SECRET", None, None, "test");
+        let mut config = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(credentials));
+        config.set_region(region.map(aws_config::Region::from_static));
+        config.build()
+    }
+
+    #[tokio::test]
+    async fn both_targets_give_up_on_a_silent_function_at_their_timeout() {
+        let url = silent_server().await;
+        let timeout = Some(Duration::from_millis(200));
+        let targets = [
+            Target::Http(HttpTarget::new(format!("{url}/fn"), timeout).unwrap()),
+            Target::Lambda(LambdaTarget::new(&sdk_config(Some("us-east-1")), "fn", Some(&url), timeout)),
+        ];
+        for target in targets {
+            let err = target.invoke(b"{}".to_vec(), InvocationType::RequestResponse, false).await.unwrap_err();
+            assert_eq!(err.to_string(), "transport error: no answer within 200ms", "{}", target.describe());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lambda_target_that_cannot_sign_says_why_before_the_first_invoke() {
+        let target = LambdaTarget::new(&sdk_config(None), "fn", Some("http://127.0.0.1:9"), None);
+        let err = target.check().await.unwrap_err();
+        assert!(err.to_string().contains("no AWS region configured"), "{err}");
+        let invoked = Target::Lambda(target).invoke(b"{}".to_vec(), InvocationType::Event, false).await;
+        assert!(matches!(&invoked, Err(Error::Transport(text)) if text.contains("no AWS region")), "{invoked:?}");
+        let ready = LambdaTarget::new(&sdk_config(Some("eu-west-1")), "fn", None, None);
+        ready.check().await.unwrap();
     }
 }

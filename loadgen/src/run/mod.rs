@@ -15,7 +15,7 @@ pub(crate) mod schedule;
 pub(crate) mod stats;
 
 
-pub use client::Client;
+pub use client::{Client, target_for};
 pub use engine::{IntervalSink, Run, execute};
 pub use mix::Mix;
 pub use outcome::{Classified, Outcome, ReportLine, classify};
