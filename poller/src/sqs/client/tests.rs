@@ -93,7 +93,8 @@ async fn the_requests_and_their_signatures_are_the_sdks() {
     let ours = SqsClient::at(&endpoint, "eu-west-1", SharedCredentialsProvider::new(credentials()), QUEUE_URL.to_owned())
         .unwrap();
 
-    // The poller's calls: a long poll, a visibility change, a delete (the SDK's answers are not used).
+    // The poller's calls: a long poll, a receive with its own visibility timeout (dry run), a
+    // visibility change, a delete.
     sdk.receive_message()
         .queue_url(QUEUE_URL)
         .max_number_of_messages(7)
@@ -123,13 +124,13 @@ async fn the_requests_and_their_signatures_are_the_sdks() {
             .build()
             .unwrap()
     });
-    let _ = sdk.change_message_visibility_batch().queue_url(QUEUE_URL).set_entries(Some(visibility.collect())).send().await;
+    sdk.change_message_visibility_batch().queue_url(QUEUE_URL).set_entries(Some(visibility.collect())).send().await.unwrap();
     let handles: Vec<String> = HANDLES.iter().map(|h| h.to_string()).collect();
     ours.change_visibility_batch(&handles, 43_200).await.unwrap();
     let delete = HANDLES.iter().enumerate().map(|(i, h)| {
         DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(*h).build().unwrap()
     });
-    let _ = sdk.delete_message_batch().queue_url(QUEUE_URL).set_entries(Some(delete.collect())).send().await;
+    sdk.delete_message_batch().queue_url(QUEUE_URL).set_entries(Some(delete.collect())).send().await.unwrap();
     ours.delete_batch(&HANDLES).await.unwrap();
 
     let captured = captured.lock().unwrap();
