@@ -226,6 +226,19 @@ def idle_scenario(args, sim, sqs, kinesis):
     return run
 
 
+def idle_sqs_scenario(args, sim, sqs):
+    """One SQS mapping on an empty queue: what the SQS side costs when nothing arrives (long polls
+    of 20 s on the idle floor's lanes, the visibility heartbeat, the visibility timeout re-check)."""
+    def run(rep):
+        function = f"idle-sqs-{rep}-{uuid.uuid4().hex[:6]}"
+        url = make_queue(sqs, function, 0)
+        mapping = {"EventSourceArn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{function}", "FunctionName": function}
+        cpu, wall, rss = run_poller(args, function, mapping, ["--lambda-endpoint-url", sim.url], None, None, idle_s=args.idle_seconds)
+        sqs.delete_queue(QueueUrl=url)
+        return 100.0 * cpu / wall, cpu, wall, rss
+    return run
+
+
 def summary(values):
     med = statistics.median(values)
     return med, min(values), max(values)
@@ -264,6 +277,7 @@ def main():
         ("kinesis", f"Kinesis, {args.records:,} records, 4 shards, BatchSize 500, filter keeps half",
          "records polled/CPU-s", kinesis_scenario(args, sim, kinesis)),
         ("idle", "Idle: empty SQS queue + quiet 4-shard stream", "% of a core", idle_scenario(args, sim, sqs, kinesis)),
+        ("idle-sqs", "Idle: one SQS mapping, empty queue", "% of a core", idle_sqs_scenario(args, sim, sqs)),
     ]
     only = {s for s in args.only.split(",") if s}
     rows = []

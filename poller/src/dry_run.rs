@@ -19,7 +19,6 @@ use std::collections::HashSet;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use aws_sdk_sqs::types::MessageSystemAttributeName;
 use esm_events::envelope::{Envelope, MAX_PAYLOAD_BYTES};
 use esm_stream::Lanes;
 
@@ -166,6 +165,7 @@ async fn sqs_pass(
     let queue_url = crate::sqs::queue_url(&client, queue)
         .await
         .map_err(|e| e.to_string())?;
+    let wire = crate::sqs::client::SqsClient::new(sdk, &queue.region, queue_url).await?;
     let wanted = limit.saturating_mul(mapping.batch_size as usize);
     let mut held = Vec::new();
     let mut seen = HashSet::new();
@@ -178,30 +178,15 @@ async fn sqs_pass(
         // A long poll (WaitTimeSeconds > 0) asks every SQS server, so an empty answer means an
         // empty queue; a short poll samples some servers and can answer empty while messages wait
         // (<https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-short-and-long-polling.html>).
-        let answer = client
-            .receive_message()
-            .queue_url(&queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .visibility_timeout(SQS_HOLD.as_secs() as i32)
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            .message_attribute_names("All")
-            .send()
-            .await;
-        let messages = match answer {
-            Ok(out) => out.messages.unwrap_or_default(),
-            Err(e) => {
-                break Err(format!(
-                    "ReceiveMessage failed: {}",
-                    aws_sdk_sqs::error::DisplayErrorContext(&e)
-                ));
-            }
+        let messages = match wire.receive(10, 1, Some(SQS_HOLD)).await {
+            Ok(messages) => messages,
+            Err(e) => break Err(format!("ReceiveMessage failed: {e}")),
         };
         if messages.is_empty() {
             break Ok(());
         }
-        for message in &messages {
-            held.extend(message.receipt_handle.clone());
+        for message in messages {
+            held.push(message.receipt_handle.clone());
             let record = crate::sqs::record::to_record(message, queue);
             if !seen.insert(record.message_id.clone()) {
                 continue;
@@ -219,7 +204,7 @@ async fn sqs_pass(
         }
     };
     // Released whatever happened, so the pass leaves the queue as it was.
-    crate::sqs::visibility::reveal(&client, &queue_url, &held).await;
+    crate::sqs::visibility::reveal(&wire, &held).await;
     received?;
     pass.batches = sqs_batches(kept, mapping.batch_size as usize, limit);
     Ok(pass)

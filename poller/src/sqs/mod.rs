@@ -29,6 +29,7 @@
 //! * A lane that fails is restarted ([`lanes`]); the messages it held are made visible at once.
 
 pub mod aimd;
+pub(crate) mod client;
 mod lanes;
 pub(crate) mod record;
 pub mod scaling;
@@ -40,10 +41,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::types::{
-    DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName,
-    QueueAttributeName,
-};
+use aws_sdk_sqs::types::QueueAttributeName;
 use esm_events::envelope::{Envelope, MAX_PAYLOAD_BYTES};
 use esm_events::response::BatchResponse;
 use lambda_invoke::{InvocationType, Target};
@@ -58,6 +56,7 @@ use crate::config::{Mapping, SourceSettings};
 use crate::error::Error;
 use crate::health::MappingState;
 use crate::stats::Counters;
+use client::{Message, SqsClient};
 use lanes::{Ended, Lanes};
 use scaling::Scaler;
 use throttle::{Gate, Next, ThrottleMode};
@@ -103,7 +102,10 @@ pub struct SqsMapping {
     uuid: String,
     queue: ArnParts,
     fifo: bool,
+    /// For the calls made once in a while (the queue's attributes).
     client: aws_sdk_sqs::Client,
+    /// For the calls made per batch: receive, delete, visibility changes.
+    wire: Arc<SqsClient>,
     queue_url: String,
     visibility_timeout: Duration,
     function_timeout: Duration,
@@ -166,6 +168,9 @@ impl SqsMapping {
         let visibility_timeout = read_visibility_timeout(&client, &queue_url)
             .await
             .map_err(|e| Error::Source(format!("{}: {e}", queue.arn)))?;
+        let wire = SqsClient::new(sdk_config, &queue.region, queue_url.clone())
+            .await
+            .map_err(|e| Error::Source(format!("{}: {e}", queue.arn)))?;
         let function_timeout = function_timeout(&target).await?;
         check_visibility_timeout(visibility_timeout, function_timeout)
             .map_err(|e| Error::Source(format!("{}: {e}", queue.arn)))?;
@@ -174,6 +179,7 @@ impl SqsMapping {
             fifo: mapping.source.is_fifo_queue(),
             queue,
             client,
+            wire: Arc::new(wire),
             queue_url,
             visibility_timeout,
             function_timeout,
@@ -225,11 +231,7 @@ impl SqsMapping {
         // This mapping's own stop, also fired by the visibility check.
         let cancel = cancel.child_token();
         let heartbeat_stop = CancellationToken::new();
-        let heartbeat = tokio::spawn(self.held.clone().run(
-            self.client.clone(),
-            self.queue_url.clone(),
-            heartbeat_stop.clone(),
-        ));
+        let heartbeat = tokio::spawn(self.held.clone().run(self.wire.clone(), heartbeat_stop.clone()));
         let watch = tokio::spawn(self.clone().watch_visibility_timeout(cancel.clone()));
         let (grow_tx, mut grow_rx) = mpsc::unbounded_channel();
         let mut lanes = Lanes::new();
@@ -249,7 +251,7 @@ impl SqsMapping {
                         tracing::error!(uuid = %self.uuid, %reason, released = handles.len(),
                             "SQS lane failed; its messages are made visible again and the lane restarts");
                         self.counters.worker_failed(reason);
-                        visibility::reveal(&self.client, &self.queue_url, &handles).await;
+                        visibility::reveal(&self.wire, &handles).await;
                         if !cancel.is_cancelled() {
                             lanes.restart(self.clone().lane(cancel.clone(), grow_tx.clone()));
                         }
@@ -338,7 +340,7 @@ impl SqsMapping {
         let handles: Vec<String> = released.into_iter().map(|(p, _)| p.receipt_handle).collect();
         tracing::debug!(uuid = %self.uuid, messages = handles.len(), "released held-back messages of failed FIFO groups");
         self.held.release(handles.iter().map(String::as_str));
-        visibility::reveal(&self.client, &self.queue_url, &handles).await;
+        visibility::reveal(&self.wire, &handles).await;
     }
 
     /// Gather records until the batch is ready. Returns an empty batch when the queue had nothing.
@@ -393,9 +395,8 @@ impl SqsMapping {
             }
             tracing::debug!(uuid = %self.uuid, received = messages.len(), batch = batcher.len(), "received");
             Counters::add(&self.counters.polled, messages.len());
-            self.counters.received(messages.iter().filter_map(|m| {
-                m.attributes()?.get(&MessageSystemAttributeName::SentTimestamp)?.parse().ok()
-            }));
+            self.counters
+                .received(messages.iter().filter_map(|m| m.attributes.sent_timestamp.as_deref()?.parse().ok()));
             self.admit(messages, sent_at, carry).await;
             batcher.fill_from(carry, std::time::Instant::now());
         }
@@ -403,23 +404,16 @@ impl SqsMapping {
     }
 
     async fn receive(&self, max: usize, wait_seconds: u64) -> Result<Vec<Message>, String> {
-        self.client
-            .receive_message()
-            .queue_url(&self.queue_url)
-            .max_number_of_messages(max as i32)
-            .wait_time_seconds(wait_seconds as i32)
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            .message_attribute_names("All")
-            .send()
+        self.wire
+            .receive(max, wait_seconds, None)
             .await
-            .map(|out| out.messages.unwrap_or_default())
-            .map_err(|e| DisplayErrorContext(&e).to_string())
+            .map_err(|e| format!("ReceiveMessage failed: {e}"))
     }
 
     /// Hold received messages, drop (delete) those no filter matches, queue the rest for batching.
     async fn admit(&self, messages: Vec<Message>, received_at: Instant, carry: &mut VecDeque<(Pending, usize)>) {
         let mut filtered_out = Vec::new();
-        for message in &messages {
+        for message in messages {
             let record = record::to_record(message, &self.queue);
             self.held.hold(&record.receipt_handle, received_at);
             if !self.filters.is_empty()
@@ -569,7 +563,7 @@ impl SqsMapping {
         self.held.release(batch.iter().map(|p| p.receipt_handle.as_str()));
         self.counters.health.abandoned(batch.len());
         let handles: Vec<String> = batch.iter().map(|p| p.receipt_handle.clone()).collect();
-        visibility::reveal(&self.client, &self.queue_url, &handles).await;
+        visibility::reveal(&self.wire, &handles).await;
         batch.iter().filter_map(|p| p.group.clone()).collect()
     }
 
@@ -594,35 +588,22 @@ impl SqsMapping {
 
     /// One `DeleteMessageBatch`; returns the receipt handles worth another attempt.
     async fn delete_once<'a>(&self, handles: &[&'a String], last: bool) -> Vec<&'a String> {
-        let entries = handles.iter().enumerate().map(|(i, handle)| {
-            DeleteMessageBatchRequestEntry::builder()
-                .id(i.to_string())
-                .receipt_handle(handle.as_str())
-                .build()
-                .expect("id and receipt handle are set")
-        });
-        let out = match self
-            .client
-            .delete_message_batch()
-            .queue_url(&self.queue_url)
-            .set_entries(Some(entries.collect()))
-            .send()
-            .await
-        {
+        let receipt_handles: Vec<&str> = handles.iter().map(|h| h.as_str()).collect();
+        let out = match self.wire.delete_batch(&receipt_handles).await {
             Ok(out) => out,
             Err(e) => {
-                tracing::warn!(uuid = %self.uuid, error = %DisplayErrorContext(&e), last,
+                tracing::warn!(uuid = %self.uuid, error = %e, last,
                     "DeleteMessageBatch failed{}", if last { "; the messages will be delivered again" } else { "; retrying" });
                 return handles.to_vec();
             }
         };
-        Counters::add(&self.counters.deleted, out.successful().len());
+        Counters::add(&self.counters.deleted, out.successful.len());
         let mut retry = Vec::new();
-        for failed in out.failed() {
-            let again = !failed.sender_fault() && !last;
-            tracing::warn!(uuid = %self.uuid, code = failed.code(), message = ?failed.message(), retrying = again,
+        for failed in &out.failed {
+            let again = !failed.sender_fault && !last;
+            tracing::warn!(uuid = %self.uuid, code = %failed.code, message = ?failed.message, retrying = again,
                 "DeleteMessageBatch entry failed");
-            if let Some(handle) = failed.id().parse::<usize>().ok().and_then(|i| handles.get(i)).filter(|_| again) {
+            if let Some(handle) = failed.id.parse::<usize>().ok().and_then(|i| handles.get(i)).filter(|_| again) {
                 retry.push(*handle);
             }
         }

@@ -16,10 +16,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry;
 use tokio::task::Id as LaneId;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use super::client::SqsClient;
 
 /// One held message: when it would become visible, and the lane holding it.
 #[derive(Clone, Copy, Debug)]
@@ -103,14 +104,9 @@ impl Held {
     }
 
     /// Extend held messages until `cancel` fires.
-    pub(super) async fn run(
-        self,
-        client: aws_sdk_sqs::Client,
-        queue_url: String,
-        cancel: CancellationToken,
-    ) {
+    pub(super) async fn run(self, client: Arc<SqsClient>, cancel: CancellationToken) {
         if self.timeout.is_zero() {
-            tracing::warn!(%queue_url, "queue visibility timeout is 0: held messages cannot be kept invisible");
+            tracing::warn!("queue visibility timeout is 0: held messages cannot be kept invisible");
             return;
         }
         let timeout_secs = i32::try_from(self.timeout.as_secs()).unwrap_or(i32::MAX);
@@ -121,50 +117,30 @@ impl Held {
                 _ = cancel.cancelled() => return,
             }
             let due = self.due(Instant::now());
-            change_visibility(&client, &queue_url, &due, timeout_secs, "extending message visibility").await;
+            change_visibility(&client, &due, timeout_secs, "extending message visibility").await;
         }
     }
 }
 
 /// Make messages visible again now (`ChangeMessageVisibility` 0), in the order given: messages the poller
 /// received but will not invoke (their lane failed, or an earlier FIFO message of their group failed).
-pub(crate) async fn reveal(client: &aws_sdk_sqs::Client, queue_url: &str, receipt_handles: &[String]) {
-    change_visibility(client, queue_url, receipt_handles, 0, "releasing messages").await;
+pub(crate) async fn reveal(client: &SqsClient, receipt_handles: &[String]) {
+    change_visibility(client, receipt_handles, 0, "releasing messages").await;
 }
 
 /// `ChangeMessageVisibilityBatch` for `receipt_handles`, 10 per call. Failures are logged only: a message
 /// whose visibility was not changed still reappears when its current timeout ends.
-async fn change_visibility(
-    client: &aws_sdk_sqs::Client,
-    queue_url: &str,
-    receipt_handles: &[String],
-    timeout_secs: i32,
-    what: &str,
-) {
+async fn change_visibility(client: &SqsClient, receipt_handles: &[String], timeout_secs: i32, what: &str) {
     for chunk in receipt_handles.chunks(10) {
-        let entries = chunk.iter().enumerate().map(|(i, handle)| {
-            ChangeMessageVisibilityBatchRequestEntry::builder()
-                .id(i.to_string())
-                .receipt_handle(handle)
-                .visibility_timeout(timeout_secs)
-                .build()
-                .expect("id and receipt handle are set")
-        });
-        let result = client
-            .change_message_visibility_batch()
-            .queue_url(queue_url)
-            .set_entries(Some(entries.collect()))
-            .send()
-            .await;
-        match result {
-            Ok(out) if !out.failed().is_empty() => {
+        match client.change_visibility_batch(chunk, timeout_secs).await {
+            Ok(out) if !out.failed.is_empty() => {
                 // Usually a message deleted meanwhile: nothing to do.
-                tracing::debug!(failed = out.failed().len(), "{what}: some visibility changes failed");
+                tracing::debug!(failed = out.failed.len(), "{what}: some visibility changes failed");
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(
-                error = %aws_sdk_sqs::error::DisplayErrorContext(&e),
-                "{what} failed; the messages reappear when their visibility timeout ends"
+                error = %e,
+                "{what} failed (ChangeMessageVisibilityBatch); the messages reappear when their visibility timeout ends"
             ),
         }
     }

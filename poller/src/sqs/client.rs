@@ -1,0 +1,404 @@
+//! The SQS calls made for every batch (ReceiveMessage, DeleteMessageBatch,
+//! ChangeMessageVisibilityBatch), sent without the SDK.
+//!
+//! Measured in the poller (docs/benchmarks.md), the SDK's fixed cost per call (interceptors,
+//! endpoint and identity resolution, type-erased configuration) was most of the CPU an SQS mapping
+//! spent, far more than signing or parsing. These three calls are therefore sent as the SDK sends
+//! them, from parts prepared once: the AWS JSON 1.0 protocol (`POST /`, `X-Amz-Target:
+//! AmazonSQS.<Action>`, `Content-Type: application/x-amz-json-1.0`, the query-compatibility header
+//! `x-amzn-query-mode: true`), the same JSON body, signed with SigV4 for `sqs` by [`aws_wire`].
+//! Answers are parsed straight into what the poller uses. Calls made once per mapping or per
+//! redrive (GetQueueUrl, GetQueueAttributes, SendMessage) keep the SDK.
+//! <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-making-api-requests-json.html>
+//!
+//! Like the SDK's standard retry mode, a call that got no answer, a 5xx or a throttling error is
+//! made again, three attempts in all with jittered exponential backoff from 1 s, before the caller
+//! sees the error. <https://docs.aws.amazon.com/sdkref/latest/guide/feature-retry-behavior.html>
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_wire::{Pool, Signer};
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
+use http::{Method, Request, Uri};
+use http_body_util::Full;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::backoff::Backoff;
+
+/// Largest answer read: ten messages of at most 1 MiB each, escaped in JSON (at most three
+/// bytes of JSON per byte of text), with their attributes.
+const MAX_ANSWER_BYTES: usize = 64 << 20;
+/// Attempts per call, as the SDK's standard retry mode makes.
+const ATTEMPTS: u32 = 3;
+
+const X_AMZ_TARGET: HeaderName = HeaderName::from_static("x-amz-target");
+const X_AMZN_QUERY_MODE: HeaderName = HeaderName::from_static("x-amzn-query-mode");
+const X_AMZN_QUERY_ERROR: &str = "x-amzn-query-error";
+const JSON_1_0: HeaderValue = HeaderValue::from_static("application/x-amz-json-1.0");
+
+/// One queue's per-batch calls.
+#[derive(Debug)]
+pub(crate) struct SqsClient {
+    queue_url: String,
+    /// The service endpoint with path `/`, and as text for signing.
+    uri: Uri,
+    uri_text: String,
+    signer: Signer,
+    pool: Pool,
+}
+
+/// A message as ReceiveMessage returns it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct Message {
+    pub message_id: String,
+    pub receipt_handle: String,
+    #[serde(rename = "MD5OfBody")]
+    pub md5_of_body: String,
+    pub body: String,
+    #[serde(default)]
+    pub attributes: Attributes,
+    #[serde(rename = "MD5OfMessageAttributes")]
+    pub md5_of_message_attributes: Option<String>,
+    /// By name: SQS orders them so when it computes `MD5OfMessageAttributes`, and so does the event.
+    #[serde(default)]
+    pub message_attributes: BTreeMap<String, MessageAttribute>,
+}
+
+/// The system attributes Lambda puts in the event (the others are ignored).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct Attributes {
+    pub dead_letter_queue_source_arn: Option<String>,
+    pub approximate_receive_count: Option<String>,
+    #[serde(rename = "AWSTraceHeader")]
+    pub aws_trace_header: Option<String>,
+    pub sent_timestamp: Option<String>,
+    pub sequence_number: Option<String>,
+    pub message_group_id: Option<String>,
+    pub sender_id: Option<String>,
+    pub message_deduplication_id: Option<String>,
+    pub approximate_first_receive_timestamp: Option<String>,
+}
+
+/// A message attribute; `BinaryValue` is base64 in the JSON protocol.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct MessageAttribute {
+    pub data_type: String,
+    pub string_value: Option<String>,
+    pub binary_value: Option<String>,
+}
+
+/// What a batch call did per entry; entry ids are the indexes of the receipt handles given.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct BatchResult {
+    /// One per entry done (only counted: an entry either succeeded or failed).
+    #[serde(default)]
+    pub successful: Vec<serde::de::IgnoredAny>,
+    #[serde(default)]
+    pub failed: Vec<BatchFailure>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct BatchFailure {
+    pub id: String,
+    /// The request was at fault (an invalid receipt handle): another attempt would fail too.
+    pub sender_fault: bool,
+    pub code: String,
+    pub message: Option<String>,
+}
+
+/// Why a call failed, after its attempts.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum CallError {
+    /// No answer (connection refused or reset, signing or credentials failed).
+    NoAnswer(String),
+    /// SQS answered with an error: its code (the query-compatible one, such as
+    /// `AWS.SimpleQueueService.NonExistentQueue`, when SQS sends it) and message.
+    Service { status: u16, code: String, message: String },
+    /// A 2xx answer that is not the expected JSON.
+    Unreadable(String),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::NoAnswer(reason) => write!(f, "no answer: {reason}"),
+            CallError::Service { status, code, message } => write!(f, "{code}: {message} (HTTP {status})"),
+            CallError::Unreadable(reason) => write!(f, "unreadable answer: {reason}"),
+        }
+    }
+}
+
+impl CallError {
+    /// Worth another attempt, as the SDK's standard retry mode judges: no answer, a 500, 502, 503 or
+    /// 504, or a throttling error.
+    fn transient(&self) -> bool {
+        match self {
+            CallError::NoAnswer(_) => true,
+            CallError::Service { status, code, .. } => {
+                matches!(status, 500 | 502 | 503 | 504) || is_throttling(code)
+            }
+            CallError::Unreadable(_) => false,
+        }
+    }
+}
+
+/// SQS's throttling codes (`RequestThrottled`, `ThrottlingException`, with or without the
+/// query-compatible `AWS.SimpleQueueService.` prefix), and the SDK's generic ones.
+fn is_throttling(code: &str) -> bool {
+    let code = code.rsplit('.').next().unwrap_or(code);
+    matches!(
+        code,
+        "RequestThrottled" | "Throttling" | "ThrottlingException" | "ThrottledException" | "TooManyRequestsException"
+            | "RequestLimitExceeded" | "SlowDown"
+    )
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ReceiveMessage<'a> {
+    queue_url: &'a str,
+    message_system_attribute_names: [&'a str; 1],
+    message_attribute_names: [&'a str; 1],
+    max_number_of_messages: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    visibility_timeout: Option<i32>,
+    wait_time_seconds: i32,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Received {
+    #[serde(default)]
+    messages: Vec<Message>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Batch<'a> {
+    queue_url: &'a str,
+    entries: Vec<Entry<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Entry<'a> {
+    id: String,
+    receipt_handle: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    visibility_timeout: Option<i32>,
+}
+
+fn entries<'a>(receipt_handles: impl IntoIterator<Item = &'a str>, visibility_timeout: Option<i32>) -> Vec<Entry<'a>> {
+    receipt_handles
+        .into_iter()
+        .enumerate()
+        .map(|(i, receipt_handle)| Entry {
+            id: i.to_string(),
+            receipt_handle,
+            visibility_timeout,
+        })
+        .collect()
+}
+
+impl SqsClient {
+    /// The client for `queue_url` in `region`, with the endpoint and credentials `sdk` gives the
+    /// SDK's SQS client (`AWS_ENDPOINT_URL_SQS`, `AWS_ENDPOINT_URL`, the profile's, else SQS's
+    /// default endpoint for the region).
+    pub(crate) async fn new(sdk: &aws_config::SdkConfig, region: &str, queue_url: String) -> Result<SqsClient, String> {
+        let credentials = sdk
+            .credentials_provider()
+            .ok_or("no AWS credentials provider is configured")?;
+        let endpoint = endpoint(sdk, region).await?;
+        SqsClient::at(&endpoint, region, credentials, queue_url)
+    }
+
+    fn at(
+        endpoint: &str,
+        region: &str,
+        credentials: aws_credential_types::provider::SharedCredentialsProvider,
+        queue_url: String,
+    ) -> Result<SqsClient, String> {
+        let uri: Uri = format!("{}/", endpoint.trim_end_matches('/'))
+            .parse()
+            .map_err(|e| format!("SQS endpoint `{endpoint}`: {e}"))?;
+        Ok(SqsClient {
+            queue_url,
+            uri_text: uri.to_string(),
+            uri,
+            signer: Signer::new("sqs", region, credentials),
+            pool: aws_wire::pool().map_err(|e| e.to_string())?,
+        })
+    }
+
+    /// ReceiveMessage: up to `max` messages (at most 10) with every system and message attribute,
+    /// waiting up to `wait_seconds` (long poll); hidden for `visibility_timeout` rather than the
+    /// queue's when given.
+    pub(crate) async fn receive(
+        &self,
+        max: usize,
+        wait_seconds: u64,
+        visibility_timeout: Option<Duration>,
+    ) -> Result<Vec<Message>, CallError> {
+        let body = ReceiveMessage {
+            queue_url: &self.queue_url,
+            message_system_attribute_names: ["All"],
+            message_attribute_names: ["All"],
+            max_number_of_messages: max as i32,
+            visibility_timeout: visibility_timeout.map(|t| seconds(t.as_secs())),
+            wait_time_seconds: seconds(wait_seconds),
+        };
+        let received: Received = self.call("AmazonSQS.ReceiveMessage", &body).await?;
+        Ok(received.messages)
+    }
+
+    /// DeleteMessageBatch of at most 10 receipt handles.
+    pub(crate) async fn delete_batch(&self, receipt_handles: &[&str]) -> Result<BatchResult, CallError> {
+        let body = Batch {
+            queue_url: &self.queue_url,
+            entries: entries(receipt_handles.iter().copied(), None),
+        };
+        self.call("AmazonSQS.DeleteMessageBatch", &body).await
+    }
+
+    /// ChangeMessageVisibilityBatch of at most 10 receipt handles to `timeout_secs`.
+    pub(crate) async fn change_visibility_batch(
+        &self,
+        receipt_handles: &[String],
+        timeout_secs: i32,
+    ) -> Result<BatchResult, CallError> {
+        let body = Batch {
+            queue_url: &self.queue_url,
+            entries: entries(receipt_handles.iter().map(String::as_str), Some(timeout_secs)),
+        };
+        self.call("AmazonSQS.ChangeMessageVisibilityBatch", &body).await
+    }
+
+    /// One call (`action` is its `X-Amz-Target`), with the SDK's attempts for transient failures.
+    async fn call<T: DeserializeOwned + Default>(&self, action: &'static str, body: &impl Serialize) -> Result<T, CallError> {
+        let body = Bytes::from(serde_json::to_vec(body).expect("requests serialize"));
+        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(20));
+        let mut attempt = 1;
+        loop {
+            match self.call_once(action, body.clone()).await {
+                Err(e) if e.transient() && attempt < ATTEMPTS => {
+                    tracing::debug!(action, error = %e, attempt, "SQS call failed; trying again");
+                    attempt += 1;
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn call_once<T: DeserializeOwned + Default>(&self, action: &'static str, body: Bytes) -> Result<T, CallError> {
+        let request = self.request(action, body).await?;
+        let answer = aws_wire::send(&self.pool, request, MAX_ANSWER_BYTES)
+            .await
+            .map_err(|e| CallError::NoAnswer(e.to_string()))?;
+        if answer.cut(MAX_ANSWER_BYTES) {
+            return Err(CallError::Unreadable(format!("longer than {MAX_ANSWER_BYTES} bytes")));
+        }
+        if !(200..300).contains(&answer.status) {
+            return Err(service_error(answer.status, &answer.headers, &answer.body));
+        }
+        parse(&answer.body)
+    }
+
+    /// The signed request for `action`, as the SDK builds it.
+    async fn request(&self, action: &'static str, body: Bytes) -> Result<Request<Full<Bytes>>, CallError> {
+        let mut request = self.unsigned(action, body.clone());
+        self.signer
+            .sign(&mut request, &self.uri_text, &body)
+            .await
+            .map_err(|e| CallError::NoAnswer(e.to_string()))?;
+        Ok(request)
+    }
+
+    fn unsigned(&self, action: &'static str, body: Bytes) -> Request<Full<Bytes>> {
+        let length = HeaderValue::from(body.len());
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = self.uri.clone();
+        let headers = request.headers_mut();
+        headers.insert(CONTENT_TYPE, JSON_1_0);
+        headers.insert(X_AMZ_TARGET, HeaderValue::from_static(action));
+        headers.insert(X_AMZN_QUERY_MODE, HeaderValue::from_static("true"));
+        headers.insert(CONTENT_LENGTH, length);
+        request
+    }
+}
+
+/// Whole seconds as the API's integer; larger than any value SQS accepts when out of range.
+fn seconds(s: u64) -> i32 {
+    i32::try_from(s).unwrap_or(i32::MAX)
+}
+
+/// A 2xx answer's body; an empty body is the empty answer.
+fn parse<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, CallError> {
+    if body.is_empty() {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| CallError::Unreadable(e.to_string()))
+}
+
+/// The error of a non-2xx answer, read as the SDK reads it: the code from `x-amzn-query-error`
+/// (`AWS.SimpleQueueService.NonExistentQueue;Sender`) when present, else `X-Amzn-Errortype` or the
+/// body's `__type`/`code` without its namespace (`com.amazonaws.sqs#QueueDoesNotExist`); the
+/// message from the body's `message` or `Message`.
+/// <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-json-faqs.html>
+fn service_error(status: u16, headers: &http::HeaderMap, body: &[u8]) -> CallError {
+    #[derive(Default, Deserialize)]
+    struct ErrorBody {
+        #[serde(rename = "__type")]
+        kind: Option<String>,
+        code: Option<String>,
+        message: Option<String>,
+        #[serde(rename = "Message")]
+        message_capitalised: Option<String>,
+    }
+    let parsed: ErrorBody = serde_json::from_slice(body).unwrap_or_default();
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let unqualified = |code: &str| {
+        let code = code.split(':').next().unwrap_or(code);
+        code.rsplit('#').next().unwrap_or(code).to_owned()
+    };
+    let code = header(X_AMZN_QUERY_ERROR)
+        .and_then(|v| v.split_once(';'))
+        .map(|(code, _)| code.to_owned())
+        .or_else(|| header("x-amzn-errortype").or(parsed.code.as_deref()).or(parsed.kind.as_deref()).map(unqualified))
+        .unwrap_or_else(|| format!("HTTP {status}"));
+    let message = parsed
+        .message
+        .or(parsed.message_capitalised)
+        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
+    CallError::Service { status, code, message }
+}
+
+/// The endpoint the SDK's SQS client would use: the configured URL if any, else the SDK's own
+/// rules for the region (FIPS, dual-stack).
+async fn endpoint(sdk: &aws_config::SdkConfig, region: &str) -> Result<String, String> {
+    use aws_sdk_sqs::config::endpoint::{DefaultResolver, Params, ResolveEndpoint};
+    let params = Params::builder()
+        .region(region)
+        .use_fips(sdk.use_fips().unwrap_or(false))
+        .use_dual_stack(sdk.use_dual_stack().unwrap_or(false))
+        .set_endpoint(aws_wire::configured_endpoint(sdk, "SQS"))
+        .build()
+        .map_err(|e| format!("SQS endpoint: {e}"))?;
+    let endpoint = DefaultResolver::new()
+        .resolve_endpoint(&params)
+        .await
+        .map_err(|e| format!("SQS endpoint: {e}"))?;
+    Ok(endpoint.url().to_owned())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,273 @@
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_sdk_sqs::config::{BehaviorVersion, Region};
+use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
+use http::HeaderMap;
+use http_body_util::BodyExt;
+
+use super::*;
+
+type Captured = Arc<Mutex<Vec<(Uri, HeaderMap, Bytes)>>>;
+
+/// A server on 127.0.0.1 keeping every request it gets, answering each with `answer`.
+async fn capture_server(status: u16, headers: &'static [(&'static str, &'static str)], answer: &'static str) -> (String, Captured) {
+    let captured: Captured = Arc::default();
+    let keep = Arc::clone(&captured);
+    let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let keep = Arc::clone(&keep);
+        async move {
+            let (parts, body) = request.into_parts();
+            let body = body.collect().await.unwrap().to_bytes();
+            keep.lock().unwrap().push((parts.uri, parts.headers, body));
+            let mut response = http::Response::builder().status(status);
+            for (name, value) in headers {
+                response = response.header(*name, *value);
+            }
+            response.body(axum::body::Body::from(answer)).unwrap()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, captured)
+}
+
+fn credentials() -> Credentials {
+    Credentials::new("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", Some("session/token+=".to_owned()), None, "test")
+}
+
+const QUEUE_URL: &str = "https://sqs.eu-west-1.amazonaws.com/123456789012/orders.fifo";
+const HANDLES: [&str; 2] = ["AQEB+handle/1==", "AQEB handle \"2\""];
+
+/// `headers` signed at `time` with `credentials`, as the SDK signs: the headers its `SignedHeaders`
+/// name, less the ones signing adds and less `leave_out`.
+fn resign(signer: &Signer, uri: &str, headers: &HeaderMap, body: &[u8], leave_out: &[&str], time: SystemTime) -> HeaderValue {
+    let mut request = Request::new(());
+    *request.method_mut() = Method::POST;
+    for (name, value) in headers {
+        let added_by_signing = matches!(name.as_str(), "authorization" | "x-amz-date" | "x-amz-security-token");
+        if signed_headers(headers).contains(&name.as_str()) && !added_by_signing && !leave_out.contains(&name.as_str()) {
+            request.headers_mut().insert(name, value.clone());
+        }
+    }
+    signer.sign_with(&mut request, uri, body, &credentials(), time).unwrap();
+    request.headers()["authorization"].clone()
+}
+
+/// The time of an `X-Amz-Date` header (`20231114T221320Z`).
+fn amz_date(headers: &HeaderMap) -> SystemTime {
+    let format = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    let date = time::PrimitiveDateTime::parse(headers["x-amz-date"].to_str().unwrap(), format).unwrap();
+    date.assume_utc().into()
+}
+
+fn signed_headers(headers: &HeaderMap) -> Vec<&str> {
+    let authorization = headers["authorization"].to_str().unwrap();
+    authorization
+        .split("SignedHeaders=")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap()
+        .split(';')
+        .collect()
+}
+
+/// For each of the three calls, the SDK and the lean client send the same request to the same
+/// endpoint: the same body byte for byte, the same protocol headers, the same signed headers but
+/// the SDK's user agent. And the signature is the SDK's: over the SDK's exact headers our signer
+/// gives the SDK's `Authorization` byte for byte, and our request signs as the SDK's does without
+/// its user agent. (The SDK adds `amz-sdk-*` headers after signing and a user agent we do not send.)
+#[tokio::test]
+async fn the_requests_and_their_signatures_are_the_sdks() {
+    let (endpoint, captured) = capture_server(200, &[], r#"{"Successful":[],"Failed":[]}"#).await;
+    let config = aws_sdk_sqs::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("eu-west-1"))
+        .credentials_provider(credentials())
+        .endpoint_url(&endpoint)
+        .build();
+    let sdk = aws_sdk_sqs::Client::from_conf(config);
+    let ours = SqsClient::at(&endpoint, "eu-west-1", SharedCredentialsProvider::new(credentials()), QUEUE_URL.to_owned())
+        .unwrap();
+
+    // The poller's calls: a long poll, a receive with its own visibility timeout (dry run), a
+    // visibility change, a delete.
+    sdk.receive_message()
+        .queue_url(QUEUE_URL)
+        .max_number_of_messages(7)
+        .wait_time_seconds(20)
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .unwrap();
+    ours.receive(7, 20, None).await.unwrap();
+    sdk.receive_message()
+        .queue_url(QUEUE_URL)
+        .max_number_of_messages(10)
+        .visibility_timeout(30)
+        .wait_time_seconds(1)
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .unwrap();
+    ours.receive(10, 1, Some(Duration::from_secs(30))).await.unwrap();
+    let visibility = HANDLES.iter().enumerate().map(|(i, h)| {
+        ChangeMessageVisibilityBatchRequestEntry::builder()
+            .id(i.to_string())
+            .receipt_handle(*h)
+            .visibility_timeout(43_200)
+            .build()
+            .unwrap()
+    });
+    sdk.change_message_visibility_batch().queue_url(QUEUE_URL).set_entries(Some(visibility.collect())).send().await.unwrap();
+    let handles: Vec<String> = HANDLES.iter().map(|h| h.to_string()).collect();
+    ours.change_visibility_batch(&handles, 43_200).await.unwrap();
+    let delete = HANDLES.iter().enumerate().map(|(i, h)| {
+        DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(*h).build().unwrap()
+    });
+    sdk.delete_message_batch().queue_url(QUEUE_URL).set_entries(Some(delete.collect())).send().await.unwrap();
+    ours.delete_batch(&HANDLES).await.unwrap();
+
+    let captured = captured.lock().unwrap();
+    assert_eq!(captured.len(), 8);
+    for pair in captured.chunks(2) {
+        let [(sdk_uri, sdk_headers, sdk_body), (our_uri, our_headers, our_body)] = pair else { unreachable!() };
+        let target = sdk_headers["x-amz-target"].to_str().unwrap();
+        assert_eq!(our_uri, sdk_uri, "{target}");
+        assert_eq!(our_body, sdk_body, "{target}");
+        for name in ["host", "content-type", "content-length", "x-amz-target", "x-amzn-query-mode", "x-amz-security-token"] {
+            assert_eq!(our_headers.get(name), sdk_headers.get(name), "{target}: {name}");
+        }
+        let sdk_signed: Vec<&str> = signed_headers(sdk_headers).into_iter().filter(|h| *h != "x-amz-user-agent").collect();
+        assert_eq!(signed_headers(our_headers), sdk_signed, "{target}");
+
+        let uri = format!("{endpoint}/");
+        // The SDK's signing time (it reads the clock itself): both are signed at it below.
+        let time = amz_date(sdk_headers);
+        assert_eq!(resign(&ours.signer, &uri, sdk_headers, sdk_body, &[], time), sdk_headers["authorization"], "{target}");
+        assert_eq!(
+            resign(&ours.signer, &uri, our_headers, our_body, &[], time),
+            resign(&ours.signer, &uri, sdk_headers, sdk_body, &["x-amz-user-agent"], time),
+            "{target}"
+        );
+    }
+}
+
+fn testdata(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/src/sqs/testdata/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+/// A standard queue's message as moto 5.2.5 returns it: escaped body, binary and number attributes.
+#[test]
+fn a_received_message_is_read_whole() {
+    let received: Received = parse(&testdata("receive-standard.json")).unwrap();
+    let [m] = &received.messages[..] else { panic!("{received:?}", received = received.messages) };
+    assert_eq!(m.message_id, "49198e7b-dee6-44c6-a3fb-d81440b6ecd5");
+    assert!(m.receipt_handle.starts_with("rrtrmph"));
+    assert_eq!(m.body, "{\"a\":\"é\\n\"}");
+    assert_eq!(m.md5_of_body, "b5e7b823e65a763c687176ee8d0cd84b");
+    assert_eq!(m.md5_of_message_attributes.as_deref(), Some("ad5ccff041817c64baa06072818a49f2"));
+    let a = &m.attributes;
+    assert_eq!(a.sender_id.as_deref(), Some("AIDAIT2UOQQY3AUEKVGXU"));
+    assert_eq!(a.sent_timestamp.as_deref(), Some("1796062455456"));
+    assert_eq!(a.approximate_receive_count.as_deref(), Some("1"));
+    assert_eq!(a.approximate_first_receive_timestamp.as_deref(), Some("1796062455503"));
+    assert_eq!((a.message_group_id.as_ref(), a.sequence_number.as_ref()), (None, None));
+    let names: Vec<&str> = m.message_attributes.keys().map(String::as_str).collect();
+    assert_eq!(names, ["b", "z"], "ordered by name");
+    let (b, z) = (&m.message_attributes["b"], &m.message_attributes["z"]);
+    assert_eq!((b.data_type.as_str(), b.binary_value.as_deref(), b.string_value.as_deref()), ("Binary", Some("aGk="), None));
+    assert_eq!((z.data_type.as_str(), z.string_value.as_deref(), z.binary_value.as_deref()), ("Number", Some("6"), None));
+}
+
+#[test]
+fn a_fifo_message_has_its_group_and_sequence() {
+    let received: Received = parse(&testdata("receive-fifo.json")).unwrap();
+    let a = &received.messages[0].attributes;
+    assert_eq!(a.message_group_id.as_deref(), Some("g1"));
+    assert_eq!(a.message_deduplication_id.as_deref(), Some("d1"));
+    assert_eq!(a.sequence_number.as_deref(), Some("40266650532857453828"));
+    assert!(received.messages[0].message_attributes.is_empty());
+    assert_eq!(received.messages[0].md5_of_message_attributes, None);
+}
+
+#[test]
+fn an_empty_receive_has_no_messages() {
+    assert!(parse::<Received>(b"{}").unwrap().messages.is_empty());
+    assert!(parse::<Received>(b"").unwrap().messages.is_empty());
+    assert!(matches!(parse::<Received>(b"<xml/>"), Err(CallError::Unreadable(_))));
+}
+
+#[test]
+fn batch_results_name_the_failed_entries() {
+    for file in ["delete-message-batch.json", "change-visibility-batch.json"] {
+        let result: BatchResult = parse(&testdata(file)).unwrap();
+        assert_eq!(result.successful.len(), 1, "{file}");
+        let [failed] = &result.failed[..] else { panic!("{file}: {result:?}") };
+        assert_eq!((failed.id.as_str(), failed.sender_fault, failed.code.as_str()), ("1", true, "ReceiptHandleIsInvalid"));
+        assert!(failed.message.as_deref().is_some_and(|m| m.contains("receipt handle")), "{file}");
+    }
+}
+
+fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+    pairs.iter().map(|(n, v)| (HeaderName::from_static(n), HeaderValue::from_static(v))).collect()
+}
+
+/// moto's answer for a queue that does not exist (as SQS's): the query-compatible code wins.
+#[test]
+fn error_codes_are_read_as_the_sdk_reads_them() {
+    let missing = testdata("error-queue-does-not-exist.json");
+    let query = headers(&[
+        ("x-amzn-query-error", "AWS.SimpleQueueService.NonExistentQueue;Sender"),
+        ("x-amzn-errortype", "com.amazonaws.sqs#QueueDoesNotExist"),
+    ]);
+    let err = service_error(400, &query, &missing);
+    assert_eq!(
+        err,
+        CallError::Service {
+            status: 400,
+            code: "AWS.SimpleQueueService.NonExistentQueue".to_owned(),
+            message: "The specified queue does not exist.".to_owned()
+        }
+    );
+    assert!(err.to_string().contains("AWS.SimpleQueueService.NonExistentQueue"), "{err}");
+    assert!(!err.transient());
+    // Without the query-compatible header: the type without its namespace.
+    let err = service_error(400, &HeaderMap::new(), &missing);
+    assert!(matches!(&err, CallError::Service { code, .. } if code == "QueueDoesNotExist"), "{err:?}");
+    let denied = service_error(400, &HeaderMap::new(), br#"{"__type":"com.amazonaws.sqs#KmsAccessDenied:http://x","message":"no"}"#);
+    assert!(matches!(&denied, CallError::Service { code, .. } if code == "KmsAccessDenied"), "{denied:?}");
+    assert!(!denied.transient());
+}
+
+#[test]
+fn throttles_server_errors_and_no_answer_are_transient() {
+    let throttled = service_error(400, &headers(&[("x-amzn-query-error", "AWS.SimpleQueueService.RequestThrottled;Sender")]), b"{}");
+    assert!(throttled.transient(), "{throttled:?}");
+    assert!(service_error(400, &HeaderMap::new(), br#"{"__type":"ThrottlingException"}"#).transient());
+    for status in [500, 502, 503, 504] {
+        assert!(service_error(status, &HeaderMap::new(), b"").transient(), "{status}");
+    }
+    assert!(!service_error(501, &HeaderMap::new(), b"").transient());
+    assert!(!service_error(403, &HeaderMap::new(), br#"{"__type":"AccessDenied"}"#).transient());
+    assert!(CallError::NoAnswer("connection refused".to_owned()).transient());
+}
+
+/// A 503 is tried again, as the SDK does, three attempts in all, then reported.
+#[tokio::test]
+async fn a_server_error_is_tried_three_times() {
+    let (endpoint, captured) = capture_server(503, &[], r#"{"__type":"ServiceUnavailable","message":"later"}"#).await;
+    let client = SqsClient::at(&endpoint, "eu-west-1", SharedCredentialsProvider::new(credentials()), QUEUE_URL.to_owned())
+        .unwrap();
+    let err = client.delete_batch(&HANDLES).await.unwrap_err();
+    assert_eq!(
+        err,
+        CallError::Service { status: 503, code: "ServiceUnavailable".to_owned(), message: "later".to_owned() }
+    );
+    assert_eq!(captured.lock().unwrap().len(), 3);
+}
