@@ -195,10 +195,11 @@ def baseline_scenario(args, sim, sqs):
 def kinesis_scenario(args, sim, kinesis):
     def run(rep):
         function = f"kinesis-{rep}-{uuid.uuid4().hex[:6]}"
-        make_stream(kinesis, function, 4, args.records)
+        make_stream(kinesis, function, args.shards, args.records)
         mapping = {
             "EventSourceArn": f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{function}",
             "FunctionName": function, "BatchSize": 500, "StartingPosition": "TRIM_HORIZON",
+            "ParallelizationFactor": args.parallelization_factor,
             "FilterCriteria": {"Filters": [{"Pattern": json.dumps({"data": {"type": ["click"]}})}]},
         }
         kept = (args.records + 1) // 2
@@ -239,6 +240,19 @@ def idle_sqs_scenario(args, sim, sqs):
     return run
 
 
+def idle_kinesis_scenario(args, sim, kinesis):
+    """A quiet 4-shard stream alone: what polling each shard once a second costs."""
+    def run(rep):
+        function = f"idle-kinesis-{rep}-{uuid.uuid4().hex[:6]}"
+        make_stream(kinesis, function, 4, 0)
+        mapping = {"EventSourceArn": f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{function}", "FunctionName": function,
+                   "StartingPosition": "LATEST"}
+        cpu, wall, rss = run_poller(args, function, mapping, ["--lambda-endpoint-url", sim.url], None, None, idle_s=args.idle_seconds)
+        kinesis.delete_stream(StreamName=function)
+        return 100.0 * cpu / wall, cpu, wall, rss
+    return run
+
+
 def summary(values):
     med = statistics.median(values)
     return med, min(values), max(values)
@@ -253,6 +267,8 @@ def main():
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--messages", type=int, default=20000, help="SQS messages per run")
     p.add_argument("--records", type=int, default=100000, help="Kinesis records per run")
+    p.add_argument("--shards", type=int, default=4, help="shards of the Kinesis scenario's stream")
+    p.add_argument("--parallelization-factor", type=int, default=1, help="ParallelizationFactor of the Kinesis mapping")
     p.add_argument("--idle-seconds", type=float, default=30.0)
     p.add_argument("--deadline", type=float, default=900.0, help="longest one run may take, seconds")
     p.add_argument("--only", default="", help="comma-separated scenario names (default: all)")
@@ -274,8 +290,10 @@ def main():
          sqs_scenario(args, sim, sqs, "sqs-lambda", 10, 0, "lambda")),
         ("sqs-window", f"SQS, {n:,} messages, BatchSize 100 + 1 s window, Lambda Invoke", "records/CPU-s",
          sqs_scenario(args, sim, sqs, "sqs-window", 100, 1, "lambda")),
-        ("kinesis", f"Kinesis, {args.records:,} records, 4 shards, BatchSize 500, filter keeps half",
+        ("kinesis", f"Kinesis, {args.records:,} records, {args.shards} shards, ParallelizationFactor "
+         f"{args.parallelization_factor}, BatchSize 500, filter keeps half",
          "records polled/CPU-s", kinesis_scenario(args, sim, kinesis)),
+        ("idle-kinesis", "Idle: quiet 4-shard stream", "% of a core", idle_kinesis_scenario(args, sim, kinesis)),
         ("idle", "Idle: empty SQS queue + quiet 4-shard stream", "% of a core", idle_scenario(args, sim, sqs, kinesis)),
         ("idle-sqs", "Idle: one SQS mapping, empty queue", "% of a core", idle_sqs_scenario(args, sim, sqs)),
     ]

@@ -12,36 +12,38 @@
 
 use serde::{Serialize, Serializer};
 
-use crate::encoding::Base64;
 use crate::timestamp::EpochSeconds;
 
-/// One Kinesis record of an invocation event.
+/// One Kinesis record of an invocation event, borrowing every field from the GetRecords answer and
+/// the mapping (nothing is copied per record before it is written).
 ///
 /// Constants (`kinesisSchemaVersion` `"1.0"`, `eventSource` `"aws:kinesis"`, `eventVersion`
 /// `"1.0"`, `eventName` `"aws:kinesis:record"`) are filled in on serialization; `eventID` is
 /// `<shard_id>:<sequence_number>`. `encryptionType` is not written (AWS omits it for unencrypted
 /// streams).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KinesisRecord {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KinesisRecord<'a> {
     /// The shard the record was read from, e.g. `shardId-000000000006`.
-    pub shard_id: String,
+    pub shard_id: &'a str,
     /// The record's partition key.
-    pub partition_key: String,
+    pub partition_key: &'a str,
     /// The record's sequence number; also the `itemIdentifier` of partial batch responses.
-    pub sequence_number: String,
-    /// The raw record bytes; written as standard base64.
-    pub data: Vec<u8>,
+    pub sequence_number: &'a str,
+    /// The record's data as GetRecords returned it: standard (padded) base64. The event carries
+    /// the same text, so it is written as is, never decoded and encoded again.
+    /// <https://docs.aws.amazon.com/kinesis/latest/APIReference/API_Record.html>
+    pub data: &'a str,
     /// `ApproximateArrivalTimestamp` in epoch milliseconds; written as epoch seconds, a JSON number.
     pub approximate_arrival_ms: i64,
     /// The mapping's execution role ARN.
-    pub invoke_identity_arn: String,
+    pub invoke_identity_arn: &'a str,
     /// The stream's region.
-    pub aws_region: String,
+    pub aws_region: &'a str,
     /// The stream ARN (also when the mapping reads through an enhanced fan-out consumer).
-    pub event_source_arn: String,
+    pub event_source_arn: &'a str,
 }
 
-impl Serialize for KinesisRecord {
+impl Serialize for KinesisRecord<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
         #[serde(rename_all = "camelCase")]
@@ -49,7 +51,7 @@ impl Serialize for KinesisRecord {
             kinesis_schema_version: &'static str,
             partition_key: &'a str,
             sequence_number: &'a str,
-            data: Base64<'a>,
+            data: &'a str,
             approximate_arrival_timestamp: EpochSeconds,
         }
         #[derive(Serialize)]
@@ -69,21 +71,21 @@ impl Serialize for KinesisRecord {
         Wire {
             kinesis: Payload {
                 kinesis_schema_version: "1.0",
-                partition_key: &self.partition_key,
-                sequence_number: &self.sequence_number,
-                data: Base64(&self.data),
+                partition_key: self.partition_key,
+                sequence_number: self.sequence_number,
+                data: self.data,
                 approximate_arrival_timestamp: EpochSeconds(self.approximate_arrival_ms),
             },
             event_source: "aws:kinesis",
             event_version: "1.0",
             event_id: EventId {
-                shard_id: &self.shard_id,
-                sequence_number: &self.sequence_number,
+                shard_id: self.shard_id,
+                sequence_number: self.sequence_number,
             },
             event_name: "aws:kinesis:record",
-            invoke_identity_arn: &self.invoke_identity_arn,
-            aws_region: &self.aws_region,
-            event_source_arn: &self.event_source_arn,
+            invoke_identity_arn: self.invoke_identity_arn,
+            aws_region: self.aws_region,
+            event_source_arn: self.event_source_arn,
         }
         .serialize(serializer)
     }

@@ -65,8 +65,10 @@ fn fifo_attributes_read_back() {
 fn kinesis_event_reads_back_through_aws_lambda_events() {
     let records = common::kinesis_records();
     let event: KinesisEvent = serde_json::from_slice(&common::records_event(&records)).unwrap();
-    for (theirs, ours) in event.records.iter().zip(&records) {
-        assert_eq!(theirs.kinesis.data.0, ours.data);
+    let data: [&[u8]; 2] = [b"Hello, this is a test.", b"This is only a test."];
+    for ((theirs, ours), data) in event.records.iter().zip(&records).zip(data) {
+        // The base64 text passed through decodes to the record's bytes.
+        assert_eq!(theirs.kinesis.data.0, data);
         assert_eq!(theirs.kinesis.sequence_number, ours.sequence_number);
         assert_eq!(theirs.kinesis.partition_key, ours.partition_key);
         let arrival = theirs.kinesis.approximate_arrival_timestamp.0;
@@ -80,7 +82,7 @@ fn kinesis_event_reads_back_through_aws_lambda_events() {
         );
         assert_eq!(
             theirs.event_source_arn.as_deref(),
-            Some(ours.event_source_arn.as_str())
+            Some(ours.event_source_arn)
         );
     }
     // Milliseconds survive when the fraction has three significant digits. aws_lambda_events 1.2.1

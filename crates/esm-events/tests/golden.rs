@@ -207,13 +207,13 @@ fn kinesis_failure_record_for_s3_embeds_the_payload_as_sent() {
         condition: FailureCondition::RetryAttemptsExhausted(unhandled()),
         approximate_invoke_count: 2,
         batch: StreamBatchInfo {
-            shard_id: first.shard_id.clone(),
-            start_sequence_number: first.sequence_number.clone(),
-            end_sequence_number: first.sequence_number.clone(),
+            shard_id: first.shard_id.to_owned(),
+            start_sequence_number: first.sequence_number.to_owned(),
+            end_sequence_number: first.sequence_number.to_owned(),
             approximate_arrival_of_first_record_ms: first.approximate_arrival_ms,
             approximate_arrival_of_last_record_ms: first.approximate_arrival_ms,
             batch_size: 1,
-            stream_arn: first.event_source_arn.clone(),
+            stream_arn: first.event_source_arn.to_owned(),
         },
         ..kinesis_failure()
     };

@@ -36,6 +36,7 @@ mod ip;
 mod matcher;
 mod node;
 mod number;
+mod prune;
 mod text;
 mod walk;
 
@@ -115,6 +116,20 @@ impl Filters {
     /// array exactly as the function receives it (string `body`, base64 `kinesis.data`, …).
     pub fn matches(&self, record: &Value) -> bool {
         self.is_empty() || self.engine.matches(record)
+    }
+
+    /// [`Filters::matches`] on a record held as its JSON text, as the poller holds records: members
+    /// no pattern can see are skipped while parsing instead of being built and walked past. Text
+    /// that is not JSON matches nothing.
+    pub fn matches_json(&self, record: &[u8]) -> bool {
+        if self.is_empty() {
+            return true;
+        }
+        match prune::pruned(&self.engine, record) {
+            Some(pruned) => self.engine.matches(&pruned),
+            // Not an object: rare enough to be read whole.
+            None => serde_json::from_slice(record).is_ok_and(|value| self.engine.matches(&value)),
+        }
     }
 }
 

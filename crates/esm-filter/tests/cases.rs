@@ -41,7 +41,12 @@ enum Compiled {
 impl Compiled {
     fn matches(&self, record: &Value) -> bool {
         match self {
-            Compiled::Filters(f) => f.matches(record),
+            Compiled::Filters(f) => {
+                let whole = f.matches(record);
+                // The poller's path, reading the record from its JSON text, agrees on every case.
+                assert_eq!(f.matches_json(record.to_string().as_bytes()), whole, "matches_json on {record}");
+                whole
+            }
             Compiled::Pattern(p) => p.matches(record),
         }
     }

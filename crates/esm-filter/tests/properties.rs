@@ -120,6 +120,24 @@ proptest! {
     }
 
     #[test]
+    fn matching_the_json_text_agrees_with_matching_the_value(event in json_value(), body in json_value(), body_is_text: bool) {
+        let body = if body_is_text { body.as_str().unwrap_or("text").to_owned() } else { body.to_string() };
+        let data = base64::engine::general_purpose::STANDARD.encode(body.as_bytes());
+        let cases = [
+            (Source::Sqs, SQS_PATTERNS, json!({"body": body, "a": event.clone()})),
+            (Source::Sqs, PATTERNS, event.clone()),
+            (Source::Kinesis, KINESIS_PATTERNS, json!({"kinesis": {"partitionKey": "1", "data": data}, "a": event.clone()})),
+            (Source::Kinesis, KINESIS_PATTERNS, json!({"kinesis": event.clone(), "data": event.clone()})),
+            (Source::DynamoDb, DDB_PATTERNS, json!({"dynamodb": event.clone(), "a": event.clone()})),
+            (Source::DynamoDb, PATTERNS, event.clone()),
+        ];
+        for (source, patterns, record) in cases {
+            let filters = Filters::compile(source, patterns).unwrap();
+            prop_assert_eq!(filters.matches_json(record.to_string().as_bytes()), filters.matches(&record), "{:?} {}", source, record);
+        }
+    }
+
+    #[test]
     fn matching_never_panics(event in json_value(), body in json_value(), body_is_text: bool) {
         for source in [Source::Sqs, Source::Kinesis, Source::DynamoDb] {
             let filters = Filters::compile(source, PATTERNS).unwrap();

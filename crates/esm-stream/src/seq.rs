@@ -11,6 +11,7 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use crate::Error;
 
@@ -19,9 +20,12 @@ use crate::Error;
 /// `Eq`, `Ord` and `Hash` all follow the numeric value, so `"007"` equals `"7"`; [`as_str`]
 /// returns the text exactly as received (what must be echoed back to AWS and to functions).
 ///
+/// Cloning is cheap (the text is shared): the worker keeps each number in its checkpoint frontier,
+/// its batch and its position in the shard.
+///
 /// [`as_str`]: SequenceNumber::as_str
 #[derive(Clone)]
-pub struct SequenceNumber(String);
+pub struct SequenceNumber(Arc<str>);
 
 impl SequenceNumber {
     /// Validates `text` (non-empty, ASCII digits only).
@@ -29,7 +33,7 @@ impl SequenceNumber {
         if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
             return Err(Error::InvalidSequenceNumber(text.to_owned()));
         }
-        Ok(SequenceNumber(text.to_owned()))
+        Ok(SequenceNumber(Arc::from(text)))
     }
 
     /// The sequence number as received.

@@ -2,14 +2,19 @@
 //!
 //! Every call names the stream by ARN rather than by name: the ARN carries the account, so a mapping
 //! reads the stream it names even when the credentials belong to another account (resource policies).
+//! GetRecords, the call a busy shard makes several times a second, is sent directly
+//! ([`super::get_records`]); the others go through the SDK.
+
+use std::sync::Arc;
 
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::config::Region;
 use aws_sdk_kinesis::error::DisplayErrorContext;
-use aws_sdk_kinesis::types::{Record, ShardIteratorType};
+use aws_sdk_kinesis::types::ShardIteratorType;
 use aws_smithy_types::DateTime;
 use esm_events::kinesis::KinesisRecord;
 
+use super::get_records::{self, GetRecords, WireRecord};
 use super::source::{Page, Position, ReadError, ShardInfo, StreamRecord, epoch_millis, read_error, sequence_number};
 use crate::arn::ArnParts;
 use crate::error::Error;
@@ -21,6 +26,7 @@ const MAX_GET_RECORDS: usize = 10_000;
 #[derive(Clone, Debug)]
 pub struct KinesisSource {
     client: Client,
+    get_records: Arc<GetRecords>,
     arn: ArnParts,
     /// The mapping's execution role, written into every record (`invokeIdentityArn`).
     invoke_identity_arn: String,
@@ -49,6 +55,7 @@ impl KinesisSource {
             })?;
         Ok(Self {
             client,
+            get_records: Arc::new(GetRecords::new(sdk, arn).await?),
             arn: arn.clone(),
             invoke_identity_arn: invoke_identity_arn.to_owned(),
         })
@@ -104,26 +111,8 @@ impl KinesisSource {
     /// One GetRecords call of up to `limit` records (at most 10,000, Kinesis's maximum).
     pub async fn read(&self, shard_id: &str, iterator: &str, limit: usize) -> Result<Page, ReadError> {
         let limit = limit.clamp(1, MAX_GET_RECORDS) as i32;
-        let out = self
-            .client
-            .get_records()
-            .stream_arn(&self.arn.arn)
-            .shard_iterator(iterator)
-            .limit(limit)
-            .send()
-            .await
-            .map_err(|e| read_error(&e))?;
-        let records = out
-            .records()
-            .iter()
-            .map(|record| stream_record(record, shard_id, &self.arn, &self.invoke_identity_arn))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page {
-            records,
-            // Kinesis leaves NextShardIterator out once a closed shard has been read to its end.
-            next_iterator: out.next_shard_iterator,
-            millis_behind: out.millis_behind_latest,
-        })
+        let body = self.get_records.call(iterator, limit).await?;
+        page(&body, shard_id, &self.arn, &self.invoke_identity_arn)
     }
 
     /// The stream's ARN.
@@ -132,9 +121,25 @@ impl KinesisSource {
     }
 }
 
+/// A GetRecords answer's body as a page of records in the event's shape.
+pub fn page(body: &[u8], shard_id: &str, stream: &ArnParts, invoke_identity_arn: &str) -> Result<Page, ReadError> {
+    let answer = get_records::parse(body)?;
+    let records = answer
+        .records
+        .iter()
+        .map(|record| stream_record(record, shard_id, stream, invoke_identity_arn))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Page {
+        records,
+        // Kinesis leaves NextShardIterator out once a closed shard has been read to its end.
+        next_iterator: answer.next_shard_iterator,
+        millis_behind: answer.millis_behind_latest,
+    })
+}
+
 /// One record as the function receives it, serialized once, with what the worker orders and ages it by.
-pub fn stream_record(
-    record: &Record,
+fn stream_record(
+    record: &WireRecord<'_>,
     shard_id: &str,
     stream: &ArnParts,
     invoke_identity_arn: &str,
@@ -142,28 +147,29 @@ pub fn stream_record(
     let malformed = |what: &str| {
         ReadError::Other(format!(
             "record {} of {shard_id} has no {what}",
-            record.sequence_number()
+            record.sequence_number
         ))
     };
-    let partition_key = record.partition_key().ok_or_else(|| malformed("PartitionKey"))?;
+    let partition_key = record.partition_key.as_deref().ok_or_else(|| malformed("PartitionKey"))?;
     let arrival = record
-        .approximate_arrival_timestamp()
+        .approximate_arrival_timestamp
         .ok_or_else(|| malformed("ApproximateArrivalTimestamp"))?;
-    let arrival_ms = epoch_millis(arrival)?;
+    // Through a DateTime as the SDK reads it, so the millisecond is the one it gave.
+    let arrival_ms = epoch_millis(&DateTime::from_secs_f64(arrival))?;
     let event = KinesisRecord {
-        shard_id: shard_id.to_owned(),
-        partition_key: partition_key.to_owned(),
-        sequence_number: record.sequence_number().to_owned(),
-        data: record.data().as_ref().to_vec(),
+        shard_id,
+        partition_key,
+        sequence_number: &record.sequence_number,
+        data: &record.data,
         approximate_arrival_ms: arrival_ms,
-        invoke_identity_arn: invoke_identity_arn.to_owned(),
-        aws_region: stream.region.clone(),
-        event_source_arn: stream.arn.clone(),
+        invoke_identity_arn,
+        aws_region: &stream.region,
+        event_source_arn: &stream.arn,
     };
     let json = serde_json::to_vec(&event)
-        .map_err(|e| ReadError::Other(format!("record {} of {shard_id}: {e}", record.sequence_number())))?;
+        .map_err(|e| ReadError::Other(format!("record {} of {shard_id}: {e}", record.sequence_number)))?;
     Ok(StreamRecord {
-        sequence_number: sequence_number(record.sequence_number())?,
+        sequence_number: sequence_number(&record.sequence_number)?,
         arrival_ms,
         partition_key: partition_key.as_bytes().to_vec(),
         json,
@@ -173,7 +179,6 @@ pub fn stream_record(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_smithy_types::Blob;
 
     fn stream() -> ArnParts {
         ArnParts {
@@ -188,34 +193,25 @@ mod tests {
 
     #[test]
     fn converts_a_record_to_the_event_shape() {
-        // 1545084650.987 as the SDK parses it from the wire: through f64, truncated to nanoseconds.
-        let record = Record::builder()
-            .sequence_number(SEQ)
-            .approximate_arrival_timestamp(DateTime::from_secs_f64(1545084650.987))
-            .data(Blob::new(b"Hello, this is a test.".to_vec()))
-            .partition_key("1")
-            .build()
-            .unwrap();
-        let out = stream_record(&record, "shardId-000000000006", &stream(), "arn:aws:iam::123456789012:role/lambda-role")
-            .unwrap();
+        let body = format!(
+            r#"{{"Records":[{{"SequenceNumber":"{SEQ}","ApproximateArrivalTimestamp":1.545084650987E9,"Data":"SGVsbG8sIHRoaXMgaXMgYSB0ZXN0Lg==","PartitionKey":"1"}}],"NextShardIterator":"next","MillisBehindLatest":0}}"#
+        );
+        let page = page(body.as_bytes(), "shardId-000000000006", &stream(), "arn:aws:iam::123456789012:role/lambda-role").unwrap();
+        let out = &page.records[0];
         assert_eq!(
-            String::from_utf8(out.json).unwrap(),
+            String::from_utf8(out.json.clone()).unwrap(),
             r#"{"kinesis":{"kinesisSchemaVersion":"1.0","partitionKey":"1","sequenceNumber":"49590338271490256608559692538361571095921575989136588898","data":"SGVsbG8sIHRoaXMgaXMgYSB0ZXN0Lg==","approximateArrivalTimestamp":1545084650.987},"eventSource":"aws:kinesis","eventVersion":"1.0","eventID":"shardId-000000000006:49590338271490256608559692538361571095921575989136588898","eventName":"aws:kinesis:record","invokeIdentityArn":"arn:aws:iam::123456789012:role/lambda-role","awsRegion":"us-east-2","eventSourceARN":"arn:aws:kinesis:us-east-2:123456789012:stream/lambda-stream"}"#
         );
         assert_eq!(out.arrival_ms, 1_545_084_650_987);
         assert_eq!(out.partition_key, b"1");
         assert_eq!(out.sequence_number.as_str(), SEQ);
+        assert_eq!((page.next_iterator.as_deref(), page.millis_behind), (Some("next"), Some(0)));
     }
 
     #[test]
     fn a_record_without_arrival_time_is_an_error_not_a_panic() {
-        let record = Record::builder()
-            .sequence_number("1")
-            .data(Blob::new(Vec::new()))
-            .partition_key("k")
-            .build()
-            .unwrap();
-        let err = stream_record(&record, "shardId-000000000000", &stream(), "role").unwrap_err();
+        let body = br#"{"Records":[{"SequenceNumber":"1","Data":"","PartitionKey":"k"}],"NextShardIterator":"next"}"#;
+        let err = page(body, "shardId-000000000000", &stream(), "role").unwrap_err();
         assert!(matches!(&err, ReadError::Other(m) if m.contains("ApproximateArrivalTimestamp")), "{err}");
     }
 }

@@ -10,6 +10,7 @@
 pub mod destination;
 mod deliver;
 pub mod dynamodb;
+mod get_records;
 pub mod kinesis;
 mod shard;
 pub mod source;

@@ -208,8 +208,9 @@ impl ShardWorker {
                     let Ok(records) = reader.read(&ctx, &mut frontier, read_ahead).await else {
                         return self.release().await;
                     };
-                    for record in records {
-                        let key = record.partition_key.clone();
+                    for mut record in records {
+                        // The key only chooses the lane: moved out rather than copied.
+                        let key = std::mem::take(&mut record.partition_key);
                         let lane = lanes.push(&key, record);
                         let clock = &mut clocks[lane];
                         clock.queued += 1;
@@ -437,12 +438,13 @@ impl Reader {
         Counters::add(&ctx.counters.polled, page.records.len());
         self.caught_up = page.records.is_empty() || page.millis_behind == Some(0);
         let mut matched = Vec::with_capacity(page.records.len());
+        let mut last_tracked = None;
         for record in page.records {
             if frontier.track(record.sequence_number.clone()).is_err() {
                 // Not after the last record tracked: read again after the iterator was renewed.
                 continue;
             }
-            self.position = Position::AfterSequence(record.sequence_number.as_str().to_owned());
+            last_tracked = Some(record.sequence_number.clone());
             if self.skip_before_ms.is_some_and(|start| record.arrival_ms < start) {
                 frontier.complete(&record.sequence_number).expect("just tracked");
             } else if ctx.matches(&record) {
@@ -451,6 +453,9 @@ impl Reader {
                 Counters::add(&ctx.counters.filtered_out, 1);
                 frontier.complete(&record.sequence_number).expect("just tracked");
             }
+        }
+        if let Some(last) = last_tracked {
+            self.position = Position::AfterSequence(last.as_str().to_owned());
         }
         match page.next_iterator {
             Some(next) => {

@@ -47,13 +47,7 @@ pub struct StreamRecord {
 impl StreamRecord {
     /// Does the record pass the mapping's filters? They see it exactly as the function would.
     pub fn passes(&self, filters: &esm_filter::Filters) -> bool {
-        if filters.is_empty() {
-            return true;
-        }
-        match serde_json::from_slice(&self.json) {
-            Ok(value) => filters.matches(&value),
-            Err(_) => false,
-        }
+        filters.matches_json(&self.json)
     }
 }
 
@@ -180,7 +174,7 @@ where
 }
 
 /// [`read_error`] without the SDK types, so the mapping can be tested on its own.
-fn classify(code: Option<&str>, detail: String) -> ReadError {
+pub(super) fn classify(code: Option<&str>, detail: String) -> ReadError {
     match code {
         Some(
             "ProvisionedThroughputExceededException"

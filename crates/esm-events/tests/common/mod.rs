@@ -106,43 +106,45 @@ pub fn sqs_fifo_records() -> Vec<SqsRecord> {
     }]
 }
 
-fn kinesis_record(sequence_number: &str, data: &[u8], arrival_ms: i64) -> KinesisRecord {
+/// `data` is the base64 text GetRecords returns ("Hello, this is a test." and "This is only a test."
+/// in AWS's example).
+fn kinesis_record(sequence_number: &'static str, data: &'static str, arrival_ms: i64) -> KinesisRecord<'static> {
     KinesisRecord {
-        shard_id: "shardId-000000000006".into(),
-        partition_key: "1".into(),
-        sequence_number: sequence_number.into(),
-        data: data.to_vec(),
+        shard_id: "shardId-000000000006",
+        partition_key: "1",
+        sequence_number,
+        data,
         approximate_arrival_ms: arrival_ms,
-        invoke_identity_arn: "arn:aws:iam::123456789012:role/lambda-role".into(),
-        aws_region: "us-east-2".into(),
-        event_source_arn: "arn:aws:kinesis:us-east-2:123456789012:stream/lambda-stream".into(),
+        invoke_identity_arn: "arn:aws:iam::123456789012:role/lambda-role",
+        aws_region: "us-east-2",
+        event_source_arn: "arn:aws:kinesis:us-east-2:123456789012:stream/lambda-stream",
     }
 }
 
-pub fn kinesis_records() -> Vec<KinesisRecord> {
+pub fn kinesis_records() -> Vec<KinesisRecord<'static>> {
     vec![
         kinesis_record(
             "49590338271490256608559692538361571095921575989136588898",
-            b"Hello, this is a test.",
+            "SGVsbG8sIHRoaXMgaXMgYSB0ZXN0Lg==",
             1_545_084_650_987,
         ),
         kinesis_record(
             "49590338271490256608559692540925702759324208523137515618",
-            b"This is only a test.",
+            "VGhpcyBpcyBvbmx5IGEgdGVzdC4=",
             1_545_084_711_160,
         ),
     ]
 }
 
 /// The record of the AWS tumbling-window example (another role and region).
-pub fn kinesis_window_record() -> KinesisRecord {
+pub fn kinesis_window_record() -> KinesisRecord<'static> {
     KinesisRecord {
-        invoke_identity_arn: "arn:aws:iam::123456789012:role/lambda-kinesis-role".into(),
-        aws_region: "us-east-1".into(),
-        event_source_arn: "arn:aws:kinesis:us-east-1:123456789012:stream/lambda-stream".into(),
+        invoke_identity_arn: "arn:aws:iam::123456789012:role/lambda-kinesis-role",
+        aws_region: "us-east-1",
+        event_source_arn: "arn:aws:kinesis:us-east-1:123456789012:stream/lambda-stream",
         ..kinesis_record(
             "49590338271490256608559692538361571095921575989136588898",
-            b"Hello, this is a test.",
+            "SGVsbG8sIHRoaXMgaXMgYSB0ZXN0Lg==",
             1_607_497_475_000,
         )
     }
