@@ -127,8 +127,8 @@ impl RunMetrics {
         );
         registry.register_with_unit(
             "duration",
-            "Latency from the scheduled send to completion, coordinated-omission corrected, by \
-             outcome (CloudWatch Duration, as the caller sees it)",
+            "Latency from the scheduled send (or the actual one, if earlier) to completion, \
+             coordinated-omission corrected, by outcome (CloudWatch Duration, as the caller sees it)",
             Unit::Seconds,
             self.duration.clone(),
         );

@@ -104,7 +104,7 @@ pub(super) fn summary(r: &Report) -> String {
         w!("{}", row("overhead", s));
     }
     w!(
-        "  Latency counts from each request's scheduled send time; service time from its actual send."
+        "  Latency counts from each request's scheduled send time (its actual send if earlier); service time from its actual send."
     );
     if function.is_some_and(|f| f.invocations > 0) {
         w!(
