@@ -43,6 +43,15 @@ pub enum Error {
     Transport(String),
 }
 
+/// An error code as the SDKs read it from `X-Amzn-Errortype` or a body's `__type`/`code`: without
+/// the namespace before `#` and the URL after `:`
+/// (`aws.protocoltests.restjson#FooError:http://internal.amazon.com/…` → `FooError`).
+/// <https://smithy.io/2.0/aws/protocols/aws-json-1_1-protocol.html#operation-error-serialization>
+pub fn error_code(raw: &str) -> &str {
+    let code = raw.split(':').next().unwrap_or(raw);
+    code.rsplit('#').next().unwrap_or(code)
+}
+
 /// The full text of an error and its sources: hyper and rustls keep the useful part (`Too many
 /// open files`, `connection refused`, a certificate problem) in `source()`.
 pub fn error_chain(err: &dyn std::error::Error) -> String {
@@ -54,4 +63,17 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_code;
+
+    #[test]
+    fn error_codes_lose_their_namespace_and_url() {
+        assert_eq!(error_code("TooManyRequestsException:http://internal.amazon.com/coral/"), "TooManyRequestsException");
+        assert_eq!(error_code("aws.lambda#ResourceNotFoundException"), "ResourceNotFoundException");
+        assert_eq!(error_code("com.amazonaws.sqs#QueueDoesNotExist:http://x"), "QueueDoesNotExist");
+        assert_eq!(error_code("ExpiredIteratorException"), "ExpiredIteratorException");
+    }
 }

@@ -273,7 +273,7 @@ fn invoke_answer(status: u16, headers: &HeaderMap, body: Vec<u8>, total: usize) 
     let code = header("x-amzn-errortype")
         .map(str::to_owned)
         .or_else(|| field(&["code", "__type"]))
-        .map(|raw| sanitize_error_code(&raw).to_owned());
+        .map(|raw| aws_wire::error_code(&raw).to_owned());
     if status == 429 && code.as_deref() == Some("TooManyRequestsException") {
         return Err(Error::Throttled {
             reason: field(&["Reason"]),
@@ -287,12 +287,6 @@ fn invoke_answer(status: u16, headers: &HeaderMap, body: Vec<u8>, total: usize) 
         excerpt(field(&["message", "Message", "errorMessage"]).unwrap_or_default().as_bytes())
     };
     Err(status_error(status, code, message))
-}
-
-/// `aws.protocoltests.restjson#FooError:http://…` → `FooError`, as the SDK reads error codes.
-fn sanitize_error_code(raw: &str) -> &str {
-    let code = raw.split(':').next().unwrap_or(raw);
-    code.rsplit('#').next().unwrap_or(code)
 }
 
 #[cfg(test)]
@@ -316,11 +310,11 @@ mod tests {
     #[test]
     fn error_codes_are_read_as_the_sdk_reads_them() {
         assert_eq!(
-            sanitize_error_code("TooManyRequestsException:http://internal.amazon.com/coral/"),
+            aws_wire::error_code("TooManyRequestsException:http://internal.amazon.com/coral/"),
             "TooManyRequestsException"
         );
         assert_eq!(
-            sanitize_error_code("aws.lambda#ResourceNotFoundException"),
+            aws_wire::error_code("aws.lambda#ResourceNotFoundException"),
             "ResourceNotFoundException"
         );
         let throttled = invoke_answer(

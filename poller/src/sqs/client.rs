@@ -366,14 +366,10 @@ fn service_error(status: u16, headers: &http::HeaderMap, body: &[u8]) -> CallErr
     }
     let parsed: ErrorBody = serde_json::from_slice(body).unwrap_or_default();
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let unqualified = |code: &str| {
-        let code = code.split(':').next().unwrap_or(code);
-        code.rsplit('#').next().unwrap_or(code).to_owned()
-    };
     let code = header(X_AMZN_QUERY_ERROR)
         .and_then(|v| v.split_once(';'))
         .map(|(code, _)| code.to_owned())
-        .or_else(|| header("x-amzn-errortype").or(parsed.code.as_deref()).or(parsed.kind.as_deref()).map(unqualified))
+        .or_else(|| header("x-amzn-errortype").or(parsed.code.as_deref()).or(parsed.kind.as_deref()).map(|code| aws_wire::error_code(code).to_owned()))
         .unwrap_or_else(|| format!("HTTP {status}"));
     let message = parsed
         .message

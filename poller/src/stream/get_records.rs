@@ -173,7 +173,7 @@ fn error(status: u16, headers: &HeaderMap, body: &[u8]) -> ReadError {
         .and_then(|v| v.to_str().ok())
         .or(parsed.kind.as_deref())
         .or(parsed.code.as_deref())
-        .map(sanitize)
+        .map(aws_wire::error_code)
         .filter(|code| !code.is_empty());
     let detail = match (code, parsed.message.as_deref()) {
         (Some(code), Some(message)) => format!("GetRecords: {code}: {message}"),
@@ -181,12 +181,6 @@ fn error(status: u16, headers: &HeaderMap, body: &[u8]) -> ReadError {
         (None, _) => format!("GetRecords: HTTP {status}: {}", String::from_utf8_lossy(&body[..body.len().min(200)])),
     };
     classify(code, detail)
-}
-
-/// `aws.protocoltests#FooError:http://internal.amazon.com/…` → `FooError`.
-fn sanitize(code: &str) -> &str {
-    let code = code.split(':').next().unwrap_or(code);
-    code.rsplit('#').next().unwrap_or(code)
 }
 
 #[cfg(test)]
