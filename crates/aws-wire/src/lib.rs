@@ -20,6 +20,8 @@ mod credentials;
 mod endpoint;
 mod send;
 mod sign;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 pub use credentials::CredentialsCache;
 pub use endpoint::configured_endpoint;

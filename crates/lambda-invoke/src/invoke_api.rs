@@ -376,12 +376,12 @@ mod tests {
 /// The direct path against the SDK's: the same request, the same signature.
 #[cfg(test)]
 mod sdk_equivalence {
-    use std::sync::{Arc, Mutex};
     use std::time::{Duration, UNIX_EPOCH};
 
-    use aws_credential_types::Credentials;
     use aws_credential_types::provider::SharedCredentialsProvider;
-    use http_body_util::BodyExt;
+    use aws_wire::testing::{
+        assert_signature_is_sdks, capture_server, signed_headers, signed_headers_without_user_agent,
+    };
 
     use aws_sdk_lambda::config::{BehaviorVersion, Region};
     use aws_sdk_lambda::primitives::Blob;
@@ -390,28 +390,6 @@ mod sdk_equivalence {
 
     use super::*;
 
-    /// What the capture server saw of the one request it got.
-    type Captured = Arc<Mutex<Option<(Uri, HeaderMap, Bytes)>>>;
-
-    /// A server on 127.0.0.1 that keeps the request it gets and answers `200 {}`.
-    async fn capture_server() -> (String, Captured) {
-        let captured: Captured = Arc::default();
-        let keep = Arc::clone(&captured);
-        let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
-            let keep = Arc::clone(&keep);
-            async move {
-                let (parts, body) = request.into_parts();
-                let body = body.collect().await.unwrap().to_bytes();
-                *keep.lock().unwrap() = Some((parts.uri, parts.headers, body));
-                "{}"
-            }
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        (url, captured)
-    }
-
     /// The SDK signs telemetry headers of its own (`amz-sdk-invocation-id`, `amz-sdk-request`,
     /// `x-amz-user-agent`) that the direct path does not send, so the comparison is in two
     /// steps: (1) the direct path builds the SDK's request (method, path, query, every header
@@ -419,15 +397,9 @@ mod sdk_equivalence {
     /// `Authorization` byte for byte, at the same time with the same (session) credentials.
     #[tokio::test]
     async fn the_request_and_its_signature_are_the_sdks() {
-        let (endpoint, captured) = capture_server().await;
+        let (endpoint, captured) = capture_server(200, &[], "{}").await;
         let time = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let credentials = Credentials::new(
-            "AKIDEXAMPLE",
-            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-            Some("session/token+=".to_owned()),
-            None,
-            "test",
-        );
+        let credentials = aws_wire::testing::credentials();
         let config = aws_sdk_lambda::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("eu-west-1"))
@@ -446,8 +418,9 @@ mod sdk_equivalence {
             .send()
             .await
             .unwrap();
-        let (uri, sdk_headers, body) = captured.lock().unwrap().take().unwrap();
-        assert_eq!(body.as_ref(), payload);
+        let captured = captured.lock().unwrap().pop().unwrap();
+        let (uri, sdk_headers) = (&captured.uri, &captured.headers);
+        assert_eq!(captured.body.as_ref(), payload);
 
         // (1) The same request.
         let sdk = aws_config::SdkConfig::builder()
@@ -479,36 +452,8 @@ mod sdk_equivalence {
 
         // (2) The same signature over the headers the SDK signed (it adds `amz-sdk-*` after
         // signing).
-        let authorization = sdk_headers["authorization"].to_str().unwrap();
-        let signed: Vec<&str> = authorization
-            .split("SignedHeaders=")
-            .nth(1)
-            .and_then(|rest| rest.split(',').next())
-            .unwrap()
-            .split(';')
-            .collect();
-        let mut resigned = Request::new(());
-        *resigned.method_mut() = Method::POST;
-        *resigned.uri_mut() = uri.clone();
-        for (name, value) in &sdk_headers {
-            if signed.contains(&name.as_str())
-                && !matches!(name.as_str(), "x-amz-date" | "x-amz-security-token")
-            {
-                resigned.headers_mut().insert(name, value.clone());
-            }
-        }
         let uri_text = format!("{endpoint}{}", uri.path_and_query().unwrap());
-        lambda
-            .signer
-            .sign_with(&mut resigned, &uri_text, payload, &credentials, time)
-            .unwrap();
-        for name in ["authorization", "x-amz-date", "x-amz-security-token"] {
-            assert_eq!(
-                resigned.headers().get(name),
-                sdk_headers.get(name),
-                "{name}"
-            );
-        }
+        assert_signature_is_sdks(&lambda.signer, &uri_text, &captured, &credentials);
 
         // And the direct path's own request signs the same headers, less the SDK's user agent.
         let mut ours = ours;
@@ -516,14 +461,9 @@ mod sdk_equivalence {
             .signer
             .sign_with(&mut ours, &lambda.uri_text, payload, &credentials, time)
             .unwrap();
-        let expected: Vec<&str> = signed
-            .into_iter()
-            .filter(|h| *h != "x-amz-user-agent")
-            .collect();
-        let authorization = ours.headers()["authorization"].to_str().unwrap();
-        assert!(
-            authorization.contains(&format!("SignedHeaders={},", expected.join(";"))),
-            "{authorization}"
+        assert_eq!(
+            signed_headers(ours.headers()),
+            signed_headers_without_user_agent(sdk_headers)
         );
     }
 }

@@ -185,13 +185,12 @@ fn error(status: u16, headers: &HeaderMap, body: &[u8]) -> ReadError {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
     use std::time::{Duration, UNIX_EPOCH};
 
     use aws_credential_types::Credentials;
     use aws_sdk_kinesis::config::{BehaviorVersion, Region};
     use aws_smithy_async::time::StaticTimeSource;
-    use http_body_util::BodyExt;
+    use aws_wire::testing::{assert_signature_is_sdks, capture_server, signed_headers, signed_headers_without_user_agent};
 
     use super::*;
 
@@ -264,27 +263,6 @@ mod tests {
         );
     }
 
-    type Captured = Arc<Mutex<Option<(http::Uri, HeaderMap, Bytes)>>>;
-
-    /// A server that keeps the request it receives and answers an empty page.
-    async fn capture_server() -> (String, Captured) {
-        let captured: Captured = Arc::default();
-        let keep = Arc::clone(&captured);
-        let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
-            let keep = Arc::clone(&keep);
-            async move {
-                let (parts, body) = request.into_parts();
-                let body = body.collect().await.unwrap().to_bytes();
-                *keep.lock().unwrap() = Some((parts.uri, parts.headers, body));
-                ([(CONTENT_TYPE, "application/x-amz-json-1.1")], r#"{"Records":[],"NextShardIterator":"next","MillisBehindLatest":0}"#)
-            }
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        (url, captured)
-    }
-
     /// The SDK signs telemetry headers of its own (`amz-sdk-invocation-id`, `amz-sdk-request`,
     /// `x-amz-user-agent`) that the direct call does not send, so the comparison is in two steps:
     /// (1) the direct call builds the SDK's request (method, path, body, every header Kinesis reads);
@@ -292,15 +270,14 @@ mod tests {
     /// at the same time with the same (session) credentials.
     #[tokio::test]
     async fn the_request_and_its_signature_are_the_sdks() {
-        let (endpoint, captured) = capture_server().await;
+        let (endpoint, captured) = capture_server(
+            200,
+            &[("content-type", "application/x-amz-json-1.1")],
+            r#"{"Records":[],"NextShardIterator":"next","MillisBehindLatest":0}"#,
+        )
+        .await;
         let time = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let credentials = Credentials::new(
-            "AKIDEXAMPLE",
-            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-            Some("session/token+=".to_owned()),
-            None,
-            "test",
-        );
+        let credentials = aws_wire::testing::credentials();
         let stream = ArnParts {
             arn: "arn:aws:kinesis:eu-west-1:123456789012:stream/orders".to_owned(),
             region: "eu-west-1".to_owned(),
@@ -323,7 +300,8 @@ mod tests {
             .send()
             .await
             .unwrap();
-        let (uri, sdk_headers, sdk_body) = captured.lock().unwrap().take().unwrap();
+        let captured = captured.lock().unwrap().pop().unwrap();
+        let (uri, sdk_headers, sdk_body) = (&captured.uri, &captured.headers, &captured.body);
 
         // (1) The same request.
         let sdk = aws_config::SdkConfig::builder()
@@ -334,7 +312,7 @@ mod tests {
             .build();
         let direct = GetRecords::new(&sdk, &stream).await.unwrap();
         let (ours, body) = direct.request(iterator, 500);
-        assert_eq!(body, sdk_body);
+        assert_eq!(body, *sdk_body);
         assert_eq!(*ours.method(), Method::POST);
         assert_eq!(ours.uri().path_and_query(), uri.path_and_query());
         for name in ["content-type", "x-amz-target", "content-length"] {
@@ -342,33 +320,12 @@ mod tests {
         }
 
         // (2) The same signature over the headers the SDK signed.
-        let authorization = sdk_headers["authorization"].to_str().unwrap();
-        let signed: Vec<&str> = authorization
-            .split("SignedHeaders=")
-            .nth(1)
-            .and_then(|rest| rest.split(',').next())
-            .unwrap()
-            .split(';')
-            .collect();
-        let mut resigned = Request::new(());
-        *resigned.method_mut() = Method::POST;
-        *resigned.uri_mut() = uri.clone();
-        for (name, value) in &sdk_headers {
-            if signed.contains(&name.as_str()) && !matches!(name.as_str(), "x-amz-date" | "x-amz-security-token") {
-                resigned.headers_mut().insert(name, value.clone());
-            }
-        }
-        direct.signer.sign_with(&mut resigned, &direct.uri_text, &sdk_body, &credentials, time).unwrap();
-        for name in ["authorization", "x-amz-date", "x-amz-security-token"] {
-            assert_eq!(resigned.headers().get(name), sdk_headers.get(name), "{name}");
-        }
+        assert_signature_is_sdks(&direct.signer, &direct.uri_text, &captured, &credentials);
 
         // And the direct call's own request signs the same headers, less the SDK's user agent.
         let (mut ours, body) = direct.request(iterator, 500);
         direct.signer.sign_with(&mut ours, &direct.uri_text, &body, &credentials, time).unwrap();
-        let expected: Vec<&str> = signed.into_iter().filter(|h| *h != "x-amz-user-agent").collect();
-        let authorization = ours.headers()["authorization"].to_str().unwrap();
-        assert!(authorization.contains(&format!("SignedHeaders={},", expected.join(";"))), "{authorization}");
+        assert_eq!(signed_headers(ours.headers()), signed_headers_without_user_agent(sdk_headers));
 
         // And it is answered.
         let answer = direct.call(iterator, 500).await.unwrap();

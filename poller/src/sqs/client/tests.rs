@@ -1,79 +1,15 @@
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
-
-use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_sqs::config::{BehaviorVersion, Region};
 use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
+use aws_wire::testing::{
+    amz_date, assert_signature_is_sdks, capture_server, credentials, resign, signed_headers, signed_headers_without_user_agent,
+};
 use http::HeaderMap;
-use http_body_util::BodyExt;
 
 use super::*;
 
-type Captured = Arc<Mutex<Vec<(Uri, HeaderMap, Bytes)>>>;
-
-/// A server on 127.0.0.1 keeping every request it gets, answering each with `answer`.
-async fn capture_server(status: u16, headers: &'static [(&'static str, &'static str)], answer: &'static str) -> (String, Captured) {
-    let captured: Captured = Arc::default();
-    let keep = Arc::clone(&captured);
-    let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
-        let keep = Arc::clone(&keep);
-        async move {
-            let (parts, body) = request.into_parts();
-            let body = body.collect().await.unwrap().to_bytes();
-            keep.lock().unwrap().push((parts.uri, parts.headers, body));
-            let mut response = http::Response::builder().status(status);
-            for (name, value) in headers {
-                response = response.header(*name, *value);
-            }
-            response.body(axum::body::Body::from(answer)).unwrap()
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, captured)
-}
-
-fn credentials() -> Credentials {
-    Credentials::new("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", Some("session/token+=".to_owned()), None, "test")
-}
-
 const QUEUE_URL: &str = "https://sqs.eu-west-1.amazonaws.com/123456789012/orders.fifo";
 const HANDLES: [&str; 2] = ["AQEB+handle/1==", "AQEB handle \"2\""];
-
-/// `headers` signed at `time` with `credentials`, as the SDK signs: the headers its `SignedHeaders`
-/// name, less the ones signing adds and less `leave_out`.
-fn resign(signer: &Signer, uri: &str, headers: &HeaderMap, body: &[u8], leave_out: &[&str], time: SystemTime) -> HeaderValue {
-    let mut request = Request::new(());
-    *request.method_mut() = Method::POST;
-    for (name, value) in headers {
-        let added_by_signing = matches!(name.as_str(), "authorization" | "x-amz-date" | "x-amz-security-token");
-        if signed_headers(headers).contains(&name.as_str()) && !added_by_signing && !leave_out.contains(&name.as_str()) {
-            request.headers_mut().insert(name, value.clone());
-        }
-    }
-    signer.sign_with(&mut request, uri, body, &credentials(), time).unwrap();
-    request.headers()["authorization"].clone()
-}
-
-/// The time of an `X-Amz-Date` header (`20231114T221320Z`).
-fn amz_date(headers: &HeaderMap) -> SystemTime {
-    let format = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
-    let date = time::PrimitiveDateTime::parse(headers["x-amz-date"].to_str().unwrap(), format).unwrap();
-    date.assume_utc().into()
-}
-
-fn signed_headers(headers: &HeaderMap) -> Vec<&str> {
-    let authorization = headers["authorization"].to_str().unwrap();
-    authorization
-        .split("SignedHeaders=")
-        .nth(1)
-        .and_then(|rest| rest.split(',').next())
-        .unwrap()
-        .split(';')
-        .collect()
-}
 
 /// For each of the three calls, the SDK and the lean client send the same request to the same
 /// endpoint: the same body byte for byte, the same protocol headers, the same signed headers but
@@ -136,23 +72,25 @@ async fn the_requests_and_their_signatures_are_the_sdks() {
     let captured = captured.lock().unwrap();
     assert_eq!(captured.len(), 8);
     for pair in captured.chunks(2) {
-        let [(sdk_uri, sdk_headers, sdk_body), (our_uri, our_headers, our_body)] = pair else { unreachable!() };
-        let target = sdk_headers["x-amz-target"].to_str().unwrap();
-        assert_eq!(our_uri, sdk_uri, "{target}");
-        assert_eq!(our_body, sdk_body, "{target}");
+        let [sdk, ours_sent] = pair else { unreachable!() };
+        let target = sdk.headers["x-amz-target"].to_str().unwrap();
+        assert_eq!(ours_sent.uri, sdk.uri, "{target}");
+        assert_eq!(ours_sent.body, sdk.body, "{target}");
         for name in ["host", "content-type", "content-length", "x-amz-target", "x-amzn-query-mode", "x-amz-security-token"] {
-            assert_eq!(our_headers.get(name), sdk_headers.get(name), "{target}: {name}");
+            assert_eq!(ours_sent.headers.get(name), sdk.headers.get(name), "{target}: {name}");
         }
-        let sdk_signed: Vec<&str> = signed_headers(sdk_headers).into_iter().filter(|h| *h != "x-amz-user-agent").collect();
-        assert_eq!(signed_headers(our_headers), sdk_signed, "{target}");
+        assert_eq!(signed_headers(&ours_sent.headers), signed_headers_without_user_agent(&sdk.headers), "{target}");
 
         let uri = format!("{endpoint}/");
+        assert_signature_is_sdks(&ours.signer, &uri, sdk, &credentials());
         // The SDK's signing time (it reads the clock itself): both are signed at it below.
-        let time = amz_date(sdk_headers);
-        assert_eq!(resign(&ours.signer, &uri, sdk_headers, sdk_body, &[], time), sdk_headers["authorization"], "{target}");
+        let time = amz_date(&sdk.headers);
+        let resigned = |headers: &HeaderMap, body: &[u8], leave_out: &[&str]| {
+            resign(&ours.signer, &uri, headers, body, leave_out, &credentials(), time)["authorization"].clone()
+        };
         assert_eq!(
-            resign(&ours.signer, &uri, our_headers, our_body, &[], time),
-            resign(&ours.signer, &uri, sdk_headers, sdk_body, &["x-amz-user-agent"], time),
+            resigned(&ours_sent.headers, &ours_sent.body, &[]),
+            resigned(&sdk.headers, &sdk.body, &["x-amz-user-agent"]),
             "{target}"
         );
     }
