@@ -3,26 +3,16 @@
 //! credentials from the environment, no progress bar on a pipe).
 
 use std::path::Path;
-use std::process::{ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::Request;
 use axum::http::StatusCode;
-use clap::Parser;
 use serde_json::Value;
 
 mod common;
-use common::simulator;
-
-async fn loadgen(args: &[&str]) -> anyhow::Result<ExitCode> {
-    let argv = std::iter::once("loadgen").chain(args.iter().copied());
-    loadgen::run(loadgen::Cli::try_parse_from(argv)?).await
-}
-
-fn same(a: ExitCode, b: ExitCode) -> bool {
-    format!("{a:?}") == format!("{b:?}")
-}
+use common::{command, exit_code, exited, in_process, simulator};
 
 fn json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
@@ -56,7 +46,7 @@ async fn run_writes_every_output_and_passes_its_thresholds() {
     )
     .unwrap();
     let out = dir.path().join("out");
-    let code = loadgen(&[
+    let code = in_process(&[
         "run",
         scenario.to_str().unwrap(),
         "--out-dir",
@@ -64,7 +54,7 @@ async fn run_writes_every_output_and_passes_its_thresholds() {
     ])
     .await
     .unwrap();
-    assert!(same(code, ExitCode::SUCCESS));
+    assert_eq!(exit_code(code), exit_code(ExitCode::SUCCESS));
 
     let report = json(&out.join("report.json"));
     assert_valid(&report);
@@ -103,7 +93,7 @@ async fn a_breached_threshold_exits_with_1() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("{}/http/slow", sim.url());
     let out = dir.path().to_str().unwrap();
-    let code = loadgen(&[
+    let code = in_process(&[
         "run",
         "--target-url",
         &url,
@@ -121,7 +111,7 @@ async fn a_breached_threshold_exits_with_1() {
     ])
     .await
     .unwrap();
-    assert!(same(code, ExitCode::from(1)));
+    assert_eq!(exit_code(code), exit_code(ExitCode::from(1)));
     let report = json(&dir.path().join("report.json"));
     assert_valid(&report);
     assert_eq!(report["passed"], false);
@@ -142,7 +132,7 @@ async fn merge_combines_two_runs_exactly() {
     let mut maxima = Vec::new();
     for (name, n) in [("a", "30"), ("b", "45")] {
         let out = dir.path().join(name);
-        let code = loadgen(&[
+        let code = in_process(&[
             "run",
             "--target-url",
             &url,
@@ -156,7 +146,7 @@ async fn merge_combines_two_runs_exactly() {
         ])
         .await
         .unwrap();
-        assert!(same(code, ExitCode::SUCCESS));
+        assert_eq!(exit_code(code), exit_code(ExitCode::SUCCESS));
         maxima.push(
             json(&out.join("report.json"))["latency_ms"]["max"]
                 .as_f64()
@@ -166,7 +156,7 @@ async fn merge_combines_two_runs_exactly() {
     let merged = dir.path().join("merged");
     let a = dir.path().join("a/latency.hlog");
     let b = dir.path().join("b/latency.hlog");
-    let code = loadgen(&[
+    let code = in_process(&[
         "merge",
         a.to_str().unwrap(),
         b.to_str().unwrap(),
@@ -178,7 +168,7 @@ async fn merge_combines_two_runs_exactly() {
     ])
     .await
     .unwrap();
-    assert!(same(code, ExitCode::SUCCESS));
+    assert_eq!(exit_code(code), exit_code(ExitCode::SUCCESS));
     let report = json(&merged.join("report.json"));
     assert_valid(&report);
     assert_eq!(report["requests"], 75);
@@ -196,7 +186,7 @@ async fn configuration_errors_name_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let scenario = dir.path().join("bad.toml");
     std::fs::write(&scenario, "[target]\nurl = \"http://127.0.0.1:1/\"\n[load]\nrate = 10\nduration = \"1s\"\nmax_in_flight = 0\n").unwrap();
-    let error = loadgen(&["run", scenario.to_str().unwrap()])
+    let error = in_process(&["run", scenario.to_str().unwrap()])
         .await
         .unwrap_err();
     assert_eq!(
@@ -206,25 +196,6 @@ async fn configuration_errors_name_the_field() {
 }
 
 // ---- the binary ----
-
-const BIN: &str = env!("CARGO_BIN_EXE_loadgen");
-
-fn command(args: &[&str]) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(BIN);
-    command
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", "AKIDLOADGEN")
-        .env("AWS_SECRET_ACCESS_KEY", "secret")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ENDPOINT_URL")
-        .env_remove("AWS_ENDPOINT_URL_LAMBDA")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    command
-}
 
 #[tokio::test]
 async fn a_bad_scenario_exits_with_2() {
@@ -239,8 +210,7 @@ async fn a_bad_scenario_exits_with_2() {
         .output()
         .await
         .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (_, stderr) = exited(&output, 2);
     assert!(stderr.contains("load.rate: must be between 0"), "{stderr}");
 }
 
@@ -289,13 +259,7 @@ async fn lambda_invokes_are_sigv4_signed_and_go_to_the_endpoint_override() {
     .output()
     .await
     .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let (stdout, _) = exited(&output, 0);
     assert!(
         stdout.contains("lambda:orders") && stdout.contains("3 requests"),
         "{stdout}"
@@ -356,8 +320,7 @@ async fn ctrl_c_stops_sending_waits_and_writes_the_outputs() {
         .expect("exits soon after Ctrl-C")
         .unwrap();
     // Interrupted: 130, as a shell reports it, whatever the thresholds say.
-    assert_eq!(output.status.code(), Some(130));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (_, stderr) = exited(&output, 130);
     assert!(
         stderr.contains("stopping: waiting for requests in flight"),
         "{stderr}"
@@ -472,8 +435,7 @@ async fn json_logs_are_one_object_per_line() {
     .output()
     .await
     .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let (_, stderr) = exited(&output, 0);
     let logs: Vec<Value> = stderr
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))

@@ -2,13 +2,13 @@
 //! `loadgen simulate` (in process) through the Invoke API with `--log-tail`, and its report must
 //! bill exactly what the simulator's own record of every invocation says.
 
-use std::process::Stdio;
-
 use serde_json::Value;
 
-use loadgen::simulate::{FunctionConfig, SimConfig, Simulator};
+use loadgen::simulate::{FunctionConfig, SimConfig};
 
-const BIN: &str = env!("CARGO_BIN_EXE_loadgen");
+mod common;
+use common::{command, exited, start};
+
 const REQUESTS: u64 = 200;
 const MEMORY_MB: u32 = 512;
 const GB_SECOND: f64 = 0.00002;
@@ -24,65 +24,45 @@ fn billed_ms(duration_ms: f64, init_ms: Option<f64>) -> u64 {
 
 #[tokio::test]
 async fn report_lines_give_billed_gb_seconds_cost_and_overhead() {
-    let sim = Simulator::start(
-        SimConfig {
-            record: true,
-            default: FunctionConfig {
-                latency: "20ms".parse().unwrap(),
-                cold_start: "100ms".parse().unwrap(),
-                memory_size_mb: MEMORY_MB,
-                ..FunctionConfig::default()
-            },
-            ..SimConfig::default()
+    let sim = start(SimConfig {
+        record: true,
+        default: FunctionConfig {
+            latency: "20ms".parse().unwrap(),
+            cold_start: "100ms".parse().unwrap(),
+            memory_size_mb: MEMORY_MB,
+            ..FunctionConfig::default()
         },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
+        ..SimConfig::default()
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let output = tokio::process::Command::new(BIN)
-        .args([
-            "run",
-            "--function",
-            "priced",
-            "--endpoint-url",
-            &sim.url(),
-            "--log-tail",
-            "--concurrency",
-            "4",
-            "--requests",
-            &REQUESTS.to_string(),
-            "--architecture",
-            "arm64",
-            "--price-gb-second",
-            &GB_SECOND.to_string(),
-            "--price-per-million-requests",
-            &PER_MILLION.to_string(),
-            "--metrics-addr",
-            "off",
-            "--out-dir",
-            out.to_str().unwrap(),
-        ])
-        .env("AWS_ACCESS_KEY_ID", "AKIDLOADGEN")
-        .env("AWS_SECRET_ACCESS_KEY", "secret")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ENDPOINT_URL")
-        .env_remove("AWS_ENDPOINT_URL_LAMBDA")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = command(&[
+        "run",
+        "--function",
+        "priced",
+        "--endpoint-url",
+        &sim.url(),
+        "--log-tail",
+        "--concurrency",
+        "4",
+        "--requests",
+        &REQUESTS.to_string(),
+        "--architecture",
+        "arm64",
+        "--price-gb-second",
+        &GB_SECOND.to_string(),
+        "--price-per-million-requests",
+        &PER_MILLION.to_string(),
+        "--metrics-addr",
+        "off",
+        "--out-dir",
+        out.to_str().unwrap(),
+    ])
+    .output()
+    .await
+    .unwrap();
+    let (stdout, _) = exited(&output, 0);
 
     // The simulator's ground truth: what each invocation measured and was billed.
     let invocations = sim.invocations();

@@ -4,7 +4,6 @@
 //! of their histograms.
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 
 use aws_sdk_s3::config::Region;
 use hdrhistogram::Histogram;
@@ -13,9 +12,8 @@ use loadgen::report::LogReader;
 use serde_json::Value;
 
 mod common;
-use common::simulator;
-
-const BIN: &str = env!("CARGO_BIN_EXE_loadgen");
+// The binary gets the environment scripts/test.sh set (moto's endpoints, dummy credentials).
+use common::{binary, exited, simulator};
 
 /// moto's S3, as scripts/test.sh exports it.
 fn s3() -> aws_sdk_s3::Client {
@@ -43,21 +41,6 @@ async fn get(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
     let object = s3.get_object().bucket(bucket).key(key).send().await;
     let object = object.unwrap_or_else(|e| panic!("s3://{bucket}/{key}: {e:?}"));
     object.body.collect().await.unwrap().to_vec()
-}
-
-/// The loadgen binary with the environment scripts/test.sh set (moto's endpoints, dummy
-/// credentials), and no worker index unless a test sets one.
-fn loadgen(args: &[&str]) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(BIN);
-    command
-        .args(args)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("JOB_COMPLETION_INDEX")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    command
 }
 
 /// Per-outcome totals of an interval log, read tag by tag (each tagged histogram holds one
@@ -101,7 +84,7 @@ async fn workers_write_to_s3_and_merge_to_the_exact_union() {
             "--json",
         ];
         args.extend(worker.map(|w| ["--worker", w]).into_iter().flatten());
-        loadgen(&args)
+        binary(&args)
     };
     // Two labels from --worker, one from a Kubernetes Indexed Job's environment.
     let mut indexed = run(None);
@@ -151,17 +134,11 @@ async fn workers_write_to_s3_and_merge_to_the_exact_union() {
     );
 
     let merged_prefix = format!("s3://{bucket}/merged-1");
-    let output = loadgen(&["merge", &prefix, "--out-dir", &merged_prefix])
+    let output = binary(&["merge", &prefix, "--out-dir", &merged_prefix])
         .output()
         .await
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (stdout, _) = exited(&output, 0);
     assert!(stdout.contains("workers: 3 (2, w0, w1)"), "{stdout}");
     assert!(
         stdout.contains(&format!("reports written to {merged_prefix}")),
@@ -242,7 +219,7 @@ async fn a_missing_bucket_fails_before_any_request_is_sent() {
     let sim = simulator("1ms").await;
     let missing = format!("s3://loadgen-missing-{}/run", uuid::Uuid::new_v4().simple());
     let url = format!("{}/http/never", sim.url());
-    let output = loadgen(&[
+    let output = binary(&[
         "run",
         &url,
         "--rate",
@@ -259,8 +236,7 @@ async fn a_missing_bucket_fails_before_any_request_is_sent() {
     .output()
     .await
     .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let (_, stderr) = exited(&output, 2);
     assert!(
         stderr.contains(&format!("{missing}/w0")) && stderr.contains("no such bucket"),
         "{stderr}"
@@ -275,9 +251,8 @@ async fn a_missing_bucket_fails_before_any_request_is_sent() {
     let s3 = s3();
     let bucket = new_bucket(&s3).await;
     let empty = format!("s3://{bucket}/nothing");
-    let output = loadgen(&["merge", &empty]).output().await.unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let output = binary(&["merge", &empty]).output().await.unwrap();
+    let (_, stderr) = exited(&output, 2);
     assert!(
         stderr.contains(&empty) && stderr.contains("no latency.hlog"),
         "{stderr}"
@@ -293,7 +268,7 @@ async fn workers_in_a_local_directory_merge_too() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().to_str().unwrap();
     for worker in ["a", "b"] {
-        let output = loadgen(&[
+        let output = binary(&[
             "run",
             &url,
             "--rate",
@@ -314,14 +289,9 @@ async fn workers_in_a_local_directory_merge_too() {
         assert_eq!(output.status.code(), Some(0), "worker {worker}");
         assert!(dir.path().join(worker).join("latency.hlog").is_file());
     }
-    let output = loadgen(&["merge", out, "--json"]).output().await.unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let output = binary(&["merge", out, "--json"]).output().await.unwrap();
+    let (stdout, _) = exited(&output, 0);
+    let report: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["requests"], 100);
     let sources = report["merged_from"].as_array().unwrap();
     assert_eq!(sources.len(), 2);
@@ -329,12 +299,11 @@ async fn workers_in_a_local_directory_merge_too() {
 
     // A merged output inside the merged directory is refused: it would be one more worker.
     let inside = dir.path().join("merged");
-    let output = loadgen(&["merge", out, "--out-dir", inside.to_str().unwrap()])
+    let output = binary(&["merge", out, "--out-dir", inside.to_str().unwrap()])
         .output()
         .await
         .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let (_, stderr) = exited(&output, 2);
     assert!(
         stderr.contains("--out-dir") && stderr.contains("one more worker"),
         "{stderr}"

@@ -7,26 +7,24 @@ use std::time::Duration;
 
 mod common;
 
-use common::lambda;
+use common::{lambda, start};
 use lambda_invoke::{HttpTarget, Target};
 use loadgen::metrics::RunMetrics;
 use loadgen::report::{Report, RunInfo};
 use loadgen::run::{Outcome, Run, execute};
 use loadgen::plan::Plan;
 use loadgen::scenario::Scenario;
-use loadgen::simulate::{FunctionConfig, InvocationType, SimConfig, SimHandle, Simulator, Stall};
+use loadgen::simulate::{FunctionConfig, InvocationType, SimConfig, SimHandle, Stall};
 use tokio_util::sync::CancellationToken;
 
 async fn simulator(function: FunctionConfig, record: bool) -> SimHandle {
-    let config = SimConfig {
+    start(SimConfig {
         seed: Some(7),
         record,
         default: function,
         ..SimConfig::default()
-    };
-    Simulator::start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
+    })
+    .await
 }
 
 fn plan(toml_text: &str) -> Plan {

@@ -11,13 +11,12 @@ use std::time::Duration;
 
 mod common;
 
-use common::lambda;
-use clap::Parser;
+use common::{exit_code, in_process, lambda, start};
 use loadgen::metrics::{self, RunMetrics};
 use loadgen::run::{Outcome, execute};
 use loadgen::plan::Plan;
 use loadgen::scenario::Scenario;
-use loadgen::simulate::{FunctionConfig, SimConfig, SimHandle, Simulator};
+use loadgen::simulate::{FunctionConfig, SimConfig, SimHandle};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
@@ -26,14 +25,12 @@ const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0;q=0.
      text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
 
 async fn simulator(function: FunctionConfig) -> SimHandle {
-    let config = SimConfig {
+    start(SimConfig {
         seed: Some(7),
         default: function,
         ..SimConfig::default()
-    };
-    Simulator::start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
+    })
+    .await
 }
 
 
@@ -286,15 +283,6 @@ async fn a_run_is_scraped_live_and_its_totals_match_the_report_and_the_simulator
         .unwrap();
 }
 
-async fn loadgen(args: &[&str]) -> anyhow::Result<ExitCode> {
-    let argv = std::iter::once("loadgen").chain(args.iter().copied());
-    loadgen::run(loadgen::Cli::try_parse_from(argv)?).await
-}
-
-fn same(a: ExitCode, b: ExitCode) -> bool {
-    format!("{a:?}") == format!("{b:?}")
-}
-
 /// A port nothing listens on now (bound, then released).
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -320,13 +308,13 @@ async fn the_cli_serves_metrics_at_the_address_given() {
         // A loaded machine may keep the last sends from going out before the end (exit 4).
         "--allow-dropped",
     ];
-    let run = loadgen(&args);
+    let run = in_process(&args);
     // Served while the run goes: a success is counted before the run's end.
     let watch = scrape_until(addr, |live| {
         sum(live, "loadgen_invocations_total", &[("outcome", "success")]) > 0.0
     });
     let (code, live) = tokio::join!(run, watch);
-    assert!(same(code.unwrap(), ExitCode::SUCCESS));
+    assert_eq!(exit_code(code.unwrap()), exit_code(ExitCode::SUCCESS));
     assert_eq!(sum(&live, "loadgen_target_rate", &[]), 50.0);
 }
 
@@ -346,7 +334,7 @@ async fn a_taken_address_fails_the_run_unless_it_is_the_default() {
         "5",
     ];
     let given = [&short[..], &["--metrics-addr", &taken_addr]].concat();
-    let error = loadgen(&given).await.unwrap_err();
+    let error = in_process(&given).await.unwrap_err();
     assert!(
         error
             .to_string()
@@ -356,11 +344,11 @@ async fn a_taken_address_fails_the_run_unless_it_is_the_default() {
 
     // The default address is taken here (by this listener, or by another run): the run goes on.
     let _default = std::net::TcpListener::bind(metrics::DEFAULT_ADDR);
-    assert!(same(loadgen(&short).await.unwrap(), ExitCode::SUCCESS));
+    assert_eq!(exit_code(in_process(&short).await.unwrap()), exit_code(ExitCode::SUCCESS));
     let off = [&short[..], &["--metrics-addr", "off"]].concat();
-    assert!(same(loadgen(&off).await.unwrap(), ExitCode::SUCCESS));
+    assert_eq!(exit_code(in_process(&off).await.unwrap()), exit_code(ExitCode::SUCCESS));
     let bad = [&short[..], &["--metrics-addr", "nowhere"]].concat();
-    let error = loadgen(&bad).await.unwrap_err();
+    let error = in_process(&bad).await.unwrap_err();
     assert!(
         error.to_string().contains("use HOST:PORT or off"),
         "{error}"

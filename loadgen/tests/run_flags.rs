@@ -7,21 +7,15 @@ use std::sync::{Arc, Mutex};
 
 use axum::extract::Request;
 use axum::http::StatusCode;
-use clap::Parser;
 use http_body_util::BodyExt;
 use serde_json::Value;
 
 mod common;
-use common::simulator;
+use common::{exit_code, in_process, simulator};
 
+/// `loadgen run ARGS` in process, without metrics server or progress bar.
 async fn loadgen(args: &[&str]) -> anyhow::Result<ExitCode> {
-    let argv = ["loadgen", "run", "--metrics-addr", "off", "--no-progress"];
-    let argv = argv.iter().copied().chain(args.iter().copied());
-    loadgen::run(loadgen::Cli::try_parse_from(argv)?).await
-}
-
-fn code(code: ExitCode) -> String {
-    format!("{code:?}")
+    in_process(&[&["run", "--metrics-addr", "off", "--no-progress"], args].concat()).await
 }
 
 /// What one request brought to the stand-in endpoint.
@@ -83,7 +77,7 @@ async fn a_url_with_oha_flags_sends_the_method_headers_and_body() {
     ])
     .await
     .unwrap();
-    assert_eq!(code(exit), code(ExitCode::SUCCESS));
+    assert_eq!(exit_code(exit), exit_code(ExitCode::SUCCESS));
     let seen = seen.lock().unwrap();
     let bodies: Vec<&str> = seen.iter().map(|s| s.body.as_str()).collect();
     assert_eq!(
@@ -124,7 +118,7 @@ async fn payloads_go_round_robin_or_at_random_by_seed() {
     ])
     .await
     .unwrap();
-    assert_eq!(code(exit), code(ExitCode::SUCCESS));
+    assert_eq!(exit_code(exit), exit_code(ExitCode::SUCCESS));
     let ids = ["{\"id\":1}", "{\"id\":2}", "{\"id\":3}"];
     let expected: Vec<&str> = ids.iter().cycle().take(7).copied().collect();
     assert_eq!(bodies(&seen), expected);
@@ -200,7 +194,7 @@ async fn abort_on_fail_stops_the_run_at_the_first_breach() {
     ])
     .await
     .unwrap();
-    assert_eq!(code(exit), code(ExitCode::from(1)));
+    assert_eq!(exit_code(exit), exit_code(ExitCode::from(1)));
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
             .unwrap();
@@ -235,7 +229,7 @@ async fn without_abort_on_fail_the_run_goes_to_its_end() {
     ])
     .await
     .unwrap();
-    assert_eq!(code(exit), code(ExitCode::from(1)));
+    assert_eq!(exit_code(exit), exit_code(ExitCode::from(1)));
     let sent = sim.stats().functions["slow"].invocations;
     assert!((20..=21).contains(&sent), "{sent} invocations");
 }
@@ -251,5 +245,5 @@ async fn a_run_without_a_success_exits_with_3() {
         .port();
     let url = format!("http://127.0.0.1:{port}/");
     let exit = loadgen(&[&url, "-n", "3", "-c", "1"]).await.unwrap();
-    assert_eq!(code(exit), code(ExitCode::from(3)));
+    assert_eq!(exit_code(exit), exit_code(ExitCode::from(3)));
 }

@@ -10,11 +10,8 @@ use loadgen::simulate::{
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-async fn start(config: SimConfig) -> SimHandle {
-    Simulator::start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
-}
+mod common;
+use common::start;
 
 fn recording(default: FunctionConfig) -> SimConfig {
     SimConfig {

@@ -2,45 +2,24 @@
 //! with a reserved concurrency of 5, so the knee is known: 4 in flight hold, 8 are throttled with
 //! the simulator's `Reason`.
 
-use std::process::Stdio;
-
 use serde_json::Value;
 
-use loadgen::simulate::{FunctionConfig, SimConfig, Simulator};
+use loadgen::simulate::{FunctionConfig, SimConfig};
 
-const BIN: &str = env!("CARGO_BIN_EXE_loadgen");
-
-fn command(args: &[&str]) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(BIN);
-    command
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", "AKIDLOADGEN")
-        .env("AWS_SECRET_ACCESS_KEY", "secret")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ENDPOINT_URL")
-        .env_remove("AWS_ENDPOINT_URL_LAMBDA")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    command
-}
+mod common;
+use common::{command, exited, start};
 
 #[tokio::test]
 async fn sweep_stops_at_the_reserved_concurrency_and_reports_the_knee() {
-    let sim = Simulator::start(
-        SimConfig {
-            default: FunctionConfig {
-                latency: "20ms".parse().unwrap(),
-                reserved_concurrency: Some(5),
-                ..FunctionConfig::default()
-            },
-            ..SimConfig::default()
+    let sim = start(SimConfig {
+        default: FunctionConfig {
+            latency: "20ms".parse().unwrap(),
+            reserved_concurrency: Some(5),
+            ..FunctionConfig::default()
         },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
+        ..SimConfig::default()
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let output = command(&[
@@ -63,13 +42,7 @@ async fn sweep_stops_at_the_reserved_concurrency_and_reports_the_knee() {
     .output()
     .await
     .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (stdout, _) = exited(&output, 0);
 
     let sweep: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("sweep.json")).unwrap()).unwrap();
@@ -127,8 +100,7 @@ async fn a_bad_step_is_an_error_naming_it() {
     .output()
     .await
     .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (_, stderr) = exited(&output, 2);
     assert!(
         stderr.contains("--steps: `many` is not a concurrency"),
         "{stderr}"
