@@ -153,23 +153,27 @@ impl Sqs {
     /// Send messages in batches of 10; `group` is the FIFO message group (content-based ids are derived
     /// from the position so FIFO deduplication never drops one).
     pub async fn send(&self, queue: &Queue, messages: &[(String, Option<String>)]) {
-        for (chunk_no, chunk) in messages.chunks(10).enumerate() {
-            let entries = chunk.iter().enumerate().map(|(i, (body, group))| {
-                let mut e = SendMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .message_body(body);
-                if let Some(g) = group {
-                    e = e
-                        .message_group_id(g)
-                        .message_deduplication_id(format!("{}", chunk_no * 10 + i));
-                }
-                e.build().expect("entry")
-            });
+        let entries = messages.iter().enumerate().map(|(i, (body, group))| {
+            let mut e = SendMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .message_body(body);
+            if let Some(g) = group {
+                e = e.message_group_id(g).message_deduplication_id(i.to_string());
+            }
+            e.build().expect("entry")
+        });
+        self.send_entries(queue, entries.collect()).await;
+    }
+
+    /// Send `entries` in batches of 10 (SendMessageBatch's most), in order; ids must be unique within
+    /// each batch.
+    pub async fn send_entries(&self, queue: &Queue, entries: Vec<SendMessageBatchRequestEntry>) {
+        for chunk in entries.chunks(10) {
             let out = self
                 .client
                 .send_message_batch()
                 .queue_url(&queue.url)
-                .set_entries(Some(entries.collect()))
+                .set_entries(Some(chunk.to_vec()))
                 .send()
                 .await
                 .expect("SendMessageBatch");
@@ -482,21 +486,33 @@ pub fn poller_binary() -> std::path::PathBuf {
 
 /// Create a DynamoDB table (string hash key `pk`) with a NEW_AND_OLD_IMAGES stream; returns the stream ARN.
 pub async fn create_table_with_stream(client: &aws_sdk_dynamodb::Client, table: &str) -> String {
+    use aws_sdk_dynamodb::types::{KeyType, ScalarAttributeType};
+    create_keyed_table_with_stream(client, table, &[("pk", ScalarAttributeType::S, KeyType::Hash)]).await
+}
+
+/// Create a DynamoDB table with the key attributes `keys` (name, type, hash or range) and a
+/// NEW_AND_OLD_IMAGES stream; returns the stream ARN.
+pub async fn create_keyed_table_with_stream(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    keys: &[(&str, aws_sdk_dynamodb::types::ScalarAttributeType, aws_sdk_dynamodb::types::KeyType)],
+) -> String {
     use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, StreamSpecification,
-        StreamViewType,
+        AttributeDefinition, BillingMode, KeySchemaElement, StreamSpecification, StreamViewType,
     };
-    let out = client
-        .create_table()
-        .table_name(table)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .expect("attribute"),
-        )
-        .key_schema(KeySchemaElement::builder().attribute_name("pk").key_type(KeyType::Hash).build().expect("key"))
+    let mut request = client.create_table().table_name(table);
+    for (name, kind, key) in keys {
+        request = request
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(*name)
+                    .attribute_type(kind.clone())
+                    .build()
+                    .expect("attribute"),
+            )
+            .key_schema(KeySchemaElement::builder().attribute_name(*name).key_type(key.clone()).build().expect("key"));
+    }
+    let out = request
         .billing_mode(BillingMode::PayPerRequest)
         .stream_specification(
             StreamSpecification::builder()

@@ -13,46 +13,36 @@ use e2e::{Queue, Sqs, endpoint, poller_binary, sqs_mapping, unique};
 async fn fill(sqs: &Sqs, queue: &Queue, n: usize) -> BTreeSet<String> {
     let fifo = queue.name.ends_with(".fifo");
     let mut bodies = BTreeSet::new();
-    for chunk in (0..n).collect::<Vec<_>>().chunks(10) {
-        let entries = chunk.iter().map(|&i| {
-            let body = format!("order-{i}");
-            bodies.insert(body.clone());
-            let mut e = SendMessageBatchRequestEntry::builder()
-                .id(i.to_string())
-                .message_body(body)
-                .message_attributes(
-                    "kind",
-                    MessageAttributeValue::builder()
-                        .data_type("String")
-                        .string_value(format!("k{i}"))
-                        .build()
-                        .unwrap(),
-                )
-                .message_attributes(
-                    "raw",
-                    MessageAttributeValue::builder()
-                        .data_type("Binary")
-                        .binary_value(vec![i as u8, 0xff].into())
-                        .build()
-                        .unwrap(),
-                );
-            if fifo {
-                e = e
-                    .message_group_id(format!("g{}", i % 2))
-                    .message_deduplication_id(format!("d{i}"));
-            }
-            e.build().unwrap()
-        });
-        let out = sqs
-            .client
-            .send_message_batch()
-            .queue_url(&queue.url)
-            .set_entries(Some(entries.collect()))
-            .send()
-            .await
-            .unwrap();
-        assert!(out.failed().is_empty(), "{:?}", out.failed());
-    }
+    let entries = (0..n).map(|i| {
+        let body = format!("order-{i}");
+        bodies.insert(body.clone());
+        let mut e = SendMessageBatchRequestEntry::builder()
+            .id(i.to_string())
+            .message_body(body)
+            .message_attributes(
+                "kind",
+                MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(format!("k{i}"))
+                    .build()
+                    .unwrap(),
+            )
+            .message_attributes(
+                "raw",
+                MessageAttributeValue::builder()
+                    .data_type("Binary")
+                    .binary_value(vec![i as u8, 0xff].into())
+                    .build()
+                    .unwrap(),
+            );
+        if fifo {
+            e = e
+                .message_group_id(format!("g{}", i % 2))
+                .message_deduplication_id(format!("d{i}"));
+        }
+        e.build().unwrap()
+    });
+    sqs.send_entries(queue, entries.collect()).await;
     bodies
 }
 

@@ -3,12 +3,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    StreamSpecification, StreamViewType,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, KeyType, ScalarAttributeType};
 use aws_sdk_kinesis::primitives::Blob;
-use e2e::{sdk_config, unique};
+use e2e::{create_keyed_table_with_stream, sdk_config, unique};
 use poller::arn::SourceArn;
 use poller::stream::source::{Position, ReadError, ShardInfo, StreamRecord, StreamSource};
 use serde_json::{Value, json};
@@ -320,36 +317,8 @@ impl Table {
     async fn create() -> Table {
         let client = aws_sdk_dynamodb::Client::new(&sdk_config().await);
         let name = unique("table");
-        let attribute = |name: &str, kind| {
-            AttributeDefinition::builder()
-                .attribute_name(name)
-                .attribute_type(kind)
-                .build()
-                .expect("attribute")
-        };
-        let key = |name: &str, kind| KeySchemaElement::builder().attribute_name(name).key_type(kind).build().expect("key");
-        let out = client
-            .create_table()
-            .table_name(&name)
-            .attribute_definitions(attribute("pk", ScalarAttributeType::S))
-            .attribute_definitions(attribute("sk", ScalarAttributeType::N))
-            .key_schema(key("pk", KeyType::Hash))
-            .key_schema(key("sk", KeyType::Range))
-            .billing_mode(BillingMode::PayPerRequest)
-            .stream_specification(
-                StreamSpecification::builder()
-                    .stream_enabled(true)
-                    .stream_view_type(StreamViewType::NewAndOldImages)
-                    .build()
-                    .expect("stream specification"),
-            )
-            .send()
-            .await
-            .expect("CreateTable");
-        let stream_arn = out
-            .table_description
-            .and_then(|t| t.latest_stream_arn)
-            .expect("LatestStreamArn");
+        let keys = [("pk", ScalarAttributeType::S, KeyType::Hash), ("sk", ScalarAttributeType::N, KeyType::Range)];
+        let stream_arn = create_keyed_table_with_stream(&client, &name, &keys).await;
         Table { client, name, stream_arn }
     }
 

@@ -23,6 +23,19 @@ fn sorted(mut invocations: Vec<Invocation>) -> Vec<Invocation> {
     invocations
 }
 
+/// A poller in process for one stream mapping of `arn` to `function`, `extra` its other fields.
+fn start(arn: &str, function: &str, extra: &str, sim: &SimHandle) -> RunningPoller {
+    RunningPoller::start(&[stream_mapping(arn, function, extra)], &sim.url(), None)
+}
+
+/// Waits, up to `within`, until the function has processed at least `n` records.
+async fn until_processed(sim: &SimHandle, n: usize, within: Duration) {
+    eventually(within, &format!("{n} records processed"), || async {
+        processed_kinesis_data(&sim.invocations()).len() >= n
+    })
+    .await;
+}
+
 fn messages(n: usize, key: impl Fn(usize) -> String, data: impl Fn(usize) -> String) -> Vec<(String, String)> {
     (0..n).map(|i| (key(i), data(i))).collect()
 }
@@ -35,15 +48,8 @@ async fn kinesis_records_are_delivered_in_order() {
     let arn = kinesis.create_stream(&name, 1).await;
     kinesis.put(&name, &messages(25, |i| format!("k{}", i % 3), |i| format!("r{i:02}"))).await;
     let sim = simulator(FunctionConfig::default()).await;
-    let poller = RunningPoller::start(
-        &[stream_mapping(&arn, "kin-fn", r#""StartingPosition":"TRIM_HORIZON","BatchSize":10"#)],
-        &sim.url(),
-        None,
-    );
-    eventually(Duration::from_secs(30), "25 records processed", || async {
-        processed_kinesis_data(&sim.invocations()).len() >= 25
-    })
-    .await;
+    let poller = start(&arn, "kin-fn", r#""StartingPosition":"TRIM_HORIZON","BatchSize":10"#, &sim);
+    until_processed(&sim, 25, Duration::from_secs(30)).await;
     let reports = poller.stop().await;
     let invocations = sorted(sim.invocations());
     let expected: Vec<String> = (0..25).map(|i| format!("r{i:02}")).collect();
@@ -76,7 +82,7 @@ async fn bisect_isolates_a_poison_record_and_reports_it() {
            "MaximumRetryAttempts":2,"DestinationConfig":{{"OnFailure":{{"Destination":"{}"}}}}"#,
         dlq.arn
     );
-    let poller = RunningPoller::start(&[stream_mapping(&arn, "bisect-fn", &extra)], &sim.url(), None);
+    let poller = start(&arn, "bisect-fn", &extra, &sim);
     eventually(Duration::from_secs(60), "7 records processed and one failure record", || async {
         processed_kinesis_data(&sim.invocations()).len() >= 7 && sqs.depth(&dlq).await >= 1
     })
@@ -144,11 +150,8 @@ async fn retry_count_is_one_plus_maximum_retry_attempts() {
            "DestinationConfig":{{"OnFailure":{{"Destination":"{}"}}}}"#,
         dlq.arn
     );
-    let poller = RunningPoller::start(&[stream_mapping(&arn, "retry-fn", &extra)], &sim.url(), None);
-    eventually(Duration::from_secs(60), "a and c processed", || async {
-        processed_kinesis_data(&sim.invocations()).len() >= 2
-    })
-    .await;
+    let poller = start(&arn, "retry-fn", &extra, &sim);
+    until_processed(&sim, 2, Duration::from_secs(60)).await;
     eventually(Duration::from_secs(10), "failure record", || async { sqs.depth(&dlq).await >= 1 }).await;
     poller.stop().await;
     let invocations = sorted(sim.invocations());
@@ -191,7 +194,7 @@ async fn partial_batch_response_on_a_stream() {
            "DestinationConfig":{{"OnFailure":{{"Destination":"{}"}}}}"#,
         dlq.arn
     );
-    let poller = RunningPoller::start(&[stream_mapping(&arn, "rbif-fn", &extra)], &sim.url(), None);
+    let poller = start(&arn, "rbif-fn", &extra, &sim);
     eventually(Duration::from_secs(60), "failure record", || async { sqs.depth(&dlq).await >= 1 }).await;
     poller.stop().await;
     let invocations = sorted(sim.invocations());
@@ -223,10 +226,7 @@ async fn filtered_records_are_skipped_and_checkpointed() {
     );
     let state = std::env::temp_dir().join(unique("state"));
     let poller = RunningPoller::start_in(std::slice::from_ref(&mapping), &sim.url(), None, state.clone());
-    eventually(Duration::from_secs(30), "5 orders processed", || async {
-        processed_kinesis_data(&sim.invocations()).len() >= 5
-    })
-    .await;
+    until_processed(&sim, 5, Duration::from_secs(30)).await;
     let reports = poller.stop().await;
     assert_eq!(reports[0].counters.filtered_out, 5);
     let processed = processed_kinesis_data(&sim.invocations());
@@ -235,10 +235,7 @@ async fn filtered_records_are_skipped_and_checkpointed() {
     // A restart from the same checkpoints delivers nothing old.
     let poller = RunningPoller::start_in(&[mapping], &sim.url(), None, state);
     kinesis.put(&name, &[("k".into(), r#"{"type":"order","n":99}"#.into())]).await;
-    eventually(Duration::from_secs(30), "the new order processed", || async {
-        processed_kinesis_data(&sim.invocations()).len() >= 6
-    })
-    .await;
+    until_processed(&sim, 6, Duration::from_secs(30)).await;
     let reports = poller.stop().await;
     assert_eq!(reports[0].counters.polled, 1, "only the new record was read: {}", reports[0].counters);
     assert_eq!(processed_kinesis_data(&sorted(sim.invocations())).last().unwrap(), r#"{"type":"order","n":99}"#);
@@ -257,15 +254,8 @@ async fn parallelization_factor_keeps_per_key_order() {
         ..FunctionConfig::default()
     })
     .await;
-    let poller = RunningPoller::start(
-        &[stream_mapping(&arn, "pf-fn", r#""StartingPosition":"TRIM_HORIZON","BatchSize":5,"ParallelizationFactor":4"#)],
-        &sim.url(),
-        None,
-    );
-    eventually(Duration::from_secs(60), "80 records processed", || async {
-        processed_kinesis_data(&sim.invocations()).len() >= 80
-    })
-    .await;
+    let poller = start(&arn, "pf-fn", r#""StartingPosition":"TRIM_HORIZON","BatchSize":5,"ParallelizationFactor":4"#, &sim);
+    until_processed(&sim, 80, Duration::from_secs(60)).await;
     poller.stop().await;
     let invocations = sorted(sim.invocations());
     let mut by_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -304,15 +294,8 @@ async fn parent_shard_before_children() {
         .expect("SplitShard");
     kinesis.put(&name, &messages(10, |i| format!("k{i}"), |i| format!("child-{i}"))).await;
     let sim = simulator(FunctionConfig::default()).await;
-    let poller = RunningPoller::start(
-        &[stream_mapping(&arn, "split-fn", r#""StartingPosition":"TRIM_HORIZON","BatchSize":4"#)],
-        &sim.url(),
-        None,
-    );
-    eventually(Duration::from_secs(60), "20 records processed", || async {
-        processed_kinesis_data(&sim.invocations()).len() >= 20
-    })
-    .await;
+    let poller = start(&arn, "split-fn", r#""StartingPosition":"TRIM_HORIZON","BatchSize":4"#, &sim);
+    until_processed(&sim, 20, Duration::from_secs(60)).await;
     poller.stop().await;
     let processed = processed_kinesis_data(&sorted(sim.invocations()));
     let last_parent = processed.iter().rposition(|d| d.starts_with("parent")).unwrap();
@@ -340,10 +323,7 @@ async fn kill_9_then_restart_loses_no_record() {
         &sim.url(),
     );
     let mut first = poller.spawn(&[]);
-    eventually(Duration::from_secs(60), "a third of the records processed", || async {
-        processed_kinesis_data(&sim.invocations()).len() >= total / 3
-    })
-    .await;
+    until_processed(&sim, total / 3, Duration::from_secs(60)).await;
     first.kill().expect("SIGKILL");
     first.wait().unwrap();
     let before_restart = processed_kinesis_data(&sim.invocations()).len();
@@ -394,15 +374,10 @@ async fn dynamodb_stream_with_an_event_name_filter() {
 
     let sim = simulator(FunctionConfig::default()).await;
     let pattern = serde_json::to_string(r#"{"eventName":["INSERT"]}"#).unwrap();
-    let poller = RunningPoller::start(
-        &[stream_mapping(
-            &stream_arn,
-            "ddb-fn",
-            &format!(r#""StartingPosition":"TRIM_HORIZON","BatchSize":2,"FilterCriteria":{{"Filters":[{{"Pattern":{pattern}}}]}}"#),
-        )],
-        &sim.url(),
-        None,
+    let extra = format!(
+        r#""StartingPosition":"TRIM_HORIZON","BatchSize":2,"FilterCriteria":{{"Filters":[{{"Pattern":{pattern}}}]}}"#
     );
+    let poller = start(&stream_arn, "ddb-fn", &extra, &sim);
     eventually(Duration::from_secs(30), "5 inserts processed", || async {
         e2e::processed_dynamodb(&sim.invocations()).len() >= 5
     })
@@ -428,11 +403,7 @@ async fn tumbling_window_passes_state_and_ends_with_a_final_invoke() {
     let arn = kinesis.create_stream(&name, 1).await;
     kinesis.put(&name, &messages(7, |_| "k".into(), |i| format!("w{i}"))).await;
     let sim = simulator(FunctionConfig::default()).await;
-    let poller = RunningPoller::start(
-        &[stream_mapping(&arn, "window-fn", r#""StartingPosition":"TRIM_HORIZON","BatchSize":3,"TumblingWindowInSeconds":1"#)],
-        &sim.url(),
-        None,
-    );
+    let poller = start(&arn, "window-fn", r#""StartingPosition":"TRIM_HORIZON","BatchSize":3,"TumblingWindowInSeconds":1"#, &sim);
     let finals = |invocations: &[Invocation]| -> Vec<serde_json::Value> {
         invocations.iter().filter(|i| i.payload["isFinalInvokeForWindow"] == true).map(|i| i.payload.clone()).collect()
     };
@@ -474,7 +445,7 @@ async fn latest_skips_earlier_records() {
     let arn = kinesis.create_stream(&name, 1).await;
     kinesis.put(&name, &messages(3, |_| "k".into(), |i| format!("old{i}"))).await;
     let sim = simulator(FunctionConfig::default()).await;
-    let poller = RunningPoller::start(&[stream_mapping(&arn, "latest-fn", r#""StartingPosition":"LATEST""#)], &sim.url(), None);
+    let poller = start(&arn, "latest-fn", r#""StartingPosition":"LATEST""#, &sim);
     // The worker takes its iterator at the tip some time after start: keep writing until a new record
     // arrives. Whatever was written before that moment must never be delivered.
     let mut n = 0;
@@ -524,10 +495,7 @@ async fn sigterm_finishes_the_batch_in_flight_and_checkpoints_it() {
     assert!(done_before > 0 && done_before.is_multiple_of(10), "whole batches finished: {done_before}");
 
     let mut second = poller.spawn(&[]);
-    eventually(Duration::from_secs(60), "all 30 processed", || async {
-        processed_kinesis_data(&sim.invocations()).len() >= 30
-    })
-    .await;
+    until_processed(&sim, 30, Duration::from_secs(60)).await;
     second.kill().unwrap();
     second.wait().unwrap();
     let processed = processed_kinesis_data(&sorted(sim.invocations()));
@@ -690,11 +658,7 @@ async fn each_tumbling_window_gets_one_final_invoke_covering_its_records() {
     let name = unique("window-tail");
     let arn = kinesis.create_stream(&name, 1).await;
     let sim = simulator(FunctionConfig::default()).await;
-    let poller = RunningPoller::start(
-        &[stream_mapping(&arn, "window-tail-fn", r#""StartingPosition":"TRIM_HORIZON","TumblingWindowInSeconds":1"#)],
-        &sim.url(),
-        None,
-    );
+    let poller = start(&arn, "window-tail-fn", r#""StartingPosition":"TRIM_HORIZON","TumblingWindowInSeconds":1"#, &sim);
     // 40 records, one every 100 ms: four windows, each with records up to its last 100 ms.
     let total = 40;
     let mut pace = tokio::time::interval(Duration::from_millis(100));
