@@ -220,40 +220,34 @@ pub async fn checkpoints_never_move_backwards<S: LeaseStore>(store: &S) {
         .await
         .expect("create");
     let mut counter = store.take(&lease, WORKER_A, 0).await.expect("take").counter;
+    let checkpoint = async |counter: u64, sequence: &SequenceNumber, sub_sequence: u64| {
+        store
+            .checkpoint(&lease, WORKER_A, counter, sequence, sub_sequence)
+            .await
+    };
 
-    counter = store
-        .checkpoint(&lease, WORKER_A, counter, &seq("9"), 0)
-        .await
-        .expect("9");
-    counter = store
-        .checkpoint(&lease, WORKER_A, counter, &seq("10"), 0)
+    counter = checkpoint(counter, &seq("9"), 0).await.expect("9");
+    counter = checkpoint(counter, &seq("10"), 0)
         .await
         .expect("10 after 9");
-    let back = store
-        .checkpoint(&lease, WORKER_A, counter, &seq("9"), 0)
-        .await;
+    let back = checkpoint(counter, &seq("9"), 0).await;
     assert!(
         matches!(&back, Err(Error::CheckpointBackwards { current, .. }) if current.kcl_value() == "10"),
         "checkpoint: 9 after 10 must be refused, got {back:?}"
     );
-    counter = store
-        .checkpoint(&lease, WORKER_A, counter, &seq("10"), 0)
+    counter = checkpoint(counter, &seq("10"), 0)
         .await
         .expect("same again, counter unchanged by the refusal");
-    counter = store
-        .checkpoint(&lease, WORKER_A, counter, &seq("10"), 3)
+    counter = checkpoint(counter, &seq("10"), 3)
         .await
         .expect("sub-sequence forward");
-    let back = store
-        .checkpoint(&lease, WORKER_A, counter, &seq("10"), 1)
-        .await;
+    let back = checkpoint(counter, &seq("10"), 1).await;
     assert!(
         matches!(back, Err(Error::CheckpointBackwards { .. })),
         "checkpoint: sub-sequence backwards, got {back:?}"
     );
     let long = seq("49601189658422359378836298521827638475320189012309704722");
-    counter = store
-        .checkpoint(&lease, WORKER_A, counter, &long, 0)
+    counter = checkpoint(counter, &long, 0)
         .await
         .expect("56-digit number");
 

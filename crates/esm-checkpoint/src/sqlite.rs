@@ -144,6 +144,23 @@ impl SqliteStore {
         .await
     }
 
+    /// Bumps the counter of a lease `owner` holds at `expected_counter`, setting `extra` columns
+    /// too (renew: none; release: no owner).
+    async fn fenced_bump(
+        &self,
+        lease: &LeaseRef,
+        owner: &str,
+        expected_counter: u64,
+        extra: &'static str,
+    ) -> Result<u64, Error> {
+        let (lease, owner) = (lease.clone(), owner.to_owned());
+        self.write(move |tx| {
+            let row = Self::fenced(tx, &lease, &owner, expected_counter)?;
+            bump(tx, &lease, row.counter, extra)
+        })
+        .await
+    }
+
     /// Checks the fence of `lease` inside `tx` and returns the current row.
     fn fenced(
         tx: &Transaction<'_>,
@@ -240,12 +257,7 @@ impl LeaseStore for SqliteStore {
         owner: &str,
         expected_counter: u64,
     ) -> Result<u64, Error> {
-        let (lease, owner) = (lease.clone(), owner.to_owned());
-        self.write(move |tx| {
-            let row = Self::fenced(tx, &lease, &owner, expected_counter)?;
-            bump(tx, &lease, row.counter, "")
-        })
-        .await
+        self.fenced_bump(lease, owner, expected_counter, "").await
     }
 
     async fn checkpoint(
@@ -329,12 +341,8 @@ impl LeaseStore for SqliteStore {
         owner: &str,
         expected_counter: u64,
     ) -> Result<u64, Error> {
-        let (lease, owner) = (lease.clone(), owner.to_owned());
-        self.write(move |tx| {
-            let row = Self::fenced(tx, &lease, &owner, expected_counter)?;
-            bump(tx, &lease, row.counter, ", lease_owner = NULL")
-        })
-        .await
+        self.fenced_bump(lease, owner, expected_counter, ", lease_owner = NULL")
+            .await
     }
 }
 
