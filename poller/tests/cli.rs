@@ -16,6 +16,30 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
+/// `poller GLOBAL run` for an SQS mapping with `secret` as the secret key and `http://127.0.0.1:9`
+/// as the endpoint, where nothing listens; logging as the flags say, not as the environment does.
+fn run_against_nothing(global: &[&str], secret: &str) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let mapping = write(
+        dir.path(),
+        "m.json",
+        r#"{"EventSourceArn":"arn:aws:sqs:us-east-1:123456789012:q","FunctionName":"f"}"#,
+    );
+    Command::new(env!("CARGO_BIN_EXE_poller"))
+        .args(global)
+        .args(["run", "--metrics-addr", "off", "--endpoint-url", "http://127.0.0.1:9", "--mapping"])
+        .arg(&mapping)
+        .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .env_remove("RUST_LOG")
+        .env_remove("POLLER_LOG_FORMAT")
+        .output()
+        .expect("poller runs")
+}
+
 #[test]
 fn every_mapping_in_scenarios_validates() {
     let scenarios = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
@@ -75,22 +99,8 @@ fn unknown_key_and_broken_json_are_named() {
 
 #[test]
 fn json_logs_are_one_object_per_line_without_secrets() {
-    let dir = tempfile::tempdir().unwrap();
-    let mapping = write(
-        dir.path(),
-        "m.json",
-        r#"{"EventSourceArn":"arn:aws:sqs:us-east-1:123456789012:q","FunctionName":"f"}"#,
-    );
     // Nothing listens on port 9: start-up fails fast, and the failure is logged.
-    let out = Command::new(env!("CARGO_BIN_EXE_poller"))
-        .args(["--log-format", "json", "run", "--metrics-addr", "off", "--endpoint-url", "http://127.0.0.1:9", "--mapping"])
-        .arg(&mapping)
-        .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-        .env("AWS_SECRET_ACCESS_KEY", "very-secret-value")
-        .env("AWS_REGION", "us-east-1")
-        .env_remove("AWS_PROFILE")
-        .output()
-        .expect("poller runs");
+    let out = run_against_nothing(&["--log-format", "json"], "very-secret-value");
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let logs: Vec<serde_json::Value> = stderr
@@ -210,25 +220,8 @@ fn duplicate_mappings_are_refused_naming_both_files() {
 /// Text logs to a pipe or file carry no colour codes, and a fatal error is printed once.
 #[test]
 fn text_logs_off_a_terminal_are_plain_and_fatal_errors_print_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let mapping = write(
-        dir.path(),
-        "m.json",
-        r#"{"EventSourceArn":"arn:aws:sqs:us-east-1:123456789012:q","FunctionName":"f"}"#,
-    );
     // Nothing listens on port 9: start-up fails, which is fatal.
-    let out = Command::new(env!("CARGO_BIN_EXE_poller"))
-        .args(["run", "--metrics-addr", "off", "--endpoint-url", "http://127.0.0.1:9", "--mapping"])
-        .arg(&mapping)
-        .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-        .env("AWS_SECRET_ACCESS_KEY", "secret")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_PROFILE")
-        .env_remove("RUST_LOG")
-        .env_remove("POLLER_LOG_FORMAT")
-        .output()
-        .expect("poller runs");
+    let out = run_against_nothing(&[], "secret");
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.stderr.contains(&0x1b), "no ANSI escape codes:\n{stderr:?}");
