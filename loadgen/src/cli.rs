@@ -185,6 +185,13 @@ pub struct RunArgs {
     /// Ask for LogType=Tail and count cold starts (Lambda targets).
     #[arg(long)]
     pub log_tail: bool,
+    /// The function's SQS destination (queue URL): match Event invocations to their destination
+    /// records and report end-to-end latency beside the enqueue latency.
+    #[arg(long, value_name = "URL")]
+    pub destination_queue: Option<String>,
+    /// How long after the last request to keep collecting destination records (default 5m).
+    #[arg(long, value_parser = parse_duration, requires = "destination_queue")]
+    pub destination_grace: Option<Duration>,
     /// Per-request timeout (`30` seconds, `30s`, `500ms`).
     #[arg(short = 't', long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
@@ -264,6 +271,8 @@ impl RunArgs {
             region: self.region.clone(),
             timeout: self.timeout,
             log_tail: self.log_tail,
+            destination_queue: self.destination_queue.clone(),
+            destination_grace: self.destination_grace,
             rate: self.rate,
             concurrency,
             stages: self.stages.clone().map(|Stages(stages)| stages),

@@ -32,6 +32,7 @@ use crate::model::{
     FunctionUsage, IntervalRow, Measurements, Outcome, UNIT_PER_MS, value_at_percentile,
 };
 use crate::plan::{Threshold, ThresholdResult};
+use crate::run::destination::EndToEnd;
 
 /// The `.hlog` file's name in `--out-dir`.
 pub const HLOG_FILE: &str = "latency.hlog";
@@ -62,6 +63,8 @@ pub struct RunInfo {
     pub merged_from: Vec<String>,
     /// Prices for the cost of the `REPORT` lines (default: x86_64's).
     pub prices: Prices,
+    /// What the destination queue said about the `Event` invocations (`destination_queue`).
+    pub end_to_end: Option<EndToEnd>,
 }
 
 /// The whole report; its JSON form is described by `loadgen/report.schema.json`.
@@ -97,6 +100,10 @@ pub struct Report {
     /// What the `REPORT` lines say: billing, memory, cost and service overhead; `None` without
     /// `log_tail`.
     pub function: Option<FunctionReport>,
+    /// `Event` invocations matched to their destination records; absent without
+    /// `destination_queue`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_to_end: Option<EndToEndReport>,
     pub thresholds: Vec<ThresholdResult>,
     /// Every threshold passed (true when there are none).
     pub passed: bool,
@@ -229,6 +236,64 @@ impl FunctionReport {
             overhead_percentiles: distribution(&f.overhead),
             cost: Cost::of(f, &prices),
             prices,
+        }
+    }
+}
+
+/// `Event` invocations from send to the 202 (enqueue) and to the function's completion (end to
+/// end: send → the destination record's `timestamp`), side by side.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EndToEndReport {
+    pub queue_url: String,
+    /// Accepted with a 202 and a request id.
+    pub accepted: u64,
+    /// Matched to their destination record.
+    pub completed: u64,
+    /// No record within the grace period.
+    pub not_completed: u64,
+    /// Matched records by `requestContext.condition` (`Success`, `RetriesExhausted`,
+    /// `EventAgeExceeded`, …).
+    pub conditions: BTreeMap<String, u64>,
+    /// Records seen again for a request already matched (deleted, not counted twice).
+    pub duplicates: u64,
+    /// Messages that were no record of this run (left in the queue).
+    pub foreign: u64,
+    pub enqueue_ms: Option<LatencySummary>,
+    pub end_to_end_ms: Option<LatencySummary>,
+    /// Both distributions at the same percentiles as [`Report::percentiles`].
+    pub percentiles: Vec<EndToEndPoint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EndToEndPoint {
+    pub percentile: f64,
+    pub enqueue_ms: Option<f64>,
+    pub end_to_end_ms: Option<f64>,
+}
+
+impl EndToEndReport {
+    fn new(e: &EndToEnd) -> EndToEndReport {
+        let at = |h: &Histogram<u64>, p: f64| {
+            (!h.is_empty()).then(|| value_at_percentile(h, p) as f64 / UNIT_PER_MS)
+        };
+        EndToEndReport {
+            queue_url: e.queue_url.clone(),
+            accepted: e.accepted,
+            completed: e.completed,
+            not_completed: e.not_completed,
+            conditions: e.conditions.clone(),
+            duplicates: e.duplicates,
+            foreign: e.foreign,
+            enqueue_ms: LatencySummary::of(&e.enqueue),
+            end_to_end_ms: LatencySummary::of(&e.end_to_end),
+            percentiles: DISTRIBUTION
+                .iter()
+                .map(|&p| EndToEndPoint {
+                    percentile: p,
+                    enqueue_ms: at(&e.enqueue, p),
+                    end_to_end_ms: at(&e.end_to_end, p),
+                })
+                .collect(),
         }
     }
 }
@@ -369,6 +434,7 @@ impl Report {
                 .function
                 .as_ref()
                 .map(|f| FunctionReport::new(f, info.prices)),
+            end_to_end: info.end_to_end.as_ref().map(EndToEndReport::new),
             passed: thresholds.iter().all(|t| t.passed),
             thresholds,
             percentiles: distribution(&all),

@@ -28,6 +28,7 @@
 
 mod config;
 mod event;
+mod event_invoke;
 mod function;
 mod http;
 mod pool;
@@ -41,6 +42,7 @@ use std::process::ExitCode;
 use std::sync::{Mutex, MutexGuard};
 
 pub use config::{FailureMode, FunctionConfig, Rule, RuleAction, SimConfig};
+pub use event_invoke::EventInvokeConfig;
 pub use recording::{Endpoint, FunctionStats, Invocation, InvocationResult, InvocationType, Stats};
 pub use simulator::{SimHandle, Simulator};
 pub use timing::{Latency, Stall};
