@@ -155,22 +155,28 @@ impl Simulator {
     /// the on-success or on-failure destination ([`event_invoke`]).
     pub(crate) fn invoke_event(self: &Arc<Self>, call: Call) {
         let sim = Arc::clone(self);
-        self.tasks.spawn(async move {
-            tokio::select! {
-                () = sim.run_event(&call) => {}
-                // Shutdown drops events still waiting (the simulator keeps no queue on disk).
-                () = sim.stopping.cancelled() => {
-                    tracing::debug!(request_id = %call.request_id, "Event invocation dropped at shutdown");
-                }
-            }
-        });
+        self.tasks.spawn(async move { sim.run_event(&call).await });
+    }
+
+    /// Waits until `until`; false when the simulator shuts down first. Shutdown drops the events
+    /// still waiting for an attempt (the simulator keeps no queue on disk), but lets a running
+    /// attempt finish.
+    async fn wait(&self, until: Instant) -> bool {
+        tokio::select! {
+            () = crate::timer::sleep_until(until) => true,
+            () = self.stopping.cancelled() => false,
+        }
     }
 
     /// The attempts of one `Event` invocation and its destination record.
     async fn run_event(self: &Arc<Self>, call: &Call) {
         let accepted = Instant::now();
         let config = &call.function.config().event_invoke;
-        crate::timer::sleep_until(accepted + config.queue_delay).await;
+        // Without a queue delay the first attempt starts at once, shutdown or not: the event was
+        // accepted.
+        if !config.queue_delay.is_zero() && !self.wait(accepted + config.queue_delay).await {
+            return;
+        }
         let (mut attempts, mut runs) = (0u32, 0u32);
         let mut last: Option<LastRun> = None;
         let condition = loop {
@@ -203,7 +209,12 @@ impl Simulator {
                 }
             };
             match config.next(attempt, runs, attempts, accepted.elapsed()) {
-                Next::Retry(delay) => crate::timer::sleep_until(Instant::now() + delay).await,
+                Next::Retry(delay) => {
+                    if !self.wait(Instant::now() + delay).await {
+                        tracing::debug!(request_id = %call.request_id, "Event invocation dropped at shutdown");
+                        return;
+                    }
+                }
                 Next::Discard(condition) => break condition,
             }
         };
