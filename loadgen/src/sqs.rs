@@ -86,7 +86,8 @@ impl Sqs {
         let uri: Uri = format!("{}/", endpoint.trim_end_matches('/'))
             .parse()
             .map_err(|e| format!("SQS endpoint `{endpoint}`: {e}"))?;
-        let host = aws_wire::host(&uri).ok_or_else(|| format!("SQS endpoint `{endpoint}`: no host"))?;
+        let host =
+            aws_wire::host(&uri).ok_or_else(|| format!("SQS endpoint `{endpoint}`: no host"))?;
         Ok(Sqs {
             uri_text: uri.to_string(),
             uri,
@@ -126,7 +127,11 @@ impl Sqs {
     }
 
     /// ReceiveMessage of up to ten messages, waiting up to `wait_seconds` (long poll, at most 20).
-    pub(crate) async fn receive(&self, queue_url: &str, wait_seconds: u64) -> Result<Vec<Message>, String> {
+    pub(crate) async fn receive(
+        &self,
+        queue_url: &str,
+        wait_seconds: u64,
+    ) -> Result<Vec<Message>, String> {
         let request = ReceiveMessage {
             queue_url,
             max_number_of_messages: 10,
@@ -138,7 +143,11 @@ impl Sqs {
 
     /// DeleteMessageBatch of at most ten receipt handles. Entries SQS could not delete come back
     /// (SQS delivers them again later), so they are not reported as an error here.
-    pub(crate) async fn delete_batch(&self, queue_url: &str, receipt_handles: &[&str]) -> Result<(), String> {
+    pub(crate) async fn delete_batch(
+        &self,
+        queue_url: &str,
+        receipt_handles: &[&str],
+    ) -> Result<(), String> {
         let request = DeleteBatch {
             queue_url,
             entries: receipt_handles
@@ -166,7 +175,10 @@ impl Sqs {
         *request.uri_mut() = self.uri.clone();
         let headers = request.headers_mut();
         headers.insert(HOST, self.host.clone());
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-amz-json-1.0"));
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-amz-json-1.0"),
+        );
         headers.insert("x-amz-target", HeaderValue::from_static(action));
         headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
         self.signer
@@ -177,13 +189,15 @@ impl Sqs {
             .await
             .map_err(|e| format!("{action}: {e}"))?;
         if !(200..300).contains(&answer.status) {
-            let text = String::from_utf8_lossy(&answer.body[..answer.body.len().min(300)]).into_owned();
+            let text =
+                String::from_utf8_lossy(&answer.body[..answer.body.len().min(300)]).into_owned();
             return Err(format!("{action}: HTTP {}: {text}", answer.status));
         }
         if answer.body.is_empty() {
             return Ok(T::default());
         }
-        serde_json::from_slice(&answer.body).map_err(|e| format!("{action}: unreadable answer: {e}"))
+        serde_json::from_slice(&answer.body)
+            .map_err(|e| format!("{action}: unreadable answer: {e}"))
     }
 }
 
@@ -207,12 +221,15 @@ mod tests {
     fn queue_arns_resolve_against_the_endpoint() {
         let sqs = sqs("http://127.0.0.1:5000");
         assert_eq!(
-            sqs.queue_url("arn:aws:sqs:us-east-1:123456789012:done").unwrap(),
+            sqs.queue_url("arn:aws:sqs:us-east-1:123456789012:done")
+                .unwrap(),
             "http://127.0.0.1:5000/123456789012/done"
         );
         let url = "http://127.0.0.1:5000/123456789012/done";
         assert_eq!(sqs.queue_url(url).unwrap(), url);
-        let error = sqs.queue_url("arn:aws:sns:us-east-1:123456789012:topic").unwrap_err();
+        let error = sqs
+            .queue_url("arn:aws:sns:us-east-1:123456789012:topic")
+            .unwrap_err();
         assert!(error.contains("neither a queue URL"), "{error}");
     }
 }

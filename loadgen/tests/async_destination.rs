@@ -128,8 +128,14 @@ async fn every_event_invocation_is_matched_to_its_success_record() {
     let ms = |v: &Value| v.as_f64().unwrap();
     // Whole milliseconds on both sides, so never below the drawn 20 ms.
     assert!(ms(&e["end_to_end_ms"]["min"]) >= 20.0, "{e:#}");
-    assert!(ms(&e["end_to_end_ms"]["p50"]) >= ms(&e["enqueue_ms"]["p50"]), "{e:#}");
-    assert!(ms(&e["end_to_end_ms"]["max"]) >= ms(&e["enqueue_ms"]["min"]), "{e:#}");
+    assert!(
+        ms(&e["end_to_end_ms"]["p50"]) >= ms(&e["enqueue_ms"]["p50"]),
+        "{e:#}"
+    );
+    assert!(
+        ms(&e["end_to_end_ms"]["max"]) >= ms(&e["enqueue_ms"]["min"]),
+        "{e:#}"
+    );
     // The simulator ran each one once; loadgen deleted the records it matched.
     assert_eq!(sim.stats().functions["async-ok"].invocations, u64::from(n));
     assert!(queue_is_empty(&sqs, &url).await);
@@ -160,14 +166,20 @@ async fn failed_events_exhaust_their_retries_onto_the_failure_queue() {
     // One invocation by hand: the record as a consumer of the queue sees it.
     let payload = json!({"order": 7});
     let answer = reqwest::Client::new()
-        .post(format!("{}/2015-03-31/functions/async-fail/invocations", sim.url()))
+        .post(format!(
+            "{}/2015-03-31/functions/async-fail/invocations",
+            sim.url()
+        ))
         .header("X-Amz-Invocation-Type", "Event")
         .json(&payload)
         .send()
         .await
         .unwrap();
     assert_eq!(answer.status(), 202);
-    let request_id = answer.headers()["x-amzn-requestid"].to_str().unwrap().to_owned();
+    let request_id = answer.headers()["x-amzn-requestid"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let record: Value = loop {
         let received = sqs
             .receive_message()

@@ -568,6 +568,40 @@ mod tests {
     const HTTP: &str = "[target]\nurl = \"http://127.0.0.1:1/http/f\"\n";
 
     #[test]
+    fn a_destination_queue_needs_event_invocations_of_a_lambda_target() {
+        const LOAD: &str = "[load]\nrate = 1\nduration = 1\n";
+        const QUEUE: &str = "destination_queue = \"http://127.0.0.1:5000/123456789012/done\"\n";
+        let event = "[[requests]]\ninvocation_type = \"Event\"\n";
+        let p = plan(&format!(
+            "[target]\nfunction = \"f\"\n{QUEUE}destination_grace = \"30s\"\n{LOAD}{event}"
+        ))
+        .unwrap();
+        assert_eq!(
+            p.target.destination,
+            Some(DestinationPlan {
+                queue_url: "http://127.0.0.1:5000/123456789012/done".to_owned(),
+                grace: Duration::from_secs(30),
+            })
+        );
+        let default_grace = plan(&format!("[target]\nfunction = \"f\"\n{QUEUE}{LOAD}{event}")).unwrap();
+        assert_eq!(default_grace.target.destination.unwrap().grace, Duration::from_secs(300));
+        assert_eq!(
+            error(&format!("[target]\nfunction = \"f\"\n{QUEUE}{LOAD}")),
+            "invalid configuration: target.destination_queue: only `Event` invocations have destination \
+             records: set `invocation_type = \"Event\"` on a request (or pass --invocation-type Event)"
+        );
+        assert!(error(&format!("{HTTP}{QUEUE}{LOAD}")).contains("target.destination_queue: only applies to Lambda targets"));
+        assert!(
+            error(&format!("[target]\nfunction = \"f\"\ndestination_queue = \"done\"\n{LOAD}{event}"))
+                .contains("target.destination_queue: `done` is not an http:// or https:// URL")
+        );
+        assert!(
+            error(&format!("[target]\nfunction = \"f\"\ndestination_grace = \"1s\"\n{LOAD}{event}"))
+                .contains("target.destination_grace: only applies with `destination_queue`")
+        );
+    }
+
+    #[test]
     fn prices_default_to_the_architectures_and_are_checked() {
         const BASE: &str = "[target]\nfunction = \"f\"\n[load]\nrate = 1\nduration = 1\n";
         let x86 = plan(BASE).unwrap().prices;

@@ -147,8 +147,9 @@ impl Matcher {
             let r = &mut self.result;
             r.completed += 1;
             *r.conditions.entry(record.condition).or_default() += 1;
-            r.end_to_end
-                .saturating_record(end_to_end(accepted.sent_at, record.timestamp).as_micros() as u64);
+            r.end_to_end.saturating_record(
+                end_to_end(accepted.sent_at, record.timestamp).as_micros() as u64,
+            );
             self.matched.insert(record.request_id);
             Verdict::Ours
         } else if self.matched.contains(&record.request_id) {
@@ -273,11 +274,30 @@ mod tests {
     #[test]
     fn records_match_by_request_id_and_time_from_send_to_timestamp() {
         // Sent at 1 000 ms (and 0.7 ms) after the epoch.
-        let mut m = Matcher::new("q", vec![accepted("a", 1_000, 2), accepted("b", 1_000, 3), accepted("c", 1_000, 4)]);
-        assert_eq!(m.offer(&record("a", "Success", "1970-01-01T00:00:01.020Z")), Verdict::Ours);
-        assert_eq!(m.offer(&record("b", "RetriesExhausted", "1970-01-01T00:00:03.000Z")), Verdict::Ours);
-        assert_eq!(m.offer(&record("a", "Success", "1970-01-01T00:00:01.020Z")), Verdict::Ours);
-        assert_eq!(m.offer(&record("z", "Success", "1970-01-01T00:00:01.020Z")), Verdict::Foreign);
+        let mut m = Matcher::new(
+            "q",
+            vec![
+                accepted("a", 1_000, 2),
+                accepted("b", 1_000, 3),
+                accepted("c", 1_000, 4),
+            ],
+        );
+        assert_eq!(
+            m.offer(&record("a", "Success", "1970-01-01T00:00:01.020Z")),
+            Verdict::Ours
+        );
+        assert_eq!(
+            m.offer(&record("b", "RetriesExhausted", "1970-01-01T00:00:03.000Z")),
+            Verdict::Ours
+        );
+        assert_eq!(
+            m.offer(&record("a", "Success", "1970-01-01T00:00:01.020Z")),
+            Verdict::Ours
+        );
+        assert_eq!(
+            m.offer(&record("z", "Success", "1970-01-01T00:00:01.020Z")),
+            Verdict::Foreign
+        );
         assert_eq!(m.offer("not a record"), Verdict::Foreign);
         assert!(!m.is_done());
         let r = m.finish();
@@ -285,7 +305,10 @@ mod tests {
         assert_eq!((r.duplicates, r.foreign), (1, 2));
         assert_eq!(
             r.conditions,
-            BTreeMap::from([("RetriesExhausted".to_owned(), 1), ("Success".to_owned(), 1)])
+            BTreeMap::from([
+                ("RetriesExhausted".to_owned(), 1),
+                ("Success".to_owned(), 1)
+            ])
         );
         assert_eq!(r.enqueue.len(), 3);
         assert_eq!(r.end_to_end.len(), 2);
@@ -315,7 +338,11 @@ mod tests {
         let enqueue = Duration::from_millis(1);
         assert_eq!(
             Accepted::of(&response(202, Some("r")), sent, enqueue),
-            Some(Accepted { request_id: "r".to_owned(), sent_at: sent, enqueue })
+            Some(Accepted {
+                request_id: "r".to_owned(),
+                sent_at: sent,
+                enqueue
+            })
         );
         assert_eq!(Accepted::of(&response(202, None), sent, enqueue), None);
         assert_eq!(Accepted::of(&response(200, Some("r")), sent, enqueue), None);

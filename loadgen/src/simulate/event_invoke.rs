@@ -72,7 +72,10 @@ impl EventInvokeConfig {
         if self.maximum_retry_attempts > 2 {
             return Err((
                 "maximum_retry_attempts",
-                format!("must be between 0 and 2, got {}", self.maximum_retry_attempts),
+                format!(
+                    "must be between 0 and 2, got {}",
+                    self.maximum_retry_attempts
+                ),
             ));
         }
         if self.maximum_event_age.is_zero() {
@@ -206,8 +209,8 @@ pub(crate) fn record(
         }
         record["responseContext"] = response;
         // The function's result as JSON, or as a string when it is not JSON (as Lambda does).
-        record["responsePayload"] = serde_json::from_str(&last.body)
-            .unwrap_or_else(|_| Value::String(last.body.clone()));
+        record["responsePayload"] =
+            serde_json::from_str(&last.body).unwrap_or_else(|_| Value::String(last.body.clone()));
     }
     record
 }
@@ -230,7 +233,10 @@ mod duration_list {
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
         Vec::<String>::deserialize(d)?
             .iter()
-            .map(|s| humantime::parse_duration(s).map_err(|e| serde::de::Error::custom(format!("`{s}`: {e}"))))
+            .map(|s| {
+                humantime::parse_duration(s)
+                    .map_err(|e| serde::de::Error::custom(format!("`{s}`: {e}")))
+            })
             .collect()
     }
 }
@@ -246,13 +252,22 @@ mod tests {
     #[test]
     fn function_errors_are_retried_after_one_then_two_minutes_by_default() {
         let config = EventInvokeConfig::default();
-        assert_eq!(config.next(Attempt::Failed, 1, 1, secs(0)), Next::Retry(secs(60)));
-        assert_eq!(config.next(Attempt::Failed, 2, 2, secs(61)), Next::Retry(secs(120)));
+        assert_eq!(
+            config.next(Attempt::Failed, 1, 1, secs(0)),
+            Next::Retry(secs(60))
+        );
+        assert_eq!(
+            config.next(Attempt::Failed, 2, 2, secs(61)),
+            Next::Retry(secs(120))
+        );
         assert_eq!(
             config.next(Attempt::Failed, 3, 3, secs(182)),
             Next::Discard(Condition::RetriesExhausted)
         );
-        assert_eq!(config.next(Attempt::Succeeded, 2, 2, secs(61)), Next::Discard(Condition::Success));
+        assert_eq!(
+            config.next(Attempt::Succeeded, 2, 2, secs(61)),
+            Next::Discard(Condition::Success)
+        );
     }
 
     #[test]
@@ -262,7 +277,10 @@ mod tests {
             ..EventInvokeConfig::default()
         };
         // Ran once, throttled twice: one retry left.
-        assert_eq!(config.next(Attempt::Failed, 1, 3, secs(5)), Next::Retry(secs(60)));
+        assert_eq!(
+            config.next(Attempt::Failed, 1, 3, secs(5)),
+            Next::Retry(secs(60))
+        );
         assert_eq!(
             config.next(Attempt::Failed, 2, 4, secs(70)),
             Next::Discard(Condition::RetriesExhausted)
@@ -271,13 +289,18 @@ mod tests {
             maximum_retry_attempts: 0,
             ..EventInvokeConfig::default()
         };
-        assert_eq!(none.next(Attempt::Failed, 1, 1, secs(0)), Next::Discard(Condition::RetriesExhausted));
+        assert_eq!(
+            none.next(Attempt::Failed, 1, 1, secs(0)),
+            Next::Discard(Condition::RetriesExhausted)
+        );
     }
 
     #[test]
     fn throttles_back_off_from_one_second_to_five_minutes() {
         let config = EventInvokeConfig::default();
-        let delays: Vec<Next> = (1..=11).map(|n| config.next(Attempt::Throttled, 0, n, secs(0))).collect();
+        let delays: Vec<Next> = (1..=11)
+            .map(|n| config.next(Attempt::Throttled, 0, n, secs(0)))
+            .collect();
         let expected: Vec<Next> = [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]
             .into_iter()
             .map(|s| Next::Retry(secs(s)))
@@ -291,7 +314,10 @@ mod tests {
             maximum_event_age: secs(100),
             ..EventInvokeConfig::default()
         };
-        assert_eq!(config.next(Attempt::Failed, 1, 1, secs(39)), Next::Retry(secs(60)));
+        assert_eq!(
+            config.next(Attempt::Failed, 1, 1, secs(39)),
+            Next::Retry(secs(60))
+        );
         assert_eq!(
             config.next(Attempt::Failed, 1, 1, secs(41)),
             Next::Discard(Condition::EventAgeExceeded)
@@ -312,22 +338,34 @@ mod tests {
             retry_delays: vec![Duration::from_millis(5)],
             ..EventInvokeConfig::default()
         };
-        assert_eq!(config.next(Attempt::Failed, 2, 2, secs(0)), Next::Retry(Duration::from_millis(5)));
+        assert_eq!(
+            config.next(Attempt::Failed, 2, 2, secs(0)),
+            Next::Retry(Duration::from_millis(5))
+        );
     }
 
     #[test]
     fn validation_names_the_field() {
         let bad = |config: EventInvokeConfig| config.validate().unwrap_err().0;
         assert_eq!(
-            bad(EventInvokeConfig { maximum_retry_attempts: 3, ..EventInvokeConfig::default() }),
+            bad(EventInvokeConfig {
+                maximum_retry_attempts: 3,
+                ..EventInvokeConfig::default()
+            }),
             "maximum_retry_attempts"
         );
         assert_eq!(
-            bad(EventInvokeConfig { retry_delays: vec![], ..EventInvokeConfig::default() }),
+            bad(EventInvokeConfig {
+                retry_delays: vec![],
+                ..EventInvokeConfig::default()
+            }),
             "retry_delays"
         );
         assert_eq!(
-            bad(EventInvokeConfig { maximum_event_age: Duration::ZERO, ..EventInvokeConfig::default() }),
+            bad(EventInvokeConfig {
+                maximum_event_age: Duration::ZERO,
+                ..EventInvokeConfig::default()
+            }),
             "maximum_event_age"
         );
     }
@@ -376,7 +414,14 @@ mod tests {
         let keys: Vec<&String> = record.as_object().unwrap().keys().collect();
         assert_eq!(
             keys,
-            ["version", "timestamp", "requestContext", "requestPayload", "responseContext", "responsePayload"]
+            [
+                "version",
+                "timestamp",
+                "requestContext",
+                "requestPayload",
+                "responseContext",
+                "responsePayload"
+            ]
         );
     }
 
@@ -388,11 +433,30 @@ mod tests {
             function_error: None,
             body: "not json".to_owned(),
         };
-        let ok = record(finished, "r", "arn", Condition::Success, 1, &json!({}), Some(&last));
-        assert_eq!(ok["responseContext"], json!({"statusCode": 200, "executedVersion": "$LATEST"}));
+        let ok = record(
+            finished,
+            "r",
+            "arn",
+            Condition::Success,
+            1,
+            &json!({}),
+            Some(&last),
+        );
+        assert_eq!(
+            ok["responseContext"],
+            json!({"statusCode": 200, "executedVersion": "$LATEST"})
+        );
         assert_eq!(ok["responsePayload"], json!("not json"));
         assert_eq!(ok["timestamp"], json!("1970-01-01T00:00:00.000Z"));
-        let never = record(finished, "r", "arn", Condition::ZeroReservedConcurrency, 0, &json!({}), None);
+        let never = record(
+            finished,
+            "r",
+            "arn",
+            Condition::ZeroReservedConcurrency,
+            0,
+            &json!({}),
+            None,
+        );
         assert!(never.get("responseContext").is_none() && never.get("responsePayload").is_none());
         assert_eq!(never["requestContext"]["approximateInvokeCount"], json!(0));
     }
