@@ -384,10 +384,14 @@ mod tests {
         let record = record(
             finished,
             "e4b46cbf-b738-xmpl-8880-a18cdf61200e",
-            "arn:aws:lambda:us-east-2:123456789012:function:my-function:$LATEST",
+            "arn:aws:lambda:us-east-1:123456789012:function:my-function:$LATEST",
             Condition::RetriesExhausted,
             3,
-            &json!({"ORDER_IDS": ["9e07af03-ce31-4ff3-xmpl-36dce652cb4f"]}),
+            &json!({"ORDER_IDS": [
+                "9e07af03-ce31-4ff3-xmpl-36dce652cb4f",
+                "637de236-e7b2-464e-xmpl-baf57f86bb53",
+                "a81ddca6-2c35-45c7-xmpl-c3a03a31ed15"
+            ]}),
             Some(&last),
         );
         let documented = json!({
@@ -395,11 +399,15 @@ mod tests {
             "timestamp": "2019-11-14T18:16:05.568Z",
             "requestContext": {
                 "requestId": "e4b46cbf-b738-xmpl-8880-a18cdf61200e",
-                "functionArn": "arn:aws:lambda:us-east-2:123456789012:function:my-function:$LATEST",
+                "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:my-function:$LATEST",
                 "condition": "RetriesExhausted",
                 "approximateInvokeCount": 3
             },
-            "requestPayload": {"ORDER_IDS": ["9e07af03-ce31-4ff3-xmpl-36dce652cb4f"]},
+            "requestPayload": {"ORDER_IDS": [
+                "9e07af03-ce31-4ff3-xmpl-36dce652cb4f",
+                "637de236-e7b2-464e-xmpl-baf57f86bb53",
+                "a81ddca6-2c35-45c7-xmpl-c3a03a31ed15"
+            ]},
             "responseContext": {
                 "statusCode": 200,
                 "executedVersion": "$LATEST",
