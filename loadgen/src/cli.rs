@@ -190,7 +190,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "URL")]
     pub destination_queue: Option<String>,
     /// How long after the last request to keep collecting destination records (default 5m).
-    #[arg(long, value_parser = parse_duration, requires = "destination_queue")]
+    #[arg(long, value_parser = parse_duration)]
     pub destination_grace: Option<Duration>,
     /// Per-request timeout (`30` seconds, `30s`, `500ms`).
     #[arg(short = 't', long, value_parser = parse_duration)]

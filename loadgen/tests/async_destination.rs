@@ -165,33 +165,8 @@ async fn failed_events_exhaust_their_retries_onto_the_failure_queue() {
 
     // One invocation by hand: the record as a consumer of the queue sees it.
     let payload = json!({"order": 7});
-    let answer = reqwest::Client::new()
-        .post(format!(
-            "{}/2015-03-31/functions/async-fail/invocations",
-            sim.url()
-        ))
-        .header("X-Amz-Invocation-Type", "Event")
-        .json(&payload)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 202);
-    let request_id = answer.headers()["x-amzn-requestid"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let record: Value = loop {
-        let received = sqs
-            .receive_message()
-            .queue_url(&failed_url)
-            .wait_time_seconds(20)
-            .send()
-            .await
-            .unwrap();
-        if let Some(message) = received.messages.unwrap_or_default().into_iter().next() {
-            break serde_json::from_str(message.body().unwrap()).unwrap();
-        }
-    };
+    let request_id = invoke_event(&sim, "async-fail", &payload).await;
+    let record = next_record(&sqs, &failed_url).await;
     let context = &record["requestContext"];
     assert_eq!(context["requestId"], request_id.as_str(), "{record:#}");
     assert_eq!(context["condition"], "RetriesExhausted");
@@ -222,7 +197,112 @@ async fn failed_events_exhaust_their_retries_onto_the_failure_queue() {
     assert_eq!(e["completed"], n, "{e:#}");
     assert_eq!(e["not_completed"], 0, "{e:#}");
     assert_eq!(e["conditions"], json!({"RetriesExhausted": n}), "{e:#}");
+    // The record read by hand above was deleted; nothing else is in the queue.
+    assert_eq!(e["foreign"], 0, "{e:#}");
     // Nothing succeeded, so the on-success queue stayed empty.
     assert!(queue_is_empty(&sqs, &ok_url).await);
+    sim.shutdown().await.unwrap();
+}
+
+/// Receives one message from `url` (long polls until one arrives) as JSON.
+async fn next_record(sqs: &aws_sdk_sqs::Client, url: &str) -> Value {
+    loop {
+        let received = sqs
+            .receive_message()
+            .queue_url(url)
+            .wait_time_seconds(20)
+            .send()
+            .await
+            .unwrap();
+        if let Some(message) = received.messages.unwrap_or_default().into_iter().next() {
+            sqs.delete_message()
+                .queue_url(url)
+                .receipt_handle(message.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+            break serde_json::from_str(message.body().unwrap()).unwrap();
+        }
+    }
+}
+
+/// An `Event` invocation and its request id.
+async fn invoke_event(sim: &SimHandle, function: &str, payload: &Value) -> String {
+    let answer = reqwest::Client::new()
+        .post(format!(
+            "{}/2015-03-31/functions/{function}/invocations",
+            sim.url()
+        ))
+        .header("X-Amz-Invocation-Type", "Event")
+        .json(payload)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 202);
+    answer.headers()["x-amzn-requestid"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A throttle is no retry attempt: with reserved concurrency 1 and a function of 2 s, the second
+/// of two events is throttled, goes back to the queue and runs when the first is done (Lambda's
+/// backoff from 1 s), and both succeed with one invocation each. With reserved concurrency 0 the
+/// function never runs: the event goes to the on-failure queue at once as
+/// `ZeroReservedConcurrency`, invoked 0 times, without response members.
+#[tokio::test(flavor = "multi_thread")]
+async fn throttled_events_wait_for_a_free_environment_and_zero_concurrency_fails_at_once() {
+    let sqs = sqs();
+    let (_, ok_url) = new_queue(&sqs, "ok").await;
+    let (_, failed_url) = new_queue(&sqs, "failed").await;
+    let function = FunctionConfig {
+        latency: "2s".parse().unwrap(),
+        timeout: Duration::from_secs(10),
+        reserved_concurrency: Some(1),
+        event_invoke: EventInvokeConfig {
+            on_success: Some(ok_url.clone()),
+            on_failure: Some(failed_url.clone()),
+            ..EventInvokeConfig::default()
+        },
+        ..FunctionConfig::default()
+    };
+    let sim = simulator("busy", function).await;
+    let first = invoke_event(&sim, "busy", &json!({"n": 1})).await;
+    let second = invoke_event(&sim, "busy", &json!({"n": 2})).await;
+    let mut succeeded = BTreeMap::new();
+    for _ in 0..2 {
+        let record = next_record(&sqs, &ok_url).await;
+        let context = &record["requestContext"];
+        assert_eq!(context["condition"], "Success", "{record:#}");
+        assert_eq!(context["approximateInvokeCount"], 1, "{record:#}");
+        assert_eq!(
+            record["responseContext"],
+            json!({"statusCode": 200, "executedVersion": "$LATEST"})
+        );
+        succeeded.insert(
+            context["requestId"].as_str().unwrap().to_owned(),
+            record["requestPayload"].clone(),
+        );
+    }
+    assert_eq!(
+        succeeded,
+        BTreeMap::from([(first, json!({"n": 1})), (second, json!({"n": 2}))])
+    );
+    let stats = &sim.stats().functions["busy"];
+    assert_eq!(stats.invocations, 2);
+    assert!(stats.throttles >= 1, "{stats:?}");
+
+    assert!(sim.set_reserved_concurrency("busy", Some(0)));
+    let disabled = invoke_event(&sim, "busy", &json!({"n": 3})).await;
+    let record = next_record(&sqs, &failed_url).await;
+    assert_eq!(record["requestContext"]["requestId"], disabled.as_str());
+    assert_eq!(
+        record["requestContext"]["condition"],
+        "ZeroReservedConcurrency"
+    );
+    assert_eq!(record["requestContext"]["approximateInvokeCount"], 0);
+    assert_eq!(record["requestPayload"], json!({"n": 3}));
+    assert!(record.get("responseContext").is_none(), "{record:#}");
+    assert!(record.get("responsePayload").is_none(), "{record:#}");
     sim.shutdown().await.unwrap();
 }
