@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use super::config::{FunctionConfig, SimConfig};
 use super::event_invoke::{self, Attempt, Condition, LastRun, Next};
 use super::function::{Execution, Function};
+use super::pool::Lease;
 use super::recording::{Endpoint, Invocation, InvocationResult, InvocationType, Recorder, Stats};
 use super::rules::RuleSet;
 use super::{http, lock, wire};
@@ -181,24 +182,12 @@ impl Simulator {
         let mut last: Option<LastRun> = None;
         let condition = loop {
             attempts += 1;
-            let arrival = self.arrival();
-            let attempt = match call.function.admit() {
-                None => {
-                    self.record(call, InvocationType::Event, arrival, None);
-                    if call.function.is_disabled() {
-                        Attempt::ZeroConcurrency
-                    } else {
-                        Attempt::Throttled
-                    }
-                }
-                Some(lease) => {
+            let attempt = match self.admit(call, InvocationType::Event) {
+                None if call.function.is_disabled() => Attempt::ZeroConcurrency,
+                None => Attempt::Throttled,
+                Some((lease, arrival)) => {
                     runs += 1;
-                    let execution = call
-                        .function
-                        .run(lease, &call.payload, &call.request_id, arrival.since_start)
-                        .await;
-                    tracing::debug!(function = %call.function_name, request_id = %call.request_id, result = ?execution.result, "invocation");
-                    self.record(call, InvocationType::Event, arrival, Some(&execution));
+                    let execution = self.execute(call, InvocationType::Event, lease, arrival).await;
                     let failed = execution.is_error();
                     last = Some(LastRun {
                         executed_version: wire::executed_version(call.qualifier.as_deref()).to_owned(),
@@ -259,18 +248,35 @@ impl Simulator {
         call: Call,
         invocation_type: InvocationType,
     ) -> Option<JoinHandle<Execution>> {
-        let arrival = self.arrival();
-        let Some(lease) = call.function.admit() else {
-            self.record(&call, invocation_type, arrival, None);
-            return None;
-        };
+        let (lease, arrival) = self.admit(&call, invocation_type)?;
         let sim = Arc::clone(self);
         Some(self.tasks.spawn(async move {
-            let execution = call.function.run(lease, &call.payload, &call.request_id, arrival.since_start).await;
-            tracing::debug!(function = %call.function_name, request_id = %call.request_id, result = ?execution.result, "invocation");
-            sim.record(&call, invocation_type, arrival, Some(&execution));
-            execution
+            sim.execute(&call, invocation_type, lease, arrival).await
         }))
+    }
+
+    /// Takes an execution environment for `call`, or records a throttle and returns `None`.
+    fn admit(&self, call: &Call, invocation_type: InvocationType) -> Option<(Lease, Arrival)> {
+        let arrival = self.arrival();
+        let Some(lease) = call.function.admit() else {
+            self.record(call, invocation_type, arrival, None);
+            return None;
+        };
+        Some((lease, arrival))
+    }
+
+    /// Runs `call` on `lease`'s environment and records it.
+    async fn execute(
+        &self,
+        call: &Call,
+        invocation_type: InvocationType,
+        lease: Lease,
+        arrival: Arrival,
+    ) -> Execution {
+        let execution = call.function.run(lease, &call.payload, &call.request_id, arrival.since_start).await;
+        tracing::debug!(function = %call.function_name, request_id = %call.request_id, result = ?execution.result, "invocation");
+        self.record(call, invocation_type, arrival, Some(&execution));
+        execution
     }
 
     fn arrival(&self) -> Arrival {
