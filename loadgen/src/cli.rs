@@ -537,6 +537,22 @@ mod tests {
     }
 
     #[test]
+    fn destination_flags() {
+        let o = run_args(&[
+            "--destination-queue",
+            "http://127.0.0.1:1/123456789012/done",
+            "--destination-grace",
+            "30s",
+        ])
+        .overrides();
+        assert_eq!(
+            o.destination_queue.as_deref(),
+            Some("http://127.0.0.1:1/123456789012/done")
+        );
+        assert_eq!(o.destination_grace, Some(Duration::from_secs(30)));
+    }
+
+    #[test]
     fn bad_values_name_the_token() {
         assert!(error(&["-q", "fast"]).contains("`fast` is not a rate"));
         assert!(error(&["-z", "5 parsecs"]).contains("`5 parsecs` is not a duration"));

@@ -488,6 +488,65 @@ mod tests {
     use super::*;
     use crate::model::{Recorder, Sample};
 
+    /// Enqueue and end-to-end latency of `Event` invocations appear side by side in every output:
+    /// 4 accepted, 3 matched (end to end 20, 30 and 40 ms), 1 never completed.
+    #[test]
+    fn end_to_end_is_in_every_output() {
+        use crate::run::destination::{Accepted, Matcher};
+        let sent = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let accepted = |id: &str| Accepted {
+            request_id: id.to_owned(),
+            sent_at: sent,
+            enqueue: Duration::from_millis(2),
+        };
+        let mut matcher = Matcher::new(
+            "http://q/1/done",
+            ["a", "b", "c", "d"].into_iter().map(accepted).collect(),
+        );
+        for (id, condition, ms) in [("a", "Success", 20), ("b", "Success", 30), ("c", "RetriesExhausted", 40)] {
+            let finished = humantime::format_rfc3339_millis(sent + Duration::from_millis(ms));
+            let body = serde_json::json!({
+                "version": "1.0",
+                "timestamp": finished.to_string(),
+                "requestContext": {"requestId": id, "condition": condition},
+            });
+            matcher.offer(&body.to_string());
+        }
+        let mut recorder = Recorder::new(Duration::from_millis(10), false);
+        recorder.record(&Sample::timed(Outcome::Success, 2));
+        recorder.rotate(Duration::from_secs(1));
+        let info = RunInfo {
+            end_to_end: Some(matcher.finish()),
+            ..RunInfo::default()
+        };
+        let report = Report::new(info, &recorder.finish(Duration::from_secs(1)), &[]);
+
+        let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+        let e = &json["end_to_end"];
+        assert_eq!((e["accepted"].as_u64(), e["completed"].as_u64(), e["not_completed"].as_u64()), (Some(4), Some(3), Some(1)));
+        assert_eq!(e["conditions"], serde_json::json!({"RetriesExhausted": 1, "Success": 2}));
+        let max = e["end_to_end_ms"]["max"].as_f64().unwrap();
+        assert!((40.0..40.1).contains(&max), "{max}");
+        assert!((2.0..2.01).contains(&e["enqueue_ms"]["max"].as_f64().unwrap()));
+
+        let summary = report.summary();
+        assert!(summary.contains("4 accepted · 3 completed · 1 not completed"), "{summary}");
+        assert!(summary.contains("by condition: RetriesExhausted 1 · Success 2"), "{summary}");
+        let row = |label: &str| summary.lines().find(|l| l.trim_start().starts_with(label)).map(str::to_owned);
+        let end_to_end = row("end to end").unwrap();
+        assert_eq!(end_to_end.split_whitespace().nth(3), Some("20.00"), "{end_to_end}");
+        assert!(row("enqueue (202)").unwrap().contains("2.00"));
+
+        let percentiles = csv::percentiles(&report);
+        assert!(percentiles.starts_with("percentile,latency_ms,enqueue_ms,end_to_end_ms\n"), "{percentiles}");
+        let last = percentiles.lines().last().unwrap();
+        assert!(last.starts_with("100,") && last.contains(",2.00") && last.contains(",40.0"), "{last}");
+
+        let html = html::render(&report);
+        assert!(html.contains("<td>end to end (send → destination record), ms</td><td>20.00</td>"), "{html}");
+        assert!(html.contains("Event end to end (send → destination record)"), "{html}");
+    }
+
     /// 1000 requests of 1 to 1000 ms: p99.9 is the 999th, and every output shows that one value.
     #[test]
     fn p99_9_is_the_same_in_every_output() {
