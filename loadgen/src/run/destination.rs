@@ -14,16 +14,19 @@
 //! The matching is pure ([`Matcher`]); [`collect`] polls the queue.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use hdrhistogram::Histogram;
 use lambda_invoke::Response;
 use serde_json::Value;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use super::stats::histogram;
 use crate::Error;
 use crate::plan::DestinationPlan;
-use crate::sqs::Sqs;
+use crate::sqs::{Message, Sqs};
 
 /// An `Event` invocation Lambda accepted (202).
 #[derive(Debug, Clone, PartialEq)]
@@ -187,6 +190,10 @@ fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
+/// ReceiveMessage calls in flight at once. One call returns at most ten messages, so one caller
+/// alone would take minutes over the records of a run of many thousands of `Event` invocations.
+const RECEIVERS: usize = 8;
+
 /// Collects the records of `accepted` from the destination queue (ReceiveMessage long polls,
 /// DeleteMessageBatch of this run's records) until every one is in or `grace` has passed since
 /// now. `region` signs the calls (else the environment's, else `us-east-1`).
@@ -206,41 +213,101 @@ pub async fn collect(
         .unwrap_or_else(|| "us-east-1".to_owned());
     let sqs = Sqs::new(&sdk, &region)
         .map_err(|e| Error::Target(format!("target.destination_queue: {e}")))?;
-    let mut first = true;
-    while !matcher.is_done() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        let messages = match sqs.receive(&plan.queue_url, left.as_secs()).await {
-            Ok(messages) => messages,
-            // A queue that cannot be read at all is the user's to fix.
-            Err(e) if first => {
-                return Err(Error::Target(format!(
-                    "target.destination_queue {}: {e}",
-                    plan.queue_url
-                )));
+    // One call first, alone: a queue that cannot be read at all is the user's to fix.
+    let first = sqs
+        .receive(&plan.queue_url, 0)
+        .await
+        .map_err(|e| Error::Target(format!("target.destination_queue {}: {e}", plan.queue_url)))?;
+    let ours = take(&mut matcher, &first);
+    delete(&sqs, &plan.queue_url, &ours).await;
+    if matcher.is_done() {
+        return Ok(matcher.finish());
+    }
+    let shared = Arc::new(Receivers {
+        sqs,
+        queue_url: plan.queue_url.clone(),
+        matcher: Mutex::new(matcher),
+        done: CancellationToken::new(),
+        deadline,
+    });
+    let mut receivers = JoinSet::new();
+    for _ in 0..RECEIVERS {
+        receivers.spawn(Arc::clone(&shared).receive());
+    }
+    // A receiver only ends by returning (a panic is passed on).
+    while let Some(joined) = receivers.join_next().await {
+        joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    }
+    let shared = Arc::into_inner(shared).expect("every receiver has ended");
+    Ok(shared
+        .matcher
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .finish())
+}
+
+/// What the receivers share.
+struct Receivers {
+    sqs: Sqs,
+    queue_url: String,
+    matcher: Mutex<Matcher>,
+    /// Cancelled when every record is in, so that receivers in a long poll stop at once.
+    done: CancellationToken,
+    deadline: Instant,
+}
+
+impl Receivers {
+    /// Receives and deletes until every record is in or the deadline passes.
+    async fn receive(self: Arc<Self>) {
+        loop {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.done.is_cancelled() {
+                return;
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "destination queue: ReceiveMessage failed; trying again");
-                crate::timer::sleep_until(Instant::now() + Duration::from_secs(1).min(left)).await;
-                continue;
-            }
-        };
-        first = false;
-        let ours: Vec<&str> = messages
-            .iter()
-            .filter(|m| matcher.offer(&m.body) == Verdict::Ours)
-            .map(|m| m.receipt_handle.as_str())
-            .collect();
-        if !ours.is_empty()
-            && let Err(e) = sqs.delete_batch(&plan.queue_url, &ours).await
-        {
-            // Not deleted: they come back and count as duplicates.
-            tracing::warn!(error = %e, "destination queue: DeleteMessageBatch failed");
+            let received = tokio::select! {
+                received = self.sqs.receive(&self.queue_url, left.as_secs()) => received,
+                () = self.done.cancelled() => return,
+            };
+            let messages = match received {
+                Ok(messages) => messages,
+                Err(e) => {
+                    tracing::warn!(error = %e, "destination queue: ReceiveMessage failed; trying again");
+                    crate::timer::sleep_until(Instant::now() + Duration::from_secs(1).min(left))
+                        .await;
+                    continue;
+                }
+            };
+            let ours = {
+                let mut matcher = self.matcher.lock().unwrap_or_else(|p| p.into_inner());
+                let ours = take(&mut matcher, &messages);
+                if matcher.is_done() {
+                    self.done.cancel();
+                }
+                ours
+            };
+            delete(&self.sqs, &self.queue_url, &ours).await;
         }
     }
-    Ok(matcher.finish())
+}
+
+/// Offers `messages` to `matcher`; returns the receipt handles of this run's records.
+fn take(matcher: &mut Matcher, messages: &[Message]) -> Vec<String> {
+    messages
+        .iter()
+        .filter(|m| matcher.offer(&m.body) == Verdict::Ours)
+        .map(|m| m.receipt_handle.clone())
+        .collect()
+}
+
+/// Deletes this run's records. Those not deleted come back and count as duplicates.
+async fn delete(sqs: &Sqs, queue_url: &str, receipt_handles: &[String]) {
+    if receipt_handles.is_empty() {
+        return;
+    }
+    let handles: Vec<&str> = receipt_handles.iter().map(String::as_str).collect();
+    if let Err(e) = sqs.delete_batch(queue_url, &handles).await {
+        tracing::warn!(error = %e, "destination queue: DeleteMessageBatch failed");
+    }
 }
 
 #[cfg(test)]
