@@ -48,11 +48,17 @@ async fn simulator(name: &str, config: FunctionConfig) -> SimHandle {
 }
 
 /// `loadgen run` of `requests` Event invocations of `function` at the simulator, collecting on
-/// `queue_url`; returns the JSON report.
-async fn run_events(sim: &SimHandle, function: &str, requests: u32, queue_url: &str) -> Value {
+/// `queue_url` for at most `grace` after the run.
+async fn loadgen_events(
+    sim: &SimHandle,
+    function: &str,
+    requests: u32,
+    queue_url: &str,
+    grace: &str,
+) -> std::process::Output {
     let requests = requests.to_string();
     let endpoint = sim.url();
-    let output = tokio::process::Command::new(BIN)
+    tokio::process::Command::new(BIN)
         .args([
             "run",
             "--function",
@@ -67,9 +73,8 @@ async fn run_events(sim: &SimHandle, function: &str, requests: u32, queue_url: &
             &requests,
             "--destination-queue",
             queue_url,
-            // Generous: the run stops as soon as every record is in.
             "--destination-grace",
-            "120s",
+            grace,
             "--metrics-addr",
             "off",
             "--no-progress",
@@ -80,7 +85,13 @@ async fn run_events(sim: &SimHandle, function: &str, requests: u32, queue_url: &
         .kill_on_drop(true)
         .output()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// [`loadgen_events`] with a generous grace (the run stops as soon as every record is in), which
+/// must succeed; returns the JSON report.
+async fn run_events(sim: &SimHandle, function: &str, requests: u32, queue_url: &str) -> Value {
+    let output = loadgen_events(sim, function, requests, queue_url, "120s").await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"))
@@ -304,5 +315,35 @@ async fn throttled_events_wait_for_a_free_environment_and_zero_concurrency_fails
     assert_eq!(record["requestPayload"], json!({"n": 3}));
     assert!(record.get("responseContext").is_none(), "{record:#}");
     assert!(record.get("responsePayload").is_none(), "{record:#}");
+    sim.shutdown().await.unwrap();
+}
+
+/// Invocations whose record never comes are reported "not completed" once the grace period after
+/// the run is over; a queue that cannot be read fails the run and names it.
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_records_are_not_completed_and_a_missing_queue_is_an_error() {
+    let sqs = sqs();
+    let (_, url) = new_queue(&sqs, "silent").await;
+    // No destination: the function runs, no record is ever sent.
+    let sim = simulator("silent", FunctionConfig::default()).await;
+    let n = 5;
+    let output = loadgen_events(&sim, "silent", n, &url, "2s").await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let e = &report["end_to_end"];
+    assert_eq!(e["accepted"], n, "{e:#}");
+    assert_eq!(e["completed"], 0, "{e:#}");
+    assert_eq!(e["not_completed"], n, "{e:#}");
+    assert_eq!(e["end_to_end_ms"], Value::Null, "{e:#}");
+
+    let missing = url.replace("loadgen-async-silent", "loadgen-async-missing");
+    let output = loadgen_events(&sim, "silent", 1, &missing, "2s").await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("target.destination_queue {missing}")),
+        "{stderr}"
+    );
     sim.shutdown().await.unwrap();
 }
