@@ -363,6 +363,19 @@ pub struct SimulateArgs {
     /// Periodic stall `DURATION/EVERY`, e.g. `1s/10s`: requests arriving in the stall wait it out.
     #[arg(long, value_name = "DURATION/EVERY")]
     pub stall: Option<Stall>,
+    /// Event invocations: SQS queue (URL or ARN) for the records of those that succeed.
+    #[arg(long, value_name = "QUEUE")]
+    pub on_success: Option<String>,
+    /// Event invocations: SQS queue (URL or ARN) for the records of those that fail for good.
+    #[arg(long, value_name = "QUEUE")]
+    pub on_failure: Option<String>,
+    /// Event invocations: retries after a function error (0 to 2; Lambda's default 2).
+    #[arg(long, value_name = "N")]
+    pub maximum_retry_attempts: Option<u32>,
+    /// Event invocations: wait before each retry after a function error (repeatable; the last
+    /// repeats; Lambda's: 1m, then 2m).
+    #[arg(long = "retry-delay", value_name = "DURATION", value_parser = parse_duration)]
+    pub retry_delays: Vec<Duration>,
     /// Seed for all random draws, for repeatable runs.
     #[arg(long)]
     pub seed: Option<u64>,

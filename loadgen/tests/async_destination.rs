@@ -347,3 +347,31 @@ async fn missing_records_are_not_completed_and_a_missing_queue_is_an_error() {
     );
     sim.shutdown().await.unwrap();
 }
+
+/// An event that would be older than `maximum_event_age` by its next attempt is discarded:
+/// `EventAgeExceeded` on the on-failure queue, invoked once, with the failed attempt's response.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_too_old_for_its_retry_is_discarded() {
+    let sqs = sqs();
+    let (_, failed_url) = new_queue(&sqs, "aged").await;
+    let function = FunctionConfig {
+        error_rate: 1.0,
+        event_invoke: EventInvokeConfig {
+            maximum_event_age: Duration::from_millis(50),
+            retry_delays: vec![Duration::from_secs(60)],
+            on_failure: Some(failed_url.clone()),
+            ..EventInvokeConfig::default()
+        },
+        ..FunctionConfig::default()
+    };
+    let sim = simulator("aged", function).await;
+    let request_id = invoke_event(&sim, "aged", &json!({"n": 1})).await;
+    let record = next_record(&sqs, &failed_url).await;
+    let context = &record["requestContext"];
+    assert_eq!(context["requestId"], request_id.as_str(), "{record:#}");
+    assert_eq!(context["condition"], "EventAgeExceeded");
+    assert_eq!(context["approximateInvokeCount"], 1);
+    assert_eq!(record["responseContext"]["functionError"], "Unhandled");
+    assert_eq!(sim.stats().functions["aged"].invocations, 1);
+    sim.shutdown().await.unwrap();
+}
