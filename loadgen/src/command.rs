@@ -119,7 +119,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .then(|| AbortOnFail::new(&plan, stop.clone()));
     let mut sinks = (progress, (hlog, abort));
     let mut run = execute(&plan, target, &stop, &mut sinks, &mut metrics).await;
-    signals.abort();
     let (progress, (hlog, abort)) = sinks;
     progress.finish();
     if let Some(hlog) = hlog {
@@ -138,10 +137,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 TargetKind::Http { .. } => None,
             };
             let accepted = std::mem::take(&mut run.accepted);
-            Some(destination::collect(destination, region, accepted).await?)
+            // Ctrl-C (`stop`) ends the collection too; the records not in by then are not completed.
+            Some(destination::collect(destination, region, accepted, &stop).await?)
         }
         None => None,
     };
+    signals.abort();
     let info = RunInfo {
         name: plan.name.clone(),
         target: Some(plan.target.describe()),

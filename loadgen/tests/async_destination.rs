@@ -375,3 +375,36 @@ async fn an_event_too_old_for_its_retry_is_discarded() {
     assert_eq!(sim.stats().functions["aged"].invocations, 1);
     sim.shutdown().await.unwrap();
 }
+
+/// Ctrl-C during the collection (the run's stop token) ends it after one look at the queue: what
+/// is not in by then is not completed, without waiting out the grace period.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_collection_ends_without_waiting_for_the_grace_period() {
+    use loadgen::plan::DestinationPlan;
+    use loadgen::run::destination::{Accepted, collect};
+    use tokio_util::sync::CancellationToken;
+
+    let sqs = sqs();
+    let (_, url) = new_queue(&sqs, "stopped").await;
+    let grace = Duration::from_secs(600);
+    let plan = DestinationPlan {
+        queue_url: url,
+        grace,
+    };
+    let accepted = vec![Accepted {
+        request_id: "never-completed".to_owned(),
+        sent_at: std::time::SystemTime::now(),
+        enqueue: Duration::from_millis(1),
+    }];
+    let stop = CancellationToken::new();
+    stop.cancel();
+    let started = std::time::Instant::now();
+    let result = collect(&plan, Some("us-east-1"), accepted, &stop)
+        .await
+        .unwrap();
+    assert!(started.elapsed() < grace / 2, "{:?}", started.elapsed());
+    assert_eq!(
+        (result.accepted, result.completed, result.not_completed),
+        (1, 0, 1)
+    );
+}

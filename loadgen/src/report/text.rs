@@ -106,6 +106,11 @@ pub(super) fn summary(r: &Report) -> String {
     w!(
         "  Latency counts from each request's scheduled send time (its actual send if earlier); service time from its actual send."
     );
+    if function.is_some_and(|f| f.invocations > 0) {
+        w!(
+            "  Duration is the function's own (REPORT line); overhead is service time minus Duration and Init Duration."
+        );
+    }
     if let Some(e) = &r.end_to_end {
         w!("");
         w!(
@@ -129,11 +134,6 @@ pub(super) fn summary(r: &Report) -> String {
             w!("{}", row("end to end", s));
         }
         w!("  Enqueue is send → 202; end to end is send → the destination record's timestamp (the function's completion, ms resolution).");
-    }
-    if function.is_some_and(|f| f.invocations > 0) {
-        w!(
-            "  Duration is the function's own (REPORT line); overhead is service time minus Duration and Init Duration."
-        );
     }
 
     if !r.histogram.is_empty() {

@@ -195,12 +195,14 @@ fn micros(d: Duration) -> u64 {
 const RECEIVERS: usize = 8;
 
 /// Collects the records of `accepted` from the destination queue (ReceiveMessage long polls,
-/// DeleteMessageBatch of this run's records) until every one is in or `grace` has passed since
-/// now. `region` signs the calls (else the environment's, else `us-east-1`).
+/// DeleteMessageBatch of this run's records) until every one is in, `grace` has passed since now,
+/// or `stop` is cancelled (then after one look at the queue). `region` signs the calls (else the
+/// environment's, else `us-east-1`).
 pub async fn collect(
     plan: &DestinationPlan,
     region: Option<&str>,
     accepted: Vec<Accepted>,
+    stop: &CancellationToken,
 ) -> Result<EndToEnd, Error> {
     let deadline = Instant::now() + plan.grace;
     let mut matcher = Matcher::new(&plan.queue_url, accepted);
@@ -227,7 +229,7 @@ pub async fn collect(
         sqs,
         queue_url: plan.queue_url.clone(),
         matcher: Mutex::new(matcher),
-        done: CancellationToken::new(),
+        done: stop.child_token(),
         deadline,
     });
     let mut receivers = JoinSet::new();
@@ -251,7 +253,8 @@ struct Receivers {
     sqs: Sqs,
     queue_url: String,
     matcher: Mutex<Matcher>,
-    /// Cancelled when every record is in, so that receivers in a long poll stop at once.
+    /// Cancelled when every record is in (or on `stop`), so that receivers in a long poll stop
+    /// at once.
     done: CancellationToken,
     deadline: Instant,
 }
