@@ -185,6 +185,13 @@ pub struct RunArgs {
     /// Ask for LogType=Tail and count cold starts (Lambda targets).
     #[arg(long)]
     pub log_tail: bool,
+    /// The function's SQS destination (queue URL): match Event invocations to their destination
+    /// records and report end-to-end latency beside the enqueue latency.
+    #[arg(long, value_name = "URL")]
+    pub destination_queue: Option<String>,
+    /// How long after the last request to keep collecting destination records (default 5m).
+    #[arg(long, value_parser = parse_duration)]
+    pub destination_grace: Option<Duration>,
     /// Per-request timeout (`30` seconds, `30s`, `500ms`).
     #[arg(short = 't', long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
@@ -264,6 +271,8 @@ impl RunArgs {
             region: self.region.clone(),
             timeout: self.timeout,
             log_tail: self.log_tail,
+            destination_queue: self.destination_queue.clone(),
+            destination_grace: self.destination_grace,
             rate: self.rate,
             concurrency,
             stages: self.stages.clone().map(|Stages(stages)| stages),
@@ -354,6 +363,19 @@ pub struct SimulateArgs {
     /// Periodic stall `DURATION/EVERY`, e.g. `1s/10s`: requests arriving in the stall wait it out.
     #[arg(long, value_name = "DURATION/EVERY")]
     pub stall: Option<Stall>,
+    /// Event invocations: SQS queue (URL or ARN) for the records of those that succeed.
+    #[arg(long, value_name = "QUEUE")]
+    pub on_success: Option<String>,
+    /// Event invocations: SQS queue (URL or ARN) for the records of those that fail for good.
+    #[arg(long, value_name = "QUEUE")]
+    pub on_failure: Option<String>,
+    /// Event invocations: retries after a function error (0 to 2; Lambda's default 2).
+    #[arg(long, value_name = "N")]
+    pub maximum_retry_attempts: Option<u32>,
+    /// Event invocations: wait before each retry after a function error (repeatable; the last
+    /// repeats; Lambda's: 1m, then 2m).
+    #[arg(long = "retry-delay", value_name = "DURATION", value_parser = parse_duration)]
+    pub retry_delays: Vec<Duration>,
     /// Seed for all random draws, for repeatable runs.
     #[arg(long)]
     pub seed: Option<u64>,
@@ -525,6 +547,22 @@ mod tests {
         assert_eq!(o.payload_order, Some(PayloadOrder::Random));
         assert!(o.abort_on_fail);
         assert_eq!(o.thresholds, ["p99 < 1s"]);
+    }
+
+    #[test]
+    fn destination_flags() {
+        let o = run_args(&[
+            "--destination-queue",
+            "http://127.0.0.1:1/123456789012/done",
+            "--destination-grace",
+            "30s",
+        ])
+        .overrides();
+        assert_eq!(
+            o.destination_queue.as_deref(),
+            Some("http://127.0.0.1:1/123456789012/done")
+        );
+        assert_eq!(o.destination_grace, Some(Duration::from_secs(30)));
     }
 
     #[test]

@@ -21,11 +21,11 @@ use crate::cli::{MergeArgs, MetricsAddr, RunArgs, SweepArgs};
 use crate::merge::{InputTotals, sum_of_rates};
 use crate::metrics::{self, RunMetrics};
 use crate::model::Outcome;
-use crate::plan::{Plan, Threshold};
+use crate::plan::{Plan, TargetKind, Threshold};
 use crate::report::{
     self, AbortOnFail, HLOG_FILE, HlogWriter, Knee, Progress, Report, RunInfo, Step, Sweep,
 };
-use crate::run::{execute, target_for};
+use crate::run::{destination, execute, target_for};
 use crate::scenario::units::parse_rate;
 use crate::scenario::{Model, Overrides, Scenario};
 use crate::store::{self, Output};
@@ -118,8 +118,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .abort_on_fail
         .then(|| AbortOnFail::new(&plan, stop.clone()));
     let mut sinks = (progress, (hlog, abort));
-    let run = execute(&plan, target, &stop, &mut sinks, &mut metrics).await;
-    signals.abort();
+    let mut run = execute(&plan, target, &stop, &mut sinks, &mut metrics).await;
     let (progress, (hlog, abort)) = sinks;
     progress.finish();
     if let Some(hlog) = hlog {
@@ -130,6 +129,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         tracing::warn!(%threshold, "aborted: a threshold failed during the run");
     }
 
+    let end_to_end = match &plan.target.destination {
+        Some(destination) => {
+            tracing::info!(queue = %destination.queue_url, accepted = run.accepted.len(), "collecting destination records");
+            let region = match &plan.target.kind {
+                TargetKind::Lambda { region, .. } => region.as_deref(),
+                TargetKind::Http { .. } => None,
+            };
+            let accepted = std::mem::take(&mut run.accepted);
+            // Ctrl-C (`stop`) ends the collection too; the records not in by then are not completed.
+            Some(destination::collect(destination, region, accepted, &stop).await?)
+        }
+        None => None,
+    };
+    signals.abort();
     let info = RunInfo {
         name: plan.name.clone(),
         target: Some(plan.target.describe()),
@@ -139,6 +152,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         aborted_by,
         merged_from: Vec::new(),
         prices: plan.prices,
+        end_to_end,
     };
     let report = Report::new(info, &run.measurements, &plan.thresholds);
     publish(&report, output, args.json, args.allow_dropped, "").await

@@ -14,8 +14,9 @@
 //! 6. [`model`]: the value types they share (outcomes, profiles, samples, measurements), and
 //!    [`cost`]: Lambda prices and what a run's `REPORT` lines cost at them.
 //!
-//! Beside them: [`metrics`] (Prometheus), [`simulate`] (the function simulator) and [`store`]
-//! (where outputs go: a local directory or S3).
+//! Beside them: [`metrics`] (Prometheus), [`simulate`] (the function simulator), [`store`]
+//! (where outputs go: a local directory or S3) and `sqs` (the SQS calls of asynchronous
+//! invocations' destination records).
 
 pub mod cli;
 pub mod command;
@@ -29,6 +30,7 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod simulate;
+mod sqs;
 pub mod store;
 mod timer;
 

@@ -116,6 +116,7 @@ pub fn http_answer(
             payload: crate::response_too_large(total),
             executed_version: None,
             log_tail: None,
+            request_id: None,
         }),
         200..=299 => Ok(Response {
             status,
@@ -123,6 +124,7 @@ pub fn http_answer(
             payload: body,
             executed_version: None,
             log_tail: None,
+            request_id: None,
         }),
         429 => Err(Error::Throttled {
             reason: throttle_reason(&body),
@@ -139,6 +141,7 @@ pub fn http_answer(
             payload: body,
             executed_version: None,
             log_tail: None,
+            request_id: None,
         }),
     }
 }

@@ -253,6 +253,7 @@ fn invoke_answer(status: u16, headers: &HeaderMap, body: Vec<u8>, total: usize) 
                 payload: response_too_large(total),
                 executed_version: None,
                 log_tail: None,
+                request_id: header("x-amzn-requestid").map(str::to_owned),
             });
         }
         return Ok(Response {
@@ -261,6 +262,7 @@ fn invoke_answer(status: u16, headers: &HeaderMap, body: Vec<u8>, total: usize) 
             payload: body,
             executed_version: header("x-amz-executed-version").map(str::to_owned),
             log_tail: header("x-amz-log-result").map(decode_log),
+            request_id: header("x-amzn-requestid").map(str::to_owned),
         });
     }
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();

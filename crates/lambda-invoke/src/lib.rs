@@ -86,6 +86,9 @@ pub struct Response {
     pub executed_version: Option<String>,
     /// The decoded `X-Amz-Log-Result` (last 4 KB of the log), when a tail was asked for.
     pub log_tail: Option<String>,
+    /// `X-Amzn-RequestId`: for an `Event` invocation, the id its destination record carries as
+    /// `requestContext.requestId`. `None` from a plain HTTP target.
+    pub request_id: Option<String>,
 }
 
 /// Why an invoke did not reach the function.

@@ -77,6 +77,16 @@ pub struct TargetPlan {
     pub kind: TargetKind,
     pub timeout: Duration,
     pub log_tail: bool,
+    /// Where `Event` invocations' destination records are collected.
+    pub destination: Option<DestinationPlan>,
+}
+
+/// The destination queue of `Event` invocations and how long to wait for their records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DestinationPlan {
+    pub queue_url: String,
+    /// After the last request: records not in by then are reported "not completed".
+    pub grace: Duration,
 }
 
 impl TargetPlan {
@@ -131,6 +141,17 @@ impl Plan {
         let target = target_plan(&scenario.target)?;
         let load = load_plan(&scenario.load)?;
         let requests = request_plans(&scenario.requests, &target, base_dir)?;
+        if target.destination.is_some()
+            && !requests
+                .iter()
+                .any(|r| r.invocation_type == InvocationType::Event)
+        {
+            return Err(Error::config(
+                "target.destination_queue",
+                "only `Event` invocations have destination records: set `invocation_type = \"Event\"` \
+                 on a request (or pass --invocation-type Event)",
+            ));
+        }
         let thresholds = scenario
             .thresholds
             .iter()
@@ -211,6 +232,7 @@ fn target_plan(t: &TargetConfig) -> Result<TargetPlan, Error> {
                 ("endpoint_url", t.endpoint_url.is_some()),
                 ("region", t.region.is_some()),
                 ("log_tail", t.log_tail),
+                ("destination_queue", t.destination_queue.is_some()),
             ];
             if let Some((field, _)) = lambda_only.iter().find(|(_, set)| *set) {
                 return Err(Error::config(
@@ -264,10 +286,27 @@ fn target_plan(t: &TargetConfig) -> Result<TargetPlan, Error> {
     if timeout.is_zero() {
         return Err(Error::config("target.timeout", "must be above zero"));
     }
+    let destination = match &t.destination_queue {
+        Some(queue_url) => {
+            check_url("target.destination_queue", queue_url)?;
+            Some(DestinationPlan {
+                queue_url: queue_url.clone(),
+                grace: t.destination_grace.unwrap_or(Duration::from_secs(300)),
+            })
+        }
+        None if t.destination_grace.is_some() => {
+            return Err(Error::config(
+                "target.destination_grace",
+                "only applies with `destination_queue`",
+            ));
+        }
+        None => None,
+    };
     Ok(TargetPlan {
         kind,
         timeout,
         log_tail: t.log_tail,
+        destination,
     })
 }
 
@@ -527,6 +566,40 @@ mod tests {
     }
 
     const HTTP: &str = "[target]\nurl = \"http://127.0.0.1:1/http/f\"\n";
+
+    #[test]
+    fn a_destination_queue_needs_event_invocations_of_a_lambda_target() {
+        const LOAD: &str = "[load]\nrate = 1\nduration = 1\n";
+        const QUEUE: &str = "destination_queue = \"http://127.0.0.1:5000/123456789012/done\"\n";
+        let event = "[[requests]]\ninvocation_type = \"Event\"\n";
+        let p = plan(&format!(
+            "[target]\nfunction = \"f\"\n{QUEUE}destination_grace = \"30s\"\n{LOAD}{event}"
+        ))
+        .unwrap();
+        assert_eq!(
+            p.target.destination,
+            Some(DestinationPlan {
+                queue_url: "http://127.0.0.1:5000/123456789012/done".to_owned(),
+                grace: Duration::from_secs(30),
+            })
+        );
+        let default_grace = plan(&format!("[target]\nfunction = \"f\"\n{QUEUE}{LOAD}{event}")).unwrap();
+        assert_eq!(default_grace.target.destination.unwrap().grace, Duration::from_secs(300));
+        assert_eq!(
+            error(&format!("[target]\nfunction = \"f\"\n{QUEUE}{LOAD}")),
+            "invalid configuration: target.destination_queue: only `Event` invocations have destination \
+             records: set `invocation_type = \"Event\"` on a request (or pass --invocation-type Event)"
+        );
+        assert!(error(&format!("{HTTP}{QUEUE}{LOAD}")).contains("target.destination_queue: only applies to Lambda targets"));
+        assert!(
+            error(&format!("[target]\nfunction = \"f\"\ndestination_queue = \"done\"\n{LOAD}{event}"))
+                .contains("target.destination_queue: `done` is not an http:// or https:// URL")
+        );
+        assert!(
+            error(&format!("[target]\nfunction = \"f\"\ndestination_grace = \"1s\"\n{LOAD}{event}"))
+                .contains("target.destination_grace: only applies with `destination_queue`")
+        );
+    }
 
     #[test]
     fn prices_default_to_the_architectures_and_are_checked() {

@@ -40,12 +40,17 @@ pub(super) fn intervals(r: &Report) -> String {
 }
 
 /// `percentiles.csv`: the latency distribution of all requests, and with `log_tail` the service
-/// overhead's (service time − the function's `Duration` and `Init Duration`) beside it.
+/// overhead's (service time − the function's `Duration` and `Init Duration`) beside it; with a
+/// destination queue, the `Event` invocations' enqueue and end-to-end latencies.
 pub(super) fn percentiles(r: &Report) -> String {
     let overhead = r.function.as_ref().map(|f| &f.overhead_percentiles);
+    let end_to_end = r.end_to_end.as_ref().map(|e| &e.percentiles);
     let mut out = String::from("percentile,latency_ms");
     if overhead.is_some() {
         out.push_str(",overhead_ms");
+    }
+    if end_to_end.is_some() {
+        out.push_str(",enqueue_ms,end_to_end_ms");
     }
     out.push('\n');
     for (i, p) in r.percentiles.iter().enumerate() {
@@ -58,6 +63,18 @@ pub(super) fn percentiles(r: &Report) -> String {
                 .map(|o| format!("{:.3}", o.latency_ms))
                 .unwrap_or_default();
             write!(out, ",{cell}").expect("writing to a String cannot fail");
+        }
+        if let Some(points) = end_to_end {
+            // Empty when no invocation was accepted, or none completed.
+            let cell = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_default();
+            let point = points.iter().find(|e| e.percentile == p.percentile);
+            write!(
+                out,
+                ",{},{}",
+                cell(point.and_then(|e| e.enqueue_ms)),
+                cell(point.and_then(|e| e.end_to_end_ms))
+            )
+            .expect("writing to a String cannot fail");
         }
         out.push('\n');
     }

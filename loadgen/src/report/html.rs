@@ -123,6 +123,30 @@ fn section(out: &mut String, r: &Report) {
             f.cost.total,
         ));
     }
+    if let Some(e) = &r.end_to_end {
+        let summary = |s: &Option<super::LatencySummary>| {
+            s.as_ref().map_or_else(
+                || "<td>–</td>".repeat(5),
+                |s| format!("<td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td>", s.min, s.p50, s.p90, s.p99, s.max),
+            )
+        };
+        let conditions: Vec<String> = e.conditions.iter().map(|(c, n)| format!("{} {n}", escape(c))).collect();
+        w(format!(
+            "<table>\n<tr><th>Event invocations ({})</th><th>min</th><th>p50</th><th>p90</th><th>p99</th><th>max</th></tr>\n\
+             <tr><td>enqueue (send → 202), ms</td>{}</tr>\n\
+             <tr><td>end to end (send → destination record), ms</td>{}</tr>\n</table>\n\
+             <p>{} accepted · {} completed · {} not completed · by condition: {} · duplicates {} · other messages {}</p>\n",
+            escape(&e.queue_url),
+            summary(&e.enqueue_ms),
+            summary(&e.end_to_end_ms),
+            e.accepted,
+            e.completed,
+            e.not_completed,
+            if conditions.is_empty() { "–".to_owned() } else { conditions.join(", ") },
+            e.duplicates,
+            e.foreign,
+        ));
+    }
     if !r.thresholds.is_empty() {
         w("<table>\n<tr><th>threshold</th><th>measured</th><th>result</th></tr>\n".to_owned());
         for t in &r.thresholds {
@@ -352,6 +376,23 @@ fn percentile_plot(r: &Report) -> String {
             label: "service overhead (service time − Duration − Init Duration)".to_owned(),
             points: nines(&f.overhead_percentiles),
         });
+    }
+    // Event invocations: the 202 and the function's completion.
+    if let Some(e) = &r.end_to_end {
+        let points = |pick: fn(&super::EndToEndPoint) -> Option<f64>| -> Vec<super::PercentilePoint> {
+            e.percentiles
+                .iter()
+                .filter_map(|p| pick(p).map(|latency_ms| super::PercentilePoint { percentile: p.percentile, latency_ms }))
+                .collect()
+        };
+        for (label, list) in [
+            ("Event enqueue (send → 202)", points(|p| p.enqueue_ms)),
+            ("Event end to end (send → destination record)", points(|p| p.end_to_end_ms)),
+        ] {
+            if !list.is_empty() {
+                series.push(Series { label: label.to_owned(), points: nines(&list) });
+            }
+        }
     }
     // Labels at whole nines only: 90 %, 99 %, 99.9 %.
     let label = |nines: &f64| {

@@ -32,6 +32,7 @@ use crate::model::{
     FunctionUsage, IntervalRow, Measurements, Outcome, UNIT_PER_MS, value_at_percentile,
 };
 use crate::plan::{Threshold, ThresholdResult};
+use crate::run::destination::EndToEnd;
 
 /// The `.hlog` file's name in `--out-dir`.
 pub const HLOG_FILE: &str = "latency.hlog";
@@ -62,6 +63,8 @@ pub struct RunInfo {
     pub merged_from: Vec<String>,
     /// Prices for the cost of the `REPORT` lines (default: x86_64's).
     pub prices: Prices,
+    /// What the destination queue said about the `Event` invocations (`destination_queue`).
+    pub end_to_end: Option<EndToEnd>,
 }
 
 /// The whole report; its JSON form is described by `loadgen/report.schema.json`.
@@ -97,6 +100,10 @@ pub struct Report {
     /// What the `REPORT` lines say: billing, memory, cost and service overhead; `None` without
     /// `log_tail`.
     pub function: Option<FunctionReport>,
+    /// `Event` invocations matched to their destination records; absent without
+    /// `destination_queue`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_to_end: Option<EndToEndReport>,
     pub thresholds: Vec<ThresholdResult>,
     /// Every threshold passed (true when there are none).
     pub passed: bool,
@@ -229,6 +236,64 @@ impl FunctionReport {
             overhead_percentiles: distribution(&f.overhead),
             cost: Cost::of(f, &prices),
             prices,
+        }
+    }
+}
+
+/// `Event` invocations from send to the 202 (enqueue) and to the function's completion (end to
+/// end: send → the destination record's `timestamp`), side by side.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EndToEndReport {
+    pub queue_url: String,
+    /// Accepted with a 202 and a request id.
+    pub accepted: u64,
+    /// Matched to their destination record.
+    pub completed: u64,
+    /// No record within the grace period.
+    pub not_completed: u64,
+    /// Matched records by `requestContext.condition` (`Success`, `RetriesExhausted`,
+    /// `EventAgeExceeded`, …).
+    pub conditions: BTreeMap<String, u64>,
+    /// Records seen again for a request already matched (deleted, not counted twice).
+    pub duplicates: u64,
+    /// Messages that were no record of this run (left in the queue).
+    pub foreign: u64,
+    pub enqueue_ms: Option<LatencySummary>,
+    pub end_to_end_ms: Option<LatencySummary>,
+    /// Both distributions at the same percentiles as [`Report::percentiles`].
+    pub percentiles: Vec<EndToEndPoint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EndToEndPoint {
+    pub percentile: f64,
+    pub enqueue_ms: Option<f64>,
+    pub end_to_end_ms: Option<f64>,
+}
+
+impl EndToEndReport {
+    fn new(e: &EndToEnd) -> EndToEndReport {
+        let at = |h: &Histogram<u64>, p: f64| {
+            (!h.is_empty()).then(|| value_at_percentile(h, p) as f64 / UNIT_PER_MS)
+        };
+        EndToEndReport {
+            queue_url: e.queue_url.clone(),
+            accepted: e.accepted,
+            completed: e.completed,
+            not_completed: e.not_completed,
+            conditions: e.conditions.clone(),
+            duplicates: e.duplicates,
+            foreign: e.foreign,
+            enqueue_ms: LatencySummary::of(&e.enqueue),
+            end_to_end_ms: LatencySummary::of(&e.end_to_end),
+            percentiles: DISTRIBUTION
+                .iter()
+                .map(|&p| EndToEndPoint {
+                    percentile: p,
+                    enqueue_ms: at(&e.enqueue, p),
+                    end_to_end_ms: at(&e.end_to_end, p),
+                })
+                .collect(),
         }
     }
 }
@@ -369,6 +434,7 @@ impl Report {
                 .function
                 .as_ref()
                 .map(|f| FunctionReport::new(f, info.prices)),
+            end_to_end: info.end_to_end.as_ref().map(EndToEndReport::new),
             passed: thresholds.iter().all(|t| t.passed),
             thresholds,
             percentiles: distribution(&all),
@@ -421,6 +487,65 @@ mod tests {
 
     use super::*;
     use crate::model::{Recorder, Sample};
+
+    /// Enqueue and end-to-end latency of `Event` invocations appear side by side in every output:
+    /// 4 accepted, 3 matched (end to end 20, 30 and 40 ms), 1 never completed.
+    #[test]
+    fn end_to_end_is_in_every_output() {
+        use crate::run::destination::{Accepted, Matcher};
+        let sent = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let accepted = |id: &str| Accepted {
+            request_id: id.to_owned(),
+            sent_at: sent,
+            enqueue: Duration::from_millis(2),
+        };
+        let mut matcher = Matcher::new(
+            "http://q/1/done",
+            ["a", "b", "c", "d"].into_iter().map(accepted).collect(),
+        );
+        for (id, condition, ms) in [("a", "Success", 20), ("b", "Success", 30), ("c", "RetriesExhausted", 40)] {
+            let finished = humantime::format_rfc3339_millis(sent + Duration::from_millis(ms));
+            let body = serde_json::json!({
+                "version": "1.0",
+                "timestamp": finished.to_string(),
+                "requestContext": {"requestId": id, "condition": condition},
+            });
+            matcher.offer(&body.to_string());
+        }
+        let mut recorder = Recorder::new(Duration::from_millis(10), false);
+        recorder.record(&Sample::timed(Outcome::Success, 2));
+        recorder.rotate(Duration::from_secs(1));
+        let info = RunInfo {
+            end_to_end: Some(matcher.finish()),
+            ..RunInfo::default()
+        };
+        let report = Report::new(info, &recorder.finish(Duration::from_secs(1)), &[]);
+
+        let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+        let e = &json["end_to_end"];
+        assert_eq!((e["accepted"].as_u64(), e["completed"].as_u64(), e["not_completed"].as_u64()), (Some(4), Some(3), Some(1)));
+        assert_eq!(e["conditions"], serde_json::json!({"RetriesExhausted": 1, "Success": 2}));
+        let max = e["end_to_end_ms"]["max"].as_f64().unwrap();
+        assert!((40.0..40.1).contains(&max), "{max}");
+        assert!((2.0..2.01).contains(&e["enqueue_ms"]["max"].as_f64().unwrap()));
+
+        let summary = report.summary();
+        assert!(summary.contains("4 accepted · 3 completed · 1 not completed"), "{summary}");
+        assert!(summary.contains("by condition: RetriesExhausted 1 · Success 2"), "{summary}");
+        let row = |label: &str| summary.lines().find(|l| l.trim_start().starts_with(label)).map(str::to_owned);
+        let end_to_end = row("end to end").unwrap();
+        assert_eq!(end_to_end.split_whitespace().nth(3), Some("20.00"), "{end_to_end}");
+        assert!(row("enqueue (202)").unwrap().contains("2.00"));
+
+        let percentiles = csv::percentiles(&report);
+        assert!(percentiles.starts_with("percentile,latency_ms,enqueue_ms,end_to_end_ms\n"), "{percentiles}");
+        let last = percentiles.lines().last().unwrap();
+        assert!(last.starts_with("100,") && last.contains(",2.00") && last.contains(",40.0"), "{last}");
+
+        let html = html::render(&report);
+        assert!(html.contains("<td>end to end (send → destination record), ms</td><td>20.00</td>"), "{html}");
+        assert!(html.contains("Event end to end (send → destination record)"), "{html}");
+    }
 
     /// 1000 requests of 1 to 1000 ms: p99.9 is the 999th, and every output shows that one value.
     #[test]

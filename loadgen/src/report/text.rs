@@ -111,6 +111,30 @@ pub(super) fn summary(r: &Report) -> String {
             "  Duration is the function's own (REPORT line); overhead is service time minus Duration and Init Duration."
         );
     }
+    if let Some(e) = &r.end_to_end {
+        w!("");
+        w!(
+            "  Event invocations: {} accepted · {} completed · {} not completed (destination {})",
+            e.accepted,
+            e.completed,
+            e.not_completed,
+            e.queue_url
+        );
+        let conditions: Vec<String> = e.conditions.iter().map(|(c, n)| format!("{c} {n}")).collect();
+        if !conditions.is_empty() {
+            w!("  by condition: {}", conditions.join(" · "));
+        }
+        if e.duplicates > 0 || e.foreign > 0 {
+            w!("  duplicate records: {} · other messages left in the queue: {}", e.duplicates, e.foreign);
+        }
+        if let Some(s) = &e.enqueue_ms {
+            w!("{}", row("enqueue (202)", s));
+        }
+        if let Some(s) = &e.end_to_end_ms {
+            w!("{}", row("end to end", s));
+        }
+        w!("  Enqueue is send → 202; end to end is send → the destination record's timestamp (the function's completion, ms resolution).");
+    }
 
     if !r.histogram.is_empty() {
         w!("");

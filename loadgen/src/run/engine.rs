@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::client::Client;
+use super::destination::Accepted;
 use super::mix::Mix;
 use super::outcome::{classify, generator_limit};
 use super::schedule::{Next, Schedule, latency};
@@ -45,24 +46,34 @@ pub struct Run {
     pub sent: u64,
     /// `stop` was cancelled before the schedule ended (Ctrl-C).
     pub interrupted: bool,
+    /// The `Event` invocations Lambda accepted, when the plan has a destination queue to match
+    /// them on.
+    pub accepted: Vec<Accepted>,
 }
 
 /// What became of a request.
 enum Done {
-    /// It reached the target (or timed out on the way): a sample, and the invocation type it was
-    /// sent with (for the metrics' label).
-    Completed(Sample, InvocationType),
+    /// It reached the target (or timed out on the way): a sample, the invocation type it was
+    /// sent with (for the metrics' label), and the accepted `Event` to match on the destination.
+    Completed(Sample, InvocationType, Option<Accepted>),
     /// It failed in the generator's own machine, for this cause.
     GeneratorError(&'static str),
 }
 
 impl Done {
     /// Records the request, which `in_flight` no longer counts.
-    fn record(self, recorder: &mut Recorder, metrics: &mut RunMetrics, in_flight: usize) {
+    fn record(
+        self,
+        recorder: &mut Recorder,
+        metrics: &mut RunMetrics,
+        in_flight: usize,
+        accepted: &mut Vec<Accepted>,
+    ) {
         match self {
-            Done::Completed(sample, invocation_type) => {
+            Done::Completed(sample, invocation_type, event) => {
                 recorder.record(&sample);
                 metrics.completed(&sample, invocation_type, in_flight);
+                accepted.extend(event);
             }
             Done::GeneratorError(cause) => recorder.generator_error(cause),
         }
@@ -97,6 +108,7 @@ pub async fn execute(
     let start = sender.start;
     let mut in_flight = 0usize;
     let mut sent = 0u64;
+    let mut accepted = Vec::new();
     let mut next_tick = plan.interval;
     let mut sending = true;
     // One timer, replaced only when the wake-up time changes (a closed model at full
@@ -112,7 +124,7 @@ pub async fn execute(
         // Completions first: they free slots for the decision below.
         while let Ok(result) = done_rx.try_recv() {
             in_flight -= 1;
-            result.record(&mut recorder, metrics, in_flight);
+            result.record(&mut recorder, metrics, in_flight, &mut accepted);
         }
         let now = start.elapsed();
         while now >= next_tick {
@@ -152,7 +164,7 @@ pub async fn execute(
             biased;
             Some(result) = done_rx.recv() => {
                 in_flight -= 1;
-                result.record(&mut recorder, metrics, in_flight);
+                result.record(&mut recorder, metrics, in_flight, &mut accepted);
             }
             () = &mut sleep => {}
             () = &mut cancelled, if sending => {}
@@ -166,6 +178,7 @@ pub async fn execute(
         measurements: recorder.finish(elapsed),
         sent,
         interrupted: stop.is_cancelled(),
+        accepted,
     }
 }
 
@@ -198,8 +211,10 @@ impl Sender<'_> {
         let timeout = self.plan.target.timeout;
         let target = Arc::clone(&self.target);
         let start = self.start;
+        let matched = self.plan.target.destination.is_some() && invocation_type == InvocationType::Event;
         tokio::spawn(async move {
             let sent_at = start.elapsed();
+            let sent_wall = matched.then(SystemTime::now);
             // Boxed: the invoke future is large (it can hold an AWS SDK call), and a small task
             // is cheaper to spawn and move.
             let invoke = Box::pin(target.invoke(payload, invocation_type, log_tail));
@@ -218,8 +233,9 @@ impl Sender<'_> {
                 send_lag: sent_at.saturating_sub(scheduled),
                 report: classified.report,
             };
+            let event = sent_wall.and_then(|sent| Accepted::of(result.as_ref()?.as_ref().ok()?, sent, sample.service_time));
             // The receiver is gone only if the run itself was dropped: nobody to report to.
-            done.send(Done::Completed(sample, invocation_type)).ok();
+            done.send(Done::Completed(sample, invocation_type, event)).ok();
         });
     }
 }

@@ -8,6 +8,7 @@
 //! the other layers through [`crate::model`]. Decisions are written down in docs/loadgen.md.
 
 mod client;
+pub mod destination;
 mod engine;
 mod mix;
 pub(crate) mod outcome;

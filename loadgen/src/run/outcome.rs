@@ -280,6 +280,7 @@ mod tests {
             payload: Vec::new(),
             executed_version: None,
             log_tail: log_tail.map(str::to_owned),
+            request_id: None,
         }
     }
 

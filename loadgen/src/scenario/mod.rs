@@ -99,6 +99,14 @@ pub struct TargetConfig {
     /// Ask for `LogType=Tail` and count cold starts from the `REPORT` line's `Init Duration`.
     #[serde(default)]
     pub log_tail: bool,
+    /// The function's on-success (or on-failure) SQS destination, a queue URL: `Event`
+    /// invocations are matched to their destination records by request id, for the end-to-end
+    /// latency (send → the function's completion).
+    pub destination_queue: Option<String>,
+    /// How long after the last request to keep collecting destination records. Default 5 min
+    /// (Lambda's default retries of a failing event take about 3).
+    #[serde(default, deserialize_with = "units::option_duration")]
+    pub destination_grace: Option<Duration>,
 }
 
 /// `[load]`: the load model and its profile.
@@ -213,6 +221,8 @@ pub struct Overrides {
     pub region: Option<String>,
     pub timeout: Option<Duration>,
     pub log_tail: bool,
+    pub destination_queue: Option<String>,
+    pub destination_grace: Option<Duration>,
     /// Replaces the load with a constant open-model rate.
     pub rate: Option<f64>,
     /// Replaces the load with a constant closed-model concurrency.
@@ -279,6 +289,8 @@ impl Scenario {
         set(&mut target.region, &o.region);
         set(&mut target.timeout, &o.timeout);
         target.log_tail |= o.log_tail;
+        set(&mut target.destination_queue, &o.destination_queue);
+        set(&mut target.destination_grace, &o.destination_grace);
 
         let load = &mut self.load;
         if o.rate.is_some() || o.concurrency.is_some() {

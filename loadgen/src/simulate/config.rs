@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::event_invoke::EventInvokeConfig;
 use super::timing::{Latency, Stall, duration_str, option_duration_str};
 use crate::Error;
 
@@ -71,6 +72,8 @@ pub struct FunctionConfig {
     /// Scripted per-record behaviour, first match wins for each record.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<Rule>,
+    /// What happens to `Event` invocations: retries, event age, destinations.
+    pub event_invoke: EventInvokeConfig,
 }
 
 impl Default for FunctionConfig {
@@ -87,6 +90,7 @@ impl Default for FunctionConfig {
             stall: None,
             failure_mode: FailureMode::default(),
             rules: Vec::new(),
+            event_invoke: EventInvokeConfig::default(),
         }
     }
 }
@@ -212,6 +216,9 @@ impl FunctionConfig {
                 .validate()
                 .map_err(|m| Error::config(field("stall"), m))?;
         }
+        self.event_invoke
+            .validate()
+            .map_err(|(name, m)| Error::config(field(&format!("event_invoke.{name}")), m))?;
         for (i, rule) in self.rules.iter().enumerate() {
             rule.validate()
                 .map_err(|(name, m)| Error::config(field(&format!("rules[{i}].{name}")), m))?;
@@ -377,6 +384,32 @@ mod tests {
             config_error("[default]\nstall = { duration = \"2s\", every = \"1s\" }")
                 .contains("default.stall: duration must be shorter than every")
         );
+        assert_eq!(
+            config_error("[functions.f.event_invoke]\nmaximum_retry_attempts = 3"),
+            "invalid configuration: functions.f.event_invoke.maximum_retry_attempts: must be between 0 and 2, got 3"
+        );
+    }
+
+    #[test]
+    fn event_invoke_settings_read_from_toml() {
+        let config = SimConfig::from_toml(
+            r#"
+            [functions.f.event_invoke]
+            maximum_retry_attempts = 1
+            retry_delays = ["10ms"]
+            queue_delay = "5ms"
+            on_failure = "arn:aws:sqs:us-east-1:123456789012:failed"
+            "#,
+        )
+        .unwrap();
+        let event_invoke = &config.functions["f"].event_invoke;
+        assert_eq!(event_invoke.maximum_retry_attempts, 1);
+        assert_eq!(event_invoke.retry_delays, [Duration::from_millis(10)]);
+        assert_eq!(event_invoke.queue_delay, Duration::from_millis(5));
+        assert_eq!(event_invoke.maximum_event_age, Duration::from_secs(21_600));
+        assert_eq!(event_invoke.on_success, None);
+        let text = toml::to_string(&config).unwrap();
+        assert_eq!(SimConfig::from_toml(&text).unwrap(), config);
     }
 
     #[test]

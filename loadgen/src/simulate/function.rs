@@ -79,6 +79,11 @@ impl Function {
         lock(&self.pool).set_limit(limit);
     }
 
+    /// Reserved concurrency 0: the function cannot run at all.
+    pub(crate) fn is_disabled(&self) -> bool {
+        lock(&self.pool).limit() == Some(0)
+    }
+
     /// Takes an execution environment, or counts a throttle and returns `None`.
     pub(crate) fn admit(&self) -> Option<Lease> {
         let lease = lock(&self.pool).acquire(Instant::now());

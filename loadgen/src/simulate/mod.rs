@@ -28,6 +28,7 @@
 
 mod config;
 mod event;
+mod event_invoke;
 mod function;
 mod http;
 mod pool;
@@ -41,6 +42,7 @@ use std::process::ExitCode;
 use std::sync::{Mutex, MutexGuard};
 
 pub use config::{FailureMode, FunctionConfig, Rule, RuleAction, SimConfig};
+pub use event_invoke::EventInvokeConfig;
 pub use recording::{Endpoint, FunctionStats, Invocation, InvocationResult, InvocationType, Stats};
 pub use simulator::{SimHandle, Simulator};
 pub use timing::{Latency, Stall};
@@ -93,6 +95,19 @@ fn effective_config(args: &SimulateArgs) -> Result<SimConfig, crate::Error> {
         }
         if let Some(stall) = args.stall {
             function.stall = Some(stall);
+        }
+        let event_invoke = &mut function.event_invoke;
+        if args.on_success.is_some() {
+            event_invoke.on_success.clone_from(&args.on_success);
+        }
+        if args.on_failure.is_some() {
+            event_invoke.on_failure.clone_from(&args.on_failure);
+        }
+        if let Some(n) = args.maximum_retry_attempts {
+            event_invoke.maximum_retry_attempts = n;
+        }
+        if !args.retry_delays.is_empty() {
+            event_invoke.retry_delays.clone_from(&args.retry_delays);
         }
         function
             .rules
@@ -171,6 +186,16 @@ mod tests {
             "--record",
             "--stall",
             "1s/10s",
+            "--on-success",
+            "arn:aws:sqs:us-east-1:123456789012:ok",
+            "--on-failure",
+            "http://127.0.0.1:1/123456789012/failed",
+            "--maximum-retry-attempts",
+            "1",
+            "--retry-delay",
+            "10ms",
+            "--retry-delay",
+            "20ms",
         ]))
         .unwrap();
         assert_eq!(config.seed, Some(9));
@@ -190,6 +215,14 @@ mod tests {
                 }]
             );
             assert_eq!(function.stall, Some("1s/10s".parse().unwrap()));
+            let e = &function.event_invoke;
+            assert_eq!(e.on_success.as_deref(), Some("arn:aws:sqs:us-east-1:123456789012:ok"));
+            assert_eq!(e.on_failure.as_deref(), Some("http://127.0.0.1:1/123456789012/failed"));
+            assert_eq!(e.maximum_retry_attempts, 1);
+            assert_eq!(
+                e.retry_delays,
+                [std::time::Duration::from_millis(10), std::time::Duration::from_millis(20)]
+            );
         }
         // Unset flags keep the file's values.
         assert_eq!(config.functions["a"].error_rate, 0.5);

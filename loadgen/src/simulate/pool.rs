@@ -101,6 +101,11 @@ impl Pool {
     }
 
     /// Environments running an invocation now.
+    /// The concurrency limit now.
+    pub(crate) fn limit(&self) -> Option<u32> {
+        self.limit
+    }
+
     pub(crate) fn busy(&self) -> u32 {
         self.busy
     }

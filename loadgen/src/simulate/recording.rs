@@ -22,7 +22,7 @@ pub struct FunctionStats {
     pub errors: u64,
     /// Of `errors`, those that timed out.
     pub timeouts: u64,
-    /// Invocations refused with 429 (for `Event`: accepted, then dropped; see the docs).
+    /// Invocations refused with 429 (for `Event`: attempts throttled, retried later as Lambda does).
     pub throttles: u64,
     /// Invocations that created an execution environment.
     pub cold_starts: u64,

@@ -9,14 +9,18 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::config::{FunctionConfig, SimConfig};
+use super::event_invoke::{self, Attempt, Condition, LastRun, Next};
 use super::function::{Execution, Function};
+use super::pool::Lease;
 use super::recording::{Endpoint, Invocation, InvocationResult, InvocationType, Recorder, Stats};
 use super::rules::RuleSet;
-use super::{http, lock};
+use super::{http, lock, wire};
 use crate::Error;
+use crate::sqs::Sqs;
 
 /// The simulator's shared state. Start one with [`Simulator::start`]; the returned [`SimHandle`]
 /// observes and stops it.
@@ -30,6 +34,10 @@ pub struct Simulator {
     recorder: Recorder,
     /// Running invocations, so shutdown can wait for `Event` ones still in the background.
     tasks: TaskTracker,
+    /// Cancelled at shutdown: `Event` invocations waiting for a retry are dropped then.
+    stopping: CancellationToken,
+    /// Sends destination records; present when a function has a destination.
+    sqs: Option<Sqs>,
 }
 
 /// One invocation request, after the HTTP layer parsed it.
@@ -58,7 +66,9 @@ impl Simulator {
     /// Validates `config`, binds `bind` (port 0 picks a free port) and serves until the handle is
     /// shut down or dropped.
     pub async fn start(config: SimConfig, bind: SocketAddr) -> Result<SimHandle, Error> {
-        let sim = Arc::new(Simulator::new(config)?);
+        let mut sim = Simulator::new(config)?;
+        sim.sqs = destinations_client(&sim.config).await?;
+        let sim = Arc::new(sim);
         let listener = TcpListener::bind(bind)
             .await
             .map_err(|error| Error::Bind { addr: bind, error })?;
@@ -100,6 +110,8 @@ impl Simulator {
             started: Instant::now(),
             recorder: Recorder::new(config.record),
             tasks: TaskTracker::new(),
+            stopping: CancellationToken::new(),
+            sqs: None,
             config,
         })
     }
@@ -139,12 +151,96 @@ impl Simulator {
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())))
     }
 
-    /// Accepts an `Event` invocation and runs it in the background. Lambda queues async invocations
-    /// and retries throttles internally; the simulator counts and records the throttle and drops
-    /// the invocation instead.
+    /// Accepts an `Event` invocation and runs it in the background as Lambda does: after the
+    /// configured queue delay, with retries after function errors and throttles, then a record to
+    /// the on-success or on-failure destination ([`event_invoke`]).
     pub(crate) fn invoke_event(self: &Arc<Self>, call: Call) {
-        // The task finishes (and records) on its own; nothing waits for its result.
-        drop(self.spawn(call, InvocationType::Event));
+        let sim = Arc::clone(self);
+        self.tasks.spawn(async move { sim.run_event(&call).await });
+    }
+
+    /// Waits until `until`; false when the simulator shuts down first. Shutdown drops the events
+    /// still waiting for an attempt (the simulator keeps no queue on disk), but lets a running
+    /// attempt finish.
+    async fn wait(&self, until: Instant) -> bool {
+        tokio::select! {
+            () = crate::timer::sleep_until(until) => true,
+            () = self.stopping.cancelled() => false,
+        }
+    }
+
+    /// The attempts of one `Event` invocation and its destination record.
+    async fn run_event(self: &Arc<Self>, call: &Call) {
+        let accepted = Instant::now();
+        let config = &call.function.config().event_invoke;
+        // Without a queue delay the first attempt starts at once, shutdown or not: the event was
+        // accepted.
+        if !config.queue_delay.is_zero() && !self.wait(accepted + config.queue_delay).await {
+            return;
+        }
+        let (mut attempts, mut runs) = (0u32, 0u32);
+        let mut last: Option<LastRun> = None;
+        let condition = loop {
+            attempts += 1;
+            let attempt = match self.admit(call, InvocationType::Event) {
+                None if call.function.is_disabled() => Attempt::ZeroConcurrency,
+                None => Attempt::Throttled,
+                Some((lease, arrival)) => {
+                    runs += 1;
+                    let execution = self.execute(call, InvocationType::Event, lease, arrival).await;
+                    let failed = execution.is_error();
+                    last = Some(LastRun {
+                        executed_version: wire::executed_version(call.qualifier.as_deref()).to_owned(),
+                        function_error: failed.then_some(wire::UNHANDLED),
+                        body: execution.body,
+                    });
+                    if failed { Attempt::Failed } else { Attempt::Succeeded }
+                }
+            };
+            match config.next(attempt, runs, attempts, accepted.elapsed()) {
+                Next::Retry(delay) => {
+                    if !self.wait(Instant::now() + delay).await {
+                        tracing::debug!(request_id = %call.request_id, "Event invocation dropped at shutdown");
+                        return;
+                    }
+                }
+                Next::Discard(condition) => break condition,
+            }
+        };
+        self.deliver(call, condition, runs, last.as_ref()).await;
+    }
+
+    /// Sends the invocation record to the destination `condition` calls for, if one is set.
+    async fn deliver(&self, call: &Call, condition: Condition, runs: u32, last: Option<&LastRun>) {
+        let config = &call.function.config().event_invoke;
+        let destination = if condition.is_success() {
+            &config.on_success
+        } else {
+            &config.on_failure
+        };
+        let (Some(destination), Some(sqs)) = (destination, &self.sqs) else {
+            return;
+        };
+        let version = wire::executed_version(call.qualifier.as_deref());
+        let function_arn = format!("{}:{version}", wire::function_arn(&call.function_name));
+        let record = event_invoke::record(
+            SystemTime::now(),
+            &call.request_id,
+            &function_arn,
+            condition,
+            runs,
+            &call.payload,
+            last,
+        );
+        // Checked at start, so the queue resolves.
+        let sent = match sqs.queue_url(destination) {
+            Ok(url) => sqs.send_message(&url, &record.to_string()).await,
+            Err(e) => Err(e),
+        };
+        // Lambda counts these in the `DestinationDeliveryFailures` metric and drops the record.
+        if let Err(error) = sent {
+            tracing::warn!(function = %call.function_name, request_id = %call.request_id, %destination, %error, "destination record not delivered");
+        }
     }
 
     fn spawn(
@@ -152,18 +248,35 @@ impl Simulator {
         call: Call,
         invocation_type: InvocationType,
     ) -> Option<JoinHandle<Execution>> {
+        let (lease, arrival) = self.admit(&call, invocation_type)?;
+        let sim = Arc::clone(self);
+        Some(self.tasks.spawn(async move {
+            sim.execute(&call, invocation_type, lease, arrival).await
+        }))
+    }
+
+    /// Takes an execution environment for `call`, or records a throttle and returns `None`.
+    fn admit(&self, call: &Call, invocation_type: InvocationType) -> Option<(Lease, Arrival)> {
         let arrival = self.arrival();
         let Some(lease) = call.function.admit() else {
             self.record(call, invocation_type, arrival, None);
             return None;
         };
-        let sim = Arc::clone(self);
-        Some(self.tasks.spawn(async move {
-            let execution = call.function.run(lease, &call.payload, &call.request_id, arrival.since_start).await;
-            tracing::debug!(function = %call.function_name, request_id = %call.request_id, result = ?execution.result, "invocation");
-            sim.record(call, invocation_type, arrival, Some(&execution));
-            execution
-        }))
+        Some((lease, arrival))
+    }
+
+    /// Runs `call` on `lease`'s environment and records it.
+    async fn execute(
+        &self,
+        call: &Call,
+        invocation_type: InvocationType,
+        lease: Lease,
+        arrival: Arrival,
+    ) -> Execution {
+        let execution = call.function.run(lease, &call.payload, &call.request_id, arrival.since_start).await;
+        tracing::debug!(function = %call.function_name, request_id = %call.request_id, result = ?execution.result, "invocation");
+        self.record(call, invocation_type, arrival, Some(&execution));
+        execution
     }
 
     fn arrival(&self) -> Arrival {
@@ -179,7 +292,7 @@ impl Simulator {
     /// Appends to the invocation log when recording is on; `execution` is `None` for a throttle.
     fn record(
         &self,
-        call: Call,
+        call: &Call,
         invocation_type: InvocationType,
         arrival: Arrival,
         execution: Option<&Execution>,
@@ -207,14 +320,14 @@ impl Simulator {
             };
         self.recorder.push(Invocation {
             seq: 0,
-            function: call.function_name,
-            qualifier: call.qualifier,
+            function: call.function_name.clone(),
+            qualifier: call.qualifier.clone(),
             invocation_type,
             endpoint: call.endpoint,
-            request_id: call.request_id,
+            request_id: call.request_id.clone(),
             received_at_unix_ms: arrival.unix_ms,
             received_at_ms: ms(arrival.since_start),
-            payload: call.payload,
+            payload: call.payload.clone(),
             result,
             response,
             cold_start: init_duration_ms.is_some(),
@@ -246,6 +359,43 @@ impl Simulator {
             function.reset();
         }
     }
+}
+
+/// The SQS client for destination records when a function has a destination (the AWS
+/// configuration from the environment: `AWS_ENDPOINT_URL_SQS` or `AWS_ENDPOINT_URL`, region, else
+/// `us-east-1`, credentials). Every destination is checked here, so a bad one fails at start with
+/// its field named.
+async fn destinations_client(config: &SimConfig) -> Result<Option<Sqs>, Error> {
+    let functions = std::iter::once(("default".to_owned(), &config.default)).chain(
+        config
+            .functions
+            .iter()
+            .map(|(name, f)| (format!("functions.{name}"), f)),
+    );
+    let destinations: Vec<(String, &String)> = functions
+        .flat_map(|(path, f)| {
+            let e = &f.event_invoke;
+            [("on_success", &e.on_success), ("on_failure", &e.on_failure)]
+                .into_iter()
+                .filter_map(move |(field, d)| {
+                    d.as_ref()
+                        .map(|d| (format!("{path}.event_invoke.{field}"), d))
+                })
+        })
+        .collect();
+    if destinations.is_empty() {
+        return Ok(None);
+    }
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let region = sdk.region().map_or("us-east-1", |r| r.as_ref()).to_owned();
+    let sqs = Sqs::new(&sdk, &region).map_err(|e| Error::config("event_invoke", e))?;
+    for (field, destination) in destinations {
+        sqs.queue_url(destination)
+            .map_err(|e| Error::config(field, e))?;
+    }
+    Ok(Some(sqs))
 }
 
 /// A running simulator. Dropping the handle stops the server too (gracefully, like
@@ -298,6 +448,7 @@ impl SimHandle {
             .server
             .await
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        self.sim.stopping.cancel();
         self.sim.tasks.close();
         self.sim.tasks.wait().await;
         served.map_err(Error::Serve)

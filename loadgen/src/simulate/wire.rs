@@ -92,6 +92,11 @@ pub(crate) fn throttle_body() -> String {
 /// The account id in the ARNs the simulator makes up.
 const ACCOUNT: &str = "123456789012";
 
+/// The unqualified ARN the simulator gives function `name`.
+pub(crate) fn function_arn(name: &str) -> String {
+    format!("arn:aws:lambda:us-east-1:{ACCOUNT}:function:{name}")
+}
+
 /// A `GetFunctionConfiguration` answer (`FunctionConfiguration`) for a simulated function: its timeout
 /// and memory size as configured, the rest fixed but in Lambda's shape.
 pub(crate) fn function_configuration(
@@ -100,7 +105,7 @@ pub(crate) fn function_configuration(
     config: &super::config::FunctionConfig,
 ) -> serde_json::Value {
     let version = executed_version(qualifier);
-    let arn = format!("arn:aws:lambda:us-east-1:{ACCOUNT}:function:{name}");
+    let arn = function_arn(name);
     let function_arn = match qualifier {
         Some(q) => format!("{arn}:{q}"),
         None => arn,
