@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds the container image from ./Containerfile without any container registry or crates.io access
-# during the build, then checks it: non-root user, CA certificates, entrypoint, and a real SQS mapping
-# run by the image's own `poller` against moto and `loadgen simulate` on this machine.
+# Builds the container images from ./Containerfile (`poller`, and `loadgen` with `--target loadgen`)
+# without any container registry or crates.io access during the build, then checks them: non-root user,
+# CA certificates, entrypoint; a real SQS mapping run by the poller image's own `poller`, and a run of
+# the loadgen image's own `loadgen` against the function simulator (Invoke API, signed), both on this
+# machine with moto and `loadgen simulate`.
 #
 # Needs root and Debian's apt repositories (installs podman, buildah and mmdebstrap). The base images of
 # the Containerfile are replaced by local stand-ins made from Debian packages:
@@ -16,7 +18,7 @@
 # and runs its entrypoint with chroot as the image's user, on the host network (moto on 127.0.0.1).
 #
 # Usage: sudo scripts/image-check.sh            (reuses base images and the built image if present)
-#        REBUILD=1 sudo scripts/image-check.sh  (rebuilds the poller image)
+#        REBUILD=1 sudo scripts/image-check.sh  (rebuilds both images)
 # Work files: $IMAGE_CHECK_DIR (default /var/tmp/poller-image-check).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +28,7 @@ repo=$(pwd)
 
 work=${IMAGE_CHECK_DIR:-/var/tmp/poller-image-check}
 image=localhost/poller:check
+loadgen_image=localhost/loadgen:check
 runtime_base=localhost/poller-runtime-base
 builder_base=localhost/poller-builder-base
 suite=bookworm
@@ -64,21 +67,31 @@ if ! podman image exists "$builder_base"; then
 fi
 
 # --- offline build -----------------------------------------------------------------------------------------
-if [ -n "${REBUILD:-}" ] || ! podman image exists "$image"; then
-    cargo fetch --locked
-    cargo_home=${CARGO_HOME:-$HOME/.cargo}
-    rm -rf "$work/registry"
-    mkdir -p "$work/registry"
-    cp -a "$cargo_home/registry/index" "$cargo_home/registry/cache" "$work/registry/"
-    echo "== building $image (release build of poller; slow on few cores)" >&2
+registry_ready=
+# build IMAGE TARGET: the Containerfile's stage TARGET as IMAGE, offline, unless it exists (or REBUILD).
+build() {
+    local image=$1 target=$2
+    if [ -z "${REBUILD:-}" ] && podman image exists "$image"; then return; fi
+    if [ -z "$registry_ready" ]; then
+        cargo fetch --locked
+        cargo_home=${CARGO_HOME:-$HOME/.cargo}
+        rm -rf "$work/registry"
+        mkdir -p "$work/registry"
+        cp -a "$cargo_home/registry/index" "$cargo_home/registry/cache" "$work/registry/"
+        registry_ready=1
+    fi
+    echo "== building $image (target $target: a release build; slow on few cores)" >&2
+    local start
     start=$(date +%s)
     podman build --isolation chroot \
         --build-arg BUILDER="$builder_base" --build-arg RUNTIME="$runtime_base" \
         --build-arg CARGO_NET_OFFLINE=true \
         --volume "$work/registry:/usr/local/cargo/registry" \
-        -f Containerfile -t "$image" .
+        --target "$target" -f Containerfile -t "$image" .
     echo "== built in $(( $(date +%s) - start )) s" >&2
-fi
+}
+build "$image" poller
+build "$loadgen_image" loadgen
 
 # --- image configuration --------------------------------------------------------------------------------
 user=$(podman image inspect --format '{{.Config.User}}' "$image")
@@ -169,4 +182,41 @@ kill -TERM "$poller_pid"
 wait "$poller_pid" || { echo "FAIL: poller exited with $?; see $work/poller.log" >&2; exit 1; }
 poller_pid=
 cat "$work/poller.out"
-echo "image-check: OK ($image, $(( size / 1000000 )) MB)" >&2
+
+# --- the loadgen image: configuration, and a run of its own `loadgen` against the simulator ---------------
+lg_user=$(podman image inspect --format '{{.Config.User}}' "$loadgen_image")
+lg_entrypoint=$(podman image inspect --format '{{json .Config.Entrypoint}}' "$loadgen_image")
+lg_size=$(podman image inspect --format '{{.Size}}' "$loadgen_image")
+echo "image $loadgen_image: user '$lg_user', entrypoint $lg_entrypoint, $(( lg_size / 1000000 )) MB" >&2
+case "${lg_user%%:*}" in
+    "" | 0 | root) echo "FAIL: the loadgen image runs as root (User '$lg_user')" >&2; exit 1 ;;
+esac
+[ "$lg_entrypoint" = '["loadgen"]' ] || { echo "FAIL: entrypoint is $lg_entrypoint, expected [\"loadgen\"]" >&2; exit 1; }
+lg_rootfs="$work/loadgen-rootfs"
+rm -rf "$lg_rootfs"
+mkdir -p "$lg_rootfs"
+ctr=$(podman create "$loadgen_image")
+podman export "$ctr" | tar -C "$lg_rootfs" -x
+podman rm "$ctr" >/dev/null
+lg_dir_owner=$(stat -c %u:%g "$lg_rootfs/var/lib/loadgen")
+[ "$lg_dir_owner" = "$lg_user" ] || { echo "FAIL: /var/lib/loadgen belongs to $lg_dir_owner, not $lg_user" >&2; exit 1; }
+mapfile -t lg_env < <(podman image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$loadgen_image" | sed '/^$/d')
+lg_requests=200
+# The image's entrypoint as the image's user, in the image's working directory (chroot starts in /, so
+# --out-dir is given in full: /var/lib/loadgen is where a relative one lands in a container).
+env -i "${lg_env[@]}" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 \
+    AWS_EC2_METADATA_DISABLED=true \
+    chroot --userspec="$lg_user" "$lg_rootfs" loadgen \
+    run --function image-check --endpoint-url "$sim_url" -c 4 -n "$lg_requests" \
+        --threshold 'error_rate < 1%' --out-dir /var/lib/loadgen/report --metrics-addr off \
+    > "$work/loadgen.out" 2> "$work/loadgen.log" \
+    || { echo "FAIL: the image's loadgen exited with $?; see $work/loadgen.log" >&2; exit 1; }
+.venv/bin/python - "$lg_rootfs/var/lib/loadgen/report/report.json" "$lg_requests" <<'EOF'
+import json, sys
+report, expected = json.load(open(sys.argv[1])), int(sys.argv[2])
+total = report["requests"]
+if total != expected:
+    sys.exit(f"FAIL: the image's loadgen report counts {total} requests, expected {expected}")
+print(f"the image's loadgen sent {total} signed invocations; report.json written", file=sys.stderr)
+EOF
+echo "image-check: OK ($image, $(( size / 1000000 )) MB; $loadgen_image, $(( lg_size / 1000000 )) MB)" >&2
