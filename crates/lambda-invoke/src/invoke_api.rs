@@ -30,8 +30,8 @@ pub struct LambdaTarget {
     pub(crate) qualifier: Option<String>,
     /// Bounds one invoke end to end, if given.
     timeout: Option<Duration>,
-    /// What every invoke is built from, or why there is none (no region, an invalid endpoint, no TLS
-    /// roots): then every invoke fails with that reason, as every SDK call would.
+    /// What every invoke is built from, or why there is none (no region, an invalid endpoint): then
+    /// every invoke fails with that reason, as every SDK call would.
     direct: Result<Arc<Direct>, String>,
 }
 
