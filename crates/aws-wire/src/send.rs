@@ -1,6 +1,6 @@
 //! One connection pool; a request sent and its answer read up to a limit.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, HOST, HeaderMap, HeaderValue};
@@ -29,7 +29,10 @@ pub struct Pool(Arc<Shared>);
 
 #[derive(Debug)]
 struct Shared {
-    connector: HttpsConnector<HttpConnector>,
+    http: HttpConnector,
+    /// Made at the first `https://` connection: a system without root certificates (a scratch
+    /// container) can still send to `http://` endpoints, and only `https://` ones fail, saying why.
+    https: OnceLock<Result<HttpsConnector<HttpConnector>, String>>,
     idle: Mutex<Vec<Idle>>,
 }
 
@@ -41,19 +44,27 @@ struct Idle {
     sender: SendRequest<Full<Bytes>>,
 }
 
-/// A new [`Pool`] (rustls with the system's root certificates).
+/// A new [`Pool`]. `https://` connections use rustls with the system's root certificates, loaded
+/// at the first one.
 pub fn pool() -> Result<Pool, Error> {
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(provider)
-        .map_err(|e| Error::Tls(e.to_string()))?
-        .https_or_http()
-        .enable_http1()
-        .build();
     Ok(Pool(Arc::new(Shared {
-        connector,
+        http: HttpConnector::new(),
+        https: OnceLock::new(),
         idle: Mutex::new(Vec::new()),
     })))
+}
+
+/// The `https://` connector: rustls (ring) with the system's root certificates (`SSL_CERT_FILE`,
+/// `SSL_CERT_DIR`, else the platform's store).
+fn https() -> Result<HttpsConnector<HttpConnector>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_native_roots(provider)
+        .map_err(|e| format!("{e}; https:// endpoints need root certificates (install ca-certificates or set SSL_CERT_FILE)"))?
+        .https_only()
+        .enable_http1()
+        .build();
+    Ok(connector)
 }
 
 /// The `Host` header for requests to `uri`: its host, and its port unless it is the scheme's
@@ -125,18 +136,14 @@ impl Pool {
     }
 
     async fn connect(&self, uri: &Uri, scheme: Scheme, authority: Authority) -> Result<Idle, Error> {
-        let io = self
-            .0
-            .connector
-            .clone()
-            .call(uri.clone())
-            .await
-            .map_err(|e| Error::Transport(error_chain(&*e)))?;
-        let (sender, connection) = hyper::client::conn::http1::handshake(io)
-            .await
-            .map_err(|e| Error::Transport(error_chain(&e)))?;
-        // Ends when the connection closes: its sender dropped, or the server hung up.
-        tokio::spawn(connection);
+        let sender = if scheme == Scheme::HTTPS {
+            let connector = self.0.https.get_or_init(https).as_ref().map_err(|e| Error::Tls(e.clone()))?;
+            let io = connector.clone().call(uri.clone()).await;
+            handshake(io.map_err(|e| Error::Transport(error_chain(&*e)))?).await?
+        } else {
+            let io = self.0.http.clone().call(uri.clone()).await;
+            handshake(io.map_err(|e| Error::Transport(error_chain(&e)))?).await?
+        };
         Ok(Idle {
             scheme,
             authority,
@@ -149,6 +156,19 @@ impl Pool {
             self.0.idle.lock().unwrap_or_else(|e| e.into_inner()).push(connection);
         }
     }
+}
+
+/// An HTTP/1.1 connection over `io`, its task spawned.
+async fn handshake<I>(io: I) -> Result<SendRequest<Full<Bytes>>, Error>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| Error::Transport(error_chain(&e)))?;
+    // Ends when the connection closes: its sender dropped, or the server hung up.
+    tokio::spawn(connection);
+    Ok(sender)
 }
 
 /// An answer, with at most the limit's bytes of its body.
@@ -331,6 +351,38 @@ mod tests {
             assert!(answer.cut(4));
         }
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    /// On a system without root certificates (here `SSL_CERT_FILE` naming an empty file, in a child
+    /// process as the variable is the process's), `http://` endpoints work and an `https://` one is
+    /// a TLS error that says what is missing.
+    #[test]
+    fn without_root_certificates_http_works_and_https_says_why() {
+        const NAME: &str = "send::tests::without_root_certificates_http_works_and_https_says_why";
+        if std::env::var_os("AWS_WIRE_TEST_NO_ROOTS").is_none() {
+            let output = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", NAME, "--nocapture"])
+                .env("AWS_WIRE_TEST_NO_ROOTS", "1")
+                .env("SSL_CERT_FILE", "/dev/null")
+                .env_remove("SSL_CERT_DIR")
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&output.stdout);
+            assert!(output.status.success() && text.contains("1 passed"), "{text}\n{}", String::from_utf8_lossy(&output.stderr));
+            return;
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let pool = pool().unwrap();
+            let url = server(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello").await;
+            let answer = send(&pool, request(&url), 5).await.unwrap();
+            assert_eq!(answer.body.as_ref(), b"hello");
+            let err = send(&pool, request("https://127.0.0.1:9/"), 5).await.unwrap_err();
+            assert!(
+                matches!(&err, Error::Tls(text) if text.contains("root") && text.contains("SSL_CERT_FILE")),
+                "{err}"
+            );
+        });
     }
 
     #[tokio::test]

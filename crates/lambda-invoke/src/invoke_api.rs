@@ -30,8 +30,8 @@ pub struct LambdaTarget {
     pub(crate) qualifier: Option<String>,
     /// Bounds one invoke end to end, if given.
     timeout: Option<Duration>,
-    /// What every invoke is built from, or why there is none (no region, an invalid endpoint, no TLS
-    /// roots): then every invoke fails with that reason, as every SDK call would.
+    /// What every invoke is built from, or why there is none (no region, an invalid endpoint): then
+    /// every invoke fails with that reason, as every SDK call would.
     direct: Result<Arc<Direct>, String>,
 }
 
@@ -185,7 +185,9 @@ impl Direct {
         let mut request = Request::new(Full::new(payload));
         *request.method_mut() = Method::POST;
         *request.uri_mut() = self.uri.clone();
+        // Room for these five and the signature's three, so that signing does not grow the map.
         let headers = request.headers_mut();
+        *headers = HeaderMap::with_capacity(8);
         headers.insert(HOST, self.host.clone());
         headers.insert(INVOCATION_TYPE, HeaderValue::from_static(invocation_type.as_str()));
         headers.insert(LOG_TYPE, HeaderValue::from_static(if log_tail { "Tail" } else { "None" }));
