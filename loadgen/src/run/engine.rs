@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::client::Client;
 use super::mix::Mix;
 use super::outcome::{classify, generator_limit};
-use super::schedule::{Next, Schedule, latency};
+use super::schedule::{Next, Schedule, exchange_times, latency};
 use super::stats::{Interval, Measurements, Recorder, Sample};
 use crate::metrics::RunMetrics;
 use crate::plan::{Context, Plan};
@@ -199,12 +199,13 @@ impl Sender<'_> {
         let target = Arc::clone(&self.target);
         let start = self.start;
         tokio::spawn(async move {
-            let sent_at = start.elapsed();
+            let began = start.elapsed();
             // Boxed: the invoke future is large (it can hold an AWS SDK call), and a small task
             // is cheaper to spawn and move.
             let invoke = Box::pin(target.invoke(payload, invocation_type, log_tail));
-            let result = tokio::time::timeout(timeout, invoke).await.ok();
-            let done_at = start.elapsed();
+            let (result, wire) = aws_wire::timed(tokio::time::timeout(timeout, invoke)).await;
+            let result = result.ok();
+            let (sent_at, done_at) = exchange_times(start, (began, start.elapsed()), wire);
             if let Some(cause) = result.as_ref().and_then(generator_limit) {
                 done.send(Done::GeneratorError(cause)).ok();
                 return;
