@@ -527,11 +527,11 @@ mod tests {
         let url = format!("http://{}/", listener.local_addr().unwrap());
         let (seen_tx, seen) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
-            let (socket, _) = listener.accept().await.unwrap();
+            let (mut socket, _) = listener.accept().await.unwrap();
             let accepted = Instant::now();
-            let mut socket = socket;
             let mut buf = [0u8; 4096];
-            let _ = socket.read(&mut buf).await;
+            // The request is a few dozen bytes: one segment, one read.
+            assert!(socket.read(&mut buf).await.unwrap() > 0);
             let answering = Instant::now();
             seen_tx.send((accepted, answering)).unwrap();
             socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello").await
