@@ -216,6 +216,7 @@ pub async fn send(pool: &Pool, request: Request<Full<Bytes>>, limit: usize) -> R
         // Outside `timed` there is nobody to tell.
         LAST_EXCHANGE.try_with(|last| last.set(Some(exchange))).ok();
     }
+    // Read whole: the connection can take another request (after its stamps were read).
     if total <= limit {
         pool.put_back(connection);
     }
