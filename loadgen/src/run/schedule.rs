@@ -555,7 +555,10 @@ mod tests {
             sent: start + s(1.004),
             received: start + s(1.027),
         };
-        assert_eq!(exchange_times(start, task, Some(wire)), (s(1.004), s(1.027)));
+        assert_eq!(
+            exchange_times(start, task, Some(wire)),
+            (s(1.004), s(1.027))
+        );
         // No answer read (a timeout): the task's own times.
         assert_eq!(exchange_times(start, task, None), task);
     }
