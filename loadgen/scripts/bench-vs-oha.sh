@@ -23,7 +23,8 @@
 #
 # Usage: loadgen/scripts/bench-vs-oha.sh
 #   env: MODE, LOADGEN, OHA, N, C, RATE, DURATION, REPEAT, LATENCY, ACC_RATE, ACC_DURATION,
-#   ACC_C, ACC_N
+#   ACC_C, ACC_N, BASELINE (accuracy mode: a second loadgen build, e.g. before a change, run
+#   between loadgen and oha in every repetition)
 set -euo pipefail
 
 MODE=${MODE:-throughput}
@@ -39,6 +40,7 @@ ACC_RATE=${ACC_RATE:-500}         # accuracy mode, open model: arrivals per seco
 ACC_DURATION=${ACC_DURATION:-20}  # accuracy mode, open model: seconds
 ACC_C=${ACC_C:-16}                # accuracy mode, closed model: requests in flight
 ACC_N=${ACC_N:-8000}              # accuracy mode, closed model: requests
+BASELINE=${BASELINE:-}            # accuracy mode: another loadgen binary, measured in the same runs
 
 export AWS_ACCESS_KEY_ID=AKIDEXAMPLE AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY
 export AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
@@ -133,9 +135,9 @@ ACCURACY_RUNS=(
 # Both tools run at a real-time priority (chrt), as the simulator does in this mode: on a machine
 # shared with builds, a generator that waits for a CPU after the answer arrived measures the
 # machine, not itself.
-loadgen_accuracy() {
+loadgen_accuracy() { # arguments [binary]
   # shellcheck disable=SC2086
-  chrt -f 10 taskset -c 1 "$LOADGEN" run "${lg_http[@]}" $1 --no-progress --metrics-addr off --allow-dropped --json | loadgen_percentiles
+  chrt -f 10 taskset -c 1 "${2:-$LOADGEN}" run "${lg_http[@]}" $1 --no-progress --metrics-addr off --allow-dropped --json | loadgen_percentiles
 }
 oha_accuracy() {
   # shellcheck disable=SC2086
@@ -168,6 +170,7 @@ accuracy() {
     for spec in "${ACCURACY_RUNS[@]}"; do
       IFS='|' read -r name lg oha <<<"$spec"
       capture "$name" loadgen loadgen_accuracy "$lg"
+      if [ -n "$BASELINE" ]; then capture "$name" baseline loadgen_accuracy "$lg" "$BASELINE"; fi
       capture "$name" oha oha_accuracy "$oha"
     done
   done

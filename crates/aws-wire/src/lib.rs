@@ -10,7 +10,8 @@
 //!   chain included) resolved once and again only shortly before they expire ([`CredentialsCache`]);
 //! * [`pool`]: a keep-alive pool of hyper HTTP/1.1 connections for `http://` and `https://` (rustls,
 //!   the system's roots), lighter per request than hyper-util's pooling client;
-//! * [`send`]: sends a request and reads at most a given number of bytes of the answer.
+//! * [`send`]: sends a request and reads at most a given number of bytes of the answer;
+//! * [`timed`]: when that request and its answer met the socket ([`Exchange`]), for a load generator.
 //!
 //! The signature is aws-sigv4's with its default settings, the ones the SDK uses for every service
 //! except S3 (double percent-encoding, normalised path, no `x-amz-content-sha256`, session token
@@ -25,7 +26,7 @@ pub mod testing;
 
 pub use credentials::CredentialsCache;
 pub use endpoint::configured_endpoint;
-pub use send::{Answer, Pool, host, pool, send};
+pub use send::{Answer, Exchange, Pool, host, pool, send, timed};
 pub use sign::Signer;
 
 /// Why a request was not sent or got no answer.

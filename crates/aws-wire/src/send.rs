@@ -1,6 +1,12 @@
-//! One connection pool; a request sent and its answer read up to a limit.
+//! One connection pool; a request sent and its answer read up to a limit; when it met the wire.
 
+use std::cell::Cell;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, HOST, HeaderMap, HeaderValue};
@@ -11,6 +17,8 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tower_service::Service;
 
 use crate::{Error, error_chain};
@@ -42,6 +50,8 @@ struct Idle {
     scheme: Scheme,
     authority: Authority,
     sender: SendRequest<Full<Bytes>>,
+    /// When its last request was written and its last bytes read.
+    stamps: Arc<Stamps>,
 }
 
 /// A new [`Pool`]. `https://` connections use rustls with the system's root certificates, loaded
@@ -106,6 +116,9 @@ impl Pool {
                 Some(idle) => (idle, true),
                 None => (self.connect(&uri, scheme.clone(), authority.clone()).await?, false),
             };
+            if reused {
+                connection.stamps.arm();
+            }
             match connection.sender.try_send_request(request).await {
                 Ok(response) => return Ok((response, connection)),
                 Err(mut e) => match e.take_message() {
@@ -136,18 +149,21 @@ impl Pool {
     }
 
     async fn connect(&self, uri: &Uri, scheme: Scheme, authority: Authority) -> Result<Idle, Error> {
+        // Taken first: the request that opens the connection waits for it, so it counts from here.
+        let stamps = Arc::new(Stamps::new());
         let sender = if scheme == Scheme::HTTPS {
             let connector = self.0.https.get_or_init(https).as_ref().map_err(|e| Error::Tls(e.clone()))?;
             let io = connector.clone().call(uri.clone()).await;
-            handshake(io.map_err(|e| Error::Transport(error_chain(&*e)))?).await?
+            handshake(io.map_err(|e| Error::Transport(error_chain(&*e)))?, &stamps).await?
         } else {
             let io = self.0.http.clone().call(uri.clone()).await;
-            handshake(io.map_err(|e| Error::Transport(error_chain(&e)))?).await?
+            handshake(io.map_err(|e| Error::Transport(error_chain(&e)))?, &stamps).await?
         };
         Ok(Idle {
             scheme,
             authority,
             sender,
+            stamps,
         })
     }
 
@@ -158,11 +174,16 @@ impl Pool {
     }
 }
 
-/// An HTTP/1.1 connection over `io`, its task spawned.
-async fn handshake<I>(io: I) -> Result<SendRequest<Full<Bytes>>, Error>
+/// An HTTP/1.1 connection over `io`, its reads and writes time-stamped into `stamps`, its task
+/// spawned.
+async fn handshake<I>(io: I, stamps: &Arc<Stamps>) -> Result<SendRequest<Full<Bytes>>, Error>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    let io = TokioIo::new(Stamped {
+        io: TokioIo::new(io),
+        stamps: Arc::clone(stamps),
+    });
     let (sender, connection) = hyper::client::conn::http1::handshake(io)
         .await
         .map_err(|e| Error::Transport(error_chain(&e)))?;
@@ -204,7 +225,6 @@ pub async fn send(pool: &Pool, request: Request<Full<Bytes>>, limit: usize) -> R
         Some(length) if length > limit => (Bytes::new(), length),
         _ => match Limited::new(body, limit).collect().await {
             Ok(collected) => {
-                pool.put_back(connection);
                 let bytes = collected.to_bytes();
                 let total = bytes.len();
                 (bytes, total)
@@ -213,12 +233,154 @@ pub async fn send(pool: &Pool, request: Request<Full<Bytes>>, limit: usize) -> R
             Err(e) => return Err(Error::Transport(error_chain(&*e))),
         },
     };
+    if let Some(exchange) = connection.stamps.exchange() {
+        // Outside `timed` there is nobody to tell.
+        LAST_EXCHANGE.try_with(|last| last.set(Some(exchange))).ok();
+    }
+    // Read whole: the connection can take another request (after its stamps were read).
+    if total <= limit {
+        pool.put_back(connection);
+    }
     Ok(Answer {
         status: parts.status.as_u16(),
         headers: parts.headers,
         body,
         total,
     })
+}
+
+/// When a request and its answer met the wire, as seen from the socket: what a load generator
+/// times, without the task hand-offs on either side of the socket (hyper's connection task writes
+/// the request and reads the answer, then wakes the task that sent it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exchange {
+    /// Just before the request's first byte was written to the socket; for the request that
+    /// opened its connection, when the connect began (it waited for it).
+    pub sent: Instant,
+    /// Just after the answer's last byte (as far as it was read) was read from the socket.
+    pub received: Instant,
+}
+
+tokio::task_local! {
+    static LAST_EXCHANGE: Cell<Option<Exchange>>;
+}
+
+/// Runs `future` and returns its output with the [`Exchange`] of the last answer it read through
+/// a [`Pool`] (`None` if it read none: no connection, a timeout, a transport error). A side
+/// channel rather than a field of every answer type, so that the clients built on [`send`] need
+/// not carry it.
+pub async fn timed<F: Future>(future: F) -> (F::Output, Option<Exchange>) {
+    LAST_EXCHANGE
+        .scope(Cell::new(None), async move {
+            let output = future.await;
+            (output, LAST_EXCHANGE.with(Cell::get))
+        })
+        .await
+}
+
+/// A connection's time stamps, nanoseconds after it began to connect plus one (0: none yet).
+/// Written by the connection's I/O in hyper's connection task, read by the request's task once
+/// the answer has been handed over.
+#[derive(Debug)]
+struct Stamps {
+    connect: Instant,
+    written: AtomicU64,
+    read: AtomicU64,
+}
+
+impl Stamps {
+    /// A new connection's: its first request counts from the connect (`written` already set).
+    fn new() -> Self {
+        Stamps {
+            connect: Instant::now(),
+            written: AtomicU64::new(1),
+            read: AtomicU64::new(0),
+        }
+    }
+
+    fn encode(&self, at: Instant) -> u64 {
+        u64::try_from(at.duration_since(self.connect).as_nanos()).map_or(u64::MAX, |n| n.saturating_add(1))
+    }
+
+    fn decode(&self, stamp: u64) -> Option<Instant> {
+        stamp.checked_sub(1).map(|n| self.connect + Duration::from_nanos(n))
+    }
+
+    /// A request is about to be sent on this (reused) connection: its first write is its start.
+    fn arm(&self) {
+        self.written.store(0, Ordering::Release);
+    }
+
+    /// The last request's exchange, once its answer has been read.
+    fn exchange(&self) -> Option<Exchange> {
+        let sent = self.decode(self.written.load(Ordering::Acquire))?;
+        let received = self.decode(self.read.load(Ordering::Acquire))?;
+        (received >= sent).then_some(Exchange { sent, received })
+    }
+}
+
+/// A connection's I/O that stamps its [`Stamps`]: the first write after [`Stamps::arm`] and every
+/// read that got bytes.
+struct Stamped<T> {
+    io: T,
+    stamps: Arc<Stamps>,
+}
+
+impl<T> Stamped<T> {
+    /// The clock, if this write may be the request's first.
+    fn before_write(&self) -> Option<Instant> {
+        (self.stamps.written.load(Ordering::Acquire) == 0).then(Instant::now)
+    }
+
+    fn after_write(&self, before: Option<Instant>, poll: &Poll<io::Result<usize>>) {
+        if let (Some(at), Poll::Ready(Ok(1..))) = (before, poll) {
+            self.stamps.written.store(self.stamps.encode(at), Ordering::Release);
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Stamped<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            let at = self.stamps.encode(Instant::now());
+            self.stamps.read.store(at, Ordering::Release);
+        }
+        poll
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Stamped<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let before = self.before_write();
+        let poll = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.after_write(before, &poll);
+        poll
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let before = self.before_write();
+        let poll = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.after_write(before, &poll);
+        poll
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }
 
 #[cfg(test)]
@@ -383,6 +545,68 @@ mod tests {
                 "{err}"
             );
         });
+    }
+
+    /// Keeps the (current-thread) runtime busy until `until`, as other requests' work would.
+    async fn busy_until(until: Instant) {
+        while Instant::now() < until {
+            std::hint::spin_loop();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_counts_from_its_write_to_the_socket_not_from_its_caller() {
+        let (url, _) = keep_alive_server(usize::MAX).await;
+        let pool = pool().unwrap();
+        // The first request opens the connection; the second is sent on it.
+        send(&pool, request(&url), 5).await.unwrap();
+        // Lets hyper's connection task wind up that exchange and wait for the next request.
+        tokio::task::yield_now().await;
+        let called = Instant::now();
+        // Queued before hyper's connection task is woken to write the request: the write waits
+        // for it, as it waits for the other requests' work on a busy generator.
+        let hold = Duration::from_millis(50);
+        let busy = tokio::spawn(busy_until(called + hold));
+        let (answer, exchange) = timed(send(&pool, request(&url), 5)).await;
+        busy.await.unwrap();
+        assert_eq!(answer.unwrap().body.as_ref(), b"hello");
+        let exchange = exchange.expect("an answer was read");
+        assert!(exchange.sent >= called + hold, "sent {:?} after the call", exchange.sent - called);
+        assert!(exchange.received >= exchange.sent && exchange.received <= Instant::now());
+    }
+
+    #[tokio::test]
+    async fn an_exchange_on_a_new_connection_brackets_what_the_server_saw() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let (seen_tx, seen) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let accepted = Instant::now();
+            let mut buf = [0u8; 4096];
+            // The request is a few dozen bytes: one segment, one read.
+            assert!(socket.read(&mut buf).await.unwrap() > 0);
+            let answering = Instant::now();
+            seen_tx.send((accepted, answering)).unwrap();
+            socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello").await
+        });
+        let (answer, exchange) = timed(send(&pool().unwrap(), request(&url), 5)).await;
+        assert_eq!(answer.unwrap().body.as_ref(), b"hello");
+        let exchange = exchange.expect("an answer was read");
+        let (accepted, answering) = seen.await.unwrap();
+        // The request waited for its connection: it counts from the connect, before the accept.
+        assert!(exchange.sent <= accepted, "sent {:?} after the accept", exchange.sent - accepted);
+        assert!(exchange.received >= answering);
+    }
+
+    #[tokio::test]
+    async fn no_answer_has_no_exchange() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        drop(listener);
+        let (answer, exchange) = timed(send(&pool().unwrap(), request(&url), 5)).await;
+        assert!(answer.is_err());
+        assert_eq!(exchange, None);
     }
 
     #[tokio::test]

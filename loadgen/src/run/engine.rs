@@ -21,7 +21,7 @@ use super::client::Client;
 use super::destination::Accepted;
 use super::mix::Mix;
 use super::outcome::{classify, generator_limit};
-use super::schedule::{Next, Schedule, latency};
+use super::schedule::{Next, Schedule, exchange_times, latency};
 use super::stats::{Interval, Measurements, Recorder, Sample};
 use crate::metrics::RunMetrics;
 use crate::plan::{Context, Plan};
@@ -213,13 +213,14 @@ impl Sender<'_> {
         let start = self.start;
         let matched = self.plan.target.destination.is_some() && invocation_type == InvocationType::Event;
         tokio::spawn(async move {
-            let sent_at = start.elapsed();
+            let began = start.elapsed();
             let sent_wall = matched.then(SystemTime::now);
             // Boxed: the invoke future is large (it can hold an AWS SDK call), and a small task
             // is cheaper to spawn and move.
             let invoke = Box::pin(target.invoke(payload, invocation_type, log_tail));
-            let result = tokio::time::timeout(timeout, invoke).await.ok();
-            let done_at = start.elapsed();
+            let (result, wire) = aws_wire::timed(tokio::time::timeout(timeout, invoke)).await;
+            let result = result.ok();
+            let (sent_at, done_at) = exchange_times(start, (began, start.elapsed()), wire);
             if let Some(cause) = result.as_ref().and_then(generator_limit) {
                 done.send(Done::GeneratorError(cause)).ok();
                 return;

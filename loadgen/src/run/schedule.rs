@@ -17,7 +17,7 @@
 //!
 //! Everything here is pure (time is an argument), so it is tested without clocks or sockets.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What the engine does next.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -274,6 +274,25 @@ pub(crate) fn latency(scheduled: Duration, sent: Duration, done: Duration) -> Du
     done.saturating_sub(scheduled.min(sent))
 }
 
+/// When a request went out and when its answer came back, as times since the run's `start`: the
+/// socket's ([`aws_wire::Exchange`]: the request's first write, the answer's last read) when an
+/// answer was read, else the request task's own `(sent, done)` (a timeout or a transport error,
+/// where nothing came back). The socket's times leave out the task hand-offs between the
+/// request's task and hyper's connection task on both sides, which on a busy generator core
+/// are its own queueing, not the target's latency.
+pub(crate) fn exchange_times(
+    start: Instant,
+    task: (Duration, Duration),
+    wire: Option<aws_wire::Exchange>,
+) -> (Duration, Duration) {
+    wire.map_or(task, |wire| {
+        (
+            wire.sent.saturating_duration_since(start),
+            wire.received.saturating_duration_since(start),
+        )
+    })
+}
+
 /// The open model: requests are due at [`ArrivalTimes`], at most `max_in_flight` at once, and
 /// go out at most [`SEND_AHEAD`] early. A request that finds no free slot waits for one and goes
 /// out late, still timed from when it was due. At the end of the run, whatever is still unsent is
@@ -524,6 +543,24 @@ mod tests {
         assert_eq!(latency(due, due, done), s(0.020));
         // Sent 1 ms early: the wire saw 21 ms, and so does the report.
         assert_eq!(latency(due, s(0.999), done), s(0.021));
+    }
+
+    #[test]
+    fn an_answered_request_is_timed_at_the_socket() {
+        let start = Instant::now();
+        let task = (s(1.0), s(1.030));
+        // The request's first byte went out 4 ms after its task began; the answer's last byte was
+        // read 3 ms before the task saw it.
+        let wire = aws_wire::Exchange {
+            sent: start + s(1.004),
+            received: start + s(1.027),
+        };
+        assert_eq!(
+            exchange_times(start, task, Some(wire)),
+            (s(1.004), s(1.027))
+        );
+        // No answer read (a timeout): the task's own times.
+        assert_eq!(exchange_times(start, task, None), task);
     }
 
     #[test]
