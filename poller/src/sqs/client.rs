@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use aws_wire::{Pool, Signer};
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
 use http::{Method, Request, Uri};
 use http_body_util::Full;
 use serde::de::DeserializeOwned;
@@ -46,6 +46,8 @@ pub(crate) struct SqsClient {
     /// The service endpoint with path `/`, and as text for signing.
     uri: Uri,
     uri_text: String,
+    /// The `Host` header of every request, formatted once.
+    host: HeaderValue,
     signer: Signer,
     pool: Pool,
 }
@@ -229,10 +231,12 @@ impl SqsClient {
         let uri: Uri = format!("{}/", endpoint.trim_end_matches('/'))
             .parse()
             .map_err(|e| format!("SQS endpoint `{endpoint}`: {e}"))?;
+        let host = aws_wire::host(&uri).ok_or_else(|| format!("SQS endpoint `{endpoint}`: no host"))?;
         Ok(SqsClient {
             queue_url,
             uri_text: uri.to_string(),
             uri,
+            host,
             signer: Signer::new("sqs", region, credentials),
             pool: aws_wire::pool().map_err(|e| e.to_string())?,
         })
@@ -328,6 +332,7 @@ impl SqsClient {
         *request.method_mut() = Method::POST;
         *request.uri_mut() = self.uri.clone();
         let headers = request.headers_mut();
+        headers.insert(HOST, self.host.clone());
         headers.insert(CONTENT_TYPE, JSON_1_0);
         headers.insert(X_AMZ_TARGET, HeaderValue::from_static(action));
         headers.insert(X_AMZN_QUERY_MODE, HeaderValue::from_static("true"));
