@@ -192,18 +192,24 @@ struct Batch<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
 struct Entry<'a> {
-    id: String,
+    /// The entry's index, written as the JSON string the API wants without a `String` per entry.
+    #[serde(serialize_with = "as_text")]
+    id: usize,
     receipt_handle: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     visibility_timeout: Option<i32>,
+}
+
+fn as_text<S: serde::Serializer>(n: &usize, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(n)
 }
 
 fn entries<'a>(receipt_handles: impl IntoIterator<Item = &'a str>, visibility_timeout: Option<i32>) -> Vec<Entry<'a>> {
     receipt_handles
         .into_iter()
         .enumerate()
-        .map(|(i, receipt_handle)| Entry {
-            id: i.to_string(),
+        .map(|(id, receipt_handle)| Entry {
+            id,
             receipt_handle,
             visibility_timeout,
         })
