@@ -96,7 +96,9 @@ def make_queue(sqs, name, messages):
         entries = [{"Id": str(i), "MessageBody": sqs_body(start + i)} for i in range(min(10, messages - start))]
         sqs.send_message_batch(QueueUrl=url, Entries=entries)
 
-    # moto serves each connection on its own thread: a few batches in flight fill the queue faster.
+    # moto serves each connection on its own thread: a few batches in flight overlap the round trips.
+    # moto's own CPU per message still bounds the fill: it counts the queue for every SendMessage, so
+    # a fill is quadratic in the queue's length (docs/benchmarks.md, "Why not 20,000 messages").
     with concurrent.futures.ThreadPoolExecutor(FILL_THREADS) as pool:
         list(pool.map(send, range(0, messages, 10)))
     return url
