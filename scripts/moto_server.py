@@ -218,8 +218,8 @@ def run_wsgi_keep_alive(self):
     started = []
 
     def start_response(status, headers, exc_info=None):
-        if exc_info and started:
-            raise exc_info[1].with_traceback(exc_info[2])
+        # Nothing is sent before the application returns, so an error page may always replace the
+        # status and headers given before (WSGI re-raises only once headers have gone out).
         started[:] = [status, headers]
         return lambda data: chunks.append(data)
 
