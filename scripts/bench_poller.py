@@ -15,6 +15,7 @@ Usage: python scripts/bench_poller.py --poller target/release/poller --loadgen t
 
 import argparse
 import base64
+import concurrent.futures
 import json
 import os
 import signal
@@ -31,6 +32,8 @@ import requests
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
+# SendMessageBatch calls in flight while a queue is filled (boto3's default pool holds 10 connections).
+FILL_THREADS = 8
 
 
 def cpu_seconds(pid):
@@ -88,9 +91,16 @@ def sqs_body(i):
 
 def make_queue(sqs, name, messages):
     url = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
-    for start in range(0, messages, 10):
+
+    def send(start):
         entries = [{"Id": str(i), "MessageBody": sqs_body(start + i)} for i in range(min(10, messages - start))]
         sqs.send_message_batch(QueueUrl=url, Entries=entries)
+
+    # moto serves each connection on its own thread: a few batches in flight overlap the round trips.
+    # moto's own CPU per message still bounds the fill: it counts the queue for every SendMessage, so
+    # a fill is quadratic in the queue's length (docs/benchmarks.md, "Why not 20,000 messages").
+    with concurrent.futures.ThreadPoolExecutor(FILL_THREADS) as pool:
+        list(pool.map(send, range(0, messages, 10)))
     return url
 
 
@@ -112,9 +122,13 @@ def make_stream(kinesis, name, shards, records):
         kinesis.put_records(StreamName=name, Records=batch)
 
 
-def run_poller(args, label, mapping, target_args, done, deadline_s, idle_s=None):
+def run_poller(args, label, mapping, target_args, done, deadline_s, idle_s=None, progress=None):
     """Start the poller pinned to one CPU, wait for `done()` (or, for an idle run, `idle_s` seconds),
-    and return (cpu_seconds, wall_seconds, peak_rss_mib) measured before it is stopped."""
+    and return (cpu_seconds, wall_seconds, peak_rss_mib, steady) measured before it is stopped.
+
+    With `progress` (records done so far) and `args.steady_from`, `steady` is (records, cpu_seconds)
+    from the first check that saw that fraction of the records done to the end: the steady state,
+    without start-up (credentials, TLS roots, GetQueueUrl, ...) and the lanes' ramp-up."""
     with tempfile.TemporaryDirectory() as state:
         path = os.path.join(state, "mapping.json")
         with open(path, "w") as f:
@@ -136,11 +150,23 @@ def run_poller(args, label, mapping, target_args, done, deadline_s, idle_s=None)
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         try:
+            steady = None
             if idle_s is None:
-                wait_for(lambda: proc.poll() is not None or done(), deadline_s, f"{label} to finish")
+                mark = []
+
+                def finished():
+                    if progress and not mark:
+                        count = progress()
+                        if count >= args.steady_from * args.messages:
+                            mark.append((count, cpu_seconds(proc.pid)))
+                    return done()
+
+                wait_for(lambda: proc.poll() is not None or finished(), deadline_s, f"{label} to finish")
                 if proc.poll() is not None:
                     raise SystemExit(f"poller exited with {proc.returncode}; see {log.name}")
                 cpu, wall = cpu_seconds(proc.pid), time.monotonic() - started
+                if mark:
+                    steady = (args.messages - mark[0][0], cpu - mark[0][1])
             else:
                 # Skip start-up (connect, first calls), then measure a quiet stretch.
                 time.sleep(5)
@@ -155,7 +181,7 @@ def run_poller(args, label, mapping, target_args, done, deadline_s, idle_s=None)
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
             log.close()
-    return cpu, wall, rss
+    return cpu, wall, rss, steady
 
 
 def sqs_scenario(args, sim, sqs, name, batch_size, window, target):
@@ -171,9 +197,10 @@ def sqs_scenario(args, sim, sqs, name, batch_size, window, target):
         target_args = (["--http-url", f"{sim.url}/http/{{function}}"] if target == "http"
                        else ["--lambda-endpoint-url", sim.url])
         done = lambda: sim.records_ok(function) >= args.messages and queue_empty(sqs, url)
-        cpu, wall, rss = run_poller(args, function, mapping, target_args, done, args.deadline)
+        cpu, wall, rss, steady = run_poller(args, function, mapping, target_args, done, args.deadline,
+                                            progress=lambda: sim.records_ok(function))
         sqs.delete_queue(QueueUrl=url)
-        return args.messages / cpu, cpu, wall, rss
+        return args.messages / cpu, cpu, wall, rss, steady[0] / steady[1] if steady and steady[1] else None
     return run
 
 
@@ -204,7 +231,7 @@ def kinesis_scenario(args, sim, kinesis):
         }
         kept = (args.records + 1) // 2
         done = lambda: sim.records_ok(function) >= kept
-        cpu, wall, rss = run_poller(args, function, mapping, ["--lambda-endpoint-url", sim.url], done, args.deadline)
+        cpu, wall, rss, _ = run_poller(args, function, mapping, ["--lambda-endpoint-url", sim.url], done, args.deadline)
         kinesis.delete_stream(StreamName=function)
         return args.records / cpu, cpu, wall, rss
     return run
@@ -220,7 +247,7 @@ def idle_scenario(args, sim, sqs, kinesis):
             {"EventSourceArn": f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{function}", "FunctionName": function,
              "StartingPosition": "LATEST"},
         ]}
-        cpu, wall, rss = run_poller(args, function, mappings, ["--lambda-endpoint-url", sim.url], None, None, idle_s=args.idle_seconds)
+        cpu, wall, rss, _ = run_poller(args, function, mappings, ["--lambda-endpoint-url", sim.url], None, None, idle_s=args.idle_seconds)
         sqs.delete_queue(QueueUrl=url)
         kinesis.delete_stream(StreamName=function)
         return 100.0 * cpu / wall, cpu, wall, rss
@@ -234,7 +261,7 @@ def idle_sqs_scenario(args, sim, sqs):
         function = f"idle-sqs-{rep}-{uuid.uuid4().hex[:6]}"
         url = make_queue(sqs, function, 0)
         mapping = {"EventSourceArn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{function}", "FunctionName": function}
-        cpu, wall, rss = run_poller(args, function, mapping, ["--lambda-endpoint-url", sim.url], None, None, idle_s=args.idle_seconds)
+        cpu, wall, rss, _ = run_poller(args, function, mapping, ["--lambda-endpoint-url", sim.url], None, None, idle_s=args.idle_seconds)
         sqs.delete_queue(QueueUrl=url)
         return 100.0 * cpu / wall, cpu, wall, rss
     return run
@@ -247,7 +274,7 @@ def idle_kinesis_scenario(args, sim, kinesis):
         make_stream(kinesis, function, 4, 0)
         mapping = {"EventSourceArn": f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{function}", "FunctionName": function,
                    "StartingPosition": "LATEST"}
-        cpu, wall, rss = run_poller(args, function, mapping, ["--lambda-endpoint-url", sim.url], None, None, idle_s=args.idle_seconds)
+        cpu, wall, rss, _ = run_poller(args, function, mapping, ["--lambda-endpoint-url", sim.url], None, None, idle_s=args.idle_seconds)
         kinesis.delete_stream(StreamName=function)
         return 100.0 * cpu / wall, cpu, wall, rss
     return run
@@ -273,6 +300,8 @@ def main():
     p.add_argument("--deadline", type=float, default=900.0, help="longest one run may take, seconds")
     p.add_argument("--only", default="", help="comma-separated scenario names (default: all)")
     p.add_argument("--log-dir", default=tempfile.gettempdir())
+    p.add_argument("--steady-from", type=float, default=0.2,
+                   help="SQS: also report records/CPU-s from this fraction of the records done to the end")
     p.add_argument("--perf-dir", help="record a `perf` profile of every poller run into this directory")
     args = p.parse_args()
 
@@ -308,7 +337,8 @@ def main():
                     continue
                 r = run(rep)
                 results.setdefault(key, []).append(r)
-                print(f"# {key} run {rep + 1}: {r[0]:,.1f} (cpu {r[1]:.2f}s, wall {r[2]:.1f}s, peak RSS {r[3]:.1f} MiB)",
+                steady = f", steady state {r[4]:,.0f}/CPU-s" if len(r) > 4 and r[4] else ""
+                print(f"# {key} run {rep + 1}: {r[0]:,.1f} (cpu {r[1]:.2f}s, wall {r[2]:.1f}s, peak RSS {r[3]:.1f} MiB{steady})",
                       file=sys.stderr, flush=True)
         for key, title, unit, _ in scenarios:
             if key not in results:
@@ -329,6 +359,13 @@ def main():
         if base and unit == "records/CPU-s" and key != "boto3":
             ratio = f"{statistics.median(r[0] for r in results[key]) / base:.1f}x"
         print(f"| {title} | {med} | {spread} | {unit} | {cpu} | {rss} | {ratio} |")
+    for key in results:
+        steady = [r[4] for r in results[key] if len(r) > 4 and r[4]]
+        if steady:
+            med, lo, hi = summary(steady)
+            ratio = f", {med / base:.1f}x the boto3 loop" if base else ""
+            print(f"{key}: steady state (from {args.steady_from:.0%} of the records done) {med:,.0f} records/CPU-s"
+                  f" (spread {lo:,.0f}-{hi:,.0f}{ratio})")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Start moto server (the AWS emulator the tests use) with fixes to SQS FIFO receives, Kinesis
-resharding and DynamoDB conditional writes (see docs/testing.md).
+resharding, DynamoDB conditional writes and HTTP keep-alive (see docs/testing.md).
 
 SQS never hands out messages of a FIFO message group while earlier messages of that group are in
 flight. moto 5.2.5 checks this against a snapshot of the in-flight groups taken when a ReceiveMessage
@@ -180,6 +180,90 @@ def dynamodb_call_action(self):
 
 
 DynamoHandler.call_action = dynamodb_call_action
+
+# --- HTTP keep-alive -----------------------------------------------------------------------------
+# AWS endpoints keep HTTP/1.1 connections open between requests; werkzeug 3.1's development server, which
+# moto runs, answers every request with `Connection: close`, because it cannot drain an unread request
+# body without reading into the next request. Every call then opens a new TCP connection, which a
+# client of real AWS does not pay, and which hides how a client behaves on a connection the server
+# has closed while it was idle. The handler below keeps connections open: it reads the request body
+# whole (by its Content-Length) before the application runs, so nothing is left unread, and sends
+# every answer with the Content-Length of its body as buffered; a request it cannot delimit (chunked)
+# or an application error closes the connection as before. The server stays threaded: one thread per
+# open connection, which also lets a long-polling ReceiveMessage wait without blocking other calls.
+import io
+
+from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+# A kept-alive connection left idle this long is closed by the server (real endpoints close idle
+# connections too); it bounds the threads a client that never closes its connections can hold.
+MotoRequestHandler.timeout = 120
+# Headers and body go out in two writes: without TCP_NODELAY the second waits for the client's ACK.
+MotoRequestHandler.disable_nagle_algorithm = True
+
+
+def run_wsgi_keep_alive(self):
+    if self.headers.get("Expect", "").lower().strip(" \t") == "100-continue":
+        self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+    if chunked:
+        self.close_connection = True
+        body = None
+    else:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+    self.environ = environ = self.make_environ()
+    if body is not None:
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+    started = []
+
+    def start_response(status, headers, exc_info=None):
+        # Nothing is sent before the application returns, so an error page may always replace the
+        # status and headers given before (WSGI re-raises only once headers have gone out).
+        started[:] = [status, headers]
+        return lambda data: chunks.append(data)
+
+    chunks = []
+    try:
+        application_iter = self.server.app(environ, start_response)
+        try:
+            chunks.extend(application_iter)
+        finally:
+            if hasattr(application_iter, "close"):
+                application_iter.close()
+    except Exception as e:
+        if self.server.passthrough_errors:
+            raise
+        self.close_connection = True
+        self.server.log("error", f"Error on request {self.command} {self.path}: {e!r}")
+        started[:] = ["500 Internal Server Error", [("Content-Type", "text/plain")]]
+        chunks = [b"Internal Server Error"]
+    status, headers = started
+    code, _, reason = status.partition(" ")
+    code = int(code)
+    payload = b"".join(chunks)
+    self.send_response(code, reason)
+    for key, value in headers:
+        if key.lower() not in ("content-length", "transfer-encoding", "connection"):
+            self.send_header(key, value)
+    if environ["REQUEST_METHOD"] == "HEAD":
+        # The length of the body a GET would have had, as the application gave it.
+        length = next((v for k, v in headers if k.lower() == "content-length"), None)
+        if length is not None:
+            self.send_header("Content-Length", length)
+        payload = b""
+    elif not (100 <= code < 200 or code in (204, 304)):
+        self.send_header("Content-Length", str(len(payload)))
+    else:
+        payload = b""
+    if self.close_connection:
+        self.send_header("Connection", "close")
+    self.end_headers()
+    self.wfile.write(payload)
+    self.wfile.flush()
+
+
+MotoRequestHandler.run_wsgi = run_wsgi_keep_alive
 
 if __name__ == "__main__":
     main()

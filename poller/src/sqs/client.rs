@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use aws_wire::{Pool, Signer};
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
 use http::{Method, Request, Uri};
 use http_body_util::Full;
 use serde::de::DeserializeOwned;
@@ -46,6 +46,8 @@ pub(crate) struct SqsClient {
     /// The service endpoint with path `/`, and as text for signing.
     uri: Uri,
     uri_text: String,
+    /// The `Host` header of every request, formatted once.
+    host: HeaderValue,
     signer: Signer,
     pool: Pool,
 }
@@ -190,18 +192,24 @@ struct Batch<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
 struct Entry<'a> {
-    id: String,
+    /// The entry's index, written as the JSON string the API wants without a `String` per entry.
+    #[serde(serialize_with = "as_text")]
+    id: usize,
     receipt_handle: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     visibility_timeout: Option<i32>,
+}
+
+fn as_text<S: serde::Serializer>(n: &usize, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(n)
 }
 
 fn entries<'a>(receipt_handles: impl IntoIterator<Item = &'a str>, visibility_timeout: Option<i32>) -> Vec<Entry<'a>> {
     receipt_handles
         .into_iter()
         .enumerate()
-        .map(|(i, receipt_handle)| Entry {
-            id: i.to_string(),
+        .map(|(id, receipt_handle)| Entry {
+            id,
             receipt_handle,
             visibility_timeout,
         })
@@ -229,10 +237,12 @@ impl SqsClient {
         let uri: Uri = format!("{}/", endpoint.trim_end_matches('/'))
             .parse()
             .map_err(|e| format!("SQS endpoint `{endpoint}`: {e}"))?;
+        let host = aws_wire::host(&uri).ok_or_else(|| format!("SQS endpoint `{endpoint}`: no host"))?;
         Ok(SqsClient {
             queue_url,
             uri_text: uri.to_string(),
             uri,
+            host,
             signer: Signer::new("sqs", region, credentials),
             pool: aws_wire::pool().map_err(|e| e.to_string())?,
         })
@@ -328,6 +338,7 @@ impl SqsClient {
         *request.method_mut() = Method::POST;
         *request.uri_mut() = self.uri.clone();
         let headers = request.headers_mut();
+        headers.insert(HOST, self.host.clone());
         headers.insert(CONTENT_TYPE, JSON_1_0);
         headers.insert(X_AMZ_TARGET, HeaderValue::from_static(action));
         headers.insert(X_AMZN_QUERY_MODE, HeaderValue::from_static("true"));

@@ -209,3 +209,67 @@ async fn a_server_error_is_tried_three_times() {
     );
     assert_eq!(captured.lock().unwrap().len(), 3);
 }
+
+/// A kept-alive connection the server drops after reading the next request on it (a server
+/// restarted, or closing an idle connection as the request goes out): the call got no answer, and
+/// is made again on a new connection, as the SDK's retry does. The first answer keeps the
+/// connection open, so the second call goes out on it.
+#[tokio::test]
+async fn a_kept_alive_connection_reset_under_a_call_is_retried_on_a_new_one() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (count, read) = (Arc::clone(&accepted), Arc::clone(&requests));
+    tokio::spawn(async move {
+        // Every connection: answer its first request, then read the next one and hang up.
+        while let Ok((mut socket, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let read = Arc::clone(&read);
+            tokio::spawn(async move {
+                let mut pending = Vec::new();
+                let mut buf = [0u8; 8192];
+                for answered in [true, false] {
+                    // One request: its head, then the body its Content-Length announces.
+                    let end = loop {
+                        if let Some(at) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&pending[..at]).to_lowercase();
+                            let length: usize = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .map_or(0, |v| v.trim().parse().unwrap());
+                            if pending.len() >= at + 4 + length {
+                                break at + 4 + length;
+                            }
+                        }
+                        let n = socket.read(&mut buf).await?;
+                        if n == 0 {
+                            return Ok(());
+                        }
+                        pending.extend_from_slice(&buf[..n]);
+                    };
+                    pending.drain(..end);
+                    read.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if answered {
+                        let body = r#"{"Successful":[{"Id":"0"},{"Id":"1"}]}"#;
+                        let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+                        socket.write_all(answer.as_bytes()).await?;
+                    }
+                }
+                socket.shutdown().await
+            });
+        }
+        std::io::Result::Ok(())
+    });
+    let client = SqsClient::at(&endpoint, "eu-west-1", SharedCredentialsProvider::new(credentials()), QUEUE_URL.to_owned())
+        .unwrap();
+    for _ in 0..2 {
+        let done = client.delete_batch(&HANDLES).await.unwrap();
+        assert_eq!((done.successful.len(), done.failed.len()), (2, 0));
+    }
+    // The first connection took both calls' first attempts; the second call's retry opened another.
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
