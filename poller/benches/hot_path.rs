@@ -3,8 +3,8 @@
 //!
 //! One iteration is one Kinesis page of 500 records, as GetRecords returns it to a mapping with
 //! `BatchSize` 500 and one filter that keeps half of them, taken through the poller's own steps:
-//! the GetRecords answer's body → event record JSON ([`kinesis::page`]) → checkpoint tracking → filter
-//! ([`StreamRecord::passes`](poller::stream::source::StreamRecord::passes)) → batch and event payload ([`Envelope::payload`]) → the function's answer
+//! the GetRecords answer's body → filter and event record JSON ([`kinesis::page`]) → checkpoint
+//! tracking → batch and event payload ([`Envelope::payload`]) → the function's answer
 //! (`{"batchItemFailures":[]}`) read as a partial batch response → the error-handling state machine
 //! ([`BatchRetry`]) → records final, checkpoint moved. Single-threaded: records per second is per core.
 
@@ -44,12 +44,12 @@ fn page() -> Vec<u8> {
 
 /// One page through the poller's steps; returns the checkpoint it ends at.
 fn one_page(body: &[u8], stream: &ArnParts, filters: &Filters, retry: &RetryConfig) -> String {
-    let page = kinesis::page(body, SHARD, stream, ROLE).expect("valid answer");
+    let page = kinesis::page(body, SHARD, stream, ROLE, filters).expect("valid answer");
     let mut frontier = Frontier::new(None);
     let mut matched = Vec::with_capacity(page.records.len());
     for record in page.records {
         frontier.track(record.sequence_number.clone()).expect("in order");
-        if record.passes(filters) {
+        if record.passes {
             matched.push(record);
         } else {
             frontier.complete(&record.sequence_number).expect("tracked");

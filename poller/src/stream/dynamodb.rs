@@ -106,8 +106,15 @@ impl DynamoDbSource {
             .ok_or_else(|| ReadError::Other(format!("GetShardIterator for {shard_id} returned no iterator")))
     }
 
-    /// One GetRecords call of up to `limit` records (at most 1,000, DynamoDB Streams' maximum).
-    pub async fn read(&self, shard_id: &str, iterator: &str, limit: usize) -> Result<Page, ReadError> {
+    /// One GetRecords call of up to `limit` records (at most 1,000, DynamoDB Streams' maximum),
+    /// each marked with whether it passes `filters`.
+    pub async fn read(
+        &self,
+        shard_id: &str,
+        iterator: &str,
+        limit: usize,
+        filters: &esm_filter::Filters,
+    ) -> Result<Page, ReadError> {
         let limit = limit.clamp(1, MAX_GET_RECORDS) as i32;
         let out = self
             .client
@@ -120,7 +127,11 @@ impl DynamoDbSource {
         let records = out
             .records()
             .iter()
-            .map(|record| stream_record(record, shard_id, &self.arn))
+            .map(|record| {
+                let mut record = stream_record(record, shard_id, &self.arn)?;
+                record.passes = filters.matches_json(&record.json);
+                Ok(record)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Page {
             records,
@@ -200,6 +211,7 @@ fn stream_record(record: &Record, shard_id: &str, stream: &ArnParts) -> Result<S
         sequence_number: sequence_number(sequence)?,
         arrival_ms,
         partition_key,
+        passes: true,
         json,
     })
 }

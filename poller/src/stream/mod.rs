@@ -37,7 +37,7 @@ use crate::health::MappingState;
 use crate::stats::Counters;
 use destination::Destination;
 use shard::{Exit, HeldLease, ShardWorker, sleep_until_opt};
-use source::{ShardInfo, StreamRecord, StreamSource};
+use source::{ShardInfo, StreamSource};
 use store::Store;
 use supervise::Restarts;
 use crate::panic::panic_message;
@@ -75,11 +75,6 @@ pub(crate) struct StreamCtx {
 }
 
 impl StreamCtx {
-    /// Does `record` pass the mapping's filters?
-    fn matches(&self, record: &StreamRecord) -> bool {
-        record.passes(&self.filters)
-    }
-
     /// Budget for the records of one `{"Records":[...]}` payload: the 6 MB cap less the envelope,
     /// counting one separator per record (callers add it to each record's size).
     fn max_record_bytes(&self) -> usize {

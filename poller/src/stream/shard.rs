@@ -426,7 +426,7 @@ impl Reader {
                 Err(e) => return self.failed(ctx, e).map(|()| Vec::new()),
             },
         };
-        let page = match ctx.source.read(&self.shard_id, &iterator, limit.min(ctx.source.max_page())).await {
+        let page = match ctx.source.read(&self.shard_id, &iterator, limit.min(ctx.source.max_page()), &ctx.filters).await {
             Ok(page) => page,
             Err(e) => return self.failed(ctx, e).map(|()| Vec::new()),
         };
@@ -447,7 +447,7 @@ impl Reader {
             last_tracked = Some(record.sequence_number.clone());
             if self.skip_before_ms.is_some_and(|start| record.arrival_ms < start) {
                 frontier.complete(&record.sequence_number).expect("just tracked");
-            } else if ctx.matches(&record) {
+            } else if record.passes {
                 matched.push(record);
             } else {
                 Counters::add(&ctx.counters.filtered_out, 1);

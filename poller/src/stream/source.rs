@@ -40,15 +40,12 @@ pub struct StreamRecord {
     /// What orders records: the Kinesis partition key; for DynamoDB the item's key attributes (as
     /// serialized JSON), so changes to one item stay in order.
     pub partition_key: Vec<u8>,
-    /// The record exactly as it appears in the event's `Records` array.
+    /// Whether the record passes the filters it was read with; they see it exactly as the function
+    /// would.
+    pub passes: bool,
+    /// The record exactly as it appears in the event's `Records` array. Kinesis records that do not
+    /// pass the filters are never delivered, so never written: theirs is empty.
     pub json: Vec<u8>,
-}
-
-impl StreamRecord {
-    /// Does the record pass the mapping's filters? They see it exactly as the function would.
-    pub fn passes(&self, filters: &esm_filter::Filters) -> bool {
-        filters.matches_json(&self.json)
-    }
 }
 
 /// One GetRecords answer.
@@ -127,9 +124,15 @@ impl StreamSource {
         dispatch!(self, s => s.iterator(shard_id, position).await)
     }
 
-    /// Up to `limit` records from `iterator`.
-    pub async fn read(&self, shard_id: &str, iterator: &str, limit: usize) -> Result<Page, ReadError> {
-        dispatch!(self, s => s.read(shard_id, iterator, limit).await)
+    /// Up to `limit` records from `iterator`, each marked with whether it passes `filters`.
+    pub async fn read(
+        &self,
+        shard_id: &str,
+        iterator: &str,
+        limit: usize,
+        filters: &esm_filter::Filters,
+    ) -> Result<Page, ReadError> {
+        dispatch!(self, s => s.read(shard_id, iterator, limit, filters).await)
     }
 
     /// The stream's ARN as written into events and failure records.
