@@ -112,9 +112,11 @@ def make_stream(kinesis, name, shards, records):
         kinesis.put_records(StreamName=name, Records=batch)
 
 
-def run_poller(args, label, mapping, target_args, done, deadline_s, idle_s=None):
+def run_poller(args, label, mapping, target_args, done, deadline_s, idle_s=None, first=None):
     """Start the poller pinned to one CPU, wait for `done()` (or, for an idle run, `idle_s` seconds),
-    and return (cpu_seconds, wall_seconds, peak_rss_mib) measured before it is stopped."""
+    and return (cpu_seconds, wall_seconds, peak_rss_mib) measured before it is stopped. `first`, a
+    dict with a `seen()` progress count, gets `cpu` and `count`: the CPU time and the count the first
+    time `seen()` is above zero (start-up and the first pages), to separate start-up from the rest."""
     with tempfile.TemporaryDirectory() as state:
         path = os.path.join(state, "mapping.json")
         with open(path, "w") as f:
@@ -137,7 +139,14 @@ def run_poller(args, label, mapping, target_args, done, deadline_s, idle_s=None)
         )
         try:
             if idle_s is None:
-                wait_for(lambda: proc.poll() is not None or done(), deadline_s, f"{label} to finish")
+                def finished():
+                    if first is not None and "cpu" not in first:
+                        cpu_now = cpu_seconds(proc.pid)
+                        count = first["seen"]()
+                        if count > 0:
+                            first.update(cpu=cpu_now, count=count)
+                    return proc.poll() is not None or done()
+                wait_for(finished, deadline_s, f"{label} to finish", interval=0.05 if first is not None else 0.25)
                 if proc.poll() is not None:
                     raise SystemExit(f"poller exited with {proc.returncode}; see {log.name}")
                 cpu, wall = cpu_seconds(proc.pid), time.monotonic() - started
@@ -145,6 +154,8 @@ def run_poller(args, label, mapping, target_args, done, deadline_s, idle_s=None)
                 # Skip start-up (connect, first calls), then measure a quiet stretch.
                 time.sleep(5)
                 cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
+                if first is not None:
+                    first.update(cpu=cpu0)
                 time.sleep(idle_s)
                 cpu, wall = cpu_seconds(proc.pid) - cpu0, time.monotonic() - t0
             rss = peak_rss_mib(proc.pid)
@@ -204,8 +215,16 @@ def kinesis_scenario(args, sim, kinesis):
         }
         kept = (args.records + 1) // 2
         done = lambda: sim.records_ok(function) >= kept
-        cpu, wall, rss = run_poller(args, function, mapping, ["--lambda-endpoint-url", sim.url], done, args.deadline)
+        first = {"seen": lambda: sim.records_ok(function)}
+        cpu, wall, rss = run_poller(args, function, mapping, ["--lambda-endpoint-url", sim.url], done, args.deadline,
+                                    first=first)
         kinesis.delete_stream(StreamName=function)
+        # CPU before the first delivery (start-up: configuration, credentials, TLS roots, DescribeStreamSummary,
+        # ListShards, leases, iterators, the first pages), and the records per CPU-second after it.
+        polled_after = args.records * (kept - first["count"]) / kept
+        steady = polled_after / (cpu - first["cpu"]) if cpu > first["cpu"] else float("inf")
+        print(f"# kinesis: {first['cpu']:.2f} CPU-s until the first {first['count']} records were delivered; "
+              f"{steady:,.0f} records polled/CPU-s after that", file=sys.stderr, flush=True)
         return args.records / cpu, cpu, wall, rss
     return run
 
@@ -247,7 +266,10 @@ def idle_kinesis_scenario(args, sim, kinesis):
         make_stream(kinesis, function, 4, 0)
         mapping = {"EventSourceArn": f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{function}", "FunctionName": function,
                    "StartingPosition": "LATEST"}
-        cpu, wall, rss = run_poller(args, function, mapping, ["--lambda-endpoint-url", sim.url], None, None, idle_s=args.idle_seconds)
+        startup = {}
+        cpu, wall, rss = run_poller(args, function, mapping, ["--lambda-endpoint-url", sim.url], None, None,
+                                    idle_s=args.idle_seconds, first=startup)
+        print(f"# idle-kinesis: {startup['cpu']:.2f} CPU-s in the first 5 s (start-up)", file=sys.stderr, flush=True)
         kinesis.delete_stream(StreamName=function)
         return 100.0 * cpu / wall, cpu, wall, rss
     return run
