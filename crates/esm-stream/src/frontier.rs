@@ -7,9 +7,9 @@
 //! checkpoint would skip the unfinished one. A [`Frontier`] tracks exactly that: the highest
 //! sequence number whose whole prefix is final.
 //!
-//! Cost: `track` is O(1); `complete` and `dispatch` find the record in O(1) when it follows the one
-//! found last or was tracked last (the shard worker's usual order), else in O(log n); advancing is
-//! amortised O(1).
+//! Cost: `track` is O(1); `complete` and `dispatch` find the record in O(1) when it is among the few
+//! after the one found last or was tracked last (the shard worker's usual order), else in O(log n);
+//! advancing is amortised O(1).
 //!
 //! # What a crash delivers again
 //! A restart resumes after the checkpoint, so every record handed to the function (*dispatched*)
@@ -24,6 +24,9 @@
 use std::collections::VecDeque;
 
 use crate::{Error, SequenceNumber};
+
+/// Records looked at from the last one found before a binary search.
+const HINT_SCAN: usize = 4;
 
 /// Checkpoint tracker for one shard.
 #[derive(Debug, Clone)]
@@ -166,8 +169,12 @@ impl Frontier {
 
     fn entry(&mut self, sequence_number: &SequenceNumber) -> Result<&mut Entry, Error> {
         let is_at = |i: usize| self.pending.get(i).is_some_and(|e| e.sequence_number == *sequence_number);
-        let hint = self.next_hint.checked_sub(self.popped).filter(|&i| is_at(i));
-        let found = hint.or_else(|| self.pending.len().checked_sub(1).filter(|&i| is_at(i)));
+        // A few records on from the last one found (others in between went to other lanes or
+        // were filtered out), else the last one tracked.
+        let hint = self.next_hint.saturating_sub(self.popped);
+        let found = (hint..hint + HINT_SCAN)
+            .find(|&i| is_at(i))
+            .or_else(|| self.pending.len().checked_sub(1).filter(|&i| is_at(i)));
         let index = match found {
             Some(index) => index,
             None => self
