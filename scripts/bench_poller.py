@@ -122,13 +122,14 @@ def make_stream(kinesis, name, shards, records):
         kinesis.put_records(StreamName=name, Records=batch)
 
 
-def run_poller(args, label, mapping, target_args, done, deadline_s, idle_s=None, progress=None):
+def run_poller(args, label, mapping, target_args, done, deadline_s, idle_s=None, progress=None, mark_at=1):
     """Start the poller pinned to one CPU, wait for `done()` (or, for an idle run, `idle_s` seconds),
-    and return (cpu_seconds, wall_seconds, peak_rss_mib, steady) measured before it is stopped.
+    and return (cpu_seconds, wall_seconds, peak_rss_mib, mark) measured before it is stopped.
 
-    With `progress` (records done so far) and `args.steady_from`, `steady` is (records, cpu_seconds)
-    from the first check that saw that fraction of the records done to the end: the steady state,
-    without start-up (credentials, TLS roots, GetQueueUrl, ...) and the lanes' ramp-up."""
+    With `progress` (records done so far), `mark` is (records, cpu_seconds) at the first check that
+    saw at least `mark_at` records done: what comes after it is the steady state, without start-up
+    (credentials, TLS roots, GetQueueUrl, leases, iterators, ...) and, with a larger `mark_at`, the
+    lanes' ramp-up. For an idle run, `mark` is (0, the CPU time of the first 5 s: start-up)."""
     with tempfile.TemporaryDirectory() as state:
         path = os.path.join(state, "mapping.json")
         with open(path, "w") as f:
@@ -150,27 +151,26 @@ def run_poller(args, label, mapping, target_args, done, deadline_s, idle_s=None,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         try:
-            steady = None
+            mark = None
             if idle_s is None:
-                mark = []
-
                 def finished():
-                    if progress and not mark:
+                    nonlocal mark
+                    if progress and mark is None:
                         count = progress()
-                        if count >= args.steady_from * args.messages:
-                            mark.append((count, cpu_seconds(proc.pid)))
+                        if count >= mark_at:
+                            mark = (count, cpu_seconds(proc.pid))
                     return done()
 
-                wait_for(lambda: proc.poll() is not None or finished(), deadline_s, f"{label} to finish")
+                wait_for(lambda: proc.poll() is not None or finished(), deadline_s, f"{label} to finish",
+                         interval=0.05 if progress else 0.25)
                 if proc.poll() is not None:
                     raise SystemExit(f"poller exited with {proc.returncode}; see {log.name}")
                 cpu, wall = cpu_seconds(proc.pid), time.monotonic() - started
-                if mark:
-                    steady = (args.messages - mark[0][0], cpu - mark[0][1])
             else:
                 # Skip start-up (connect, first calls), then measure a quiet stretch.
                 time.sleep(5)
                 cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
+                mark = (0, cpu0)
                 time.sleep(idle_s)
                 cpu, wall = cpu_seconds(proc.pid) - cpu0, time.monotonic() - t0
             rss = peak_rss_mib(proc.pid)
@@ -181,7 +181,7 @@ def run_poller(args, label, mapping, target_args, done, deadline_s, idle_s=None,
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
             log.close()
-    return cpu, wall, rss, steady
+    return cpu, wall, rss, mark
 
 
 def sqs_scenario(args, sim, sqs, name, batch_size, window, target):
@@ -197,10 +197,12 @@ def sqs_scenario(args, sim, sqs, name, batch_size, window, target):
         target_args = (["--http-url", f"{sim.url}/http/{{function}}"] if target == "http"
                        else ["--lambda-endpoint-url", sim.url])
         done = lambda: sim.records_ok(function) >= args.messages and queue_empty(sqs, url)
-        cpu, wall, rss, steady = run_poller(args, function, mapping, target_args, done, args.deadline,
-                                            progress=lambda: sim.records_ok(function))
+        cpu, wall, rss, mark = run_poller(args, function, mapping, target_args, done, args.deadline,
+                                          progress=lambda: sim.records_ok(function),
+                                          mark_at=args.steady_from * args.messages)
         sqs.delete_queue(QueueUrl=url)
-        return args.messages / cpu, cpu, wall, rss, steady[0] / steady[1] if steady and steady[1] else None
+        steady = (args.messages - mark[0]) / (cpu - mark[1]) if mark and cpu > mark[1] else None
+        return args.messages / cpu, cpu, wall, rss, steady
     return run
 
 
@@ -231,8 +233,15 @@ def kinesis_scenario(args, sim, kinesis):
         }
         kept = (args.records + 1) // 2
         done = lambda: sim.records_ok(function) >= kept
-        cpu, wall, rss, _ = run_poller(args, function, mapping, ["--lambda-endpoint-url", sim.url], done, args.deadline)
+        cpu, wall, rss, mark = run_poller(args, function, mapping, ["--lambda-endpoint-url", sim.url], done,
+                                          args.deadline, progress=lambda: sim.records_ok(function))
         kinesis.delete_stream(StreamName=function)
+        # CPU before the first delivery (start-up: configuration, credentials, TLS roots, DescribeStreamSummary,
+        # ListShards, leases, iterators, the first pages), and the records per CPU-second after it.
+        polled_after = args.records * (kept - mark[0]) / kept
+        steady = polled_after / (cpu - mark[1]) if cpu > mark[1] else float("inf")
+        print(f"# kinesis: {mark[1]:.2f} CPU-s until the first {mark[0]} records were delivered; "
+              f"{steady:,.0f} records polled/CPU-s after that", file=sys.stderr, flush=True)
         return args.records / cpu, cpu, wall, rss
     return run
 
@@ -274,7 +283,9 @@ def idle_kinesis_scenario(args, sim, kinesis):
         make_stream(kinesis, function, 4, 0)
         mapping = {"EventSourceArn": f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{function}", "FunctionName": function,
                    "StartingPosition": "LATEST"}
-        cpu, wall, rss, _ = run_poller(args, function, mapping, ["--lambda-endpoint-url", sim.url], None, None, idle_s=args.idle_seconds)
+        cpu, wall, rss, startup = run_poller(args, function, mapping, ["--lambda-endpoint-url", sim.url], None, None,
+                                             idle_s=args.idle_seconds)
+        print(f"# idle-kinesis: {startup[1]:.2f} CPU-s in the first 5 s (start-up)", file=sys.stderr, flush=True)
         kinesis.delete_stream(StreamName=function)
         return 100.0 * cpu / wall, cpu, wall, rss
     return run

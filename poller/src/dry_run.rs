@@ -289,14 +289,14 @@ async fn stream_pass(
         let mut read = 0;
         while let Some(it) = iterator.take() {
             let page = source
-                .read(&shard_id, &it, source.max_page())
+                .read(&shard_id, &it, source.max_page(), &mapping.filters)
                 .await
                 .map_err(|e| format!("{shard_id}: {e}"))?;
             let caught_up = page.records.is_empty() && page.millis_behind.is_none_or(|ms| ms == 0);
             for record in page.records {
                 read += 1;
                 let id = record_id(&record, dynamodb);
-                if record.passes(&mapping.filters) {
+                if record.passes {
                     kept.push((id, record));
                 } else {
                     pass.dropped.push(id);
@@ -367,6 +367,7 @@ mod tests {
             sequence_number: SequenceNumber::parse(&seq.to_string()).unwrap(),
             arrival_ms: 0,
             partition_key: key.as_bytes().to_vec(),
+            passes: true,
             json: b"{}".to_vec(),
         };
         (seq.to_string(), record)

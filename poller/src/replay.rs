@@ -287,9 +287,7 @@ impl Replayer {
             }
             Err(e) => return Outcome::Failed(format!("reading {}: {e}", range.shard_id)),
         };
-        let batch: Vec<&StreamRecord> = match select(range, &read, &self.lanes, |r| {
-            r.passes(&self.mapping.filters)
-        }) {
+        let batch: Vec<&StreamRecord> = match select(range, &read, &self.lanes, |r| r.passes) {
             Selection::Batch(indices) => indices.into_iter().map(|i| &read[i]).collect(),
             Selection::Expired(why) => return Outcome::Expired(why),
             Selection::Mismatch(why) => return Outcome::Failed(why),
@@ -313,8 +311,12 @@ impl Replayer {
         let mut records = Vec::new();
         while let Some(it) = iterator.take() {
             let page = retry(|| {
-                self.source
-                    .read(&range.shard_id, &it, self.source.max_page())
+                self.source.read(
+                    &range.shard_id,
+                    &it,
+                    self.source.max_page(),
+                    &self.mapping.filters,
+                )
             })
             .await?;
             let caught_up = page.records.is_empty() && page.millis_behind.is_none_or(|ms| ms == 0);
@@ -844,6 +846,7 @@ mod tests {
             sequence_number: SequenceNumber::parse(&seq.to_string()).unwrap(),
             arrival_ms: 0,
             partition_key: key.as_bytes().to_vec(),
+            passes: true,
             json: format!(r#"{{"key":"{key}"}}"#).into_bytes(),
         }
     }

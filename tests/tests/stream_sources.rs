@@ -10,6 +10,11 @@ use poller::arn::SourceArn;
 use poller::stream::source::{Position, ReadError, ShardInfo, StreamRecord, StreamSource};
 use serde_json::{Value, json};
 
+/// A mapping without `FilterCriteria`: every record passes.
+fn no_filters() -> esm_filter::Filters {
+    esm_filter::Filters::compile(esm_filter::Source::Kinesis, &[]).expect("no filters")
+}
+
 /// The role written into Kinesis records.
 const ROLE: &str = "arn:aws:iam::123456789012:role/lambda-role";
 /// Kinesis splits the 128-bit hash key space evenly: with 2 shards the second starts here.
@@ -42,7 +47,7 @@ async fn read_all(source: &StreamSource, shard_id: &str, position: Position, pag
     let mut iterator = source.iterator(shard_id, &position).await.expect("GetShardIterator");
     let mut records = Vec::new();
     for _ in 0..100 {
-        let read = source.read(shard_id, &iterator, page).await.expect("GetRecords");
+        let read = source.read(shard_id, &iterator, page, &no_filters()).await.expect("GetRecords");
         let empty = read.records.is_empty();
         records.extend(read.records);
         match read.next_iterator {
@@ -187,7 +192,7 @@ async fn kinesis_records_in_order_and_in_the_event_shape() {
 
     let shard0 = "shardId-000000000000";
     let iterator = source.iterator(shard0, &Position::TrimHorizon).await.expect("iterator");
-    let page = source.read(shard0, &iterator, 100).await.expect("GetRecords");
+    let page = source.read(shard0, &iterator, 100, &no_filters()).await.expect("GetRecords");
     assert!(page.next_iterator.is_some(), "an open shard always has a next iterator");
     assert!(page.millis_behind.is_some());
     assert_eq!(sequences(&page.records), put.iter().map(|(_, seq)| seq.as_str()).collect::<Vec<_>>());
@@ -219,7 +224,7 @@ async fn kinesis_latest_skips_what_came_before() {
     let source = connect(&stream.arn).await;
     let iterator = source.iterator("shardId-000000000000", &Position::Latest).await.expect("iterator");
     let (_, after) = stream.put("k", LOW, b"after").await;
-    let page = source.read("shardId-000000000000", &iterator, 100).await.expect("GetRecords");
+    let page = source.read("shardId-000000000000", &iterator, 100, &no_filters()).await.expect("GetRecords");
     assert_eq!(sequences(&page.records), [after.as_str()]);
 }
 
@@ -447,7 +452,7 @@ async fn dynamodb_iterators_resume_and_skip() {
 
     let iterator = source.iterator(shard_id, &Position::Latest).await.expect("iterator");
     table.put(&[("pk", s("item-new")), ("sk", n("0"))]).await;
-    let page = source.read(shard_id, &iterator, 100).await.expect("GetRecords");
+    let page = source.read(shard_id, &iterator, 100, &no_filters()).await.expect("GetRecords");
     assert_eq!(page.records.len(), 1);
     assert_eq!(json(&page.records[0])["dynamodb"]["Keys"]["pk"], json!({"S": "item-new"}));
     assert_eq!(page.millis_behind, None);

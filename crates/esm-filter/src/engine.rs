@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use crate::compile::{self, Branch};
 use crate::matcher::{Matcher, Term};
+use crate::Member;
 use crate::walk::{Flat, Flattener};
 
 /// How a record is presented to the patterns.
@@ -170,6 +171,20 @@ impl Engine {
         let mut flattener = Flattener::new(self);
         flattener.record(record, decoded.as_deref());
         let (event, kind) = flattener.finish();
+        self.any_branch(&event, kind)
+    }
+
+    /// [`Engine::matches`] on a Kinesis record given as its (lifted) members and base64 data.
+    pub(crate) fn matches_kinesis(&self, data: &str, members: &[(&str, Member<'_>)]) -> bool {
+        let decoded = if self.uses_data { base64::engine::general_purpose::STANDARD.decode(data).ok() } else { None };
+        let mut flattener = Flattener::new(self);
+        flattener.kinesis_members(members, decoded.as_deref());
+        let (event, kind) = flattener.finish();
+        self.any_branch(&event, kind)
+    }
+
+    /// Whether some branch matches the record's named leaves.
+    fn any_branch(&self, event: &Flat<'_>, kind: DataKind) -> bool {
         let mut membership = Vec::new();
         self.branches.iter().any(|branch| {
             let format_ok = match branch.data_use {
@@ -179,7 +194,7 @@ impl Engine {
                 DataUse::Both => false,
             };
             membership.clear();
-            format_ok && search(&branch.keys, &event, &mut membership)
+            format_ok && search(&branch.keys, event, &mut membership)
         })
     }
 

@@ -12,6 +12,7 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess,
 use serde_json::{Map, Value};
 
 use crate::engine::{DataKind, Engine, PathInfo, View};
+use crate::Member;
 use crate::matcher::Leaf;
 use crate::number::Num;
 
@@ -99,6 +100,21 @@ impl<'e, 'a> Flattener<'e, 'a> {
                 _ => self.member(key, value),
             }
         }
+    }
+
+    /// Kinesis members given one by one ([`crate::Filters::matches_kinesis`]), as [`Self::kinesis`]
+    /// walks them from the record's JSON: top-level leaves, and `data` decoded.
+    pub(crate) fn kinesis_members(&mut self, members: &[(&'a str, Member<'a>)], data: Option<&'a [u8]>) {
+        for &(key, member) in members {
+            if let Some(info) = self.engine.lookup(key) {
+                let leaf = match member {
+                    Member::Str(s) => Leaf::Str(Cow::Borrowed(s)),
+                    Member::Float(f) => Leaf::number(Num::Float(f)),
+                };
+                self.push(info, leaf);
+            }
+        }
+        self.text_data("data", data.unwrap_or_default(), None);
     }
 
     /// Data carried as text: matched as JSON when it is a JSON object, else as the `text` leaf

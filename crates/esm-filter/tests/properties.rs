@@ -1,7 +1,7 @@
 //! Property tests: algebraic laws of the pattern language, and robustness on arbitrary input.
 
 use base64::Engine as _;
-use esm_filter::{Filters, Pattern, Source};
+use esm_filter::{Filters, Member, Pattern, Source};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -134,6 +134,48 @@ proptest! {
         for (source, patterns, record) in cases {
             let filters = Filters::compile(source, patterns).unwrap();
             prop_assert_eq!(filters.matches_json(record.to_string().as_bytes()), filters.matches(&record), "{:?} {}", source, record);
+        }
+    }
+
+    #[test]
+    fn matching_kinesis_members_agrees_with_matching_the_record(
+        key in word(),
+        body in json_value(),
+        body_is_text: bool,
+        bad_base64: bool,
+        millis in 0i64..10_000_000_000_000,
+        region in prop::sample::select(vec!["us-east-1", "eu-west-1"]),
+    ) {
+        let body = if body_is_text { body.as_str().unwrap_or("text").to_owned() } else { body.to_string() };
+        let data = if bad_base64 { format!("{body}!") } else { base64::engine::general_purpose::STANDARD.encode(body.as_bytes()) };
+        let arrival = millis as f64 / 1000.0;
+        let sequence = format!("4959{millis}");
+        let event_id = format!("shardId-000000000000:{sequence}");
+        let record = json!({
+            "kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": key, "sequenceNumber": sequence, "data": data,
+                        "approximateArrivalTimestamp": arrival},
+            "eventSource": "aws:kinesis", "eventID": event_id, "awsRegion": region,
+        });
+        let members = [
+            ("kinesisSchemaVersion", Member::Str("1.0")),
+            ("partitionKey", Member::Str(&key)),
+            ("sequenceNumber", Member::Str(&sequence)),
+            ("approximateArrivalTimestamp", Member::Float(arrival)),
+            ("eventSource", Member::Str("aws:kinesis")),
+            ("eventID", Member::Str(&event_id)),
+            ("awsRegion", Member::Str(region)),
+        ];
+        let patterns: &[&[&str]] = &[
+            KINESIS_PATTERNS,
+            PATTERNS,
+            &[r#"{"approximateArrivalTimestamp":[{"numeric":[">",1000000000]}],"awsRegion":["eu-west-1"]}"#],
+            &[r#"{"eventID":[{"prefix":"shardId-000000000000:49591"}]}"#, r#"{"partitionKey":[{"wildcard":"a*"}]}"#],
+            &[r#"{"data":{"a":[{"exists":false}]},"kinesisSchemaVersion":["1.0"]}"#],
+            &[],
+        ];
+        for patterns in patterns {
+            let filters = Filters::compile(Source::Kinesis, patterns).unwrap();
+            prop_assert_eq!(filters.matches_kinesis(&data, &members), filters.matches(&record), "{:?} {}", patterns, record);
         }
     }
 
