@@ -93,7 +93,7 @@ impl Sqs {
             uri,
             host,
             signer: Signer::new("sqs", region, credentials),
-            pool: aws_wire::pool().map_err(|e| e.to_string())?,
+            pool: aws_wire::pool(),
         })
     }
 

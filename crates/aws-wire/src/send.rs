@@ -56,12 +56,12 @@ struct Idle {
 
 /// A new [`Pool`]. `https://` connections use rustls with the system's root certificates, loaded
 /// at the first one.
-pub fn pool() -> Result<Pool, Error> {
-    Ok(Pool(Arc::new(Shared {
+pub fn pool() -> Pool {
+    Pool(Arc::new(Shared {
         http: HttpConnector::new(),
         https: OnceLock::new(),
         idle: Mutex::new(Vec::new()),
-    })))
+    }))
 }
 
 /// The `https://` connector: rustls (ring) with the system's root certificates (`SSL_CERT_FILE`,
@@ -423,7 +423,7 @@ mod tests {
     #[tokio::test]
     async fn a_body_within_the_limit_is_read_whole() {
         let url = server(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello").await;
-        let answer = send(&pool().unwrap(), request(&url), 5).await.unwrap();
+        let answer = send(&pool(), request(&url), 5).await.unwrap();
         assert_eq!((answer.status, answer.body.as_ref(), answer.total), (200, &b"hello"[..], 5));
         assert!(!answer.cut(5));
     }
@@ -431,7 +431,7 @@ mod tests {
     #[tokio::test]
     async fn a_body_announced_over_the_limit_is_not_read() {
         let url = server(b"HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\nhello").await;
-        let answer = send(&pool().unwrap(), request(&url), 10).await.unwrap();
+        let answer = send(&pool(), request(&url), 10).await.unwrap();
         assert_eq!((answer.body.len(), answer.total), (0, 1_000_000));
         assert!(answer.cut(10));
     }
@@ -439,7 +439,7 @@ mod tests {
     #[tokio::test]
     async fn a_body_found_over_the_limit_is_cut() {
         let url = server(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nb\r\nhello world\r\n0\r\n\r\n").await;
-        let answer = send(&pool().unwrap(), request(&url), 5).await.unwrap();
+        let answer = send(&pool(), request(&url), 5).await.unwrap();
         assert_eq!((answer.body.len(), answer.total), (0, 6));
     }
 
@@ -484,7 +484,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_is_reused_once_its_answer_is_read() {
         let (url, accepted) = keep_alive_server(usize::MAX).await;
-        let pool = pool().unwrap();
+        let pool = pool();
         for _ in 0..3 {
             let answer = send(&pool, request(&url), 5).await.unwrap();
             assert_eq!(answer.body.as_ref(), b"hello");
@@ -496,7 +496,7 @@ mod tests {
     async fn a_connection_the_server_closed_is_replaced() {
         // One request per connection: each later request finds its idle connection closed.
         let (url, accepted) = keep_alive_server(1).await;
-        let pool = pool().unwrap();
+        let pool = pool();
         for _ in 0..3 {
             let answer = send(&pool, request(&url), 5).await.unwrap();
             assert_eq!(answer.body.as_ref(), b"hello");
@@ -507,7 +507,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_whose_answer_was_cut_is_not_reused() {
         let (url, accepted) = keep_alive_server(usize::MAX).await;
-        let pool = pool().unwrap();
+        let pool = pool();
         for _ in 0..2 {
             let answer = send(&pool, request(&url), 4).await.unwrap();
             assert!(answer.cut(4));
@@ -535,7 +535,7 @@ mod tests {
         }
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async {
-            let pool = pool().unwrap();
+            let pool = pool();
             let url = server(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello").await;
             let answer = send(&pool, request(&url), 5).await.unwrap();
             assert_eq!(answer.body.as_ref(), b"hello");
@@ -557,7 +557,7 @@ mod tests {
     #[tokio::test]
     async fn a_request_counts_from_its_write_to_the_socket_not_from_its_caller() {
         let (url, _) = keep_alive_server(usize::MAX).await;
-        let pool = pool().unwrap();
+        let pool = pool();
         // The first request opens the connection; the second is sent on it.
         send(&pool, request(&url), 5).await.unwrap();
         // Lets hyper's connection task wind up that exchange and wait for the next request.
@@ -590,7 +590,7 @@ mod tests {
             seen_tx.send((accepted, answering)).unwrap();
             socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello").await
         });
-        let (answer, exchange) = timed(send(&pool().unwrap(), request(&url), 5)).await;
+        let (answer, exchange) = timed(send(&pool(), request(&url), 5)).await;
         assert_eq!(answer.unwrap().body.as_ref(), b"hello");
         let exchange = exchange.expect("an answer was read");
         let (accepted, answering) = seen.await.unwrap();
@@ -604,7 +604,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/", listener.local_addr().unwrap());
         drop(listener);
-        let (answer, exchange) = timed(send(&pool().unwrap(), request(&url), 5)).await;
+        let (answer, exchange) = timed(send(&pool(), request(&url), 5)).await;
         assert!(answer.is_err());
         assert_eq!(exchange, None);
     }
@@ -614,7 +614,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/", listener.local_addr().unwrap());
         drop(listener);
-        let err = send(&pool().unwrap(), request(&url), 5).await.unwrap_err();
+        let err = send(&pool(), request(&url), 5).await.unwrap_err();
         assert!(matches!(&err, Error::Transport(text) if text.contains("onnect")), "{err}");
     }
 }

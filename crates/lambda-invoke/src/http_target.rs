@@ -42,7 +42,6 @@ impl HttpTarget {
         if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
             return Err(invalid(EXPECTED.to_owned()));
         }
-        let pool = aws_wire::pool().map_err(|e| Error::Transport(e.to_string()))?;
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         // Set once here rather than formatted by the pool on every request.
@@ -55,7 +54,7 @@ impl HttpTarget {
             timeout,
             method: Method::POST,
             headers,
-            pool,
+            pool: aws_wire::pool(),
         })
     }
 

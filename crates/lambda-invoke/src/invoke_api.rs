@@ -175,7 +175,7 @@ impl Direct {
             uri,
             host,
             signer: Signer::new("lambda", region, credentials),
-            pool: aws_wire::pool().map_err(|e| e.to_string())?,
+            pool: aws_wire::pool(),
         })
     }
 

@@ -84,7 +84,7 @@ impl GetRecords {
             .credentials_provider()
             .ok_or_else(|| Error::Source(format!("{}: no AWS credentials provider", stream.arn)))?;
         Ok(GetRecords {
-            pool: aws_wire::pool().map_err(|e| failed("HTTP client", &e))?,
+            pool: aws_wire::pool(),
             signer: aws_wire::Signer::new("kinesis", &stream.region, credentials),
             uri,
             uri_text,
