@@ -48,9 +48,7 @@ fn one_page(body: &[u8], stream: &ArnParts, filters: &Filters, retry: &RetryConf
     let mut frontier = Frontier::new(None);
     let mut matched = Vec::with_capacity(page.records.len());
     for record in page.records {
-        frontier
-            .track(record.sequence_number.clone())
-            .expect("in order");
+        frontier.track(record.sequence_number.clone()).expect("in order");
         if record.passes {
             matched.push(record);
         } else {
@@ -62,25 +60,15 @@ fn one_page(body: &[u8], stream: &ArnParts, filters: &Filters, retry: &RetryConf
     }
     let batch = matched
         .iter()
-        .map(|r| BatchRecord {
-            sequence_number: r.sequence_number.clone(),
-            arrival_millis: r.arrival_ms,
-        })
+        .map(|r| BatchRecord { sequence_number: r.sequence_number.clone(), arrival_millis: r.arrival_ms })
         .collect();
     let mut machine = BatchRetry::new(retry.clone(), batch).expect("in order");
     loop {
         match machine.next_action(1_764_460_900_000) {
             Action::Invoke(range) => {
-                let json: Vec<&[u8]> = matched[range.clone()]
-                    .iter()
-                    .map(|r| r.json.as_slice())
-                    .collect();
+                let json: Vec<&[u8]> = matched[range.clone()].iter().map(|r| r.json.as_slice()).collect();
                 black_box(Envelope::records().payload(&json));
-                let in_batch = |id: &str| {
-                    matched[range.clone()]
-                        .iter()
-                        .any(|r| r.sequence_number.as_str() == id)
-                };
+                let in_batch = |id: &str| matched[range.clone()].iter().any(|r| r.sequence_number.as_str() == id);
                 let outcome = match parse_batch_response(br#"{"batchItemFailures":[]}"#, in_batch) {
                     BatchResponse::Success => Outcome::Success,
                     other => panic!("unexpected response reading: {other:?}"),
@@ -95,11 +83,7 @@ fn one_page(body: &[u8], stream: &ArnParts, filters: &Filters, retry: &RetryConf
     for record in &matched {
         frontier.complete(&record.sequence_number).expect("tracked");
     }
-    frontier
-        .checkpoint()
-        .expect("every record final")
-        .as_str()
-        .to_owned()
+    frontier.checkpoint().expect("every record final").as_str().to_owned()
 }
 
 fn kinesis_page(c: &mut Criterion) {
@@ -110,25 +94,14 @@ fn kinesis_page(c: &mut Criterion) {
         account: "123456789012".to_owned(),
         name: "bench".to_owned(),
     };
-    let filters = Filters::compile(Source::Kinesis, &[r#"{"data":{"type":["click"]}}"#])
-        .expect("valid pattern");
+    let filters = Filters::compile(Source::Kinesis, &[r#"{"data":{"type":["click"]}}"#]).expect("valid pattern");
     let retry = RetryConfig::from_api(false, -1, -1, true).expect("valid config");
-    assert_eq!(
-        one_page(&page, &stream, &filters, &retry),
-        format!(
-            "4959033827149025660855969253836157109592157598913658{:04}",
-            PAGE - 1
-        )
-    );
+    assert_eq!(one_page(&page, &stream, &filters, &retry), format!("4959033827149025660855969253836157109592157598913658{:04}", PAGE - 1));
     let none = Filters::compile(Source::Kinesis, &[]).expect("no filters");
     let mut group = c.benchmark_group("kinesis_page");
     group.throughput(Throughput::Elements(PAGE as u64));
-    group.bench_function("500_records_one_filter", |b| {
-        b.iter(|| one_page(&page, &stream, &filters, &retry))
-    });
-    group.bench_function("500_records_no_filter", |b| {
-        b.iter(|| one_page(&page, &stream, &none, &retry))
-    });
+    group.bench_function("500_records_one_filter", |b| b.iter(|| one_page(&page, &stream, &filters, &retry)));
+    group.bench_function("500_records_no_filter", |b| b.iter(|| one_page(&page, &stream, &none, &retry)));
     group.finish();
 }
 

@@ -60,9 +60,7 @@ pub(crate) fn validation_exception(value: &str, member: &str, constraints: &[Str
     let plural = if n == 1 { "error" } else { "errors" };
     let each: Vec<String> = constraints
         .iter()
-        .map(|c| {
-            format!("Value '{value}' at '{member}' failed to satisfy constraint: Member must {c}")
-        })
+        .map(|c| format!("Value '{value}' at '{member}' failed to satisfy constraint: Member must {c}"))
         .collect();
     format!("{n} validation {plural} detected: {}", each.join("; "))
 }
@@ -75,15 +73,11 @@ pub fn check_function_name(name: &str, member: &str) -> Result<(), String> {
         failed.push("have length greater than or equal to 1".to_owned());
     }
     if name.len() > FUNCTION_NAME_MAX {
-        failed.push(format!(
-            "have length less than or equal to {FUNCTION_NAME_MAX}"
-        ));
+        failed.push(format!("have length less than or equal to {FUNCTION_NAME_MAX}"));
     }
     let captures = FUNCTION_NAME_RE.captures(name);
     if captures.is_none() {
-        failed.push(format!(
-            "satisfy regular expression pattern: {FUNCTION_NAME_PATTERN}"
-        ));
+        failed.push(format!("satisfy regular expression pattern: {FUNCTION_NAME_PATTERN}"));
     }
     if !failed.is_empty() {
         return Err(validation_exception(name, member, &failed));
@@ -115,9 +109,7 @@ impl SourceArn {
             unreachable!("the ARN pattern has six colon-separated parts");
         };
         if region.is_empty() || account.is_empty() {
-            return Err(format!(
-                "{arn:?}: the region and account parts must not be empty"
-            ));
+            return Err(format!("{arn:?}: the region and account parts must not be empty"));
         }
         let parts = |name: &str| ArnParts {
             arn: arn.to_owned(),
@@ -184,13 +176,7 @@ impl fmt::Display for SourceArn {
 /// (included in the 80). <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_CreateQueue.html>
 fn check_queue_name(name: &str) -> Result<(), String> {
     let base = name.strip_suffix(".fifo").unwrap_or(name);
-    if name.is_empty()
-        || name.len() > 80
-        || base.is_empty()
-        || !base
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
-    {
+    if name.is_empty() || name.len() > 80 || base.is_empty() || !base.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) {
         return Err(format!(
             "the queue name {name:?} is not valid: an SQS queue name is 1 to 80 characters, letters, digits, \
              `-` and `_`, and a FIFO queue's ends in `.fifo`"
@@ -202,12 +188,7 @@ fn check_queue_name(name: &str) -> Result<(), String> {
 /// A stream name: 1 to 128 characters, letters, digits, `_`, `.` and `-`.
 /// <https://docs.aws.amazon.com/kinesis/latest/APIReference/API_CreateStream.html>
 fn check_stream_name(name: &str) -> Result<(), String> {
-    if name.is_empty()
-        || name.len() > 128
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-    {
+    if name.is_empty() || name.len() > 128 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
         return Err(format!(
             "the stream name {name:?} is not valid: a Kinesis stream name is 1 to 128 characters, letters, \
              digits, `_`, `.` and `-`"
@@ -219,11 +200,7 @@ fn check_stream_name(name: &str) -> Result<(), String> {
 /// A table name: 3 to 255 characters, letters, digits, `_`, `.` and `-`.
 /// <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_CreateTable.html>
 fn check_table_name(name: &str) -> Result<(), String> {
-    if !(3..=255).contains(&name.len())
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-    {
+    if !(3..=255).contains(&name.len()) || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
         return Err(format!(
             "the table name {name:?} is not valid: a DynamoDB table name is 3 to 255 characters, letters, \
              digits, `_`, `.` and `-`"
@@ -242,8 +219,7 @@ mod tests {
         assert!(sqs.is_fifo_queue());
         assert_eq!(sqs.parts().name, "orders.fifo");
         assert_eq!(sqs.parts().region, "us-east-1");
-        let kin = SourceArn::parse("arn:aws:kinesis:eu-west-1:123456789012:stream/clicks.v2_a-b")
-            .unwrap();
+        let kin = SourceArn::parse("arn:aws:kinesis:eu-west-1:123456789012:stream/clicks.v2_a-b").unwrap();
         assert!(matches!(&kin, SourceArn::Kinesis(p) if p.name == "clicks.v2_a-b"));
         let ddb = SourceArn::parse(
             "arn:aws-us-gov:dynamodb:us-gov-west-1:123456789012:table/Tab/stream/2015-06-27T00:48:05.899",
@@ -254,41 +230,19 @@ mod tests {
 
     #[test]
     fn rejects_with_a_reason() {
-        let pattern =
-            "failed to satisfy constraint: Member must satisfy regular expression pattern: arn:";
+        let pattern = "failed to satisfy constraint: Member must satisfy regular expression pattern: arn:";
         for (arn, needle) in [
             ("orders", pattern),
             ("arn:aws:sqs:us-east-1:1:q", pattern),
             ("arn:aws:sqs:US-EAST-1:123456789012:q", pattern),
             ("arn:amazon:sqs:us-east-1:123456789012:q", pattern),
-            (
-                "arn:aws:sns:us-east-1:123456789012:topic",
-                "service \"sns\"",
-            ),
-            (
-                "arn:aws:kinesis:us-east-1:123456789012:stream/s/consumer/c:1",
-                "fan-out",
-            ),
-            (
-                "arn:aws:kinesis:us-east-1:123456789012:stream/a b",
-                "Kinesis stream name",
-            ),
-            (
-                "arn:aws:kinesis:us-east-1:123456789012:stream/",
-                "Kinesis stream name",
-            ),
-            (
-                "arn:aws:dynamodb:us-east-1:123456789012:table/T",
-                "stream ARN",
-            ),
-            (
-                "arn:aws:dynamodb:us-east-1:123456789012:table/T/stream/2015-06-27T00:48:05.899",
-                "table name",
-            ),
-            (
-                "arn:aws:dynamodb:us-east-1:123456789012:table/Tab/stream/latest",
-                "stream label",
-            ),
+            ("arn:aws:sns:us-east-1:123456789012:topic", "service \"sns\""),
+            ("arn:aws:kinesis:us-east-1:123456789012:stream/s/consumer/c:1", "fan-out"),
+            ("arn:aws:kinesis:us-east-1:123456789012:stream/a b", "Kinesis stream name"),
+            ("arn:aws:kinesis:us-east-1:123456789012:stream/", "Kinesis stream name"),
+            ("arn:aws:dynamodb:us-east-1:123456789012:table/T", "stream ARN"),
+            ("arn:aws:dynamodb:us-east-1:123456789012:table/T/stream/2015-06-27T00:48:05.899", "table name"),
+            ("arn:aws:dynamodb:us-east-1:123456789012:table/Tab/stream/latest", "stream label"),
             ("arn:aws:sqs::123456789012:q", "region"),
             ("arn:aws:sqs:us-east-1::q", "region and account"),
             ("arn:aws:sqs:us-east-1:123456789012:a.b", "SQS queue name"),
@@ -299,18 +253,8 @@ mod tests {
             assert!(err.contains(needle), "{arn}: {err}");
         }
         let long = format!("arn:aws:sqs:us-east-1:123456789012:{}", "q".repeat(81));
-        assert!(
-            SourceArn::parse(&long)
-                .unwrap_err()
-                .contains("1 to 80 characters")
-        );
-        assert!(
-            SourceArn::parse(&format!(
-                "arn:aws:sqs:us-east-1:123456789012:{}.fifo",
-                "q".repeat(75)
-            ))
-            .is_ok()
-        );
+        assert!(SourceArn::parse(&long).unwrap_err().contains("1 to 80 characters"));
+        assert!(SourceArn::parse(&format!("arn:aws:sqs:us-east-1:123456789012:{}.fifo", "q".repeat(75))).is_ok());
     }
 
     #[test]
@@ -365,19 +309,9 @@ mod tests {
         assert!(check_function_name("", "functionName").unwrap_err().starts_with(
             "2 validation errors detected: Value '' at 'functionName' failed to satisfy constraint: Member must have length greater than or equal to 1; "
         ));
-        let long = format!(
-            "arn:aws:lambda:us-east-1:123456789012:function:{}",
-            "f".repeat(250)
-        );
-        assert!(
-            check_function_name(&long, "functionName")
-                .unwrap_err()
-                .contains("Member must have length less than or equal to 256")
-        );
+        let long = format!("arn:aws:lambda:us-east-1:123456789012:function:{}", "f".repeat(250));
+        assert!(check_function_name(&long, "functionName").unwrap_err().contains("Member must have length less than or equal to 256"));
         let e = check_function_name(&"f".repeat(65), "functionName").unwrap_err();
-        assert!(
-            e.contains("is 65 characters; a Lambda function name is at most 64"),
-            "{e}"
-        );
+        assert!(e.contains("is 65 characters; a Lambda function name is at most 64"), "{e}");
     }
 }

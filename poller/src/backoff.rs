@@ -105,38 +105,18 @@ mod tests {
         let mut streak = FailureStreak::new(every, persistent);
         let start = Instant::now();
         let at = |secs: u64| start + Duration::from_secs(secs);
-        assert_eq!(
-            streak.failed(at(0)),
-            Report::Warn,
-            "the first failure is always seen"
-        );
+        assert_eq!(streak.failed(at(0)), Report::Warn, "the first failure is always seen");
         assert_eq!(streak.failed(at(1)), Report::Quiet);
         assert_eq!(streak.failed(at(9)), Report::Quiet);
         assert_eq!(streak.failed(at(10)), Report::Warn, "once per `every`");
         assert_eq!(streak.failed(at(15)), Report::Quiet);
-        assert_eq!(
-            streak.failed(at(60)),
-            Report::Error,
-            "persisting for `persistent`"
-        );
-        assert_eq!(
-            streak.failed(at(61)),
-            Report::Quiet,
-            "errors are rate-limited too"
-        );
+        assert_eq!(streak.failed(at(60)), Report::Error, "persisting for `persistent`");
+        assert_eq!(streak.failed(at(61)), Report::Quiet, "errors are rate-limited too");
         assert_eq!(streak.count(), 7);
         assert_eq!(streak.succeeded(at(62)), Some((7, Duration::from_secs(62))));
-        assert_eq!(
-            streak.succeeded(at(63)),
-            None,
-            "no streak, nothing to report"
-        );
+        assert_eq!(streak.succeeded(at(63)), None, "no streak, nothing to report");
         assert_eq!(streak.count(), 0);
-        assert_eq!(
-            streak.failed(at(64)),
-            Report::Warn,
-            "a new streak warns at once"
-        );
+        assert_eq!(streak.failed(at(64)), Report::Warn, "a new streak warns at once");
     }
 
     #[test]
@@ -144,11 +124,7 @@ mod tests {
         let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
         let delays: Vec<Duration> = (0..10).map(|_| b.next_delay()).collect();
         assert!(delays[0] <= Duration::from_millis(100));
-        assert!(
-            delays
-                .iter()
-                .all(|d| *d >= Duration::from_millis(50) && *d <= Duration::from_secs(1))
-        );
+        assert!(delays.iter().all(|d| *d >= Duration::from_millis(50) && *d <= Duration::from_secs(1)));
         assert_eq!(b.current, Duration::from_secs(1));
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(100));

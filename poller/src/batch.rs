@@ -52,9 +52,7 @@ impl<T> Batcher<T> {
 
     /// The payload length this batch plus one more record of `len` bytes would have.
     fn payload_len_with(&self, len: usize) -> usize {
-        self.limits
-            .envelope
-            .payload_len_of(self.items.len() + 1, self.bytes + len)
+        self.limits.envelope.payload_len_of(self.items.len() + 1, self.bytes + len)
     }
 
     /// Add a record of `encoded_len` bytes. Gives it back when it would break the record or payload limit;
@@ -108,7 +106,8 @@ impl<T> Batcher<T> {
 
     /// True when the batch must be invoked now.
     pub fn is_ready(&self, now: Instant) -> bool {
-        !self.items.is_empty() && (self.room() == 0 || self.deadline().is_some_and(|d| now >= d))
+        !self.items.is_empty()
+            && (self.room() == 0 || self.deadline().is_some_and(|d| now >= d))
     }
 
     /// Hand the records over and start a new, empty batch.

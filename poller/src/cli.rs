@@ -88,21 +88,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "ARN", env = "POLLER_ROLE_ARN")]
     pub role_arn: Option<String>,
     /// With --role-arn: the role session name, shown in CloudTrail.
-    #[arg(
-        long,
-        value_name = "NAME",
-        default_value = "poller",
-        env = "POLLER_ROLE_SESSION_NAME",
-        requires = "role_arn"
-    )]
+    #[arg(long, value_name = "NAME", default_value = "poller", env = "POLLER_ROLE_SESSION_NAME", requires = "role_arn")]
     pub role_session_name: String,
     /// With --role-arn: the external ID the role's trust policy requires.
-    #[arg(
-        long,
-        value_name = "ID",
-        env = "POLLER_EXTERNAL_ID",
-        requires = "role_arn"
-    )]
+    #[arg(long, value_name = "ID", env = "POLLER_EXTERNAL_ID", requires = "role_arn")]
     pub external_id: Option<String>,
     // Process lifecycle (docs/operations.md).
     /// On SIGTERM or Ctrl-C, in-flight batches get this long to finish; what has not finished then is
@@ -269,11 +258,7 @@ fn parse_rate(text: &str) -> Result<std::num::NonZeroU32, String> {
     text.strip_suffix("/s")
         .unwrap_or(text)
         .parse()
-        .map_err(|_| {
-            format!(
-                "expected a positive number of messages per second such as 10 or 10/s, got {text:?}"
-            )
-        })
+        .map_err(|_| format!("expected a positive number of messages per second such as 10 or 10/s, got {text:?}"))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -293,26 +278,14 @@ mod tests {
             argv.extend_from_slice(extra);
             Cli::try_parse_from(argv)
         };
-        let Command::Run(run) = args(&[]).unwrap().command else {
-            panic!("run")
-        };
+        let Command::Run(run) = args(&[]).unwrap().command else { panic!("run") };
         assert_eq!(
-            run.sqs_throttle_mode
-                .with_max_hold(run.sqs_throttle_max_hold),
+            run.sqs_throttle_mode.with_max_hold(run.sqs_throttle_max_hold),
             crate::sqs::throttle::ThrottleMode::default()
         );
-        let Command::Run(run) = args(&["--sqs-throttle-mode", "aws"]).unwrap().command else {
-            panic!("run")
-        };
+        let Command::Run(run) = args(&["--sqs-throttle-mode", "aws"]).unwrap().command else { panic!("run") };
         assert_eq!(run.sqs_throttle_mode, SqsThrottleMode::Aws);
-        let error = args(&["--sqs-throttle-max-hold", "13h"])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            error.contains(
-                "13h is longer than 12h: SQS does not keep a received message invisible longer"
-            ),
-            "{error}"
-        );
+        let error = args(&["--sqs-throttle-max-hold", "13h"]).unwrap_err().to_string();
+        assert!(error.contains("13h is longer than 12h: SQS does not keep a received message invisible longer"), "{error}");
     }
 }

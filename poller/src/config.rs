@@ -224,9 +224,7 @@ pub fn parse_document(
     // Editors on Windows save UTF-8 with a byte-order mark; it carries no meaning in JSON (RFC 8259 §8.1).
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text.trim().is_empty() {
-        return Err(document_error(format!(
-            "the file is empty; {EXPECTED_DOCUMENT}"
-        )));
+        return Err(document_error(format!("the file is empty; {EXPECTED_DOCUMENT}")));
     }
     let mut de = serde_json::Deserializer::from_str(text);
     let value = Value::deserialize(&mut de).map_err(|e| document_error(e.to_string()))?;
@@ -238,16 +236,10 @@ pub fn parse_document(
         ))
     })?;
     let Value::Object(mut object) = value else {
-        return Err(document_error(format!(
-            "{EXPECTED_DOCUMENT}, got {}",
-            kind(&value)
-        )));
+        return Err(document_error(format!("{EXPECTED_DOCUMENT}, got {}", kind(&value))));
     };
     let Some(list) = object.remove("EventSourceMappings") else {
-        return Ok(vec![(
-            String::new(),
-            parse_one(Value::Object(object), "", lookup)?,
-        )]);
+        return Ok(vec![(String::new(), parse_one(Value::Object(object), "", lookup)?)]);
     };
     let mut problems = Problems::default();
     for key in object.keys().filter(|k| *k != "NextMarker") {
@@ -259,18 +251,12 @@ pub fn parse_document(
     }
     let items = match list {
         Value::Array(items) if items.is_empty() => {
-            problems.add(
-                "EventSourceMappings",
-                "is empty: there is no mapping to run",
-            );
+            problems.add("EventSourceMappings", "is empty: there is no mapping to run");
             Vec::new()
         }
         Value::Array(items) => items,
         other => {
-            problems.add(
-                "EventSourceMappings",
-                format!("must be an array of mappings, got {}", kind(&other)),
-            );
+            problems.add("EventSourceMappings", format!("must be an array of mappings, got {}", kind(&other)));
             Vec::new()
         }
     };
@@ -282,20 +268,12 @@ pub fn parse_document(
             Err(e) => problems.0.extend(e.errors),
         }
     }
-    if problems.0.is_empty() {
-        Ok(mappings)
-    } else {
-        Err(ConfigError { errors: problems.0 })
-    }
+    if problems.0.is_empty() { Ok(mappings) } else { Err(ConfigError { errors: problems.0 }) }
 }
 
 /// One mapping object: interpolate its strings, then read it into the AWS shape, naming the key of any
 /// type error (prefixed with `prefix`).
-fn parse_one(
-    mut value: Value,
-    prefix: &str,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<RawMapping, ConfigError> {
+fn parse_one(mut value: Value, prefix: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<RawMapping, ConfigError> {
     let field = |path: &str| format!("{prefix}{path}");
     if !value.is_object() {
         return Err(ConfigError {
@@ -316,11 +294,7 @@ fn parse_one(
         let path = err.path().to_string();
         ConfigError {
             errors: vec![FieldError {
-                field: if path == "." {
-                    field("(document)")
-                } else {
-                    field(&path)
-                },
+                field: if path == "." { field("(document)") } else { field(&path) },
                 message: err.into_inner().to_string(),
             }],
         }
@@ -382,19 +356,13 @@ pub fn decode(bytes: &[u8]) -> Result<&str, ConfigError> {
         ));
     }
     std::str::from_utf8(bytes).map_err(|e| {
-        document_error(format!(
-            "the file is not UTF-8: invalid byte at offset {}",
-            e.valid_up_to()
-        ))
+        document_error(format!("the file is not UTF-8: invalid byte at offset {}", e.valid_up_to()))
     })
 }
 
 /// Parse and validate every mapping of a document; each error names its field, prefixed with
 /// `EventSourceMappings[i].` in a list.
-pub fn load_document(
-    text: &str,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<Vec<Mapping>, ConfigError> {
+pub fn load_document(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Vec<Mapping>, ConfigError> {
     let mut errors = Vec::new();
     let mut mappings = Vec::new();
     for (prefix, raw) in parse_document(text, lookup)? {
@@ -406,11 +374,7 @@ pub fn load_document(
             })),
         }
     }
-    if errors.is_empty() {
-        Ok(mappings)
-    } else {
-        Err(ConfigError { errors })
-    }
+    if errors.is_empty() { Ok(mappings) } else { Err(ConfigError { errors }) }
 }
 
 /// The process environment, for `${VAR}` references.
@@ -422,10 +386,7 @@ pub fn env_var(name: &str) -> Option<String> {
 pub fn load(json: &str) -> Result<Mapping, ConfigError> {
     let mut mappings = load_document(json, &env_var)?;
     if mappings.len() != 1 {
-        return Err(document_error(format!(
-            "holds {} mappings where one is expected",
-            mappings.len()
-        )));
+        return Err(document_error(format!("holds {} mappings where one is expected", mappings.len())));
     }
     Ok(mappings.remove(0))
 }
@@ -457,10 +418,7 @@ impl Problems {
     /// Report a stream-only or SQS-only key given for the wrong source.
     fn not_for<T>(&mut self, field: &str, value: &Option<T>, source: &str) {
         if value.is_some() {
-            self.add(
-                field,
-                format!("is not supported for {source} event sources"),
-            );
+            self.add(field, format!("is not supported for {source} event sources"));
         }
     }
 }
@@ -473,23 +431,11 @@ impl RawMapping {
         for (field, value) in [
             ("Topics", &self.topics),
             ("Queues", &self.queues),
-            (
-                "SourceAccessConfigurations",
-                &self.source_access_configurations,
-            ),
+            ("SourceAccessConfigurations", &self.source_access_configurations),
             ("SelfManagedEventSource", &self.self_managed_event_source),
-            (
-                "SelfManagedKafkaEventSourceConfig",
-                &self.self_managed_kafka_event_source_config,
-            ),
-            (
-                "AmazonManagedKafkaEventSourceConfig",
-                &self.amazon_managed_kafka_event_source_config,
-            ),
-            (
-                "DocumentDBEventSourceConfig",
-                &self.document_db_event_source_config,
-            ),
+            ("SelfManagedKafkaEventSourceConfig", &self.self_managed_kafka_event_source_config),
+            ("AmazonManagedKafkaEventSourceConfig", &self.amazon_managed_kafka_event_source_config),
+            ("DocumentDBEventSourceConfig", &self.document_db_event_source_config),
         ] {
             if value.is_some() {
                 p.add(
@@ -504,10 +450,7 @@ impl RawMapping {
             ("KMSKeyArn", self.kms_key_arn.is_some()),
             ("MetricsConfig", self.metrics_config.is_some()),
             ("LoggingConfig", self.logging_config.is_some()),
-            (
-                "ProvisionedPollerConfig",
-                self.provisioned_poller_config.is_some(),
-            ),
+            ("ProvisionedPollerConfig", self.provisioned_poller_config.is_some()),
         ]
         .into_iter()
         .filter_map(|(k, present)| present.then_some(k))
@@ -549,17 +492,12 @@ impl RawMapping {
             Some([t]) => {
                 p.add(
                     "FunctionResponseTypes",
-                    format!(
-                        "unknown value {t:?}; the only allowed value is \"ReportBatchItemFailures\""
-                    ),
+                    format!("unknown value {t:?}; the only allowed value is \"ReportBatchItemFailures\""),
                 );
                 false
             }
             Some(more) => {
-                p.add(
-                    "FunctionResponseTypes",
-                    format!("takes at most 1 item, got {}", more.len()),
-                );
+                p.add("FunctionResponseTypes", format!("takes at most 1 item, got {}", more.len()));
                 false
             }
         };
@@ -589,10 +527,7 @@ impl RawMapping {
                 let max_batch = if fifo { 10 } else { 10_000 };
                 let batch_size = match self.batch_size {
                     Some(v) if fifo && v > 10 => {
-                        p.add(
-                            "BatchSize",
-                            format!("must be between 1 and 10 for a FIFO queue, got {v}"),
-                        );
+                        p.add("BatchSize", format!("must be between 1 and 10 for a FIFO queue, got {v}"));
                         10
                     }
                     v => p.range("BatchSize", v, 1, max_batch, 10),
@@ -611,38 +546,17 @@ impl RawMapping {
                 }
                 for (field, present) in [
                     ("StartingPosition", self.starting_position.is_some()),
-                    (
-                        "StartingPositionTimestamp",
-                        self.starting_position_timestamp.is_some(),
-                    ),
-                    (
-                        "ParallelizationFactor",
-                        self.parallelization_factor.is_some(),
-                    ),
-                    (
-                        "BisectBatchOnFunctionError",
-                        self.bisect_batch_on_function_error.is_some(),
-                    ),
-                    (
-                        "MaximumRetryAttempts",
-                        self.maximum_retry_attempts.is_some(),
-                    ),
-                    (
-                        "MaximumRecordAgeInSeconds",
-                        self.maximum_record_age_in_seconds.is_some(),
-                    ),
-                    (
-                        "TumblingWindowInSeconds",
-                        self.tumbling_window_in_seconds.is_some(),
-                    ),
+                    ("StartingPositionTimestamp", self.starting_position_timestamp.is_some()),
+                    ("ParallelizationFactor", self.parallelization_factor.is_some()),
+                    ("BisectBatchOnFunctionError", self.bisect_batch_on_function_error.is_some()),
+                    ("MaximumRetryAttempts", self.maximum_retry_attempts.is_some()),
+                    ("MaximumRecordAgeInSeconds", self.maximum_record_age_in_seconds.is_some()),
+                    ("TumblingWindowInSeconds", self.tumbling_window_in_seconds.is_some()),
                 ] {
                     p.not_for(field, &present.then_some(()), "SQS");
                 }
                 if self.destination_config.as_ref().is_some_and(|d| {
-                    d.on_failure
-                        .as_ref()
-                        .is_some_and(|f| f.destination.is_some())
-                        || d.on_success.is_some()
+                    d.on_failure.as_ref().is_some_and(|f| f.destination.is_some()) || d.on_success.is_some()
                 }) {
                     p.add(
                         "DestinationConfig",
@@ -654,27 +568,13 @@ impl RawMapping {
                     .scaling_config
                     .as_ref()
                     .and_then(|s| s.maximum_concurrency)
-                    .map(|v| {
-                        p.range("ScalingConfig.MaximumConcurrency", Some(v), 2, 1000, 2) as u32
-                    });
-                (
-                    batch_size,
-                    SourceSettings::Sqs(SqsSettings {
-                        maximum_concurrency,
-                    }),
-                )
+                    .map(|v| p.range("ScalingConfig.MaximumConcurrency", Some(v), 2, 1000, 2) as u32);
+                (batch_size, SourceSettings::Sqs(SqsSettings { maximum_concurrency }))
             }
             SourceArn::Kinesis(_) | SourceArn::DynamoDbStream(_) => {
                 let batch_size = p.range("BatchSize", self.batch_size, 1, 10_000, 100);
-                p.not_for(
-                    "ScalingConfig",
-                    &self.scaling_config,
-                    "Kinesis and DynamoDB Streams",
-                );
-                (
-                    batch_size,
-                    SourceSettings::Stream(self.stream_settings(&source, &mut p)),
-                )
+                p.not_for("ScalingConfig", &self.scaling_config, "Kinesis and DynamoDB Streams");
+                (batch_size, SourceSettings::Stream(self.stream_settings(&source, &mut p)))
             }
         };
 
@@ -705,17 +605,13 @@ impl RawMapping {
     /// `Enabled`, or for an exported mapping its `State`: AWS reports `Enabled: false` as `Disabled` (or
     /// `Disabling` while it stops), and a mapping being deleted does not poll either.
     fn enabled(&self, p: &mut Problems) -> bool {
-        const STATES: &str =
-            "Creating, Enabling, Enabled, Disabling, Disabled, Updating or Deleting";
+        const STATES: &str = "Creating, Enabling, Enabled, Disabling, Disabled, Updating or Deleting";
         let from_state = match self.state.as_deref() {
             None => None,
             Some("Creating" | "Enabling" | "Enabled" | "Updating") => Some(true),
             Some("Disabling" | "Disabled" | "Deleting") => Some(false),
             Some(other) => {
-                p.add(
-                    "State",
-                    format!("unknown state {other:?}; AWS reports {STATES}"),
-                );
+                p.add("State", format!("unknown state {other:?}; AWS reports {STATES}"));
                 None
             }
         };
@@ -754,10 +650,7 @@ impl RawMapping {
                     format!("FilterCriteria.Filters[{i}].Pattern"),
                     "must be a JSON pattern in a string",
                 ),
-                None => p.add(
-                    format!("FilterCriteria.Filters[{i}].Pattern"),
-                    "is required",
-                ),
+                None => p.add(format!("FilterCriteria.Filters[{i}].Pattern"), "is required"),
             }
         }
         if patterns.len() != filters.len() {
@@ -781,19 +674,13 @@ impl RawMapping {
         let is_ddb = matches!(source, SourceArn::DynamoDbStream(_));
         let starting_position = match self.starting_position.as_deref() {
             None => {
-                p.add(
-                    "StartingPosition",
-                    "is required for Kinesis and DynamoDB Streams event sources",
-                );
+                p.add("StartingPosition", "is required for Kinesis and DynamoDB Streams event sources");
                 StartingPosition::Latest
             }
             Some("TRIM_HORIZON") => StartingPosition::TrimHorizon,
             Some("LATEST") => StartingPosition::Latest,
             Some("AT_TIMESTAMP") if is_ddb => {
-                p.add(
-                    "StartingPosition",
-                    format!("Unsupported starting position for arn type: {source}"),
-                );
+                p.add("StartingPosition", format!("Unsupported starting position for arn type: {source}"));
                 StartingPosition::Latest
             }
             Some("AT_TIMESTAMP") => match &self.starting_position_timestamp {
@@ -801,10 +688,7 @@ impl RawMapping {
                     Ok(secs) if secs > now_secs() => {
                         // The rule as the API reference states it ("StartingPositionTimestamp cannot be in
                         // the future"): a Kinesis iterator at a future time would silently act as LATEST.
-                        p.add(
-                            "StartingPositionTimestamp",
-                            "StartingPositionTimestamp cannot be in the future.",
-                        );
+                        p.add("StartingPositionTimestamp", "StartingPositionTimestamp cannot be in the future.");
                         StartingPosition::Latest
                     }
                     Ok(secs) => StartingPosition::AtTimestamp(secs),
@@ -824,10 +708,7 @@ impl RawMapping {
                     crate::arn::validation_exception(
                         other,
                         "startingPosition",
-                        &[
-                            "satisfy enum value set: [LATEST, AT_TIMESTAMP, TRIM_HORIZON]"
-                                .to_owned(),
-                        ],
+                        &["satisfy enum value set: [LATEST, AT_TIMESTAMP, TRIM_HORIZON]".to_owned()],
                     ),
                 );
                 StartingPosition::Latest
@@ -837,25 +718,10 @@ impl RawMapping {
             && !matches!(starting_position, StartingPosition::AtTimestamp(_))
             && self.starting_position.as_deref() != Some("AT_TIMESTAMP")
         {
-            p.add(
-                "StartingPositionTimestamp",
-                "Timestamp only valid with StartingPosition AT_TIMESTAMP",
-            );
+            p.add("StartingPositionTimestamp", "Timestamp only valid with StartingPosition AT_TIMESTAMP");
         }
-        let parallelization_factor = p.range(
-            "ParallelizationFactor",
-            self.parallelization_factor,
-            1,
-            10,
-            1,
-        );
-        let retries = p.range(
-            "MaximumRetryAttempts",
-            self.maximum_retry_attempts,
-            -1,
-            10_000,
-            -1,
-        );
+        let parallelization_factor = p.range("ParallelizationFactor", self.parallelization_factor, 1, 10, 1);
+        let retries = p.range("MaximumRetryAttempts", self.maximum_retry_attempts, -1, 10_000, -1);
         let age = match self.maximum_record_age_in_seconds {
             Some(v) if v != -1 && !(60..=604_800).contains(&v) => {
                 p.add(
@@ -866,28 +732,17 @@ impl RawMapping {
             }
             v => v.unwrap_or(-1),
         };
-        let tumbling = p.range(
-            "TumblingWindowInSeconds",
-            self.tumbling_window_in_seconds,
-            0,
-            900,
-            0,
-        );
+        let tumbling = p.range("TumblingWindowInSeconds", self.tumbling_window_in_seconds, 0, 900, 0);
         let on_failure_destination = self.destination_config.as_ref().and_then(|d| {
             if d.on_success.is_some() {
-                p.add(
-                    "DestinationConfig.OnSuccess",
-                    "is not supported for event source mappings",
-                );
+                p.add("DestinationConfig.OnSuccess", "is not supported for event source mappings");
             }
             let dest = d.on_failure.as_ref()?.destination.clone()?;
             let service = dest.split(':').nth(2).unwrap_or_default();
             if !dest.starts_with("arn:") || !["sqs", "sns", "s3"].contains(&service) {
                 p.add(
                     "DestinationConfig.OnFailure.Destination",
-                    format!(
-                        "{dest:?} must be the ARN of an SQS queue, an SNS topic or an S3 bucket"
-                    ),
+                    format!("{dest:?} must be the ARN of an SQS queue, an SNS topic or an S3 bucket"),
                 );
             }
             Some(dest)
@@ -913,9 +768,7 @@ fn now_secs() -> f64 {
 /// `StartingPositionTimestamp`: epoch seconds, or an RFC 3339 / ISO 8601 date-time string.
 fn parse_timestamp(value: &serde_json::Value) -> Result<f64, String> {
     match value {
-        serde_json::Value::Number(n) => n
-            .as_f64()
-            .ok_or_else(|| format!("{n} is not a valid timestamp")),
+        serde_json::Value::Number(n) => n.as_f64().ok_or_else(|| format!("{n} is not a valid timestamp")),
         serde_json::Value::String(s) => {
             let with_zone = if s.ends_with('Z') || s.rfind(['+', '-']).is_some_and(|i| i > 10) {
                 s.clone()
@@ -926,9 +779,7 @@ fn parse_timestamp(value: &serde_json::Value) -> Result<f64, String> {
                 .map(|t| t.unix_timestamp_nanos() as f64 / 1e9)
                 .map_err(|e| format!("{s:?} is not an ISO 8601 date-time: {e}"))
         }
-        other => Err(format!(
-            "must be epoch seconds or an ISO 8601 string, got {other}"
-        )),
+        other => Err(format!("must be epoch seconds or an ISO 8601 string, got {other}")),
     }
 }
 

@@ -16,9 +16,7 @@ pub enum Error {
     #[error("{dir}: no *.json mapping files in this directory")]
     NoMappingFiles { dir: PathBuf },
     /// Two mappings have one UUID: they would share checkpoints and leases.
-    #[error(
-        "{second}: UUID {uuid} is also the UUID of a mapping in {first}; each mapping needs its own"
-    )]
+    #[error("{second}: UUID {uuid} is also the UUID of a mapping in {first}; each mapping needs its own")]
     DuplicateMapping {
         uuid: String,
         first: PathBuf,

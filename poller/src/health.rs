@@ -101,10 +101,7 @@ impl MappingHealth {
     /// A poll of the source failed (it is retried).
     pub fn poll_failed(&self, error: impl Into<String>) {
         failing(&self.polls_failing_since_ms);
-        *self
-            .last_poll_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(error.into());
+        *self.last_poll_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.into());
     }
 
     /// An invoke reached the function.
@@ -137,17 +134,9 @@ impl MappingHealth {
             last_poll_ms: at(&self.last_poll_ms),
             last_invoke_ms: at(&self.last_invoke_ms),
             worker_failures: self.worker_failures.load(Ordering::Relaxed),
-            last_failure: self
-                .last_failure
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
+            last_failure: self.last_failure.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             polls_failing_since_ms: at(&self.polls_failing_since_ms),
-            last_poll_error: self
-                .last_poll_error
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
+            last_poll_error: self.last_poll_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             invokes_failing_since_ms: at(&self.invokes_failing_since_ms),
             abandoned: self.abandoned.load(Ordering::Relaxed),
         }
@@ -294,15 +283,8 @@ mod tests {
         let s = health.mapping("m-1").snapshot();
         assert_eq!(s.state, MappingState::Running);
         assert!(s.last_poll_ms.is_some() && s.last_invoke_ms.is_some());
-        assert_eq!(
-            (s.worker_failures, s.last_failure.as_deref()),
-            (1, Some("lane panicked"))
-        );
-        assert_eq!(
-            health.snapshot().len(),
-            1,
-            "asking again gives the same handle"
-        );
+        assert_eq!((s.worker_failures, s.last_failure.as_deref()), (1, Some("lane panicked")));
+        assert_eq!(health.snapshot().len(), 1, "asking again gives the same handle");
         let json = serde_json::to_value(&s).expect("serializes");
         assert_eq!(json["state"], "running");
     }
@@ -323,11 +305,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(5));
         m.poll_failed("second");
         let s = m.snapshot();
-        assert_eq!(
-            s.polls_failing_since_ms,
-            Some(since),
-            "later failures keep the start"
-        );
+        assert_eq!(s.polls_failing_since_ms, Some(since), "later failures keep the start");
         assert_eq!(s.last_poll_error.as_deref(), Some("second"));
         m.polled();
         assert_eq!(m.snapshot().polls_failing_since_ms, None);
@@ -346,18 +324,11 @@ mod tests {
             last_poll_error: Some("NonExistentQueue".to_owned()),
             ..running()
         };
-        assert!(
-            readiness(vec![polls.clone()], now, BOUND).ready,
-            "at the bound: still ready"
-        );
+        assert!(readiness(vec![polls.clone()], now, BOUND).ready, "at the bound: still ready");
         let late = readiness(vec![polls], now + 1_000, BOUND);
         assert!(!late.ready);
         let why = late.mappings[0].not_ready.as_deref().expect("a reason");
-        assert!(
-            why.contains("polls of the source have failed for 61s")
-                && why.contains("NonExistentQueue"),
-            "{why}"
-        );
+        assert!(why.contains("polls of the source have failed for 61s") && why.contains("NonExistentQueue"), "{why}");
 
         let invokes = HealthSnapshot {
             invokes_failing_since_ms: Some(now - 61_000),
@@ -365,44 +336,25 @@ mod tests {
         };
         let r = readiness(vec![invokes], now, BOUND);
         assert!(!r.ready);
-        assert!(
-            r.mappings[0]
-                .not_ready
-                .as_deref()
-                .is_some_and(|w| w.contains("invoke requests"))
-        );
+        assert!(r.mappings[0].not_ready.as_deref().is_some_and(|w| w.contains("invoke requests")));
     }
 
     #[test]
     fn states_other_than_running_decide_alone() {
         let now = 1_000_000;
         let of = |state| HealthSnapshot { state, ..running() };
-        assert!(
-            readiness(vec![of(MappingState::Disabled)], now, BOUND).ready,
-            "disabled on purpose"
-        );
+        assert!(readiness(vec![of(MappingState::Disabled)], now, BOUND).ready, "disabled on purpose");
         for state in [
             MappingState::Starting,
             MappingState::Stopped,
             MappingState::Failed("all lanes failed".to_owned()),
         ] {
-            assert!(
-                !readiness(vec![of(state.clone())], now, BOUND).ready,
-                "{state:?}"
-            );
+            assert!(!readiness(vec![of(state.clone())], now, BOUND).ready, "{state:?}");
         }
         let mixed = readiness(vec![running(), of(MappingState::Starting)], now, BOUND);
         assert!(!mixed.ready && mixed.mappings[0].ready && !mixed.mappings[1].ready);
-        assert!(
-            !readiness(vec![], now, BOUND).ready,
-            "nothing registered yet: not started"
-        );
-        let json = serde_json::to_value(readiness(
-            vec![of(MappingState::Failed("x".to_owned()))],
-            now,
-            BOUND,
-        ))
-        .unwrap();
+        assert!(!readiness(vec![], now, BOUND).ready, "nothing registered yet: not started");
+        let json = serde_json::to_value(readiness(vec![of(MappingState::Failed("x".to_owned()))], now, BOUND)).unwrap();
         assert_eq!(json["mappings"][0]["state"], "failed");
         assert_eq!(json["mappings"][0]["reason"], "x");
         assert_eq!(json["mappings"][0]["not_ready"], "failed: x");

@@ -13,14 +13,14 @@ mod dry_run;
 pub mod error;
 pub mod filter_cmd;
 pub mod health;
+mod panic;
 pub mod logging;
 pub mod metrics;
-mod panic;
 pub mod redrive;
 pub mod replay;
 pub mod sqs;
-pub mod stats;
 pub mod stream;
+pub mod stats;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -32,8 +32,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Mapping, SourceSettings};
 pub use crate::error::Error;
+use crate::config::{Mapping, SourceSettings};
 use crate::health::{HealthSnapshot, MappingHealth, MappingState};
 use crate::stats::Snapshot;
 
@@ -159,9 +159,7 @@ pub fn mapping_files(path: &Path) -> Result<Vec<PathBuf>, Error> {
         }
     }
     if files.is_empty() {
-        return Err(Error::NoMappingFiles {
-            dir: path.to_owned(),
-        });
+        return Err(Error::NoMappingFiles { dir: path.to_owned() });
     }
     files.sort();
     Ok(files)
@@ -229,12 +227,7 @@ pub async fn sdk_config(options: &Options) -> aws_config::SdkConfig {
     let base = loader().load().await;
     match &options.assume_role {
         None => base,
-        Some(role) => {
-            loader()
-                .credentials_provider(role.provider(&base).await)
-                .load()
-                .await
-        }
+        Some(role) => loader().credentials_provider(role.provider(&base).await).load().await,
     }
 }
 
@@ -267,17 +260,8 @@ impl Poller {
     pub async fn run(self, cancel: CancellationToken) -> Result<Vec<MappingReport>, Error> {
         let sdk = sdk_config(&self.options).await;
         let mut store: Option<Arc<stream::store::Store>> = None;
-        let owner = format!(
-            "{}:{}:{}",
-            hostname(),
-            std::process::id(),
-            uuid::Uuid::new_v4().simple()
-        );
-        let Poller {
-            mappings,
-            options,
-            metrics,
-        } = self;
+        let owner = format!("{}:{}:{}", hostname(), std::process::id(), uuid::Uuid::new_v4().simple());
+        let Poller { mappings, options, metrics } = self;
         let lifecycle = options.lifecycle.clone();
         // `stop` starts the drain: the caller's cancel, or a failed mapping. `abandon` ends it.
         let stop = cancel.child_token();
@@ -286,24 +270,14 @@ impl Poller {
         // sees a process whose mappings have not started as ready.
         let mappings: Vec<_> = mappings
             .into_iter()
-            .map(|mapping| {
-                (
-                    Arc::new(metrics.mapping(stats::MappingLabels::of(&mapping))),
-                    mapping,
-                )
-            })
+            .map(|mapping| (Arc::new(metrics.mapping(stats::MappingLabels::of(&mapping))), mapping))
             .collect();
         let server_stop = CancellationToken::new();
         let server = match options.metrics_addr {
             Some(addr) => {
-                let (bound, task) = metrics::serve(
-                    addr,
-                    metrics.clone(),
-                    lifecycle.ready_stale_after,
-                    server_stop.clone(),
-                )
-                .await
-                .map_err(|source| Error::Metrics { addr, source })?;
+                let (bound, task) = metrics::serve(addr, metrics.clone(), lifecycle.ready_stale_after, server_stop.clone())
+                    .await
+                    .map_err(|source| Error::Metrics { addr, source })?;
                 tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
                 Some(task)
             }
@@ -321,21 +295,13 @@ impl Poller {
                 tracing::warn!(uuid = %mapping.uuid, keys = ?mapping.ignored_keys, "keys accepted but without effect here");
             }
             let (uuid, source) = (mapping.uuid.clone(), mapping.source.to_string());
-            supervisor.reports.push((
-                uuid.clone(),
-                source,
-                mapping.function_name.clone(),
-                counters.clone(),
-            ));
+            supervisor.reports.push((uuid.clone(), source, mapping.function_name.clone(), counters.clone()));
             let started = async {
                 let target = target(&options, &sdk, &mapping.function_name)?;
                 let task: futures::future::BoxFuture<'static, ()> = match &mapping.settings {
                     SourceSettings::Sqs(_) => {
-                        let m = sqs::SqsMapping::connect(mapping, &sdk, target, counters.clone())
-                            .await?;
-                        let m = m
-                            .abandon_on(abandon.clone())
-                            .throttle_mode(options.sqs_throttle);
+                        let m = sqs::SqsMapping::connect(mapping, &sdk, target, counters.clone()).await?;
+                        let m = m.abandon_on(abandon.clone()).throttle_mode(options.sqs_throttle);
                         Box::pin(Arc::new(m).run(stop.clone()))
                     }
                     SourceSettings::Stream(_) => {
@@ -369,9 +335,7 @@ impl Poller {
                     supervisor.spawn(counters.health.clone(), task);
                 }
                 Err(e) => {
-                    counters
-                        .health
-                        .set_state(MappingState::Failed(e.to_string()));
+                    counters.health.set_state(MappingState::Failed(e.to_string()));
                     if !lifecycle.keep_going {
                         // The caller reports it, once.
                         start_error = Some(e);
@@ -416,12 +380,7 @@ impl Supervisor {
     /// marks `Failed`, is failed; unless `keep_going`, that starts the drain of the others. Once
     /// `stop` fires, in-flight work gets `shutdown_timeout`; then `abandon` fires, and tasks still
     /// running after [`SETTLE_GRACE`] more are aborted.
-    async fn run(
-        &mut self,
-        stop: &CancellationToken,
-        abandon: &CancellationToken,
-        lifecycle: &Lifecycle,
-    ) {
+    async fn run(&mut self, stop: &CancellationToken, abandon: &CancellationToken, lifecycle: &Lifecycle) {
         let mut drain_deadline: Option<Instant> = None;
         let mut abort_at: Option<Instant> = None;
         let mut check = tokio::time::interval(FAILURE_CHECK_INTERVAL);
@@ -464,11 +423,7 @@ impl Supervisor {
                 }
             }
         }
-        let abandoned: u64 = self
-            .reports
-            .iter()
-            .map(|r| r.3.health.snapshot().abandoned)
-            .sum();
+        let abandoned: u64 = self.reports.iter().map(|r| r.3.health.snapshot().abandoned).sum();
         if abandon.is_cancelled() {
             tracing::warn!(abandoned, timeout = ?lifecycle.shutdown_timeout,
                 "drained until the deadline: {abandoned} records abandoned unprocessed (SQS messages made visible \
@@ -493,15 +448,13 @@ impl Supervisor {
     fn reports(&self) -> Vec<MappingReport> {
         self.reports
             .iter()
-            .map(
-                |(uuid, event_source_arn, function_name, counters)| MappingReport {
-                    uuid: uuid.clone(),
-                    event_source_arn: event_source_arn.clone(),
-                    function_name: function_name.clone(),
-                    counters: counters.snapshot(),
-                    health: counters.health.snapshot(),
-                },
-            )
+            .map(|(uuid, event_source_arn, function_name, counters)| MappingReport {
+                uuid: uuid.clone(),
+                event_source_arn: event_source_arn.clone(),
+                function_name: function_name.clone(),
+                counters: counters.snapshot(),
+                health: counters.health.snapshot(),
+            })
             .collect()
     }
 }
@@ -516,16 +469,11 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 
 /// The lease store: DynamoDB lease tables shared with other pollers, or the SQLite file in the state
 /// directory (created if needed, and locked: a second poller on the same directory fails here).
-fn open_store(
-    options: &Options,
-    sdk: &aws_config::SdkConfig,
-) -> Result<Arc<stream::store::Store>, Error> {
+fn open_store(options: &Options, sdk: &aws_config::SdkConfig) -> Result<Arc<stream::store::Store>, Error> {
     use stream::store::Store;
     if let Some(prefix) = &options.lease_table {
         let client = aws_sdk_dynamodb::Client::new(sdk);
-        return Ok(Arc::new(Store::DynamoDb(
-            esm_checkpoint::DynamoDbStore::new(&client, prefix.clone(), true),
-        )));
+        return Ok(Arc::new(Store::DynamoDb(esm_checkpoint::DynamoDbStore::new(&client, prefix.clone(), true))));
     }
     let state_dir = &options.state_dir;
     std::fs::create_dir_all(state_dir).map_err(|source| Error::Read {
@@ -549,11 +497,7 @@ fn hostname() -> String {
 }
 
 /// The invoke target for a function: HTTP POST if a URL is configured, else the Lambda Invoke API.
-fn target(
-    options: &Options,
-    sdk: &aws_config::SdkConfig,
-    function_name: &str,
-) -> Result<lambda_invoke::Target, Error> {
+fn target(options: &Options, sdk: &aws_config::SdkConfig, function_name: &str) -> Result<lambda_invoke::Target, Error> {
     invoke_target(
         options.http_url.as_deref(),
         options.lambda_endpoint_url.as_deref(),
@@ -571,18 +515,18 @@ pub(crate) fn invoke_target(
     sdk: &aws_config::SdkConfig,
     function_name: &str,
 ) -> Result<lambda_invoke::Target, Error> {
-    Ok(match http_url {
-        Some(url) => lambda_invoke::Target::Http(lambda_invoke::HttpTarget::new(
-            url.replace("{function}", function_name),
-            invoke_timeout,
-        )?),
-        None => lambda_invoke::Target::Lambda(lambda_invoke::LambdaTarget::new(
-            sdk,
-            function_name,
-            lambda_endpoint_url,
-            Some(invoke_timeout.unwrap_or(lambda_invoke::DEFAULT_INVOKE_TIMEOUT)),
-        )),
-    })
+        Ok(match http_url {
+            Some(url) => lambda_invoke::Target::Http(lambda_invoke::HttpTarget::new(
+                url.replace("{function}", function_name),
+                invoke_timeout,
+            )?),
+            None => lambda_invoke::Target::Lambda(lambda_invoke::LambdaTarget::new(
+                sdk,
+                function_name,
+                lambda_endpoint_url,
+                Some(invoke_timeout.unwrap_or(lambda_invoke::DEFAULT_INVOKE_TIMEOUT)),
+            )),
+        })
 }
 
 /// The `poller` command line.
@@ -590,11 +534,7 @@ pub async fn main(cli: cli::Cli) -> ExitCode {
     match cli.command {
         cli::Command::Validate { files } => validate(&files),
         cli::Command::Run(args) => run(*args).await,
-        cli::Command::Filter {
-            mapping,
-            records,
-            output,
-        } => filter_cmd::run(&mapping, &records, output),
+        cli::Command::Filter { mapping, records, output } => filter_cmd::run(&mapping, &records, output),
         cli::Command::Redrive(args) => redrive::run(args).await,
         cli::Command::Replay(args) => match one_mapping(&args.mapping, "replay") {
             Some(m) => replay::run(m, args).await,
@@ -610,11 +550,7 @@ fn one_mapping(path: &Path, command: &str) -> Option<Mapping> {
         eprintln!("{e}");
     }
     if errors.is_empty() && mappings.len() != 1 {
-        eprintln!(
-            "{}: holds {} mappings; `poller {command}` takes one",
-            path.display(),
-            mappings.len()
-        );
+        eprintln!("{}: holds {} mappings; `poller {command}` takes one", path.display(), mappings.len());
     }
     (errors.is_empty() && mappings.len() == 1).then(|| mappings.remove(0).1)
 }
@@ -629,27 +565,15 @@ fn validate(paths: &[PathBuf]) -> ExitCode {
             m.function_name,
             m.batch_size,
             m.batching_window.as_secs(),
-            if m.filters.is_empty() {
-                ""
-            } else {
-                ", filtered"
-            },
-            if m.report_batch_item_failures {
-                ", ReportBatchItemFailures"
-            } else {
-                ""
-            },
+            if m.filters.is_empty() { "" } else { ", filtered" },
+            if m.report_batch_item_failures { ", ReportBatchItemFailures" } else { "" },
             if m.enabled { "" } else { ", disabled" },
         )
     }
     for e in &errors {
         eprintln!("{e}");
     }
-    if errors.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
+    if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }
 
 async fn run(args: cli::RunArgs) -> ExitCode {
@@ -682,9 +606,7 @@ async fn run(args: cli::RunArgs) -> ExitCode {
             session_name: args.role_session_name,
             external_id: args.external_id,
         }),
-        sqs_throttle: args
-            .sqs_throttle_mode
-            .with_max_hold(args.sqs_throttle_max_hold),
+        sqs_throttle: args.sqs_throttle_mode.with_max_hold(args.sqs_throttle_max_hold),
     };
     if args.dry_run {
         return dry_run::run(mappings, &options, args.dry_run_limit).await;
@@ -695,10 +617,7 @@ async fn run(args: cli::RunArgs) -> ExitCode {
     match Poller::new(mappings, options).run(cancel).await {
         Ok(reports) => {
             for r in &reports {
-                println!(
-                    "mapping {} ({} → {}): {}",
-                    r.uuid, r.event_source_arn, r.function_name, r.counters
-                );
+                println!("mapping {} ({} → {}): {}", r.uuid, r.event_source_arn, r.function_name, r.counters);
             }
             let failed = failures(&reports);
             for (uuid, reason) in &failed {
@@ -735,11 +654,7 @@ fn failures(reports: &[MappingReport]) -> Vec<(&str, &str)> {
 /// cannot start, 130 for a forced exit.)
 fn exit_status(enabled: usize, failed: usize, keep_going: bool) -> u8 {
     let others_went_on = failed < enabled;
-    if failed == 0 || (keep_going && others_went_on) {
-        0
-    } else {
-        1
-    }
+    if failed == 0 || (keep_going && others_went_on) { 0 } else { 1 }
 }
 
 /// What a signal received during the drain does.
@@ -761,11 +676,7 @@ const REPEAT_GRACE: Duration = Duration::from_secs(1);
 /// its grace period), so a repeated SIGTERM never skips the drain. A repeated SIGINT is a person
 /// pressing Ctrl-C again: it exits at once, unless it comes within [`REPEAT_GRACE`] of the first.
 fn on_repeat(interrupt: bool, since_first: Duration) -> Repeat {
-    if interrupt && since_first >= REPEAT_GRACE {
-        Repeat::ExitNow
-    } else {
-        Repeat::Ignore
-    }
+    if interrupt && since_first >= REPEAT_GRACE { Repeat::ExitNow } else { Repeat::Ignore }
 }
 
 /// The first SIGTERM or SIGINT starts the drain; later ones follow [`on_repeat`].
@@ -786,10 +697,7 @@ async fn shutdown_on_signal(cancel: CancellationToken) {
             _ = int.recv() => true,
         };
         match on_repeat(interrupt, first.elapsed()) {
-            Repeat::Ignore => tracing::info!(
-                interrupt,
-                "signal during shutdown ignored: the drain goes on"
-            ),
+            Repeat::Ignore => tracing::info!(interrupt, "signal during shutdown ignored: the drain goes on"),
             Repeat::ExitNow => {
                 tracing::warn!("second Ctrl-C: exiting without finishing in-flight batches");
                 std::process::exit(130);
@@ -804,16 +712,8 @@ mod tests {
 
     #[test]
     fn a_repeated_sigterm_never_skips_the_drain() {
-        for since in [
-            Duration::ZERO,
-            Duration::from_millis(10),
-            Duration::from_secs(60),
-        ] {
-            assert_eq!(
-                on_repeat(false, since),
-                Repeat::Ignore,
-                "SIGTERM after {since:?}"
-            );
+        for since in [Duration::ZERO, Duration::from_millis(10), Duration::from_secs(60)] {
+            assert_eq!(on_repeat(false, since), Repeat::Ignore, "SIGTERM after {since:?}");
         }
     }
 
@@ -837,9 +737,7 @@ mod tests {
             let counters = Arc::new(metrics.mapping(labels));
             counters.health.set_state(MappingState::Running);
             health.push(counters.health.clone());
-            supervisor
-                .reports
-                .push((uuid.to_string(), String::new(), String::new(), counters));
+            supervisor.reports.push((uuid.to_string(), String::new(), String::new(), counters));
         }
         (supervisor, health)
     }
@@ -851,29 +749,15 @@ mod tests {
         supervisor.spawn(health[0].clone(), Box::pin(async {}));
         supervisor.spawn(health[1].clone(), Box::pin(async { panic!("boom") }));
         let waits = stop.clone();
-        supervisor.spawn(
-            health[2].clone(),
-            Box::pin(async move { waits.cancelled().await }),
-        );
+        supervisor.spawn(health[2].clone(), Box::pin(async move { waits.cancelled().await }));
         let (abandon, lifecycle) = (CancellationToken::new(), Lifecycle::default());
         let run = supervisor.run(&stop, &abandon, &lifecycle);
-        tokio::time::timeout(Duration::from_secs(30), run)
-            .await
-            .expect("the others are stopped");
+        tokio::time::timeout(Duration::from_secs(30), run).await.expect("the others are stopped");
         let reports = supervisor.reports();
-        assert_eq!(
-            reports[0].health.state,
-            MappingState::Failed("the mapping stopped on its own".to_owned())
-        );
-        assert_eq!(
-            reports[1].health.state,
-            MappingState::Failed("the mapping's task panicked: boom".to_owned())
-        );
+        assert_eq!(reports[0].health.state, MappingState::Failed("the mapping stopped on its own".to_owned()));
+        assert_eq!(reports[1].health.state, MappingState::Failed("the mapping's task panicked: boom".to_owned()));
         assert_eq!(reports[2].health.state, MappingState::Stopped);
-        assert_eq!(
-            exit_status(reports.len(), failures(&reports).len(), false),
-            1
-        );
+        assert_eq!(exit_status(reports.len(), failures(&reports).len(), false), 1);
     }
 
     #[tokio::test]
@@ -882,10 +766,7 @@ mod tests {
         let stop = CancellationToken::new();
         supervisor.spawn(health[0].clone(), Box::pin(async {}));
         let waits = stop.clone();
-        supervisor.spawn(
-            health[1].clone(),
-            Box::pin(async move { waits.cancelled().await }),
-        );
+        supervisor.spawn(health[1].clone(), Box::pin(async move { waits.cancelled().await }));
         let lifecycle = Lifecycle {
             keep_going: true,
             ..Lifecycle::default()
@@ -897,23 +778,15 @@ mod tests {
             while !matches!(health[0].state(), MappingState::Failed(_)) {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            assert!(
-                !stop.is_cancelled(),
-                "the failure did not stop the other mapping"
-            );
+            assert!(!stop.is_cancelled(), "the failure did not stop the other mapping");
             stop.cancel();
         };
-        tokio::time::timeout(Duration::from_secs(30), async {
-            tokio::join!(run, operator)
-        })
-        .await
-        .expect("stops on shutdown");
+        tokio::time::timeout(Duration::from_secs(30), async { tokio::join!(run, operator) })
+            .await
+            .expect("stops on shutdown");
         let reports = supervisor.reports();
         assert_eq!(reports[1].health.state, MappingState::Stopped);
-        assert_eq!(
-            exit_status(reports.len(), failures(&reports).len(), true),
-            0
-        );
+        assert_eq!(exit_status(reports.len(), failures(&reports).len(), true), 0);
     }
 
     #[tokio::test]
@@ -921,10 +794,7 @@ mod tests {
         let (mut supervisor, health) = supervisor(&["settles", "stubborn"]);
         let (stop, abandon) = (CancellationToken::new(), CancellationToken::new());
         let abandoned = abandon.clone();
-        supervisor.spawn(
-            health[0].clone(),
-            Box::pin(async move { abandoned.cancelled().await }),
-        );
+        supervisor.spawn(health[0].clone(), Box::pin(async move { abandoned.cancelled().await }));
         supervisor.spawn(health[1].clone(), Box::pin(std::future::pending()));
         let lifecycle = Lifecycle {
             shutdown_timeout: Duration::from_millis(50),
@@ -932,24 +802,13 @@ mod tests {
         };
         stop.cancel();
         let started = Instant::now();
-        tokio::time::timeout(
-            Duration::from_secs(60),
-            supervisor.run(&stop, &abandon, &lifecycle),
-        )
-        .await
-        .expect("a task that ignores the deadline is aborted");
+        tokio::time::timeout(Duration::from_secs(60), supervisor.run(&stop, &abandon, &lifecycle))
+            .await
+            .expect("a task that ignores the deadline is aborted");
         assert!(abandon.is_cancelled());
-        assert!(
-            started.elapsed() >= SETTLE_GRACE,
-            "the stubborn task had its grace"
-        );
+        assert!(started.elapsed() >= SETTLE_GRACE, "the stubborn task had its grace");
         let reports = supervisor.reports();
-        assert!(
-            reports
-                .iter()
-                .all(|r| r.health.state == MappingState::Stopped),
-            "{reports:?}"
-        );
+        assert!(reports.iter().all(|r| r.health.state == MappingState::Stopped), "{reports:?}");
     }
 
     #[test]
@@ -957,16 +816,8 @@ mod tests {
         assert_eq!(exit_status(2, 0, false), 0);
         assert_eq!(exit_status(0, 0, false), 0, "only disabled mappings");
         assert_eq!(exit_status(2, 1, false), 1);
-        assert_eq!(
-            exit_status(2, 1, true),
-            0,
-            "--keep-going: the other went on"
-        );
-        assert_eq!(
-            exit_status(2, 2, true),
-            1,
-            "--keep-going, but nothing could go on"
-        );
+        assert_eq!(exit_status(2, 1, true), 0, "--keep-going: the other went on");
+        assert_eq!(exit_status(2, 2, true), 1, "--keep-going, but nothing could go on");
         assert_eq!(exit_status(1, 1, true), 1);
     }
 }

@@ -68,11 +68,7 @@ async fn healthz() -> Json<serde_json::Value> {
 
 /// Readiness: 200 when every enabled mapping is ready, else 503; the body names each mapping's state.
 async fn readyz(State(probes): State<Probes>) -> (StatusCode, Json<Readiness>) {
-    let answer = readiness(
-        probes.metrics.health().snapshot(),
-        now_ms(),
-        probes.ready_stale_after,
-    );
+    let answer = readiness(probes.metrics.health().snapshot(), now_ms(), probes.ready_stale_after);
     let status = if answer.ready {
         StatusCode::OK
     } else {
@@ -98,13 +94,7 @@ mod tests {
         let series = r#"poller_invoked_events_total{mapping="m-1",source="arn:aws:sqs:us-east-1:123456789012:q",function="f"} 4"#;
         let open = encode(&metrics, Format::OpenMetrics);
         let text = encode(&metrics, Format::Prometheus);
-        assert!(
-            open.lines().any(|l| l == series) && open.ends_with("# EOF\n"),
-            "{open}"
-        );
-        assert!(
-            text.lines().any(|l| l == series) && !text.contains("# EOF"),
-            "{text}"
-        );
+        assert!(open.lines().any(|l| l == series) && open.ends_with("# EOF\n"), "{open}");
+        assert!(text.lines().any(|l| l == series) && !text.contains("# EOF"), "{text}");
     }
 }

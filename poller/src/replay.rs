@@ -311,12 +311,8 @@ impl Replayer {
         let mut records = Vec::new();
         while let Some(it) = iterator.take() {
             let page = retry(|| {
-                self.source.read(
-                    &range.shard_id,
-                    &it,
-                    self.source.max_page(),
-                    &self.mapping.filters,
-                )
+                self.source
+                    .read(&range.shard_id, &it, self.source.max_page(), &self.mapping.filters)
             })
             .await?;
             let caught_up = page.records.is_empty() && page.millis_behind.is_none_or(|ms| ms == 0);

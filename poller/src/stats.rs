@@ -234,17 +234,12 @@ impl Counters {
     /// and if it reached the function (`Ok`: the function ran, successfully or not) its round trip is
     /// observed as its Duration. Throttled and failed requests did not run the function, so, as on
     /// Lambda, they have no duration.
-    pub async fn track_invoke<T, E>(
-        &self,
-        request: impl Future<Output = Result<T, E>>,
-    ) -> Result<T, E> {
+    pub async fn track_invoke<T, E>(&self, request: impl Future<Output = Result<T, E>>) -> Result<T, E> {
         let in_flight = InFlight::start(&self.measures.in_flight);
         let started = Instant::now();
         let result = request.await;
         if result.is_ok() {
-            self.measures
-                .duration
-                .observe(started.elapsed().as_secs_f64());
+            self.measures.duration.observe(started.elapsed().as_secs_f64());
             self.health.invoked();
         } else {
             self.health.invoke_failed();
@@ -272,9 +267,7 @@ impl Counters {
     /// This process stopped working on `shard` (ended, lease lost or released): its iterator age is
     /// no longer ours to report, and a stale value would keep a dashboard's maximum up.
     pub fn shard_stopped(&self, shard: &str) {
-        self.measures
-            .iterator_age
-            .remove(&self.measures.shard(shard));
+        self.measures.iterator_age.remove(&self.measures.shard(shard));
     }
 
     /// An SQS receive returned messages sent at `sent_timestamps` (epoch milliseconds, the
@@ -403,10 +396,7 @@ fn duration_histogram() -> Histogram {
 /// Age in milliseconds, at `now_ms`, of the oldest of `timestamps_ms` (epoch milliseconds); never
 /// negative, since clocks of different hosts may disagree a little. None if there are none.
 fn age_millis(now_ms: i64, timestamps_ms: impl IntoIterator<Item = i64>) -> Option<i64> {
-    timestamps_ms
-        .into_iter()
-        .min()
-        .map(|oldest| (now_ms - oldest).max(0))
+    timestamps_ms.into_iter().min().map(|oldest| (now_ms - oldest).max(0))
 }
 
 fn now_millis() -> i64 {
@@ -479,11 +469,7 @@ mod tests {
             line.contains(r#"function="f",shard="shardId-000000000001"} "#),
             "{line}"
         );
-        let age: i64 = line
-            .rsplit(' ')
-            .next()
-            .and_then(|v| v.parse().ok())
-            .expect("value");
+        let age: i64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("value");
         assert!((60_000..70_000).contains(&age), "{line}");
 
         counters.shard_stopped("shardId-000000000001");
@@ -511,14 +497,9 @@ mod tests {
         Counters::add(&counters.polled, 3);
         Counters::add(&counters.deleted, 2);
         let snapshot = counters.snapshot();
-        assert_eq!(
-            (snapshot.polled, snapshot.deleted, snapshot.invoked),
-            (3, 2, 0)
-        );
+        assert_eq!((snapshot.polled, snapshot.deleted, snapshot.invoked), (3, 2, 0));
         assert!(
-            snapshot
-                .to_string()
-                .starts_with("polled=3 filtered_out=0 invoked=0 "),
+            snapshot.to_string().starts_with("polled=3 filtered_out=0 invoked=0 "),
             "{snapshot}"
         );
     }
@@ -527,15 +508,9 @@ mod tests {
     fn value(text: &str, name: &str) -> f64 {
         let line = text
             .lines()
-            .find(|l| {
-                l.strip_prefix(name)
-                    .is_some_and(|rest| rest.starts_with('{'))
-            })
+            .find(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with('{')))
             .unwrap_or_else(|| panic!("no {name} in {text}"));
-        line.rsplit(' ')
-            .next()
-            .and_then(|v| v.parse().ok())
-            .expect("a number")
+        line.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("a number")
     }
 
     #[tokio::test]
@@ -549,25 +524,14 @@ mod tests {
         });
         let mut call = std::pin::pin!(call);
         assert!(futures::poll!(call.as_mut()).is_pending());
-        assert_eq!(
-            value(&exported(&metrics), "poller_concurrent_executions"),
-            1.0
-        );
+        assert_eq!(value(&exported(&metrics), "poller_concurrent_executions"), 1.0);
         tx.send(()).expect("send");
         call.await.expect("ok");
         let text = exported(&metrics);
         assert_eq!(value(&text, "poller_concurrent_executions"), 0.0);
-        assert_eq!(
-            value(&text, "poller_invocation_duration_seconds_count"),
-            1.0
-        );
+        assert_eq!(value(&text, "poller_invocation_duration_seconds_count"), 1.0);
 
-        assert!(
-            counters
-                .track_invoke(async { Err::<(), _>("throttled") })
-                .await
-                .is_err()
-        );
+        assert!(counters.track_invoke(async { Err::<(), _>("throttled") }).await.is_err());
         let text = exported(&metrics);
         assert_eq!(
             value(&text, "poller_invocation_duration_seconds_count"),

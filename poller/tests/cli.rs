@@ -27,14 +27,7 @@ fn run_against_nothing(global: &[&str], secret: &str) -> Output {
     );
     Command::new(env!("CARGO_BIN_EXE_poller"))
         .args(global)
-        .args([
-            "run",
-            "--metrics-addr",
-            "off",
-            "--endpoint-url",
-            "http://127.0.0.1:9",
-            "--mapping",
-        ])
+        .args(["run", "--metrics-addr", "off", "--endpoint-url", "http://127.0.0.1:9", "--mapping"])
         .arg(&mapping)
         .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
         .env("AWS_SECRET_ACCESS_KEY", secret)
@@ -62,16 +55,8 @@ fn every_mapping_in_scenarios_validates() {
         .collect();
     let out = poller(&args);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        stdout.lines().filter(|l| l.contains(": ok: ")).count(),
-        mappings.len(),
-        "{stdout}"
-    );
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.lines().filter(|l| l.contains(": ok: ")).count(), mappings.len(), "{stdout}");
 }
 
 #[test]
@@ -83,20 +68,12 @@ fn malformed_mapping_is_rejected_naming_file_and_field() {
         r#"{"EventSourceArn":"arn:aws:sqs:us-east-1:123456789012:q","FunctionName":"f","BatchSize":0,
             "FilterCriteria":{"Filters":[{"Pattern":"{\"body\":\"not-an-array\"}"}]}}"#,
     );
-    for args in [
-        vec!["validate", bad.to_str().unwrap()],
-        vec!["run", "--mapping", bad.to_str().unwrap()],
-    ] {
+    for args in [vec!["validate", bad.to_str().unwrap()], vec!["run", "--mapping", bad.to_str().unwrap()]] {
         let out = poller(&args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
         let path = bad.display().to_string();
-        assert!(
-            stderr.contains(&format!(
-                "{path}: BatchSize: must be between 1 and 10000, got 0"
-            )),
-            "{stderr}"
-        );
+        assert!(stderr.contains(&format!("{path}: BatchSize: must be between 1 and 10000, got 0")), "{stderr}");
         assert!(stderr.contains(&format!("{path}: FilterCriteria: FilterCriteria.Filters[0].Pattern: invalid filter pattern definition")), "{stderr}");
     }
 }
@@ -104,11 +81,7 @@ fn malformed_mapping_is_rejected_naming_file_and_field() {
 #[test]
 fn unknown_key_and_broken_json_are_named() {
     let dir = tempfile::tempdir().unwrap();
-    let typo = write(
-        dir.path(),
-        "typo.json",
-        r#"{"EventSourceArn":"arn:aws:sqs:us-east-1:1:q","FunctionName":"f","BatchSzie":5}"#,
-    );
+    let typo = write(dir.path(), "typo.json", r#"{"EventSourceArn":"arn:aws:sqs:us-east-1:1:q","FunctionName":"f","BatchSzie":5}"#);
     let out = poller(&["validate", typo.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("BatchSzie: unknown field `BatchSzie`"));
@@ -135,11 +108,7 @@ fn json_logs_are_one_object_per_line_without_secrets() {
         .filter(|l| l.starts_with('{'))
         .map(|l| serde_json::from_str(l).expect("each log line is a JSON object"))
         .collect();
-    assert!(
-        logs.iter()
-            .any(|l| l["level"] == "ERROR" && l["message"].as_str().is_some()),
-        "{stderr}"
-    );
+    assert!(logs.iter().any(|l| l["level"] == "ERROR" && l["message"].as_str().is_some()), "{stderr}");
     assert!(!stderr.contains("very-secret-value"), "{stderr}");
 }
 
@@ -187,25 +156,11 @@ fn malformed_mapping_corpus() {
             ));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases differ:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
     let expected_files = std::fs::read_dir(&dir).unwrap().filter(|e| {
-        e.as_ref()
-            .unwrap()
-            .path()
-            .extension()
-            .is_some_and(|x| x == "expected")
+        e.as_ref().unwrap().path().extension().is_some_and(|x| x == "expected")
     });
-    assert_eq!(
-        expected_files.count(),
-        cases.len(),
-        "every .expected file has its .json"
-    );
+    assert_eq!(expected_files.count(), cases.len(), "every .expected file has its .json");
 }
 
 /// A directory is every `*.json` inside it, sorted; each error names its own file.
@@ -215,44 +170,20 @@ fn a_directory_is_validated_file_by_file() {
     let out = validate_in(&fixtures, &["malformed"], &[]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let named: Vec<&str> = stderr
-        .lines()
-        .map(|l| l.split(": ").next().unwrap())
-        .collect();
+    let named: Vec<&str> = stderr.lines().map(|l| l.split(": ").next().unwrap()).collect();
     let mut sorted = named.clone();
     sorted.sort();
     assert_eq!(named, sorted, "files in name order:\n{stderr}");
-    assert!(
-        named.contains(&"malformed/null.json") && named.contains(&"malformed/wrong-type.json"),
-        "{stderr}"
-    );
+    assert!(named.contains(&"malformed/null.json") && named.contains(&"malformed/wrong-type.json"), "{stderr}");
 
-    let out = validate_in(
-        &fixtures,
-        &["valid"],
-        &[("POLLER_FIXTURE_ACCOUNT", "123456789012")],
-    );
+    let out = validate_in(&fixtures, &["valid"], &[("POLLER_FIXTURE_ACCOUNT", "123456789012")]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(
-        lines.len(),
-        5,
-        "README.md is skipped, the list holds two mappings:\n{stdout}"
-    );
+    assert_eq!(lines.len(), 5, "README.md is skipped, the list holds two mappings:\n{stdout}");
     // The exported disabled mapping stays disabled; the list's enabled ones run.
-    assert!(
-        lines[0].starts_with("valid/get-event-source-mapping-disabled.json: ok: ")
-            && lines[0].ends_with(", disabled)")
-    );
-    assert!(
-        lines[1].starts_with("valid/list-event-source-mappings.json: ok: arn:aws:kinesis:")
-            && !lines[1].contains("disabled")
-    );
+    assert!(lines[0].starts_with("valid/get-event-source-mapping-disabled.json: ok: ") && lines[0].ends_with(", disabled)"));
+    assert!(lines[1].starts_with("valid/list-event-source-mappings.json: ok: arn:aws:kinesis:") && !lines[1].contains("disabled"));
     assert!(lines[2].starts_with("valid/list-event-source-mappings.json: ok: arn:aws:sqs:"));
     assert!(lines[3].starts_with("valid/with-byte-order-mark.json: ok: "));
     assert!(
@@ -266,10 +197,7 @@ fn a_directory_is_validated_file_by_file() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
-        format!(
-            "{}: no *.json mapping files in this directory\n",
-            empty.path().display()
-        )
+        format!("{}: no *.json mapping files in this directory\n", empty.path().display())
     );
 }
 
@@ -284,14 +212,8 @@ fn duplicate_mappings_are_refused_naming_both_files() {
         let out = poller(&[&args[..], &[dir.path().to_str().unwrap()]].concat());
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            stderr.starts_with(&format!("{}: UUID ", b.display())),
-            "{stderr}"
-        );
-        assert!(
-            stderr.contains(&format!("is also the UUID of a mapping in {}", a.display())),
-            "{stderr}"
-        );
+        assert!(stderr.starts_with(&format!("{}: UUID ", b.display())), "{stderr}");
+        assert!(stderr.contains(&format!("is also the UUID of a mapping in {}", a.display())), "{stderr}");
     }
 }
 
@@ -302,14 +224,8 @@ fn text_logs_off_a_terminal_are_plain_and_fatal_errors_print_once() {
     let out = run_against_nothing(&[], "secret");
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.stderr.contains(&0x1b),
-        "no ANSI escape codes:\n{stderr:?}"
-    );
-    let fatal: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.contains("GetQueueUrl failed"))
-        .collect();
+    assert!(!out.stderr.contains(&0x1b), "no ANSI escape codes:\n{stderr:?}");
+    let fatal: Vec<&str> = stderr.lines().filter(|l| l.contains("GetQueueUrl failed")).collect();
     assert_eq!(fatal.len(), 1, "the error is printed once:\n{stderr}");
     assert!(fatal[0].contains(" ERROR "), "{stderr}");
 }

@@ -24,9 +24,7 @@ impl std::fmt::Display for InterpolateError {
                 f,
                 "environment variable {name} is not set (set it, or give a default: ${{{name}:-value}})"
             ),
-            InterpolateError::Unterminated => {
-                f.write_str("`${` without a closing `}` (write `$$` for a literal `$`)")
-            }
+            InterpolateError::Unterminated => f.write_str("`${` without a closing `}` (write `$$` for a literal `$`)"),
             InterpolateError::BadName(name) => write!(
                 f,
                 "`${{{name}}}`: a variable name is letters, digits and `_`, not starting with a digit \
@@ -37,10 +35,7 @@ impl std::fmt::Display for InterpolateError {
 }
 
 /// Replace every `${NAME}` / `${NAME:-default}` in `text` using `lookup`, and `$$` by `$`.
-pub fn interpolate(
-    text: &str,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<String, InterpolateError> {
+pub fn interpolate(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, InterpolateError> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find('$') {
@@ -59,10 +54,7 @@ pub fn interpolate(
             if !is_name(name) {
                 return Err(InterpolateError::BadName(inner.to_owned()));
             }
-            match (
-                lookup(name).filter(|v| default.is_none() || !v.is_empty()),
-                default,
-            ) {
+            match (lookup(name).filter(|v| default.is_none() || !v.is_empty()), default) {
                 (Some(value), _) => out.push_str(&value),
                 (None, Some(default)) => out.push_str(default),
                 (None, None) => return Err(InterpolateError::Unset(name.to_owned())),
@@ -79,9 +71,7 @@ pub fn interpolate(
 
 fn is_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -103,10 +93,7 @@ mod tests {
 
     #[test]
     fn replaces_variables_and_defaults() {
-        assert_eq!(
-            run("arn:aws:sqs:${REGION}:1:q").unwrap(),
-            "arn:aws:sqs:eu-west-1:1:q"
-        );
+        assert_eq!(run("arn:aws:sqs:${REGION}:1:q").unwrap(), "arn:aws:sqs:eu-west-1:1:q");
         assert_eq!(run("${ACCOUNT:-123456789012}").unwrap(), "123456789012");
         assert_eq!(run("${REGION:-us-east-1}").unwrap(), "eu-west-1");
         // `:-` also replaces an empty value, as in the shell; `${EMPTY}` alone is the empty string.
@@ -118,27 +105,17 @@ mod tests {
     #[test]
     fn dollar_escapes_and_lone_dollars() {
         assert_eq!(run("$${REGION}").unwrap(), "${REGION}");
-        assert_eq!(
-            run("{\"$or\":[1]} costs $5 $").unwrap(),
-            "{\"$or\":[1]} costs $5 $"
-        );
+        assert_eq!(run("{\"$or\":[1]} costs $5 $").unwrap(), "{\"$or\":[1]} costs $5 $");
         assert_eq!(run("$$$$").unwrap(), "$$");
     }
 
     #[test]
     fn errors_name_the_variable() {
-        assert_eq!(
-            run("x${ACCOUNT}y"),
-            Err(InterpolateError::Unset("ACCOUNT".into()))
-        );
+        assert_eq!(run("x${ACCOUNT}y"), Err(InterpolateError::Unset("ACCOUNT".into())));
         assert_eq!(run("${REGION"), Err(InterpolateError::Unterminated));
         assert_eq!(run("${1X}"), Err(InterpolateError::BadName("1X".into())));
         assert_eq!(run("${}"), Err(InterpolateError::BadName(String::new())));
-        assert!(
-            InterpolateError::Unset("ACCOUNT".into())
-                .to_string()
-                .contains("ACCOUNT is not set")
-        );
+        assert!(InterpolateError::Unset("ACCOUNT".into()).to_string().contains("ACCOUNT is not set"));
     }
 
     proptest::proptest! {

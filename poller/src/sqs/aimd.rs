@@ -76,11 +76,7 @@ impl Aimd {
             return false;
         }
         let before = self.limit;
-        self.limit = self
-            .limit
-            .min(self.in_flight)
-            .div_ceil(2)
-            .clamp(FLOOR, self.max);
+        self.limit = self.limit.min(self.in_flight).div_ceil(2).clamp(FLOOR, self.max);
         self.successes = 0;
         self.lowered_at = Some(now);
         self.limit != before

@@ -123,11 +123,7 @@ pub(crate) enum CallError {
     NoAnswer(String),
     /// SQS answered with an error: its code (the query-compatible one, such as
     /// `AWS.SimpleQueueService.NonExistentQueue`, when SQS sends it) and message.
-    Service {
-        status: u16,
-        code: String,
-        message: String,
-    },
+    Service { status: u16, code: String, message: String },
     /// A 2xx answer that is not the expected JSON.
     Unreadable(String),
 }
@@ -136,11 +132,7 @@ impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CallError::NoAnswer(reason) => write!(f, "no answer: {reason}"),
-            CallError::Service {
-                status,
-                code,
-                message,
-            } => write!(f, "{code}: {message} (HTTP {status})"),
+            CallError::Service { status, code, message } => write!(f, "{code}: {message} (HTTP {status})"),
             CallError::Unreadable(reason) => write!(f, "unreadable answer: {reason}"),
         }
     }
@@ -166,13 +158,8 @@ fn is_throttling(code: &str) -> bool {
     let code = code.rsplit('.').next().unwrap_or(code);
     matches!(
         code,
-        "RequestThrottled"
-            | "Throttling"
-            | "ThrottlingException"
-            | "ThrottledException"
-            | "TooManyRequestsException"
-            | "RequestLimitExceeded"
-            | "SlowDown"
+        "RequestThrottled" | "Throttling" | "ThrottlingException" | "ThrottledException" | "TooManyRequestsException"
+            | "RequestLimitExceeded" | "SlowDown"
     )
 }
 
@@ -217,10 +204,7 @@ fn as_text<S: serde::Serializer>(n: &usize, serializer: S) -> Result<S::Ok, S::E
     serializer.collect_str(n)
 }
 
-fn entries<'a>(
-    receipt_handles: impl IntoIterator<Item = &'a str>,
-    visibility_timeout: Option<i32>,
-) -> Vec<Entry<'a>> {
+fn entries<'a>(receipt_handles: impl IntoIterator<Item = &'a str>, visibility_timeout: Option<i32>) -> Vec<Entry<'a>> {
     receipt_handles
         .into_iter()
         .enumerate()
@@ -236,11 +220,7 @@ impl SqsClient {
     /// The client for `queue_url` in `region`, with the endpoint and credentials `sdk` gives the
     /// SDK's SQS client (`AWS_ENDPOINT_URL_SQS`, `AWS_ENDPOINT_URL`, the profile's, else SQS's
     /// default endpoint for the region).
-    pub(crate) async fn new(
-        sdk: &aws_config::SdkConfig,
-        region: &str,
-        queue_url: String,
-    ) -> Result<SqsClient, String> {
+    pub(crate) async fn new(sdk: &aws_config::SdkConfig, region: &str, queue_url: String) -> Result<SqsClient, String> {
         let credentials = sdk
             .credentials_provider()
             .ok_or("no AWS credentials provider is configured")?;
@@ -257,8 +237,7 @@ impl SqsClient {
         let uri: Uri = format!("{}/", endpoint.trim_end_matches('/'))
             .parse()
             .map_err(|e| format!("SQS endpoint `{endpoint}`: {e}"))?;
-        let host =
-            aws_wire::host(&uri).ok_or_else(|| format!("SQS endpoint `{endpoint}`: no host"))?;
+        let host = aws_wire::host(&uri).ok_or_else(|| format!("SQS endpoint `{endpoint}`: no host"))?;
         Ok(SqsClient {
             queue_url,
             uri_text: uri.to_string(),
@@ -291,10 +270,7 @@ impl SqsClient {
     }
 
     /// DeleteMessageBatch of at most 10 receipt handles.
-    pub(crate) async fn delete_batch(
-        &self,
-        receipt_handles: &[&str],
-    ) -> Result<BatchResult, CallError> {
+    pub(crate) async fn delete_batch(&self, receipt_handles: &[&str]) -> Result<BatchResult, CallError> {
         let body = Batch {
             queue_url: &self.queue_url,
             entries: entries(receipt_handles.iter().copied(), None),
@@ -310,21 +286,13 @@ impl SqsClient {
     ) -> Result<BatchResult, CallError> {
         let body = Batch {
             queue_url: &self.queue_url,
-            entries: entries(
-                receipt_handles.iter().map(String::as_str),
-                Some(timeout_secs),
-            ),
+            entries: entries(receipt_handles.iter().map(String::as_str), Some(timeout_secs)),
         };
-        self.call("AmazonSQS.ChangeMessageVisibilityBatch", &body)
-            .await
+        self.call("AmazonSQS.ChangeMessageVisibilityBatch", &body).await
     }
 
     /// One call (`action` is its `X-Amz-Target`), with the SDK's attempts for transient failures.
-    async fn call<T: DeserializeOwned + Default>(
-        &self,
-        action: &'static str,
-        body: &impl Serialize,
-    ) -> Result<T, CallError> {
+    async fn call<T: DeserializeOwned + Default>(&self, action: &'static str, body: &impl Serialize) -> Result<T, CallError> {
         let body = Bytes::from(serde_json::to_vec(body).expect("requests serialize"));
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(20));
         let mut attempt = 1;
@@ -340,19 +308,13 @@ impl SqsClient {
         }
     }
 
-    async fn call_once<T: DeserializeOwned + Default>(
-        &self,
-        action: &'static str,
-        body: Bytes,
-    ) -> Result<T, CallError> {
+    async fn call_once<T: DeserializeOwned + Default>(&self, action: &'static str, body: Bytes) -> Result<T, CallError> {
         let request = self.request(action, body).await?;
         let answer = aws_wire::send(&self.pool, request, MAX_ANSWER_BYTES)
             .await
             .map_err(|e| CallError::NoAnswer(e.to_string()))?;
         if answer.cut(MAX_ANSWER_BYTES) {
-            return Err(CallError::Unreadable(format!(
-                "longer than {MAX_ANSWER_BYTES} bytes"
-            )));
+            return Err(CallError::Unreadable(format!("longer than {MAX_ANSWER_BYTES} bytes")));
         }
         if !(200..300).contains(&answer.status) {
             return Err(service_error(answer.status, &answer.headers, &answer.body));
@@ -361,11 +323,7 @@ impl SqsClient {
     }
 
     /// The signed request for `action`, as the SDK builds it.
-    async fn request(
-        &self,
-        action: &'static str,
-        body: Bytes,
-    ) -> Result<Request<Full<Bytes>>, CallError> {
+    async fn request(&self, action: &'static str, body: Bytes) -> Result<Request<Full<Bytes>>, CallError> {
         let mut request = self.unsigned(action, body.clone());
         self.signer
             .sign(&mut request, &self.uri_text, &body)
@@ -422,22 +380,13 @@ fn service_error(status: u16, headers: &http::HeaderMap, body: &[u8]) -> CallErr
     let code = header(X_AMZN_QUERY_ERROR)
         .and_then(|v| v.split_once(';'))
         .map(|(code, _)| code.to_owned())
-        .or_else(|| {
-            header("x-amzn-errortype")
-                .or(parsed.code.as_deref())
-                .or(parsed.kind.as_deref())
-                .map(|code| aws_wire::error_code(code).to_owned())
-        })
+        .or_else(|| header("x-amzn-errortype").or(parsed.code.as_deref()).or(parsed.kind.as_deref()).map(|code| aws_wire::error_code(code).to_owned()))
         .unwrap_or_else(|| format!("HTTP {status}"));
     let message = parsed
         .message
         .or(parsed.message_capitalised)
         .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
-    CallError::Service {
-        status,
-        code,
-        message,
-    }
+    CallError::Service { status, code, message }
 }
 
 /// The endpoint the SDK's SQS client would use: the configured URL if any, else the SDK's own

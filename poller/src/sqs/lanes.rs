@@ -65,10 +65,7 @@ fn failure_reason(e: JoinError) -> String {
     if !e.is_panic() {
         return format!("lane ended: {e}");
     }
-    format!(
-        "lane panicked: {}",
-        crate::panic::panic_message(e.into_panic().as_ref())
-    )
+    format!("lane panicked: {}", crate::panic::panic_message(e.into_panic().as_ref()))
 }
 
 #[cfg(test)]
@@ -106,11 +103,7 @@ mod tests {
         );
         let delay = lanes.restart(lane());
         assert!(delay <= Duration::from_millis(500), "{delay:?}");
-        assert_eq!(
-            lanes.next().await,
-            Some(Ended::Normally),
-            "the restarted lane ran to its end"
-        );
+        assert_eq!(lanes.next().await, Some(Ended::Normally), "the restarted lane ran to its end");
         assert_ne!(id_rx.recv().await.unwrap(), first_id, "a new task");
         assert_eq!(runs.load(Ordering::SeqCst), 2);
         assert_eq!(lanes.next().await, None);
@@ -120,9 +113,7 @@ mod tests {
     async fn a_formatted_panic_message_is_kept() {
         let mut lanes = Lanes::new();
         lanes.spawn(async { panic!("bad {}", 42) });
-        let Some(Ended::Failed { reason, .. }) = lanes.next().await else {
-            panic!("expected a failure")
-        };
+        let Some(Ended::Failed { reason, .. }) = lanes.next().await else { panic!("expected a failure") };
         assert_eq!(reason, "lane panicked: bad 42");
     }
 }

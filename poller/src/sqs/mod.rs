@@ -125,10 +125,7 @@ pub struct SqsMapping {
 
 /// The URL of `queue`, by name and owner account. A missing queue fails with AWS's words for a mapping
 /// whose queue does not exist.
-pub(crate) async fn queue_url(
-    client: &aws_sdk_sqs::Client,
-    queue: &ArnParts,
-) -> Result<String, Error> {
+pub(crate) async fn queue_url(client: &aws_sdk_sqs::Client, queue: &ArnParts) -> Result<String, Error> {
     client
         .get_queue_url()
         .queue_name(&queue.name)
@@ -197,10 +194,7 @@ impl SqsMapping {
             },
             counters,
             held: Held::new(visibility_timeout),
-            scaler: Mutex::new(Scaler::new(
-                settings.maximum_concurrency,
-                std::time::Instant::now(),
-            )),
+            scaler: Mutex::new(Scaler::new(settings.maximum_concurrency, std::time::Instant::now())),
             throttle: ThrottleMode::Aws,
             gate: None,
             abandon: CancellationToken::new(),
@@ -237,11 +231,7 @@ impl SqsMapping {
         // This mapping's own stop, also fired by the visibility check.
         let cancel = cancel.child_token();
         let heartbeat_stop = CancellationToken::new();
-        let heartbeat = tokio::spawn(
-            self.held
-                .clone()
-                .run(self.wire.clone(), heartbeat_stop.clone()),
-        );
+        let heartbeat = tokio::spawn(self.held.clone().run(self.wire.clone(), heartbeat_stop.clone()));
         let watch = tokio::spawn(self.clone().watch_visibility_timeout(cancel.clone()));
         let (grow_tx, mut grow_rx) = mpsc::unbounded_channel();
         let mut lanes = Lanes::new();
@@ -271,10 +261,7 @@ impl SqsMapping {
         }
         cancel.cancel();
         heartbeat_stop.cancel();
-        for (task, result) in [
-            ("visibility heartbeat", heartbeat.await),
-            ("visibility check", watch.await),
-        ] {
+        for (task, result) in [("visibility heartbeat", heartbeat.await), ("visibility check", watch.await)] {
             if let Err(e) = result {
                 tracing::error!(uuid = %self.uuid, error = %e, "{task} failed");
             }
@@ -342,11 +329,7 @@ impl SqsMapping {
     /// FIFO: messages held back for the next batch that belong to a group whose batch failed must not
     /// overtake the failed messages. They are made visible again, in order; SQS hands them out after the
     /// failed ones, which are still in flight until their visibility timeout ends.
-    async fn release_failed_groups(
-        &self,
-        carry: &mut VecDeque<(Pending, usize)>,
-        failed_groups: &HashSet<String>,
-    ) {
+    async fn release_failed_groups(&self, carry: &mut VecDeque<(Pending, usize)>, failed_groups: &HashSet<String>) {
         let (released, kept): (VecDeque<_>, VecDeque<_>) = std::mem::take(carry)
             .into_iter()
             .partition(|(p, _)| p.group.as_ref().is_some_and(|g| failed_groups.contains(g)));
@@ -354,10 +337,7 @@ impl SqsMapping {
         if released.is_empty() {
             return;
         }
-        let handles: Vec<String> = released
-            .into_iter()
-            .map(|(p, _)| p.receipt_handle)
-            .collect();
+        let handles: Vec<String> = released.into_iter().map(|(p, _)| p.receipt_handle).collect();
         tracing::debug!(uuid = %self.uuid, messages = handles.len(), "released held-back messages of failed FIFO groups");
         self.held.release(handles.iter().map(String::as_str));
         visibility::reveal(&self.wire, &handles).await;
@@ -374,10 +354,7 @@ impl SqsMapping {
         let mut batcher = Batcher::new(self.limits.clone());
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         batcher.fill_from(carry, std::time::Instant::now());
-        while !batcher.is_ready(std::time::Instant::now())
-            && carry.is_empty()
-            && !cancel.is_cancelled()
-        {
+        while !batcher.is_ready(std::time::Instant::now()) && carry.is_empty() && !cancel.is_cancelled() {
             let wait = match batcher.deadline() {
                 None => MAX_WAIT_SECONDS,
                 Some(deadline) => deadline
@@ -412,20 +389,14 @@ impl SqsMapping {
             if messages.is_empty() && batcher.is_empty() {
                 break;
             }
-            if self
-                .scaler()
-                .on_receive(want, messages.len(), std::time::Instant::now())
-            {
+            if self.scaler().on_receive(want, messages.len(), std::time::Instant::now()) {
                 // Fails only while `run` is returning, when no lane is wanted any more.
                 grow.send(()).ok();
             }
             tracing::debug!(uuid = %self.uuid, received = messages.len(), batch = batcher.len(), "received");
             Counters::add(&self.counters.polled, messages.len());
-            self.counters.received(
-                messages
-                    .iter()
-                    .filter_map(|m| m.attributes.sent_timestamp.as_deref()?.parse().ok()),
-            );
+            self.counters
+                .received(messages.iter().filter_map(|m| m.attributes.sent_timestamp.as_deref()?.parse().ok()));
             self.admit(messages, sent_at, carry).await;
             batcher.fill_from(carry, std::time::Instant::now());
         }
@@ -440,20 +411,13 @@ impl SqsMapping {
     }
 
     /// Hold received messages, drop (delete) those no filter matches, queue the rest for batching.
-    async fn admit(
-        &self,
-        messages: Vec<Message>,
-        received_at: Instant,
-        carry: &mut VecDeque<(Pending, usize)>,
-    ) {
+    async fn admit(&self, messages: Vec<Message>, received_at: Instant, carry: &mut VecDeque<(Pending, usize)>) {
         let mut filtered_out = Vec::new();
         for message in messages {
             let record = record::to_record(message, &self.queue);
             self.held.hold(&record.receipt_handle, received_at);
             if !self.filters.is_empty()
-                && !self
-                    .filters
-                    .matches(&serde_json::to_value(&record).expect("records serialize"))
+                && !self.filters.matches(&serde_json::to_value(&record).expect("records serialize"))
             {
                 filtered_out.push(record.receipt_handle);
                 continue;
@@ -478,11 +442,7 @@ impl SqsMapping {
 
     /// Invoke the function with `batch` and settle its messages. Returns whether the function throttled,
     /// and the message groups of the messages that failed (FIFO).
-    async fn process(
-        &self,
-        batch: Vec<Pending>,
-        cancel: &CancellationToken,
-    ) -> (bool, HashSet<String>) {
+    async fn process(&self, batch: Vec<Pending>, cancel: &CancellationToken) -> (bool, HashSet<String>) {
         tracing::debug!(uuid = %self.uuid, records = batch.len(), "invoking");
         let records: Vec<&[u8]> = batch.iter().map(|p| p.json.as_slice()).collect();
         let payload = self.limits.envelope.payload(&records);
@@ -511,12 +471,7 @@ impl SqsMapping {
                     }
                     let delay = self.throttle.retry_delay(&e, &mut backoff);
                     let held_for = started.elapsed().saturating_add(delay);
-                    match self.throttle.next(
-                        &e,
-                        held_for,
-                        self.visibility_timeout,
-                        cancel.is_cancelled(),
-                    ) {
+                    match self.throttle.next(&e, held_for, self.visibility_timeout, cancel.is_cancelled()) {
                         Next::Retry => {
                             tracing::debug!(uuid = %self.uuid, error = %e, ?delay, "invoke did not reach the function; retrying");
                             tokio::select! {
@@ -546,20 +501,14 @@ impl SqsMapping {
     }
 
     /// One invoke request, within the AIMD limit in hold mode.
-    async fn invoke(
-        &self,
-        payload: Vec<u8>,
-    ) -> Result<lambda_invoke::Response, lambda_invoke::Error> {
+    async fn invoke(&self, payload: Vec<u8>) -> Result<lambda_invoke::Response, lambda_invoke::Error> {
         let permit = match &self.gate {
             Some(gate) => Some(gate.enter().await),
             None => None,
         };
         let result = self
             .counters
-            .track_invoke(
-                self.target
-                    .invoke(payload, InvocationType::RequestResponse, false),
-            )
+            .track_invoke(self.target.invoke(payload, InvocationType::RequestResponse, false))
             .await;
         if let Some(limit) = permit.and_then(|p| p.finish(&result)) {
             tracing::debug!(uuid = %self.uuid, limit, "concurrency limit changed");
@@ -598,12 +547,10 @@ impl SqsMapping {
             Outcome::Failed => batch.iter().map(|p| p.message_id.as_str()).collect(),
             Outcome::Partial(failed) => failed.iter().map(String::as_str).collect(),
         };
-        let (kept, done): (Vec<&Pending>, Vec<&Pending>) = batch
-            .iter()
-            .partition(|p| keep.contains(p.message_id.as_str()));
+        let (kept, done): (Vec<&Pending>, Vec<&Pending>) =
+            batch.iter().partition(|p| keep.contains(p.message_id.as_str()));
         Counters::add(&self.counters.failed_invoke_records, kept.len());
-        self.held
-            .release(kept.iter().map(|p| p.receipt_handle.as_str()));
+        self.held.release(kept.iter().map(|p| p.receipt_handle.as_str()));
         let receipts: Vec<String> = done.iter().map(|p| p.receipt_handle.clone()).collect();
         self.delete(&receipts).await;
         kept.iter().filter_map(|p| p.group.clone()).collect()
@@ -613,8 +560,7 @@ impl SqsMapping {
     /// (ChangeMessageVisibility 0). Returns their groups, so that held-back FIFO messages of the same
     /// groups are let go too.
     async fn make_visible(&self, batch: &[Pending]) -> HashSet<String> {
-        self.held
-            .release(batch.iter().map(|p| p.receipt_handle.as_str()));
+        self.held.release(batch.iter().map(|p| p.receipt_handle.as_str()));
         self.counters.health.abandoned(batch.len());
         let handles: Vec<String> = batch.iter().map(|p| p.receipt_handle.clone()).collect();
         visibility::reveal(&self.wire, &handles).await;
@@ -657,13 +603,7 @@ impl SqsMapping {
             let again = !failed.sender_fault && !last;
             tracing::warn!(uuid = %self.uuid, code = %failed.code, message = ?failed.message, retrying = again,
                 "DeleteMessageBatch entry failed");
-            if let Some(handle) = failed
-                .id
-                .parse::<usize>()
-                .ok()
-                .and_then(|i| handles.get(i))
-                .filter(|_| again)
-            {
+            if let Some(handle) = failed.id.parse::<usize>().ok().and_then(|i| handles.get(i)).filter(|_| again) {
                 retry.push(*handle);
             }
         }
@@ -672,10 +612,7 @@ impl SqsMapping {
 }
 
 /// The queue's `VisibilityTimeout` attribute.
-async fn read_visibility_timeout(
-    client: &aws_sdk_sqs::Client,
-    queue_url: &str,
-) -> Result<Duration, String> {
+async fn read_visibility_timeout(client: &aws_sdk_sqs::Client, queue_url: &str) -> Result<Duration, String> {
     let attributes = client
         .get_queue_attributes()
         .queue_url(queue_url)
@@ -697,11 +634,9 @@ async fn read_visibility_timeout(
 async fn function_timeout(target: &Target) -> Result<Duration, Error> {
     match target.function_timeout().await {
         Ok(timeout) => Ok(timeout.unwrap_or(MIN_FUNCTION_TIMEOUT)),
-        Err(lambda_invoke::Error::Client {
-            status: 404,
-            message,
-            ..
-        }) => Err(Error::Source(format!("{}: {message}", target.describe()))),
+        Err(lambda_invoke::Error::Client { status: 404, message, .. }) => {
+            Err(Error::Source(format!("{}: {message}", target.describe())))
+        }
         Err(e) => {
             tracing::warn!(function = %target.describe(), error = %e,
                 "cannot read the function's timeout (GetFunctionConfiguration); assuming {}s", MIN_FUNCTION_TIMEOUT.as_secs());
@@ -712,16 +647,11 @@ async fn function_timeout(target: &Target) -> Result<Duration, Error> {
 
 /// AWS refuses an SQS mapping whose queue's visibility timeout is shorter than the function's timeout,
 /// with this message (`InvalidParameterValueException`); seconds are whole, a fraction counts as a second.
-fn check_visibility_timeout(
-    visibility_timeout: Duration,
-    function_timeout: Duration,
-) -> Result<(), String> {
+fn check_visibility_timeout(visibility_timeout: Duration, function_timeout: Duration) -> Result<(), String> {
     let ceil_secs = |d: Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
     let (queue, function) = (ceil_secs(visibility_timeout), ceil_secs(function_timeout));
     if queue < function {
-        Err(format!(
-            "Queue visibility timeout: {queue} seconds is less than Function timeout: {function} seconds"
-        ))
+        Err(format!("Queue visibility timeout: {queue} seconds is less than Function timeout: {function} seconds"))
     } else {
         Ok(())
     }
@@ -736,23 +666,14 @@ mod tests {
         let s = Duration::from_secs;
         assert_eq!(
             check_visibility_timeout(s(30), s(60)),
-            Err(
-                "Queue visibility timeout: 30 seconds is less than Function timeout: 60 seconds"
-                    .to_owned()
-            )
+            Err("Queue visibility timeout: 30 seconds is less than Function timeout: 60 seconds".to_owned())
         );
         assert_eq!(
             check_visibility_timeout(s(0), s(3)),
-            Err(
-                "Queue visibility timeout: 0 seconds is less than Function timeout: 3 seconds"
-                    .to_owned()
-            )
+            Err("Queue visibility timeout: 0 seconds is less than Function timeout: 3 seconds".to_owned())
         );
         assert_eq!(check_visibility_timeout(s(60), s(60)), Ok(()));
         assert_eq!(check_visibility_timeout(s(43200), s(900)), Ok(()));
-        assert!(
-            check_visibility_timeout(s(2), Duration::from_millis(2500)).is_err(),
-            "2.5 s counts as 3"
-        );
+        assert!(check_visibility_timeout(s(2), Duration::from_millis(2500)).is_err(), "2.5 s counts as 3");
     }
 }

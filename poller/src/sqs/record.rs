@@ -23,10 +23,7 @@ pub(crate) fn to_record(message: Message, queue: &ArnParts) -> SqsRecord {
                         .unwrap_or_else(|_| text.into_bytes());
                     SqsMessageAttribute::binary(value.data_type, bytes)
                 }
-                None => SqsMessageAttribute::string(
-                    value.data_type,
-                    value.string_value.unwrap_or_default(),
-                ),
+                None => SqsMessageAttribute::string(value.data_type, value.string_value.unwrap_or_default()),
             };
             (name, attribute)
         })
@@ -45,9 +42,7 @@ pub(crate) fn to_record(message: Message, queue: &ArnParts) -> SqsRecord {
             message_group_id: a.message_group_id,
             sender_id: a.sender_id.unwrap_or_default(),
             message_deduplication_id: a.message_deduplication_id,
-            approximate_first_receive_timestamp: a
-                .approximate_first_receive_timestamp
-                .unwrap_or_default(),
+            approximate_first_receive_timestamp: a.approximate_first_receive_timestamp.unwrap_or_default(),
         },
         message_attributes,
         md5_of_message_attributes: message.md5_of_message_attributes,
@@ -71,8 +66,7 @@ mod tests {
                 "MessageAttributes":{"z":{"StringValue":"6","DataType":"Number"},"a":{"BinaryValue":"aGk=","DataType":"Binary"}}}"#,
         )
         .unwrap();
-        let queue =
-            crate::arn::SourceArn::parse("arn:aws:sqs:us-east-2:123456789012:q.fifo").unwrap();
+        let queue = crate::arn::SourceArn::parse("arn:aws:sqs:us-east-2:123456789012:q.fifo").unwrap();
         let json = serde_json::to_string(&to_record(message, queue.parts())).unwrap();
         assert_eq!(
             json,
@@ -83,11 +77,7 @@ mod tests {
     /// moto's answer for a standard queue, as recorded, becomes the event record of Lambda's shape.
     #[test]
     fn a_recorded_answer_becomes_the_event_record() {
-        let body = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/src/sqs/testdata/receive-standard.json"
-        ))
-        .unwrap();
+        let body = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sqs/testdata/receive-standard.json")).unwrap();
         let mut answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
         let message: Message = serde_json::from_value(answer["Messages"][0].take()).unwrap();
         let queue = crate::arn::SourceArn::parse("arn:aws:sqs:us-east-1:123456789012:rec").unwrap();
@@ -96,9 +86,6 @@ mod tests {
         assert_eq!(record["attributes"]["SentTimestamp"], "1796062455456");
         assert_eq!(record["messageAttributes"]["b"]["binaryValue"], "aGk=");
         assert_eq!(record["messageAttributes"]["z"]["stringValue"], "6");
-        assert_eq!(
-            record["md5OfMessageAttributes"],
-            "ad5ccff041817c64baa06072818a49f2"
-        );
+        assert_eq!(record["md5OfMessageAttributes"], "ad5ccff041817c64baa06072818a49f2");
     }
 }

@@ -85,9 +85,7 @@ impl Scaler {
 
     /// A lane saw a backlog. True when one more lane should start.
     fn on_backlog(&mut self, now: Instant) -> bool {
-        let elapsed = now
-            .saturating_duration_since(self.refilled_at)
-            .as_secs_f64();
+        let elapsed = now.saturating_duration_since(self.refilled_at).as_secs_f64();
         self.refilled_at = now;
         // Never bank more than one second of budget: bursts stay at the AWS rate.
         self.tokens = (self.tokens + elapsed * LANES_PER_SECOND).min(LANES_PER_SECOND);
@@ -153,10 +151,7 @@ mod tests {
         let t0 = Instant::now();
         let second = |n| t0 + Duration::from_secs(n);
         let mut s = Scaler::new(None, t0);
-        assert!(
-            s.on_receive(1, 1, second(1)),
-            "BatchSize 1: one message asked, one got"
-        );
+        assert!(s.on_receive(1, 1, second(1)), "BatchSize 1: one message asked, one got");
         assert!(s.on_receive(10, 10, second(2)));
         assert!(s.on_receive(3, 3, second(3)));
         assert!(!s.on_receive(10, 9, second(4)), "the queue ran out");
@@ -169,9 +164,7 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Scaler::new(None, t0);
         // Receives of one message, 100 per second for 10 s: the rate limit, not the batch size, bounds growth.
-        let added = (1..=1000)
-            .filter(|i| s.on_receive(1, 1, t0 + Duration::from_millis(10 * i)))
-            .count();
+        let added = (1..=1000).filter(|i| s.on_receive(1, 1, t0 + Duration::from_millis(10 * i))).count();
         assert!((45..=50).contains(&added), "added {added}");
     }
 
@@ -182,32 +175,19 @@ mod tests {
         assert!(s.on_backlog(t0 + Duration::from_secs(1)));
         assert_eq!(s.lanes(), 6);
         s.set_ceiling(3);
-        assert!(
-            !s.on_backlog(t0 + Duration::from_secs(2)),
-            "above the ceiling"
-        );
+        assert!(!s.on_backlog(t0 + Duration::from_secs(2)), "above the ceiling");
         let stopped = (0..10).filter(|_| s.on_batch_done()).count();
         assert_eq!((stopped, s.lanes()), (3, 3));
         s.set_ceiling(1);
-        assert_eq!(
-            (0..10).filter(|_| s.on_batch_done()).count(),
-            1,
-            "the idle floor of 2 stays"
-        );
+        assert_eq!((0..10).filter(|_| s.on_batch_done()).count(), 1, "the idle floor of 2 stays");
         assert_eq!(s.lanes(), 2);
         s.set_ceiling(4);
         assert!(!s.on_batch_done());
         assert!(s.on_backlog(t0 + Duration::from_secs(3)));
         assert!(s.on_backlog(t0 + Duration::from_secs(4)));
-        assert!(
-            !s.on_backlog(t0 + Duration::from_secs(5)),
-            "at the ceiling again"
-        );
+        assert!(!s.on_backlog(t0 + Duration::from_secs(5)), "at the ceiling again");
         s.set_ceiling(500);
-        assert!(
-            s.on_backlog(t0 + Duration::from_secs(6)),
-            "the ceiling is capped by the maximum, not above it"
-        );
+        assert!(s.on_backlog(t0 + Duration::from_secs(6)), "the ceiling is capped by the maximum, not above it");
         assert_eq!(s.lanes(), 5);
     }
 

@@ -71,26 +71,12 @@ pub const HOLD_RETRY_CEILING: Duration = Duration::from_secs(5);
 impl ThrottleMode {
     /// How long to wait before the next attempt after `error`: the target's `Retry-After` if it gave
     /// one (in hold mode at most [`HOLD_RETRY_CEILING`]), else the next step of `backoff`.
-    pub(crate) fn retry_delay(
-        self,
-        error: &lambda_invoke::Error,
-        backoff: &mut crate::backoff::Backoff,
-    ) -> Duration {
+    pub(crate) fn retry_delay(self, error: &lambda_invoke::Error, backoff: &mut crate::backoff::Backoff) -> Duration {
         match (self, error) {
-            (
-                ThrottleMode::Hold { .. },
-                lambda_invoke::Error::Throttled {
-                    retry_after: Some(d),
-                    ..
-                },
-            ) => (*d).min(HOLD_RETRY_CEILING),
-            (
-                ThrottleMode::Aws,
-                lambda_invoke::Error::Throttled {
-                    retry_after: Some(d),
-                    ..
-                },
-            ) => *d,
+            (ThrottleMode::Hold { .. }, lambda_invoke::Error::Throttled { retry_after: Some(d), .. }) => {
+                (*d).min(HOLD_RETRY_CEILING)
+            }
+            (ThrottleMode::Aws, lambda_invoke::Error::Throttled { retry_after: Some(d), .. }) => *d,
             _ => backoff.next_delay(),
         }
     }
@@ -106,10 +92,7 @@ impl ThrottleMode {
         if !error.is_retryable() {
             return Next::LetGo;
         }
-        let did_not_run = matches!(
-            error,
-            lambda_invoke::Error::Throttled { .. } | lambda_invoke::Error::Service { .. }
-        );
+        let did_not_run = matches!(error, lambda_invoke::Error::Throttled { .. } | lambda_invoke::Error::Service { .. });
         match self {
             ThrottleMode::Hold { max_hold } if did_not_run => {
                 if shutting_down {
@@ -181,9 +164,7 @@ impl Permit<'_> {
         let mut aimd = self.gate.lock();
         let changed = match result {
             Ok(_) => aimd.succeeded(),
-            Err(lambda_invoke::Error::Throttled { .. }) => {
-                aimd.throttled(self.sent_at, Instant::now())
-            }
+            Err(lambda_invoke::Error::Throttled { .. }) => aimd.throttled(self.sent_at, Instant::now()),
             Err(_) => false,
         };
         changed.then(|| aimd.limit())
@@ -207,26 +188,13 @@ mod tests {
             reason: None,
             retry_after: Some(Duration::from_secs(secs)),
         };
-        let mut backoff =
-            crate::backoff::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        let mut backoff = crate::backoff::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let hold = ThrottleMode::default();
-        assert_eq!(
-            hold.retry_delay(&throttled(300), &mut backoff),
-            HOLD_RETRY_CEILING
-        );
-        assert_eq!(
-            hold.retry_delay(&throttled(2), &mut backoff),
-            Duration::from_secs(2)
-        );
-        assert_eq!(
-            ThrottleMode::Aws.retry_delay(&throttled(300), &mut backoff),
-            Duration::from_secs(300)
-        );
+        assert_eq!(hold.retry_delay(&throttled(300), &mut backoff), HOLD_RETRY_CEILING);
+        assert_eq!(hold.retry_delay(&throttled(2), &mut backoff), Duration::from_secs(2));
+        assert_eq!(ThrottleMode::Aws.retry_delay(&throttled(300), &mut backoff), Duration::from_secs(300));
         let drawn = hold.retry_delay(&throttle(), &mut backoff);
-        assert!(
-            drawn <= Duration::from_millis(100),
-            "no Retry-After: the first backoff step, {drawn:?}"
-        );
+        assert!(drawn <= Duration::from_millis(100), "no Retry-After: the first backoff step, {drawn:?}");
     }
 
     fn throttle() -> lambda_invoke::Error {
@@ -248,25 +216,10 @@ mod tests {
     fn aws_mode_retries_for_one_visibility_timeout() {
         let vt = Duration::from_secs(30);
         let s = Duration::from_secs;
-        for error in [
-            throttle(),
-            service(),
-            lambda_invoke::Error::Transport("reset".into()),
-        ] {
-            assert_eq!(
-                ThrottleMode::Aws.next(&error, s(29), vt, false),
-                Next::Retry
-            );
-            assert_eq!(
-                ThrottleMode::Aws.next(&error, s(30), vt, false),
-                Next::LetGo,
-                "{error}"
-            );
-            assert_eq!(
-                ThrottleMode::Aws.next(&error, s(1), vt, true),
-                Next::LetGo,
-                "shutting down"
-            );
+        for error in [throttle(), service(), lambda_invoke::Error::Transport("reset".into())] {
+            assert_eq!(ThrottleMode::Aws.next(&error, s(29), vt, false), Next::Retry);
+            assert_eq!(ThrottleMode::Aws.next(&error, s(30), vt, false), Next::LetGo, "{error}");
+            assert_eq!(ThrottleMode::Aws.next(&error, s(1), vt, true), Next::LetGo, "shutting down");
         }
     }
 
@@ -277,30 +230,14 @@ mod tests {
             max_hold: Duration::from_secs(60),
         };
         for error in [throttle(), service()] {
-            assert_eq!(
-                mode.next(&error, Duration::from_secs(59), vt, false),
-                Next::Retry,
-                "past the VT: {error}"
-            );
-            assert_eq!(
-                mode.next(&error, Duration::from_secs(61), vt, false),
-                Next::Release
-            );
-            assert_eq!(
-                mode.next(&error, Duration::from_secs(1), vt, true),
-                Next::Abandon
-            );
+            assert_eq!(mode.next(&error, Duration::from_secs(59), vt, false), Next::Retry, "past the VT: {error}");
+            assert_eq!(mode.next(&error, Duration::from_secs(61), vt, false), Next::Release);
+            assert_eq!(mode.next(&error, Duration::from_secs(1), vt, true), Next::Abandon);
         }
         // A transport failure may come after the function ran: handled as on AWS.
         let transport = lambda_invoke::Error::Transport("timed out".into());
-        assert_eq!(
-            mode.next(&transport, Duration::from_secs(2), vt, false),
-            Next::Retry
-        );
-        assert_eq!(
-            mode.next(&transport, Duration::from_secs(4), vt, false),
-            Next::LetGo
-        );
+        assert_eq!(mode.next(&transport, Duration::from_secs(2), vt, false), Next::Retry);
+        assert_eq!(mode.next(&transport, Duration::from_secs(4), vt, false), Next::LetGo);
     }
 
     #[test]
@@ -311,10 +248,7 @@ mod tests {
             message: String::new(),
         };
         for mode in [ThrottleMode::Aws, ThrottleMode::default()] {
-            assert_eq!(
-                mode.next(&rejected, Duration::ZERO, Duration::from_secs(30), false),
-                Next::LetGo
-            );
+            assert_eq!(mode.next(&rejected, Duration::ZERO, Duration::from_secs(30), false), Next::LetGo);
         }
     }
 

@@ -56,11 +56,8 @@ impl Held {
     /// Stop holding every message `lane` held (it failed); returns their receipt handles.
     pub(super) fn release_lane(&self, lane: LaneId) -> Vec<String> {
         let mut map = self.lock();
-        let handles: Vec<String> = map
-            .iter()
-            .filter(|(_, h)| h.lane == Some(lane))
-            .map(|(handle, _)| handle.clone())
-            .collect();
+        let handles: Vec<String> =
+            map.iter().filter(|(_, h)| h.lane == Some(lane)).map(|(handle, _)| handle.clone()).collect();
         for handle in &handles {
             map.remove(handle);
         }
@@ -133,20 +130,12 @@ pub(crate) async fn reveal(client: &SqsClient, receipt_handles: &[String]) {
 
 /// `ChangeMessageVisibilityBatch` for `receipt_handles`, 10 per call. Failures are logged only: a message
 /// whose visibility was not changed still reappears when its current timeout ends.
-async fn change_visibility(
-    client: &SqsClient,
-    receipt_handles: &[String],
-    timeout_secs: i32,
-    what: &str,
-) {
+async fn change_visibility(client: &SqsClient, receipt_handles: &[String], timeout_secs: i32, what: &str) {
     for chunk in receipt_handles.chunks(10) {
         match client.change_visibility_batch(chunk, timeout_secs).await {
             Ok(out) if !out.failed.is_empty() => {
                 // Usually a message deleted meanwhile: nothing to do.
-                tracing::debug!(
-                    failed = out.failed.len(),
-                    "{what}: some visibility changes failed"
-                );
+                tracing::debug!(failed = out.failed.len(), "{what}: some visibility changes failed");
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(
@@ -170,10 +159,7 @@ mod tests {
         // At t0+5: "old" reappears at +30, horizon is 5+15+5=25 → not due yet.
         assert!(held.due(t0 + Duration::from_secs(5)).is_empty());
         // At t0+12: horizon 32 → "old" due, "new" (at 50) not.
-        assert_eq!(
-            held.due(t0 + Duration::from_secs(12)),
-            vec!["old".to_owned()]
-        );
+        assert_eq!(held.due(t0 + Duration::from_secs(12)), vec!["old".to_owned()]);
         // Just extended: not due again right away.
         assert!(held.due(t0 + Duration::from_secs(13)).is_empty());
         held.release(["old", "new"]);
@@ -203,17 +189,8 @@ mod tests {
 
     #[test]
     fn tick_is_bounded() {
-        assert_eq!(
-            Held::new(Duration::from_secs(1)).tick(),
-            Duration::from_millis(250)
-        );
-        assert_eq!(
-            Held::new(Duration::from_secs(0)).tick(),
-            Duration::from_millis(200)
-        );
-        assert_eq!(
-            Held::new(Duration::from_secs(43200)).tick(),
-            Duration::from_secs(5)
-        );
+        assert_eq!(Held::new(Duration::from_secs(1)).tick(), Duration::from_millis(250));
+        assert_eq!(Held::new(Duration::from_secs(0)).tick(), Duration::from_millis(200));
+        assert_eq!(Held::new(Duration::from_secs(43200)).tick(), Duration::from_secs(5));
     }
 }

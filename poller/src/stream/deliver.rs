@@ -5,9 +5,7 @@
 use std::time::Duration;
 
 use esm_events::envelope::{Envelope, TumblingWindow};
-use esm_events::failure::{
-    FailureCondition, ResponseContext, StreamBatchInfo, StreamFailureRecord,
-};
+use esm_events::failure::{FailureCondition, ResponseContext, StreamBatchInfo, StreamFailureRecord};
 use esm_events::response::BatchResponse;
 use esm_stream::retry::{Backoff as RetryBackoff, Discard, DiscardCondition};
 use esm_stream::{Action, BatchRecord, BatchRetry, Outcome, SequenceNumber};
@@ -44,9 +42,7 @@ impl Framing {
     fn envelope(&self) -> Envelope {
         match self {
             Framing::Records => Envelope::records(),
-            Framing::Window(window) => {
-                Envelope::tumbling_window(window).expect("window bounds are valid timestamps")
-            }
+            Framing::Window(window) => Envelope::tumbling_window(window).expect("window bounds are valid timestamps"),
         }
     }
 }
@@ -80,23 +76,16 @@ pub(super) async fn deliver(
     loop {
         match machine.next_action(now_millis()) {
             // Shutdown stops retries, not a batch that was handed out: its first invoke is made.
-            Action::Invoke(_) if ctx.cancel.is_cancelled() && invoked => {
-                return (final_end, framing);
-            }
+            Action::Invoke(_) if ctx.cancel.is_cancelled() && invoked => return (final_end, framing),
             Action::Invoke(range) => {
-                if failures > 0
-                    && !sleep_unless_cancelled(ctx, RetryBackoff::FUNCTION_ERROR.delay(failures))
-                        .await
-                {
+                if failures > 0 && !sleep_unless_cancelled(ctx, RetryBackoff::FUNCTION_ERROR.delay(failures)).await {
                     return (final_end, framing);
                 }
                 let slice = &records[range];
                 let outcome = invoke(ctx, slice, &mut framing, &mut last).await;
                 invoked = true;
                 match outcome {
-                    Outcome::FunctionError
-                    | Outcome::InvalidResponse
-                    | Outcome::PartialFailure(_) => failures += 1,
+                    Outcome::FunctionError | Outcome::InvalidResponse | Outcome::PartialFailure(_) => failures += 1,
                     // Throttles and service errors have their own backoff (Action::Backoff).
                     Outcome::Throttled | Outcome::ServiceError => {}
                     Outcome::Success => failures = 0,
@@ -146,10 +135,7 @@ async fn invoke(
     let payload = framing.envelope().payload(&json);
     match ctx
         .counters
-        .track_invoke(
-            ctx.target
-                .invoke(payload, InvocationType::RequestResponse, false),
-        )
+        .track_invoke(ctx.target.invoke(payload, InvocationType::RequestResponse, false))
         .await
     {
         Ok(response) => {
@@ -168,13 +154,11 @@ async fn invoke(
             let in_batch = |id: &str| records.iter().any(|r| r.sequence_number.as_str() == id);
             let read = match framing {
                 Framing::Records if !ctx.retry.report_batch_item_failures => Ok(Vec::new()),
-                Framing::Records => {
-                    match esm_events::response::parse_batch_response(&response.payload, in_batch) {
-                        BatchResponse::Success => Ok(Vec::new()),
-                        BatchResponse::Partial(ids) => Ok(ids),
-                        BatchResponse::Invalid(reason) => Err(reason),
-                    }
-                }
+                Framing::Records => match esm_events::response::parse_batch_response(&response.payload, in_batch) {
+                    BatchResponse::Success => Ok(Vec::new()),
+                    BatchResponse::Partial(ids) => Ok(ids),
+                    BatchResponse::Invalid(reason) => Err(reason),
+                },
                 Framing::Window(window) => {
                     let rbif: Option<&dyn Fn(&str) -> bool> =
                         ctx.retry.report_batch_item_failures.then_some(&in_batch);
@@ -189,10 +173,7 @@ async fn invoke(
                 Ok(failed) => {
                     Counters::add(&ctx.counters.failed_invoke_records, failed.len());
                     Outcome::PartialFailure(
-                        failed
-                            .iter()
-                            .filter_map(|id| SequenceNumber::parse(id).ok())
-                            .collect(),
+                        failed.iter().filter_map(|id| SequenceNumber::parse(id).ok()).collect(),
                     )
                 }
                 Err(reason) => {

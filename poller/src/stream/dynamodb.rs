@@ -11,9 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use esm_events::dynamodb::{DynamoDbRecord, EventName, Item, StreamViewType, UserIdentity};
 use serde_json::Value;
 
-use super::source::{
-    Page, Position, ReadError, ShardInfo, StreamRecord, epoch_millis, read_error, sequence_number,
-};
+use super::source::{Page, Position, ReadError, ShardInfo, StreamRecord, epoch_millis, read_error, sequence_number};
 use crate::arn::ArnParts;
 use crate::error::Error;
 
@@ -44,16 +42,10 @@ impl DynamoDbSource {
             .send()
             .await
             .map_err(|e| {
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_not_found_exception())
-                {
+                if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) {
                     Error::Source(format!("Stream not found: {}", arn.arn))
                 } else {
-                    Error::Source(format!(
-                        "{}: DescribeStream failed: {}",
-                        arn.arn,
-                        DisplayErrorContext(&e)
-                    ))
+                    Error::Source(format!("{}: DescribeStream failed: {}", arn.arn, DisplayErrorContext(&e)))
                 }
             })?;
         Ok(Self {
@@ -76,19 +68,13 @@ impl DynamoDbSource {
                 .await
                 .map_err(|e| read_error(&e))?;
             let Some(description) = out.stream_description else {
-                return Err(ReadError::Other(
-                    "DescribeStream returned no stream description".to_owned(),
-                ));
+                return Err(ReadError::Other("DescribeStream returned no stream description".to_owned()));
             };
             // A shard without an id cannot be read; the API always sends one.
             shards.extend(description.shards().iter().filter_map(|shard| {
                 Some(ShardInfo {
                     shard_id: shard.shard_id()?.to_owned(),
-                    parent_shard_ids: shard
-                        .parent_shard_id()
-                        .map(str::to_owned)
-                        .into_iter()
-                        .collect(),
+                    parent_shard_ids: shard.parent_shard_id().map(str::to_owned).into_iter().collect(),
                 })
             }));
             match description.last_evaluated_shard_id {
@@ -100,11 +86,7 @@ impl DynamoDbSource {
 
     /// GetShardIterator at `position`.
     pub async fn iterator(&self, shard_id: &str, position: &Position) -> Result<String, ReadError> {
-        let request = self
-            .client
-            .get_shard_iterator()
-            .stream_arn(&self.arn.arn)
-            .shard_id(shard_id);
+        let request = self.client.get_shard_iterator().stream_arn(&self.arn.arn).shard_id(shard_id);
         let request = match position {
             Position::TrimHorizon => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
             Position::Latest => request.shard_iterator_type(ShardIteratorType::Latest),
@@ -120,11 +102,8 @@ impl DynamoDbSource {
             Position::AtTimestamp(_) => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
         };
         let out = request.send().await.map_err(|e| read_error(&e))?;
-        out.shard_iterator.ok_or_else(|| {
-            ReadError::Other(format!(
-                "GetShardIterator for {shard_id} returned no iterator"
-            ))
-        })
+        out.shard_iterator
+            .ok_or_else(|| ReadError::Other(format!("GetShardIterator for {shard_id} returned no iterator")))
     }
 
     /// One GetRecords call of up to `limit` records (at most 1,000, DynamoDB Streams' maximum),
@@ -173,19 +152,14 @@ impl DynamoDbSource {
 ///
 /// The fields AWS always sends are required: a record without them cannot be delivered faithfully, so
 /// it is an error (the worker retries and reports it) rather than a guess.
-fn stream_record(
-    record: &Record,
-    shard_id: &str,
-    stream: &ArnParts,
-) -> Result<StreamRecord, ReadError> {
-    let change = record.dynamodb().ok_or_else(|| {
-        ReadError::Other(format!("a record of {shard_id} has no dynamodb section"))
-    })?;
+fn stream_record(record: &Record, shard_id: &str, stream: &ArnParts) -> Result<StreamRecord, ReadError> {
+    let change = record
+        .dynamodb()
+        .ok_or_else(|| ReadError::Other(format!("a record of {shard_id} has no dynamodb section")))?;
     let sequence = change
         .sequence_number()
         .ok_or_else(|| ReadError::Other(format!("a record of {shard_id} has no SequenceNumber")))?;
-    let malformed =
-        |what: &str| ReadError::Other(format!("record {sequence} of {shard_id}: {what}"));
+    let malformed = |what: &str| ReadError::Other(format!("record {sequence} of {shard_id}: {what}"));
 
     let event_name = match record.event_name() {
         Some(OperationType::Insert) => EventName::Insert,
@@ -197,17 +171,14 @@ fn stream_record(
         Some(aws_sdk_dynamodbstreams::types::StreamViewType::KeysOnly) => StreamViewType::KeysOnly,
         Some(aws_sdk_dynamodbstreams::types::StreamViewType::NewImage) => StreamViewType::NewImage,
         Some(aws_sdk_dynamodbstreams::types::StreamViewType::OldImage) => StreamViewType::OldImage,
-        Some(aws_sdk_dynamodbstreams::types::StreamViewType::NewAndOldImages) => {
-            StreamViewType::NewAndOldImages
-        }
+        Some(aws_sdk_dynamodbstreams::types::StreamViewType::NewAndOldImages) => StreamViewType::NewAndOldImages,
         other => return Err(malformed(&format!("unknown StreamViewType {other:?}"))),
     };
     let created = change
         .approximate_creation_date_time()
         .ok_or_else(|| malformed("no ApproximateCreationDateTime"))?;
     let arrival_ms = epoch_millis(created)?;
-    let keys =
-        item_json(change.keys().ok_or_else(|| malformed("no Keys"))?).map_err(|e| malformed(&e))?;
+    let keys = item_json(change.keys().ok_or_else(|| malformed("no Keys"))?).map_err(|e| malformed(&e))?;
     let image = |image: Option<&HashMap<String, AttributeValue>>| image.map(item_json).transpose();
     let new_image = image(change.new_image()).map_err(|e| malformed(&e))?;
     let old_image = image(change.old_image()).map_err(|e| malformed(&e))?;
@@ -222,10 +193,7 @@ fn stream_record(
     let partition_key = serde_json::to_vec(&keys).map_err(|e| malformed(&e.to_string()))?;
 
     let event = DynamoDbRecord {
-        event_id: record
-            .event_id()
-            .ok_or_else(|| malformed("no eventID"))?
-            .to_owned(),
+        event_id: record.event_id().ok_or_else(|| malformed("no eventID"))?.to_owned(),
         event_name,
         aws_region: record.aws_region().unwrap_or(&stream.region).to_owned(),
         approximate_creation_ms: arrival_ms,
@@ -266,8 +234,7 @@ fn item_json(item: &HashMap<String, AttributeValue>) -> Result<Item, String> {
 /// on: `{"S":"x"}`, numbers as strings (`{"N":"1.50"}`, kept exactly), binary as standard base64.
 fn attribute_json(value: &AttributeValue) -> Result<Value, String> {
     let base64 = |blob: &aws_smithy_types::Blob| Value::String(STANDARD.encode(blob.as_ref()));
-    let strings =
-        |values: &[String]| Value::Array(values.iter().cloned().map(Value::String).collect());
+    let strings = |values: &[String]| Value::Array(values.iter().cloned().map(Value::String).collect());
     let (type_name, json) = match value {
         AttributeValue::S(s) => ("S", Value::String(s.clone())),
         AttributeValue::N(n) => ("N", Value::String(n.clone())),
@@ -276,18 +243,13 @@ fn attribute_json(value: &AttributeValue) -> Result<Value, String> {
         AttributeValue::Ns(values) => ("NS", strings(values)),
         AttributeValue::Bs(values) => ("BS", Value::Array(values.iter().map(base64).collect())),
         AttributeValue::M(map) => ("M", Value::Object(item_json(map)?)),
-        AttributeValue::L(list) => (
-            "L",
-            Value::Array(list.iter().map(attribute_json).collect::<Result<_, _>>()?),
-        ),
+        AttributeValue::L(list) => ("L", Value::Array(list.iter().map(attribute_json).collect::<Result<_, _>>()?)),
         AttributeValue::Null(null) => ("NULL", Value::Bool(*null)),
         AttributeValue::Bool(b) => ("BOOL", Value::Bool(*b)),
         // A type added to DynamoDB after this SDK: it cannot be passed on faithfully.
         _ => return Err("an attribute of a type this build does not know".to_owned()),
     };
-    Ok(Value::Object(
-        [(type_name.to_owned(), json)].into_iter().collect(),
-    ))
+    Ok(Value::Object([(type_name.to_owned(), json)].into_iter().collect()))
 }
 
 #[cfg(test)]
@@ -299,8 +261,7 @@ mod tests {
 
     fn stream() -> ArnParts {
         ArnParts {
-            arn: "arn:aws:dynamodb:us-east-1:123456789012:table/T/stream/2015-06-27T00:48:05.899"
-                .to_owned(),
+            arn: "arn:aws:dynamodb:us-east-1:123456789012:table/T/stream/2015-06-27T00:48:05.899".to_owned(),
             region: "us-east-1".to_owned(),
             account: "123456789012".to_owned(),
             name: "T".to_owned(),
@@ -316,37 +277,12 @@ mod tests {
         let value = AttributeValue::M(HashMap::from([
             ("s".to_owned(), s("x")),
             ("n".to_owned(), AttributeValue::N("1.50".to_owned())),
-            (
-                "b".to_owned(),
-                AttributeValue::B(Blob::new(vec![0, 1, 255])),
-            ),
-            (
-                "ss".to_owned(),
-                AttributeValue::Ss(vec!["b".to_owned(), "a".to_owned()]),
-            ),
-            (
-                "ns".to_owned(),
-                AttributeValue::Ns(vec!["2".to_owned(), "-1e3".to_owned()]),
-            ),
-            (
-                "bs".to_owned(),
-                AttributeValue::Bs(vec![Blob::new(b"hi".to_vec()), Blob::new(Vec::new())]),
-            ),
-            (
-                "l".to_owned(),
-                AttributeValue::L(vec![
-                    s("y"),
-                    AttributeValue::Null(true),
-                    AttributeValue::Bool(false),
-                ]),
-            ),
-            (
-                "m".to_owned(),
-                AttributeValue::M(HashMap::from([
-                    ("z".to_owned(), s("1")),
-                    ("a".to_owned(), s("2")),
-                ])),
-            ),
+            ("b".to_owned(), AttributeValue::B(Blob::new(vec![0, 1, 255]))),
+            ("ss".to_owned(), AttributeValue::Ss(vec!["b".to_owned(), "a".to_owned()])),
+            ("ns".to_owned(), AttributeValue::Ns(vec!["2".to_owned(), "-1e3".to_owned()])),
+            ("bs".to_owned(), AttributeValue::Bs(vec![Blob::new(b"hi".to_vec()), Blob::new(Vec::new())])),
+            ("l".to_owned(), AttributeValue::L(vec![s("y"), AttributeValue::Null(true), AttributeValue::Bool(false)])),
+            ("m".to_owned(), AttributeValue::M(HashMap::from([("z".to_owned(), s("1")), ("a".to_owned(), s("2"))]))),
         ]));
         let json = attribute_json(&value).unwrap();
         assert_eq!(
@@ -398,9 +334,7 @@ mod tests {
     fn a_ttl_delete_carries_its_user_identity() {
         let mut remove = record(
             OperationType::Remove,
-            change()
-                .old_image("Id", AttributeValue::N("101".to_owned()))
-                .build(),
+            change().old_image("Id", AttributeValue::N("101".to_owned())).build(),
         );
         remove.user_identity = Some(
             Identity::builder()
@@ -411,10 +345,7 @@ mod tests {
         let out = stream_record(&remove, "shardId-1", &stream()).unwrap();
         let json: Value = serde_json::from_slice(&out.json).unwrap();
         assert_eq!(json["eventName"], "REMOVE");
-        assert_eq!(
-            json["userIdentity"],
-            json!({"type": "Service", "principalId": "dynamodb.amazonaws.com"})
-        );
+        assert_eq!(json["userIdentity"], json!({"type": "Service", "principalId": "dynamodb.amazonaws.com"}));
         assert_eq!(json["dynamodb"]["OldImage"], json!({"Id": {"N": "101"}}));
         assert!(json["dynamodb"].get("NewImage").is_none());
     }
@@ -439,14 +370,8 @@ mod tests {
                 .build(),
         );
         let err = stream_record(&no_keys, "shardId-1", &stream()).unwrap_err();
-        assert!(
-            matches!(&err, ReadError::Other(m) if m.contains("no Keys")),
-            "{err}"
-        );
+        assert!(matches!(&err, ReadError::Other(m) if m.contains("no Keys")), "{err}");
         let no_change = Record::builder().event_name(OperationType::Insert).build();
-        assert!(matches!(
-            stream_record(&no_change, "shardId-1", &stream()),
-            Err(ReadError::Other(_))
-        ));
+        assert!(matches!(stream_record(&no_change, "shardId-1", &stream()), Err(ReadError::Other(_))));
     }
 }

@@ -56,13 +56,8 @@ struct Input<'a> {
 impl GetRecords {
     /// GetRecords at the endpoint the SDK would use for this stream (the configured endpoint URL,
     /// else Kinesis's account-specific data endpoint), signed with the SDK's credentials.
-    pub(super) async fn new(
-        sdk: &aws_config::SdkConfig,
-        stream: &ArnParts,
-    ) -> Result<GetRecords, Error> {
-        let failed = |what: &str, e: &dyn std::fmt::Display| {
-            Error::Source(format!("{}: {what}: {e}", stream.arn))
-        };
+    pub(super) async fn new(sdk: &aws_config::SdkConfig, stream: &ArnParts) -> Result<GetRecords, Error> {
+        let failed = |what: &str, e: &dyn std::fmt::Display| Error::Source(format!("{}: {what}: {e}", stream.arn));
         let params = Params::builder()
             .region(&stream.region)
             .use_fips(sdk.use_fips().unwrap_or(false))
@@ -77,9 +72,7 @@ impl GetRecords {
             .await
             .map_err(|e| failed("Kinesis endpoint", &e))?;
         let uri_text = format!("{}/", endpoint.url().trim_end_matches('/'));
-        let uri = uri_text
-            .parse()
-            .map_err(|e| failed("Kinesis endpoint", &e))?;
+        let uri = uri_text.parse().map_err(|e| failed("Kinesis endpoint", &e))?;
         let credentials = sdk
             .credentials_provider()
             .ok_or_else(|| Error::Source(format!("{}: no AWS credentials provider", stream.arn)))?;
@@ -94,24 +87,14 @@ impl GetRecords {
 
     /// The request as the SDK builds it, unsigned, and its body.
     fn request(&self, iterator: &str, limit: i32) -> (Request<Full<Bytes>>, Bytes) {
-        let input = Input {
-            shard_iterator: iterator,
-            limit,
-            stream_arn: &self.stream_arn,
-        };
+        let input = Input { shard_iterator: iterator, limit, stream_arn: &self.stream_arn };
         let body = Bytes::from(serde_json::to_vec(&input).expect("strings and a number serialize"));
         let mut request = Request::new(Full::new(body.clone()));
         *request.method_mut() = Method::POST;
         *request.uri_mut() = self.uri.clone();
         let headers = request.headers_mut();
-        headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/x-amz-json-1.1"),
-        );
-        headers.insert(
-            HeaderName::from_static(TARGET),
-            HeaderValue::from_static("Kinesis_20131202.GetRecords"),
-        );
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-amz-json-1.1"));
+        headers.insert(HeaderName::from_static(TARGET), HeaderValue::from_static("Kinesis_20131202.GetRecords"));
         headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
         (request, body)
     }
@@ -120,13 +103,8 @@ impl GetRecords {
     pub(super) async fn call(&self, iterator: &str, limit: i32) -> Result<Bytes, ReadError> {
         let (mut request, body) = self.request(iterator, limit);
         let other = |e: aws_wire::Error| ReadError::Other(format!("GetRecords: {e}"));
-        self.signer
-            .sign(&mut request, &self.uri_text, &body)
-            .await
-            .map_err(other)?;
-        let answer = aws_wire::send(&self.pool, request, MAX_ANSWER)
-            .await
-            .map_err(other)?;
+        self.signer.sign(&mut request, &self.uri_text, &body).await.map_err(other)?;
+        let answer = aws_wire::send(&self.pool, request, MAX_ANSWER).await.map_err(other)?;
         if answer.cut(MAX_ANSWER) {
             return Err(ReadError::Other(format!(
                 "GetRecords: the answer ({} bytes) is longer than {MAX_ANSWER} bytes",
@@ -172,8 +150,7 @@ pub(super) struct WireRecord<'a> {
 
 /// Reads a successful answer's body.
 pub(super) fn parse(body: &[u8]) -> Result<Answer<'_>, ReadError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ReadError::Other(format!("GetRecords: unreadable answer: {e}")))
+    serde_json::from_slice(body).map_err(|e| ReadError::Other(format!("GetRecords: unreadable answer: {e}")))
 }
 
 /// A failed call's error, classified by its code the way the SDK finds it for AWS JSON: the
@@ -201,10 +178,7 @@ fn error(status: u16, headers: &HeaderMap, body: &[u8]) -> ReadError {
     let detail = match (code, parsed.message.as_deref()) {
         (Some(code), Some(message)) => format!("GetRecords: {code}: {message}"),
         (Some(code), None) => format!("GetRecords: {code}"),
-        (None, _) => format!(
-            "GetRecords: HTTP {status}: {}",
-            String::from_utf8_lossy(&body[..body.len().min(200)])
-        ),
+        (None, _) => format!("GetRecords: HTTP {status}: {}", String::from_utf8_lossy(&body[..body.len().min(200)])),
     };
     classify(code, detail)
 }
@@ -216,9 +190,7 @@ mod tests {
     use aws_credential_types::Credentials;
     use aws_sdk_kinesis::config::{BehaviorVersion, Region};
     use aws_smithy_async::time::StaticTimeSource;
-    use aws_wire::testing::{
-        assert_signature_is_sdks, capture_server, signed_headers, signed_headers_without_user_agent,
-    };
+    use aws_wire::testing::{assert_signature_is_sdks, capture_server, signed_headers, signed_headers_without_user_agent};
 
     use super::*;
 
@@ -231,18 +203,12 @@ mod tests {
         let answer = parse(MOTO_ANSWER.as_bytes()).unwrap();
         assert_eq!(answer.records.len(), 2);
         let first = &answer.records[0];
-        assert!(matches!(
-            first.data,
-            Cow::Borrowed("eyJ0eXBlIjoiY2xpY2siLCJuIjowfQ==")
-        ));
+        assert!(matches!(first.data, Cow::Borrowed("eyJ0eXBlIjoiY2xpY2siLCJuIjowfQ==")));
         assert!(matches!(first.sequence_number, Cow::Borrowed(_)));
         assert_eq!(first.partition_key.as_deref(), Some("k0"));
         assert_eq!(first.approximate_arrival_timestamp, Some(1764520465.382963));
         assert_eq!(answer.millis_behind_latest, Some(0));
-        assert_eq!(
-            answer.next_shard_iterator.as_deref(),
-            Some("AAAAAAAAAAGmZnkX0zNd+XYdCsUmRl5TsHYrDu0Iw9HFPVxNhQ==")
-        );
+        assert_eq!(answer.next_shard_iterator.as_deref(), Some("AAAAAAAAAAGmZnkX0zNd+XYdCsUmRl5TsHYrDu0Iw9HFPVxNhQ=="));
     }
 
     #[test]
@@ -252,75 +218,45 @@ mod tests {
         let body = r#"{"MillisBehindLatest":2100,"Records":[{"Data":"XzxkYXRhPl8w\/w==","PartitionKey":"partitionKey","ApproximateArrivalTimestamp":1.441215410867E9,"SequenceNumber":"21269319989652663814458848515492872193","EncryptionType":"NONE"}]}"#;
         let answer = parse(body.as_bytes()).unwrap();
         assert_eq!(answer.records[0].data, "XzxkYXRhPl8w/w==");
-        assert_eq!(
-            answer.records[0].approximate_arrival_timestamp,
-            Some(1_441_215_410.867)
-        );
+        assert_eq!(answer.records[0].approximate_arrival_timestamp, Some(1_441_215_410.867));
         assert_eq!(answer.next_shard_iterator, None);
-        let empty =
-            parse(br#"{"Records":[],"NextShardIterator":"it","MillisBehindLatest":0}"#).unwrap();
+        let empty = parse(br#"{"Records":[],"NextShardIterator":"it","MillisBehindLatest":0}"#).unwrap();
         assert!(empty.records.is_empty());
     }
 
     #[test]
     fn an_unreadable_answer_is_an_error_naming_the_call() {
         let err = parse(b"<html>").unwrap_err();
-        assert!(
-            matches!(&err, ReadError::Other(m) if m.starts_with("GetRecords: unreadable answer")),
-            "{err}"
-        );
+        assert!(matches!(&err, ReadError::Other(m) if m.starts_with("GetRecords: unreadable answer")), "{err}");
     }
 
     #[test]
     fn errors_are_classified_by_their_code() {
         let headers = HeaderMap::new();
-        let kind =
-            |status, headers: &HeaderMap, body: &str| match error(status, headers, body.as_bytes())
-            {
-                ReadError::Throttled(m) => format!("throttled {m}"),
-                ReadError::ExpiredIterator => "expired".to_owned(),
-                ReadError::Trimmed(m) => format!("trimmed {m}"),
-                ReadError::NotFound(m) => format!("not found {m}"),
-                ReadError::Other(m) => format!("other {m}"),
-            };
+        let kind = |status, headers: &HeaderMap, body: &str| match error(status, headers, body.as_bytes()) {
+            ReadError::Throttled(m) => format!("throttled {m}"),
+            ReadError::ExpiredIterator => "expired".to_owned(),
+            ReadError::Trimmed(m) => format!("trimmed {m}"),
+            ReadError::NotFound(m) => format!("not found {m}"),
+            ReadError::Other(m) => format!("other {m}"),
+        };
         // As moto and AWS send them.
         assert_eq!(
-            kind(
-                400,
-                &headers,
-                r#"{"__type": "ExpiredIteratorException", "message": "Iterator expired"}"#
-            ),
+            kind(400, &headers, r#"{"__type": "ExpiredIteratorException", "message": "Iterator expired"}"#),
             "expired"
         );
         assert_eq!(
-            kind(
-                400,
-                &headers,
-                r#"{"__type":"ProvisionedThroughputExceededException","message":"Rate exceeded for shard"}"#
-            ),
+            kind(400, &headers, r#"{"__type":"ProvisionedThroughputExceededException","message":"Rate exceeded for shard"}"#),
             "throttled GetRecords: ProvisionedThroughputExceededException: Rate exceeded for shard"
         );
         assert_eq!(
-            kind(
-                400,
-                &headers,
-                r#"{"__type":"com.amazonaws.kinesis#ResourceNotFoundException","Message":"Stream s not found"}"#
-            ),
+            kind(400, &headers, r#"{"__type":"com.amazonaws.kinesis#ResourceNotFoundException","Message":"Stream s not found"}"#),
             "not found GetRecords: ResourceNotFoundException: Stream s not found"
         );
         let mut typed = HeaderMap::new();
-        typed.insert(
-            ERROR_TYPE,
-            HeaderValue::from_static("KMSThrottlingException:http://internal.amazon.com/coral/"),
-        );
-        assert_eq!(
-            kind(400, &typed, "{}"),
-            "throttled GetRecords: KMSThrottlingException"
-        );
-        assert_eq!(
-            kind(500, &headers, "Internal Server Error"),
-            "other GetRecords: HTTP 500: Internal Server Error"
-        );
+        typed.insert(ERROR_TYPE, HeaderValue::from_static("KMSThrottlingException:http://internal.amazon.com/coral/"));
+        assert_eq!(kind(400, &typed, "{}"), "throttled GetRecords: KMSThrottlingException");
+        assert_eq!(kind(500, &headers, "Internal Server Error"), "other GetRecords: HTTP 500: Internal Server Error");
         assert_eq!(
             kind(500, &headers, r#"{"__type":"InternalFailure"}"#),
             "other GetRecords: InternalFailure"
@@ -371,9 +307,7 @@ mod tests {
         let sdk = aws_config::SdkConfig::builder()
             .behavior_version(aws_config::BehaviorVersion::latest())
             .region(Region::new("eu-west-1"))
-            .credentials_provider(
-                aws_credential_types::provider::SharedCredentialsProvider::new(credentials.clone()),
-            )
+            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(credentials.clone()))
             .endpoint_url(&endpoint)
             .build();
         let direct = GetRecords::new(&sdk, &stream).await.unwrap();
@@ -390,21 +324,12 @@ mod tests {
 
         // And the direct call's own request signs the same headers, less the SDK's user agent.
         let (mut ours, body) = direct.request(iterator, 500);
-        direct
-            .signer
-            .sign_with(&mut ours, &direct.uri_text, &body, &credentials, time)
-            .unwrap();
-        assert_eq!(
-            signed_headers(ours.headers()),
-            signed_headers_without_user_agent(sdk_headers)
-        );
+        direct.signer.sign_with(&mut ours, &direct.uri_text, &body, &credentials, time).unwrap();
+        assert_eq!(signed_headers(ours.headers()), signed_headers_without_user_agent(sdk_headers));
 
         // And it is answered.
         let answer = direct.call(iterator, 500).await.unwrap();
-        assert_eq!(
-            parse(&answer).unwrap().next_shard_iterator.as_deref(),
-            Some("next")
-        );
+        assert_eq!(parse(&answer).unwrap().next_shard_iterator.as_deref(), Some("next"));
     }
 
     #[tokio::test]
@@ -412,11 +337,7 @@ mod tests {
         let sdk = aws_config::SdkConfig::builder()
             .behavior_version(aws_config::BehaviorVersion::latest())
             .region(Region::new("eu-west-1"))
-            .credentials_provider(
-                aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
-                    "AKID", "SECRET", None, None, "test",
-                )),
-            )
+            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new("AKID", "SECRET", None, None, "test")))
             .build();
         let stream = ArnParts {
             arn: "arn:aws:kinesis:eu-west-1:123456789012:stream/orders".to_owned(),
@@ -425,9 +346,6 @@ mod tests {
             name: "orders".to_owned(),
         };
         let direct = GetRecords::new(&sdk, &stream).await.unwrap();
-        assert_eq!(
-            direct.uri_text,
-            "https://123456789012.data-kinesis.eu-west-1.amazonaws.com/"
-        );
+        assert_eq!(direct.uri_text, "https://123456789012.data-kinesis.eu-west-1.amazonaws.com/");
     }
 }

@@ -16,9 +16,7 @@ use esm_events::kinesis::KinesisRecord;
 use esm_filter::{Filters, Member};
 
 use super::get_records::{self, GetRecords, WireRecord};
-use super::source::{
-    Page, Position, ReadError, ShardInfo, StreamRecord, epoch_millis, read_error, sequence_number,
-};
+use super::source::{Page, Position, ReadError, ShardInfo, StreamRecord, epoch_millis, read_error, sequence_number};
 use crate::arn::ArnParts;
 use crate::error::Error;
 
@@ -38,11 +36,7 @@ pub struct KinesisSource {
 impl KinesisSource {
     /// A client for the stream's region (endpoint overrides come from `sdk`), after checking that the
     /// stream exists, so a mapping for a missing stream fails at start with AWS's words.
-    pub async fn connect(
-        sdk: &aws_config::SdkConfig,
-        arn: &ArnParts,
-        invoke_identity_arn: &str,
-    ) -> Result<Self, Error> {
+    pub async fn connect(sdk: &aws_config::SdkConfig, arn: &ArnParts, invoke_identity_arn: &str) -> Result<Self, Error> {
         let client = Client::from_conf(
             aws_sdk_kinesis::config::Builder::from(sdk)
                 .region(Region::new(arn.region.clone()))
@@ -54,16 +48,10 @@ impl KinesisSource {
             .send()
             .await
             .map_err(|e| {
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_not_found_exception())
-                {
+                if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) {
                     Error::Source(format!("Stream not found: {}", arn.arn))
                 } else {
-                    Error::Source(format!(
-                        "{}: DescribeStreamSummary failed: {}",
-                        arn.arn,
-                        DisplayErrorContext(&e)
-                    ))
+                    Error::Source(format!("{}: DescribeStreamSummary failed: {}", arn.arn, DisplayErrorContext(&e)))
                 }
             })?;
         Ok(Self {
@@ -85,15 +73,13 @@ impl KinesisSource {
                 None => self.client.list_shards().stream_arn(&self.arn.arn),
             };
             let out = request.send().await.map_err(|e| read_error(&e))?;
-            shards.extend(out.shards().iter().map(|shard| {
-                ShardInfo {
-                    shard_id: shard.shard_id().to_owned(),
-                    parent_shard_ids: [shard.parent_shard_id(), shard.adjacent_parent_shard_id()]
-                        .into_iter()
-                        .flatten()
-                        .map(str::to_owned)
-                        .collect(),
-                }
+            shards.extend(out.shards().iter().map(|shard| ShardInfo {
+                shard_id: shard.shard_id().to_owned(),
+                parent_shard_ids: [shard.parent_shard_id(), shard.adjacent_parent_shard_id()]
+                    .into_iter()
+                    .flatten()
+                    .map(str::to_owned)
+                    .collect(),
             }));
             match out.next_token {
                 Some(token) => next_token = Some(token),
@@ -104,11 +90,7 @@ impl KinesisSource {
 
     /// GetShardIterator at `position`.
     pub async fn iterator(&self, shard_id: &str, position: &Position) -> Result<String, ReadError> {
-        let request = self
-            .client
-            .get_shard_iterator()
-            .stream_arn(&self.arn.arn)
-            .shard_id(shard_id);
+        let request = self.client.get_shard_iterator().stream_arn(&self.arn.arn).shard_id(shard_id);
         let request = match position {
             Position::TrimHorizon => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
             Position::Latest => request.shard_iterator_type(ShardIteratorType::Latest),
@@ -123,31 +105,16 @@ impl KinesisSource {
                 .starting_sequence_number(sequence),
         };
         let out = request.send().await.map_err(|e| read_error(&e))?;
-        out.shard_iterator.ok_or_else(|| {
-            ReadError::Other(format!(
-                "GetShardIterator for {shard_id} returned no iterator"
-            ))
-        })
+        out.shard_iterator
+            .ok_or_else(|| ReadError::Other(format!("GetShardIterator for {shard_id} returned no iterator")))
     }
 
     /// One GetRecords call of up to `limit` records (at most 10,000, Kinesis's maximum), each
     /// marked with whether it passes `filters`.
-    pub async fn read(
-        &self,
-        shard_id: &str,
-        iterator: &str,
-        limit: usize,
-        filters: &Filters,
-    ) -> Result<Page, ReadError> {
+    pub async fn read(&self, shard_id: &str, iterator: &str, limit: usize, filters: &Filters) -> Result<Page, ReadError> {
         let limit = limit.clamp(1, MAX_GET_RECORDS) as i32;
         let body = self.get_records.call(iterator, limit).await?;
-        page(
-            &body,
-            shard_id,
-            &self.arn,
-            &self.invoke_identity_arn,
-            filters,
-        )
+        page(&body, shard_id, &self.arn, &self.invoke_identity_arn, filters)
     }
 
     /// The stream's ARN.
@@ -194,10 +161,7 @@ fn stream_record(
             record.sequence_number
         ))
     };
-    let partition_key = record
-        .partition_key
-        .as_deref()
-        .ok_or_else(|| malformed("PartitionKey"))?;
+    let partition_key = record.partition_key.as_deref().ok_or_else(|| malformed("PartitionKey"))?;
     let arrival = record
         .approximate_arrival_timestamp
         .ok_or_else(|| malformed("ApproximateArrivalTimestamp"))?;
@@ -217,18 +181,9 @@ fn stream_record(
     let mut json = Vec::new();
     if passes {
         // Sized for the record at once rather than grown from serde_json's 128 bytes.
-        json.reserve(
-            JSON_OVERHEAD
-                + event.data.len()
-                + 2 * event.sequence_number.len()
-                + event.partition_key.len(),
-        );
-        serde_json::to_writer(&mut json, &event).map_err(|e| {
-            ReadError::Other(format!(
-                "record {} of {shard_id}: {e}",
-                record.sequence_number
-            ))
-        })?;
+        json.reserve(JSON_OVERHEAD + event.data.len() + 2 * event.sequence_number.len() + event.partition_key.len());
+        serde_json::to_writer(&mut json, &event)
+            .map_err(|e| ReadError::Other(format!("record {} of {shard_id}: {e}", record.sequence_number)))?;
     }
     Ok(StreamRecord {
         sequence_number: sequence_number(&record.sequence_number)?,
@@ -255,10 +210,7 @@ fn passes(event: &KinesisRecord<'_>, filters: &Filters) -> bool {
         ("partitionKey", Member::Str(event.partition_key)),
         ("sequenceNumber", Member::Str(event.sequence_number)),
         // As the event writes it: epoch seconds, read back as a float.
-        (
-            "approximateArrivalTimestamp",
-            Member::Float(event.approximate_arrival_ms as f64 / 1000.0),
-        ),
+        ("approximateArrivalTimestamp", Member::Float(event.approximate_arrival_ms as f64 / 1000.0)),
         ("eventSource", Member::Str("aws:kinesis")),
         ("eventVersion", Member::Str("1.0")),
         ("eventID", Member::Str(&event_id)),
@@ -292,26 +244,12 @@ mod tests {
     #[test]
     fn a_record_the_filters_drop_is_marked_and_not_written() {
         let body = br#"{"Records":[{"SequenceNumber":"1","ApproximateArrivalTimestamp":1.5E9,"Data":"eyJ0eXBlIjoiY2xpY2sifQ==","PartitionKey":"k"},{"SequenceNumber":"2","ApproximateArrivalTimestamp":1.5E9,"Data":"eyJ0eXBlIjoidmlldyJ9","PartitionKey":"k"}],"NextShardIterator":"next"}"#;
-        let clicks = Filters::compile(
-            esm_filter::Source::Kinesis,
-            &[r#"{"data":{"type":["click"]}}"#],
-        )
-        .unwrap();
+        let clicks = Filters::compile(esm_filter::Source::Kinesis, &[r#"{"data":{"type":["click"]}}"#]).unwrap();
         let page = page(body, "shardId-000000000000", &stream(), "role", &clicks).unwrap();
-        let [click, view] = &page.records[..] else {
-            panic!("two records")
-        };
-        assert!(
-            click.passes && clicks.matches_json(&click.json),
-            "{}",
-            String::from_utf8_lossy(&click.json)
-        );
+        let [click, view] = &page.records[..] else { panic!("two records") };
+        assert!(click.passes && clicks.matches_json(&click.json), "{}", String::from_utf8_lossy(&click.json));
         assert!(!view.passes && view.json.is_empty());
-        assert_eq!(
-            view.sequence_number.as_str(),
-            "2",
-            "still there to be checkpointed"
-        );
+        assert_eq!(view.sequence_number.as_str(), "2", "still there to be checkpointed");
     }
 
     proptest::proptest! {
@@ -355,14 +293,7 @@ mod tests {
         let body = format!(
             r#"{{"Records":[{{"SequenceNumber":"{SEQ}","ApproximateArrivalTimestamp":1.545084650987E9,"Data":"SGVsbG8sIHRoaXMgaXMgYSB0ZXN0Lg==","PartitionKey":"1"}}],"NextShardIterator":"next","MillisBehindLatest":0}}"#
         );
-        let page = page(
-            body.as_bytes(),
-            "shardId-000000000006",
-            &stream(),
-            "arn:aws:iam::123456789012:role/lambda-role",
-            &no_filters(),
-        )
-        .unwrap();
+        let page = page(body.as_bytes(), "shardId-000000000006", &stream(), "arn:aws:iam::123456789012:role/lambda-role", &no_filters()).unwrap();
         let out = &page.records[0];
         assert_eq!(
             String::from_utf8(out.json.clone()).unwrap(),
@@ -371,26 +302,13 @@ mod tests {
         assert_eq!(out.arrival_ms, 1_545_084_650_987);
         assert_eq!(out.partition_key, b"1");
         assert_eq!(out.sequence_number.as_str(), SEQ);
-        assert_eq!(
-            (page.next_iterator.as_deref(), page.millis_behind),
-            (Some("next"), Some(0))
-        );
+        assert_eq!((page.next_iterator.as_deref(), page.millis_behind), (Some("next"), Some(0)));
     }
 
     #[test]
     fn a_record_without_arrival_time_is_an_error_not_a_panic() {
         let body = br#"{"Records":[{"SequenceNumber":"1","Data":"","PartitionKey":"k"}],"NextShardIterator":"next"}"#;
-        let err = page(
-            body,
-            "shardId-000000000000",
-            &stream(),
-            "role",
-            &no_filters(),
-        )
-        .unwrap_err();
-        assert!(
-            matches!(&err, ReadError::Other(m) if m.contains("ApproximateArrivalTimestamp")),
-            "{err}"
-        );
+        let err = page(body, "shardId-000000000000", &stream(), "role", &no_filters()).unwrap_err();
+        assert!(matches!(&err, ReadError::Other(m) if m.contains("ApproximateArrivalTimestamp")), "{err}");
     }
 }

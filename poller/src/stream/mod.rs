@@ -7,8 +7,8 @@
 //! order across resharding. Each worker reads its shard, filters and batches records, delivers batches
 //! with AWS's error handling ([`deliver`]) and checkpoints only records that are final.
 
-mod deliver;
 pub mod destination;
+mod deliver;
 pub mod dynamodb;
 mod get_records;
 pub mod kinesis;
@@ -34,13 +34,13 @@ use crate::arn::SourceArn;
 use crate::config::{Mapping, SourceSettings, StartingPosition};
 use crate::error::Error;
 use crate::health::MappingState;
-use crate::panic::panic_message;
 use crate::stats::Counters;
 use destination::Destination;
 use shard::{Exit, HeldLease, ShardWorker, sleep_until_opt};
 use source::{ShardInfo, StreamSource};
 use store::Store;
 use supervise::Restarts;
+use crate::panic::panic_message;
 
 /// How often shards are listed to find new ones (a shard that ends triggers a listing at once).
 const SHARD_SYNC_INTERVAL: Duration = Duration::from_secs(10);
@@ -138,11 +138,7 @@ impl StreamMapping {
         let arn = mapping.source.parts();
         let function_arn = function_arn(&mapping.function_name, &arn.region, &arn.account);
         let role = deps.invoke_identity_arn.clone().unwrap_or_else(|| {
-            format!(
-                "arn:aws:iam::{}:role/{}-role",
-                arn.account,
-                short_name(&mapping.function_name)
-            )
+            format!("arn:aws:iam::{}:role/{}-role", arn.account, short_name(&mapping.function_name))
         });
         let source = StreamSource::connect(deps.sdk, &mapping.source, &role).await?;
         deps.store
@@ -205,10 +201,7 @@ impl StreamMapping {
         let ctx = &self.ctx;
         tracing::info!(uuid = %ctx.uuid, stream = %ctx.source.arn().arn, function = %ctx.target.describe(), "stream mapping started");
         let mut workers = Workers::default();
-        let mut taker = ctx
-            .store
-            .is_shared()
-            .then(|| LeaseTaker::new(ctx.owner.clone(), ctx.taker_config.clone()));
+        let mut taker = ctx.store.is_shared().then(|| LeaseTaker::new(ctx.owner.clone(), ctx.taker_config.clone()));
         let sync_interval = match &taker {
             Some(_) => SHARD_SYNC_INTERVAL.min(ctx.taker_config.scan_interval()),
             None => SHARD_SYNC_INTERVAL,
@@ -222,8 +215,7 @@ impl StreamMapping {
                         if workers.running.is_empty() {
                             ctx.counters.health.polled();
                         }
-                        self.start_workers(&shards, &mut workers, taker.as_mut())
-                            .await
+                        self.start_workers(&shards, &mut workers, taker.as_mut()).await
                     }
                     Err(e) => {
                         tracing::warn!(uuid = %ctx.uuid, error = %e, "listing shards failed; will retry");
@@ -268,12 +260,7 @@ impl StreamMapping {
     /// A worker task ended with `outcome` (its exit, or why the task died). A failed worker
     /// (panic, or [`Exit::Failed`]) is counted and its shard started again after a backoff, from
     /// its stored checkpoint; the next shard sync retakes the lease.
-    fn worker_stopped(
-        &self,
-        workers: &mut Workers,
-        task: WorkerTask,
-        outcome: Result<Exit, String>,
-    ) {
+    fn worker_stopped(&self, workers: &mut Workers, task: WorkerTask, outcome: Result<Exit, String>) {
         let ctx = &self.ctx;
         let shard_id = task.shard_id;
         workers.running.remove(&shard_id);
@@ -291,8 +278,7 @@ impl StreamMapping {
         let now = tokio::time::Instant::now();
         let delay = workers.restarts.failed(&shard_id, now - task.started, now);
         tracing::error!(uuid = %ctx.uuid, shard_id, %reason, ?delay, "shard worker failed; restarting it after a backoff");
-        ctx.counters
-            .worker_failed(format!("shard {shard_id}: {reason}"));
+        ctx.counters.worker_failed(format!("shard {shard_id}: {reason}"));
     }
 
     /// The mapping's leases; `None` if the store cannot be read now. Until it can, no shard is taken
@@ -319,11 +305,7 @@ impl StreamMapping {
                 tracing::error!(uuid = %ctx.uuid, error = %e,
                     "reading leases failed; no shard is taken until the lease table is fixed");
                 self.leases_unreadable.store(true, Ordering::Relaxed);
-                ctx.counters
-                    .health
-                    .set_state(MappingState::Degraded(format!(
-                        "reading leases failed: {e}"
-                    )));
+                ctx.counters.health.set_state(MappingState::Degraded(format!("reading leases failed: {e}")));
                 None
             }
         }
@@ -332,12 +314,7 @@ impl StreamMapping {
     /// Create leases for new shards and start a worker for every lease this process should hold: with
     /// the embedded store every unfinished lease; with a shared store only those the [`LeaseTaker`]
     /// plans (free, expired, or stolen to balance the fleet).
-    async fn start_workers(
-        &self,
-        shards: &[ShardInfo],
-        workers: &mut Workers,
-        taker: Option<&mut LeaseTaker>,
-    ) {
+    async fn start_workers(&self, shards: &[ShardInfo], workers: &mut Workers, taker: Option<&mut LeaseTaker>) {
         let ctx = &self.ctx;
         let Some(mut leases) = self.leases().await else {
             return;
@@ -349,17 +326,14 @@ impl StreamMapping {
             .iter()
             .flat_map(|s| s.parent_shard_ids.iter().map(String::as_str))
             .collect();
-        let listed: HashMap<&str, &ShardInfo> =
-            shards.iter().map(|s| (s.shard_id.as_str(), s)).collect();
+        let listed: HashMap<&str, &ShardInfo> = shards.iter().map(|s| (s.shard_id.as_str(), s)).collect();
         let mut created = false;
         let now = deliver::now_millis();
-        for shard in shards
-            .iter()
-            .filter(|s| !known.contains(s.shard_id.as_str()))
-        {
-            let has_known_parent = shard.parent_shard_ids.iter().any(|p| {
-                known.contains(p.as_str()) || (first_sync && listed.contains_key(p.as_str()))
-            });
+        for shard in shards.iter().filter(|s| !known.contains(s.shard_id.as_str())) {
+            let has_known_parent = shard
+                .parent_shard_ids
+                .iter()
+                .any(|p| known.contains(p.as_str()) || (first_sync && listed.contains_key(p.as_str())));
             let new_shard = NewShard {
                 first_sync,
                 closed: closed.contains(shard.shard_id.as_str()),
@@ -373,9 +347,7 @@ impl StreamMapping {
             };
             match ctx.store.create_if_absent(&ctx.uuid, lease).await {
                 Ok(new) => created |= new,
-                Err(e) => {
-                    tracing::error!(uuid = %ctx.uuid, shard_id = %shard.shard_id, error = %e, "creating a lease failed")
-                }
+                Err(e) => tracing::error!(uuid = %ctx.uuid, shard_id = %shard.shard_id, error = %e, "creating a lease failed"),
             }
         }
         if created {
@@ -398,8 +370,7 @@ impl StreamMapping {
         };
         let now = tokio::time::Instant::now();
         for (lease_key, counter) in wanted {
-            if workers.running.contains(&lease_key) || !workers.restarts.may_start(&lease_key, now)
-            {
+            if workers.running.contains(&lease_key) || !workers.restarts.may_start(&lease_key, now) {
                 continue;
             }
             let lease_ref = LeaseRef::new(ctx.uuid.clone(), lease_key.clone());
@@ -410,8 +381,7 @@ impl StreamMapping {
                     let held = HeldLease::new(taken.counter);
                     if ctx.store.is_shared() {
                         workers.set.spawn({
-                            let (held, ctx, lease) =
-                                (held.clone(), self.ctx.clone(), lease_ref.clone());
+                            let (held, ctx, lease) = (held.clone(), self.ctx.clone(), lease_ref.clone());
                             async move {
                                 let shard_id = lease.lease_key.clone();
                                 held.renew(ctx, lease).await;
@@ -447,9 +417,7 @@ impl StreamMapping {
                 Err(esm_checkpoint::Error::Lost) => {
                     tracing::debug!(uuid = %ctx.uuid, shard_id = %lease_key, "another poller took the lease first");
                 }
-                Err(e) => {
-                    tracing::warn!(uuid = %ctx.uuid, shard_id = %lease_key, error = %e, "taking the lease failed")
-                }
+                Err(e) => tracing::warn!(uuid = %ctx.uuid, shard_id = %lease_key, error = %e, "taking the lease failed"),
             }
         }
     }
@@ -488,10 +456,7 @@ fn function_arn(function_name: &str, region: &str, account: &str) -> String {
     if function_name.starts_with("arn:") {
         function_name.to_owned()
     } else {
-        format!(
-            "arn:aws:lambda:{region}:{account}:function:{}",
-            short_name(function_name)
-        )
+        format!("arn:aws:lambda:{region}:{account}:function:{}", short_name(function_name))
     }
 }
 
@@ -516,51 +481,22 @@ mod tests {
         };
         let now = 1_764_086_780_123;
         let pinned = Checkpoint::AtTimestamp(Some(now));
-        assert_eq!(
-            lease_start(&Checkpoint::Latest, shard(true, false, false), now),
-            pinned
-        );
-        assert_eq!(
-            lease_start(&Checkpoint::Latest, shard(true, true, false), now),
-            Checkpoint::ShardEnd
-        );
-        assert_eq!(
-            lease_start(&Checkpoint::Latest, shard(true, false, true), now),
-            Checkpoint::TrimHorizon
-        );
-        assert_eq!(
-            lease_start(&Checkpoint::Latest, shard(false, false, false), now),
-            pinned,
-            "found later"
-        );
-        assert_eq!(
-            lease_start(&Checkpoint::Latest, shard(false, false, true), now),
-            Checkpoint::TrimHorizon
-        );
+        assert_eq!(lease_start(&Checkpoint::Latest, shard(true, false, false), now), pinned);
+        assert_eq!(lease_start(&Checkpoint::Latest, shard(true, true, false), now), Checkpoint::ShardEnd);
+        assert_eq!(lease_start(&Checkpoint::Latest, shard(true, false, true), now), Checkpoint::TrimHorizon);
+        assert_eq!(lease_start(&Checkpoint::Latest, shard(false, false, false), now), pinned, "found later");
+        assert_eq!(lease_start(&Checkpoint::Latest, shard(false, false, true), now), Checkpoint::TrimHorizon);
         let at = Checkpoint::AtTimestamp(Some(1_700_000_000_000));
-        assert_eq!(
-            lease_start(&at, shard(true, true, false), now),
-            at,
-            "the mapping's own time"
-        );
-        assert_eq!(
-            lease_start(&at, shard(false, false, true), now),
-            Checkpoint::TrimHorizon
-        );
+        assert_eq!(lease_start(&at, shard(true, true, false), now), at, "the mapping's own time");
+        assert_eq!(lease_start(&at, shard(false, false, true), now), Checkpoint::TrimHorizon);
         let trim = Checkpoint::TrimHorizon;
         assert_eq!(lease_start(&trim, shard(true, true, false), now), trim);
     }
 
     #[test]
     fn function_arns_and_names() {
-        assert_eq!(
-            function_arn("fn", "us-east-1", "123"),
-            "arn:aws:lambda:us-east-1:123:function:fn"
-        );
-        assert_eq!(
-            function_arn("fn:live", "us-east-1", "123"),
-            "arn:aws:lambda:us-east-1:123:function:fn"
-        );
+        assert_eq!(function_arn("fn", "us-east-1", "123"), "arn:aws:lambda:us-east-1:123:function:fn");
+        assert_eq!(function_arn("fn:live", "us-east-1", "123"), "arn:aws:lambda:us-east-1:123:function:fn");
         let arn = "arn:aws:lambda:eu-west-1:9:function:f";
         assert_eq!(function_arn(arn, "us-east-1", "123"), arn);
         assert_eq!(short_name("123:function:f:3"), "f");

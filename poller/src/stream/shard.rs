@@ -92,9 +92,7 @@ impl HeldLease {
                     self.lost.cancel();
                     return;
                 }
-                Err(e) => {
-                    tracing::warn!(uuid = %ctx.uuid, shard_id = %lease.lease_key, error = %e, "renewing the lease failed; retrying")
-                }
+                Err(e) => tracing::warn!(uuid = %ctx.uuid, shard_id = %lease.lease_key, error = %e, "renewing the lease failed; retrying"),
             }
         }
     }
@@ -139,36 +137,25 @@ impl ShardWorker {
                     // Shutting down: deliver only the queued records a finished batch of another
                     // lane waits for, so the last checkpoint covers every batch that finished.
                     let queue = lanes.queue(lane).take(ctx.batch_size);
-                    queue
-                        .take_while(|r| frontier.precedes_dispatched(&r.sequence_number))
-                        .count()
+                    queue.take_while(|r| frontier.precedes_dispatched(&r.sequence_number)).count()
                 } else {
                     let due = clock.queued >= ctx.batch_size
                         || reader.done
-                        || clock
-                            .opened_at
-                            .is_some_and(|t| now >= t + ctx.batching_window);
+                        || clock.opened_at.is_some_and(|t| now >= t + ctx.batching_window);
                     if due { ctx.batch_size } else { 0 }
                 };
                 let Some(head) = lanes.queue(lane).next().filter(|_| max_records > 0) else {
                     continue;
                 };
-                let allowed = frontier.dispatch_allowance(
-                    &head.sequence_number,
-                    max_records.min(clock.queued),
-                    redelivery_budget,
-                );
+                let allowed =
+                    frontier.dispatch_allowance(&head.sequence_number, max_records.min(clock.queued), redelivery_budget);
                 if allowed == 0 {
                     continue;
                 }
                 let max_bytes = ctx.max_record_bytes();
-                if let Some(batch) =
-                    lanes.take_batch(lane, allowed, max_bytes, |r| r.json.len() + 1)
-                {
+                if let Some(batch) = lanes.take_batch(lane, allowed, max_bytes, |r| r.json.len() + 1) {
                     for record in &batch {
-                        frontier
-                            .dispatch(&record.sequence_number)
-                            .expect("tracked record");
+                        frontier.dispatch(&record.sequence_number).expect("tracked record");
                     }
                     let left = clock.queued - batch.len();
                     clocks[lane] = LaneClock {
@@ -177,8 +164,7 @@ impl ShardWorker {
                     };
                     let (ctx, shard) = (ctx.clone(), shard_id.clone());
                     in_flight.spawn(async move {
-                        let (final_count, _) =
-                            deliver(&ctx, &shard, &batch, Framing::Records).await;
+                        let (final_count, _) = deliver(&ctx, &shard, &batch, Framing::Records).await;
                         (lane, batch, final_count)
                     });
                 }
@@ -194,8 +180,7 @@ impl ShardWorker {
                 return self.release().await;
             }
 
-            let can_read =
-                !reader.done && !ctx.cancel.is_cancelled() && lanes.queued() < read_ahead;
+            let can_read = !reader.done && !ctx.cancel.is_cancelled() && lanes.queued() < read_ahead;
             // The next batching window to close, among lanes that could start a batch.
             let window_deadline = lanes
                 .ready_lanes()
@@ -263,8 +248,7 @@ impl ShardWorker {
         let Some(seq) = frontier.checkpoint().cloned() else {
             return Ok(());
         };
-        if matches!(&self.start, Checkpoint::Sequence { sequence_number, .. } if *sequence_number == seq)
-        {
+        if matches!(&self.start, Checkpoint::Sequence { sequence_number, .. } if *sequence_number == seq) {
             return Ok(());
         }
         let mut counter = self.held.counter.lock().await;
@@ -272,12 +256,7 @@ impl ShardWorker {
             if self.held.lost.is_cancelled() {
                 return Err(Exit::Lost);
             }
-            match self
-                .ctx
-                .store
-                .checkpoint(&self.lease, &self.ctx.owner, *counter, &seq, 0)
-                .await
-            {
+            match self.ctx.store.checkpoint(&self.lease, &self.ctx.owner, *counter, &seq, 0).await {
                 Ok(next) => {
                     *counter = next;
                     self.start = Checkpoint::Sequence {
@@ -321,11 +300,7 @@ impl ShardWorker {
         };
         let ended = {
             let mut counter = self.held.counter.lock().await;
-            let result = self
-                .ctx
-                .store
-                .end_shard(&self.lease, &self.ctx.owner, *counter, &children)
-                .await;
+            let result = self.ctx.store.end_shard(&self.lease, &self.ctx.owner, *counter, &children).await;
             if let Ok(next) = &result {
                 *counter = *next;
             }
@@ -348,12 +323,7 @@ impl ShardWorker {
             return Exit::Lost;
         }
         let counter = *self.held.counter.lock().await;
-        if let Err(e) = self
-            .ctx
-            .store
-            .release(&self.lease, &self.ctx.owner, counter)
-            .await
-        {
+        if let Err(e) = self.ctx.store.release(&self.lease, &self.ctx.owner, counter).await {
             tracing::warn!(uuid = %self.ctx.uuid, shard_id = %self.lease.lease_key, error = %e, "releasing the lease failed");
         }
         Exit::Stopped
@@ -361,10 +331,7 @@ impl ShardWorker {
 }
 
 /// Where to read from for a lease's checkpoint, and the sequence number already final (if any).
-pub(super) fn start_position(
-    ctx: &StreamCtx,
-    start: &Checkpoint,
-) -> (Position, Option<SequenceNumber>) {
+pub(super) fn start_position(ctx: &StreamCtx, start: &Checkpoint) -> (Position, Option<SequenceNumber>) {
     match start {
         Checkpoint::TrimHorizon => (Position::TrimHorizon, None),
         Checkpoint::Latest => (Position::Latest, None),
@@ -372,9 +339,7 @@ pub(super) fn start_position(
             let millis = millis.or(ctx.starting_timestamp).unwrap_or_default();
             (Position::AtTimestamp(millis as f64 / 1000.0), None)
         }
-        Checkpoint::Sequence {
-            sequence_number, ..
-        } => (
+        Checkpoint::Sequence { sequence_number, .. } => (
             Position::AfterSequence(sequence_number.as_str().to_owned()),
             Some(sequence_number.clone()),
         ),
@@ -426,8 +391,7 @@ const READ_FAILURE_PERSISTENT: Duration = Duration::from_secs(60);
 
 impl Reader {
     pub(super) fn new(ctx: &StreamCtx, shard_id: String, position: Position) -> Reader {
-        let per_second =
-            std::num::NonZeroU32::new(ctx.source.reads_per_second()).expect("non-zero");
+        let per_second = std::num::NonZeroU32::new(ctx.source.reads_per_second()).expect("non-zero");
         let skip_before_ms = match position {
             Position::AtTimestamp(seconds) => Some(seconds.floor() as i64 * 1000),
             _ => None,
@@ -462,16 +426,7 @@ impl Reader {
                 Err(e) => return self.failed(ctx, e).map(|()| Vec::new()),
             },
         };
-        let page = match ctx
-            .source
-            .read(
-                &self.shard_id,
-                &iterator,
-                limit.min(ctx.source.max_page()),
-                &ctx.filters,
-            )
-            .await
-        {
+        let page = match ctx.source.read(&self.shard_id, &iterator, limit.min(ctx.source.max_page()), &ctx.filters).await {
             Ok(page) => page,
             Err(e) => return self.failed(ctx, e).map(|()| Vec::new()),
         };
@@ -490,20 +445,13 @@ impl Reader {
                 continue;
             }
             last_tracked = Some(record.sequence_number.clone());
-            if self
-                .skip_before_ms
-                .is_some_and(|start| record.arrival_ms < start)
-            {
-                frontier
-                    .complete(&record.sequence_number)
-                    .expect("just tracked");
+            if self.skip_before_ms.is_some_and(|start| record.arrival_ms < start) {
+                frontier.complete(&record.sequence_number).expect("just tracked");
             } else if record.passes {
                 matched.push(record);
             } else {
                 Counters::add(&ctx.counters.filtered_out, 1);
-                frontier
-                    .complete(&record.sequence_number)
-                    .expect("just tracked");
+                frontier.complete(&record.sequence_number).expect("just tracked");
             }
         }
         if let Some(last) = last_tracked {
@@ -514,12 +462,7 @@ impl Reader {
                 self.iterator = Some(next);
                 // Caught up: poll at the base rate. Behind: read again at once (the rate limiter
                 // keeps us within the shard's read limit).
-                self.ready_at = Instant::now()
-                    + if self.caught_up {
-                        ctx.idle_poll
-                    } else {
-                        Duration::ZERO
-                    };
+                self.ready_at = Instant::now() + if self.caught_up { ctx.idle_poll } else { Duration::ZERO };
             }
             None => self.done = true,
         }
@@ -544,16 +487,10 @@ impl Reader {
                 let delay = self.backoff.next_delay();
                 let failures = self.failures.count() + 1;
                 match self.failures.failed(Instant::now().into_std()) {
-                    Report::Quiet => {
-                        tracing::debug!(uuid = %ctx.uuid, shard_id, %error, failures, "read failed; retrying")
-                    }
-                    Report::Warn => {
-                        tracing::warn!(uuid = %ctx.uuid, shard_id, %error, failures, ?delay, "read failed; retrying")
-                    }
-                    Report::Error => {
-                        tracing::error!(uuid = %ctx.uuid, shard_id, %error, failures, ?delay,
-                        "reads keep failing; the shard makes no progress until they succeed")
-                    }
+                    Report::Quiet => tracing::debug!(uuid = %ctx.uuid, shard_id, %error, failures, "read failed; retrying"),
+                    Report::Warn => tracing::warn!(uuid = %ctx.uuid, shard_id, %error, failures, ?delay, "read failed; retrying"),
+                    Report::Error => tracing::error!(uuid = %ctx.uuid, shard_id, %error, failures, ?delay,
+                        "reads keep failing; the shard makes no progress until they succeed"),
                 }
                 self.ready_at = Instant::now() + delay;
                 Ok(())

@@ -104,12 +104,12 @@ impl StreamSource {
         invoke_identity_arn: &str,
     ) -> Result<StreamSource, Error> {
         match source {
-            crate::arn::SourceArn::Kinesis(arn) => Ok(StreamSource::Kinesis(
-                KinesisSource::connect(sdk, arn, invoke_identity_arn).await?,
-            )),
-            crate::arn::SourceArn::DynamoDbStream(arn) => Ok(StreamSource::DynamoDb(
-                DynamoDbSource::connect(sdk, arn).await?,
-            )),
+            crate::arn::SourceArn::Kinesis(arn) => {
+                Ok(StreamSource::Kinesis(KinesisSource::connect(sdk, arn, invoke_identity_arn).await?))
+            }
+            crate::arn::SourceArn::DynamoDbStream(arn) => {
+                Ok(StreamSource::DynamoDb(DynamoDbSource::connect(sdk, arn).await?))
+            }
             crate::arn::SourceArn::Sqs(_) => unreachable!("SQS is not a stream"),
         }
     }
@@ -212,8 +212,7 @@ pub(super) fn epoch_millis(time: &aws_smithy_types::DateTime) -> Result<i64, Rea
 
 /// A record's sequence number, which the worker orders and checkpoints by.
 pub(super) fn sequence_number(text: &str) -> Result<SequenceNumber, ReadError> {
-    SequenceNumber::parse(text)
-        .map_err(|e| ReadError::Other(format!("record sequence number: {e}")))
+    SequenceNumber::parse(text).map_err(|e| ReadError::Other(format!("record sequence number: {e}")))
 }
 
 #[cfg(test)]
@@ -242,35 +241,19 @@ mod tests {
         assert_eq!(kind("TrimmedDataAccessException"), "trimmed");
         assert_eq!(kind("ResourceNotFoundException"), "not found");
         assert_eq!(kind("InternalFailure"), "other");
-        assert!(
-            matches!(classify(None, "timeout".to_owned()), ReadError::Other(d) if d == "timeout")
-        );
+        assert!(matches!(classify(None, "timeout".to_owned()), ReadError::Other(d) if d == "timeout"));
     }
 
     #[test]
     fn timestamps_round_to_the_millisecond_aws_sent() {
         // The first and last parse to nanoseconds below the millisecond (…650.986999988).
-        for millis in [
-            1_545_084_650_987_i64,
-            1_795_569_370_469,
-            1_700_321_084_470,
-            1_607_497_475_001,
-        ] {
+        for millis in [1_545_084_650_987_i64, 1_795_569_370_469, 1_700_321_084_470, 1_607_497_475_001] {
             let parsed = DateTime::from_secs_f64(millis as f64 / 1000.0);
             assert_eq!(epoch_millis(&parsed).unwrap(), millis);
         }
-        assert_eq!(
-            epoch_millis(&DateTime::from_secs(1_764_086_780)).unwrap(),
-            1_764_086_780_000
-        );
-        assert_eq!(
-            epoch_millis(&DateTime::from_secs_and_nanos(10, 999_600_000)).unwrap(),
-            11_000
-        );
-        assert_eq!(
-            epoch_millis(&DateTime::from_secs_and_nanos(-1, 250_000_000)).unwrap(),
-            -750
-        );
+        assert_eq!(epoch_millis(&DateTime::from_secs(1_764_086_780)).unwrap(), 1_764_086_780_000);
+        assert_eq!(epoch_millis(&DateTime::from_secs_and_nanos(10, 999_600_000)).unwrap(), 11_000);
+        assert_eq!(epoch_millis(&DateTime::from_secs_and_nanos(-1, 250_000_000)).unwrap(), -750);
         assert!(epoch_millis(&DateTime::from_secs(i64::MAX)).is_err());
     }
 }

@@ -4,8 +4,7 @@
 //! [`Store::is_shared`] tells the coordinator.
 
 use esm_checkpoint::{
-    ChildShard, DynamoDbStore, Error, Lease, LeaseRef, LeaseStore, NewLease, SequenceNumber,
-    SqliteStore,
+    ChildShard, DynamoDbStore, Error, Lease, LeaseRef, LeaseStore, NewLease, SequenceNumber, SqliteStore,
 };
 
 /// The lease store of this poller.
@@ -48,21 +47,11 @@ impl LeaseStore for Store {
         dispatch!(self, s => s.create_if_absent(mapping_uuid, lease).await)
     }
 
-    async fn take(
-        &self,
-        lease: &LeaseRef,
-        owner: &str,
-        expected_counter: u64,
-    ) -> Result<Lease, Error> {
+    async fn take(&self, lease: &LeaseRef, owner: &str, expected_counter: u64) -> Result<Lease, Error> {
         dispatch!(self, s => s.take(lease, owner, expected_counter).await)
     }
 
-    async fn renew(
-        &self,
-        lease: &LeaseRef,
-        owner: &str,
-        expected_counter: u64,
-    ) -> Result<u64, Error> {
+    async fn renew(&self, lease: &LeaseRef, owner: &str, expected_counter: u64) -> Result<u64, Error> {
         dispatch!(self, s => s.renew(lease, owner, expected_counter).await)
     }
 
@@ -87,12 +76,7 @@ impl LeaseStore for Store {
         dispatch!(self, s => s.end_shard(lease, owner, expected_counter, children).await)
     }
 
-    async fn release(
-        &self,
-        lease: &LeaseRef,
-        owner: &str,
-        expected_counter: u64,
-    ) -> Result<u64, Error> {
+    async fn release(&self, lease: &LeaseRef, owner: &str, expected_counter: u64) -> Result<u64, Error> {
         dispatch!(self, s => s.release(lease, owner, expected_counter).await)
     }
 }

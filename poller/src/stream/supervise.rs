@@ -38,11 +38,7 @@ impl Restarts {
             in_a_row: 0,
             not_before: now,
         });
-        entry.in_a_row = if ran_for >= RESTART_BACKOFF.max {
-            1
-        } else {
-            entry.in_a_row + 1
-        };
+        entry.in_a_row = if ran_for >= RESTART_BACKOFF.max { 1 } else { entry.in_a_row + 1 };
         let delay = RESTART_BACKOFF.delay(entry.in_a_row);
         entry.not_before = now + delay;
         delay
@@ -55,18 +51,12 @@ impl Restarts {
 
     /// May a worker for `shard_id` start at `now`?
     pub(super) fn may_start(&self, shard_id: &str, now: Instant) -> bool {
-        self.shards
-            .get(shard_id)
-            .is_none_or(|f| now >= f.not_before)
+        self.shards.get(shard_id).is_none_or(|f| now >= f.not_before)
     }
 
     /// The earliest time a waiting shard may start again, if one is waiting.
     pub(super) fn next_due(&self, now: Instant) -> Option<Instant> {
-        self.shards
-            .values()
-            .map(|f| f.not_before)
-            .filter(|t| *t > now)
-            .min()
+        self.shards.values().map(|f| f.not_before).filter(|t| *t > now).min()
     }
 }
 
@@ -81,22 +71,13 @@ mod tests {
         let mut restarts = Restarts::default();
         let t0 = Instant::now();
         assert!(restarts.may_start("a", t0));
-        let delays: Vec<u64> = (0..8)
-            .map(|_| restarts.failed("a", S, t0).as_secs())
-            .collect();
+        let delays: Vec<u64> = (0..8).map(|_| restarts.failed("a", S, t0).as_secs()).collect();
         assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60]);
         assert!(!restarts.may_start("a", t0 + 59 * S));
         assert!(restarts.may_start("a", t0 + 60 * S));
-        assert!(
-            restarts.may_start("b", t0),
-            "other shards are not held back"
-        );
+        assert!(restarts.may_start("b", t0), "other shards are not held back");
         assert_eq!(restarts.next_due(t0), Some(t0 + 60 * S));
-        assert_eq!(
-            restarts.next_due(t0 + 60 * S),
-            None,
-            "nothing waits any more"
-        );
+        assert_eq!(restarts.next_due(t0 + 60 * S), None, "nothing waits any more");
     }
 
     #[test]
@@ -106,11 +87,7 @@ mod tests {
         for _ in 0..4 {
             restarts.failed("a", S, t0);
         }
-        assert_eq!(
-            restarts.failed("a", 60 * S, t0),
-            S,
-            "ran a minute: first failure again"
-        );
+        assert_eq!(restarts.failed("a", 60 * S, t0), S, "ran a minute: first failure again");
         restarts.failed("a", S, t0);
         restarts.ended("a");
         assert!(restarts.may_start("a", t0));

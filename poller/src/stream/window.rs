@@ -27,8 +27,7 @@ pub(super) async fn run(mut worker: ShardWorker) -> Exit {
     let ctx = worker.ctx.clone();
     let shard_id = worker.lease.lease_key.clone();
     let seconds = ctx.tumbling_window.map_or(0, |w| w.as_secs()) as u32;
-    let mut tracker: WindowTracker<State> =
-        WindowTracker::new(seconds).expect("validated TumblingWindowInSeconds");
+    let mut tracker: WindowTracker<State> = WindowTracker::new(seconds).expect("validated TumblingWindowInSeconds");
     let (position, checkpoint) = start_position(&ctx, &worker.start);
     let mut frontier = Frontier::new(checkpoint);
     let mut reader = Reader::new(&ctx, shard_id.clone(), position);
@@ -59,14 +58,7 @@ pub(super) async fn run(mut worker: ShardWorker) -> Exit {
         match tracker.next_step(&arrivals, position) {
             WindowStep::Invoke { window, records } => {
                 let batch = take_batch(&mut pending, records, ctx.batch_size, tracker.state());
-                let framing = Framing::Window(window_event(
-                    &ctx,
-                    &shard_id,
-                    window,
-                    tracker.state(),
-                    false,
-                    false,
-                ));
+                let framing = Framing::Window(window_event(&ctx, &shard_id, window, tracker.state(), false, false));
                 let (final_count, framing) = tokio::select! {
                     delivered = deliver(&ctx, &shard_id, &batch, framing) => delivered,
                     _ = worker.held.lost.cancelled() => return Exit::Lost,
@@ -87,18 +79,8 @@ pub(super) async fn run(mut worker: ShardWorker) -> Exit {
                 }
                 delivered.extend(batch.into_iter().map(|r| r.sequence_number));
             }
-            WindowStep::FinalInvoke {
-                window,
-                terminated_early,
-            } => {
-                let event = window_event(
-                    &ctx,
-                    &shard_id,
-                    window,
-                    tracker.state(),
-                    true,
-                    terminated_early,
-                );
+            WindowStep::FinalInvoke { window, terminated_early } => {
+                let event = window_event(&ctx, &shard_id, window, tracker.state(), true, terminated_early);
                 let invoked = tokio::select! {
                     ok = final_invoke(&ctx, event) => ok,
                     _ = worker.held.lost.cancelled() => return Exit::Lost,
@@ -151,15 +133,8 @@ async fn abandon(worker: &mut ShardWorker, frontier: &mut Frontier) -> Exit {
 
 /// Up to `BatchSize` of the first `in_window` pending records, within the payload cap (the state rides
 /// in the same payload).
-fn take_batch(
-    pending: &mut VecDeque<StreamRecord>,
-    in_window: usize,
-    batch_size: usize,
-    state: Option<&State>,
-) -> Vec<StreamRecord> {
-    let state_bytes = state
-        .and_then(|s| serde_json::to_vec(s).ok())
-        .map_or(2, |b| b.len());
+fn take_batch(pending: &mut VecDeque<StreamRecord>, in_window: usize, batch_size: usize, state: Option<&State>) -> Vec<StreamRecord> {
+    let state_bytes = state.and_then(|s| serde_json::to_vec(s).ok()).map_or(2, |b| b.len());
     // The window envelope's fixed part is well under 1 KB.
     let budget = esm_events::envelope::MAX_PAYLOAD_BYTES - state_bytes.min(MAX_STATE_BYTES) - 1024;
     let mut count = 0;
@@ -203,11 +178,7 @@ async fn final_invoke(ctx: &super::StreamCtx, event: TumblingWindow) -> bool {
     loop {
         let result = ctx
             .counters
-            .track_invoke(ctx.target.invoke(
-                payload.clone(),
-                InvocationType::RequestResponse,
-                false,
-            ))
+            .track_invoke(ctx.target.invoke(payload.clone(), InvocationType::RequestResponse, false))
             .await;
         let ok = match &result {
             Ok(r) if r.function_error.is_none() => {

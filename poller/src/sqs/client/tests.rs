@@ -1,15 +1,11 @@
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_sqs::config::{BehaviorVersion, Region};
-use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
-    MessageSystemAttributeName,
-};
+use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 use aws_wire::testing::{
-    amz_date, assert_signature_is_sdks, capture_server, credentials, resign, signed_headers,
-    signed_headers_without_user_agent,
+    amz_date, assert_signature_is_sdks, capture_server, credentials, resign, signed_headers, signed_headers_without_user_agent,
 };
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use http::HeaderMap;
 
@@ -33,13 +29,8 @@ async fn the_requests_and_their_signatures_are_the_sdks() {
         .endpoint_url(&endpoint)
         .build();
     let sdk = aws_sdk_sqs::Client::from_conf(config);
-    let ours = SqsClient::at(
-        &endpoint,
-        "eu-west-1",
-        SharedCredentialsProvider::new(credentials()),
-        QUEUE_URL.to_owned(),
-    )
-    .unwrap();
+    let ours = SqsClient::at(&endpoint, "eu-west-1", SharedCredentialsProvider::new(credentials()), QUEUE_URL.to_owned())
+        .unwrap();
 
     // The poller's calls: a long poll, a receive with its own visibility timeout (dry run), a
     // visibility change, a delete.
@@ -63,9 +54,7 @@ async fn the_requests_and_their_signatures_are_the_sdks() {
         .send()
         .await
         .unwrap();
-    ours.receive(10, 1, Some(Duration::from_secs(30)))
-        .await
-        .unwrap();
+    ours.receive(10, 1, Some(Duration::from_secs(30))).await.unwrap();
     let visibility = HANDLES.iter().enumerate().map(|(i, h)| {
         ChangeMessageVisibilityBatchRequestEntry::builder()
             .id(i.to_string())
@@ -74,75 +63,33 @@ async fn the_requests_and_their_signatures_are_the_sdks() {
             .build()
             .unwrap()
     });
-    sdk.change_message_visibility_batch()
-        .queue_url(QUEUE_URL)
-        .set_entries(Some(visibility.collect()))
-        .send()
-        .await
-        .unwrap();
+    sdk.change_message_visibility_batch().queue_url(QUEUE_URL).set_entries(Some(visibility.collect())).send().await.unwrap();
     let handles: Vec<String> = HANDLES.iter().map(|h| h.to_string()).collect();
-    ours.change_visibility_batch(&handles, 43_200)
-        .await
-        .unwrap();
+    ours.change_visibility_batch(&handles, 43_200).await.unwrap();
     let delete = HANDLES.iter().enumerate().map(|(i, h)| {
-        DeleteMessageBatchRequestEntry::builder()
-            .id(i.to_string())
-            .receipt_handle(*h)
-            .build()
-            .unwrap()
+        DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(*h).build().unwrap()
     });
-    sdk.delete_message_batch()
-        .queue_url(QUEUE_URL)
-        .set_entries(Some(delete.collect()))
-        .send()
-        .await
-        .unwrap();
+    sdk.delete_message_batch().queue_url(QUEUE_URL).set_entries(Some(delete.collect())).send().await.unwrap();
     ours.delete_batch(&HANDLES).await.unwrap();
 
     let captured = captured.lock().unwrap();
     assert_eq!(captured.len(), 8);
     for pair in captured.chunks(2) {
-        let [sdk, ours_sent] = pair else {
-            unreachable!()
-        };
+        let [sdk, ours_sent] = pair else { unreachable!() };
         let target = sdk.headers["x-amz-target"].to_str().unwrap();
         assert_eq!(ours_sent.uri, sdk.uri, "{target}");
         assert_eq!(ours_sent.body, sdk.body, "{target}");
-        for name in [
-            "host",
-            "content-type",
-            "content-length",
-            "x-amz-target",
-            "x-amzn-query-mode",
-            "x-amz-security-token",
-        ] {
-            assert_eq!(
-                ours_sent.headers.get(name),
-                sdk.headers.get(name),
-                "{target}: {name}"
-            );
+        for name in ["host", "content-type", "content-length", "x-amz-target", "x-amzn-query-mode", "x-amz-security-token"] {
+            assert_eq!(ours_sent.headers.get(name), sdk.headers.get(name), "{target}: {name}");
         }
-        assert_eq!(
-            signed_headers(&ours_sent.headers),
-            signed_headers_without_user_agent(&sdk.headers),
-            "{target}"
-        );
+        assert_eq!(signed_headers(&ours_sent.headers), signed_headers_without_user_agent(&sdk.headers), "{target}");
 
         let uri = format!("{endpoint}/");
         assert_signature_is_sdks(&ours.signer, &uri, sdk, &credentials());
         // The SDK's signing time (it reads the clock itself): both are signed at it below.
         let time = amz_date(&sdk.headers);
         let resigned = |headers: &HeaderMap, body: &[u8], leave_out: &[&str]| {
-            resign(
-                &ours.signer,
-                &uri,
-                headers,
-                body,
-                leave_out,
-                &credentials(),
-                time,
-            )["authorization"]
-                .clone()
+            resign(&ours.signer, &uri, headers, body, leave_out, &credentials(), time)["authorization"].clone()
         };
         assert_eq!(
             resigned(&ours_sent.headers, &ours_sent.body, &[]),
@@ -153,59 +100,30 @@ async fn the_requests_and_their_signatures_are_the_sdks() {
 }
 
 fn testdata(name: &str) -> Vec<u8> {
-    std::fs::read(format!(
-        "{}/src/sqs/testdata/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
+    std::fs::read(format!("{}/src/sqs/testdata/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
 /// A standard queue's message as moto 5.2.5 returns it: escaped body, binary and number attributes.
 #[test]
 fn a_received_message_is_read_whole() {
     let received: Received = parse(&testdata("receive-standard.json")).unwrap();
-    let [m] = &received.messages[..] else {
-        panic!("{received:?}", received = received.messages)
-    };
+    let [m] = &received.messages[..] else { panic!("{received:?}", received = received.messages) };
     assert_eq!(m.message_id, "49198e7b-dee6-44c6-a3fb-d81440b6ecd5");
     assert!(m.receipt_handle.starts_with("rrtrmph"));
     assert_eq!(m.body, "{\"a\":\"é\\n\"}");
     assert_eq!(m.md5_of_body, "b5e7b823e65a763c687176ee8d0cd84b");
-    assert_eq!(
-        m.md5_of_message_attributes.as_deref(),
-        Some("ad5ccff041817c64baa06072818a49f2")
-    );
+    assert_eq!(m.md5_of_message_attributes.as_deref(), Some("ad5ccff041817c64baa06072818a49f2"));
     let a = &m.attributes;
     assert_eq!(a.sender_id.as_deref(), Some("AIDAIT2UOQQY3AUEKVGXU"));
     assert_eq!(a.sent_timestamp.as_deref(), Some("1796062455456"));
     assert_eq!(a.approximate_receive_count.as_deref(), Some("1"));
-    assert_eq!(
-        a.approximate_first_receive_timestamp.as_deref(),
-        Some("1796062455503")
-    );
-    assert_eq!(
-        (a.message_group_id.as_ref(), a.sequence_number.as_ref()),
-        (None, None)
-    );
+    assert_eq!(a.approximate_first_receive_timestamp.as_deref(), Some("1796062455503"));
+    assert_eq!((a.message_group_id.as_ref(), a.sequence_number.as_ref()), (None, None));
     let names: Vec<&str> = m.message_attributes.keys().map(String::as_str).collect();
     assert_eq!(names, ["b", "z"], "ordered by name");
     let (b, z) = (&m.message_attributes["b"], &m.message_attributes["z"]);
-    assert_eq!(
-        (
-            b.data_type.as_str(),
-            b.binary_value.as_deref(),
-            b.string_value.as_deref()
-        ),
-        ("Binary", Some("aGk="), None)
-    );
-    assert_eq!(
-        (
-            z.data_type.as_str(),
-            z.string_value.as_deref(),
-            z.binary_value.as_deref()
-        ),
-        ("Number", Some("6"), None)
-    );
+    assert_eq!((b.data_type.as_str(), b.binary_value.as_deref(), b.string_value.as_deref()), ("Binary", Some("aGk="), None));
+    assert_eq!((z.data_type.as_str(), z.string_value.as_deref(), z.binary_value.as_deref()), ("Number", Some("6"), None));
 }
 
 #[test]
@@ -223,10 +141,7 @@ fn a_fifo_message_has_its_group_and_sequence() {
 fn an_empty_receive_has_no_messages() {
     assert!(parse::<Received>(b"{}").unwrap().messages.is_empty());
     assert!(parse::<Received>(b"").unwrap().messages.is_empty());
-    assert!(matches!(
-        parse::<Received>(b"<xml/>"),
-        Err(CallError::Unreadable(_))
-    ));
+    assert!(matches!(parse::<Received>(b"<xml/>"), Err(CallError::Unreadable(_))));
 }
 
 #[test]
@@ -234,32 +149,14 @@ fn batch_results_name_the_failed_entries() {
     for file in ["delete-message-batch.json", "change-visibility-batch.json"] {
         let result: BatchResult = parse(&testdata(file)).unwrap();
         assert_eq!(result.successful.len(), 1, "{file}");
-        let [failed] = &result.failed[..] else {
-            panic!("{file}: {result:?}")
-        };
-        assert_eq!(
-            (
-                failed.id.as_str(),
-                failed.sender_fault,
-                failed.code.as_str()
-            ),
-            ("1", true, "ReceiptHandleIsInvalid")
-        );
-        assert!(
-            failed
-                .message
-                .as_deref()
-                .is_some_and(|m| m.contains("receipt handle")),
-            "{file}"
-        );
+        let [failed] = &result.failed[..] else { panic!("{file}: {result:?}") };
+        assert_eq!((failed.id.as_str(), failed.sender_fault, failed.code.as_str()), ("1", true, "ReceiptHandleIsInvalid"));
+        assert!(failed.message.as_deref().is_some_and(|m| m.contains("receipt handle")), "{file}");
     }
 }
 
 fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-    pairs
-        .iter()
-        .map(|(n, v)| (HeaderName::from_static(n), HeaderValue::from_static(v)))
-        .collect()
+    pairs.iter().map(|(n, v)| (HeaderName::from_static(n), HeaderValue::from_static(v))).collect()
 }
 
 /// moto's answer for a queue that does not exist (as SQS's): the query-compatible code wins.
@@ -267,10 +164,7 @@ fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
 fn error_codes_are_read_as_the_sdk_reads_them() {
     let missing = testdata("error-queue-does-not-exist.json");
     let query = headers(&[
-        (
-            "x-amzn-query-error",
-            "AWS.SimpleQueueService.NonExistentQueue;Sender",
-        ),
+        ("x-amzn-query-error", "AWS.SimpleQueueService.NonExistentQueue;Sender"),
         ("x-amzn-errortype", "com.amazonaws.sqs#QueueDoesNotExist"),
     ]);
     let err = service_error(400, &query, &missing);
@@ -282,54 +176,23 @@ fn error_codes_are_read_as_the_sdk_reads_them() {
             message: "The specified queue does not exist.".to_owned()
         }
     );
-    assert!(
-        err.to_string()
-            .contains("AWS.SimpleQueueService.NonExistentQueue"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("AWS.SimpleQueueService.NonExistentQueue"), "{err}");
     assert!(!err.transient());
     // Without the query-compatible header: the type without its namespace.
     let err = service_error(400, &HeaderMap::new(), &missing);
-    assert!(
-        matches!(&err, CallError::Service { code, .. } if code == "QueueDoesNotExist"),
-        "{err:?}"
-    );
-    let denied = service_error(
-        400,
-        &HeaderMap::new(),
-        br#"{"__type":"com.amazonaws.sqs#KmsAccessDenied:http://x","message":"no"}"#,
-    );
-    assert!(
-        matches!(&denied, CallError::Service { code, .. } if code == "KmsAccessDenied"),
-        "{denied:?}"
-    );
+    assert!(matches!(&err, CallError::Service { code, .. } if code == "QueueDoesNotExist"), "{err:?}");
+    let denied = service_error(400, &HeaderMap::new(), br#"{"__type":"com.amazonaws.sqs#KmsAccessDenied:http://x","message":"no"}"#);
+    assert!(matches!(&denied, CallError::Service { code, .. } if code == "KmsAccessDenied"), "{denied:?}");
     assert!(!denied.transient());
 }
 
 #[test]
 fn throttles_server_errors_and_no_answer_are_transient() {
-    let throttled = service_error(
-        400,
-        &headers(&[(
-            "x-amzn-query-error",
-            "AWS.SimpleQueueService.RequestThrottled;Sender",
-        )]),
-        b"{}",
-    );
+    let throttled = service_error(400, &headers(&[("x-amzn-query-error", "AWS.SimpleQueueService.RequestThrottled;Sender")]), b"{}");
     assert!(throttled.transient(), "{throttled:?}");
-    assert!(
-        service_error(
-            400,
-            &HeaderMap::new(),
-            br#"{"__type":"ThrottlingException"}"#
-        )
-        .transient()
-    );
+    assert!(service_error(400, &HeaderMap::new(), br#"{"__type":"ThrottlingException"}"#).transient());
     for status in [500, 502, 503, 504] {
-        assert!(
-            service_error(status, &HeaderMap::new(), b"").transient(),
-            "{status}"
-        );
+        assert!(service_error(status, &HeaderMap::new(), b"").transient(), "{status}");
     }
     assert!(!service_error(501, &HeaderMap::new(), b"").transient());
     assert!(!service_error(403, &HeaderMap::new(), br#"{"__type":"AccessDenied"}"#).transient());
@@ -339,27 +202,13 @@ fn throttles_server_errors_and_no_answer_are_transient() {
 /// A 503 is tried again, as the SDK does, three attempts in all, then reported.
 #[tokio::test]
 async fn a_server_error_is_tried_three_times() {
-    let (endpoint, captured) = capture_server(
-        503,
-        &[],
-        r#"{"__type":"ServiceUnavailable","message":"later"}"#,
-    )
-    .await;
-    let client = SqsClient::at(
-        &endpoint,
-        "eu-west-1",
-        SharedCredentialsProvider::new(credentials()),
-        QUEUE_URL.to_owned(),
-    )
-    .unwrap();
+    let (endpoint, captured) = capture_server(503, &[], r#"{"__type":"ServiceUnavailable","message":"later"}"#).await;
+    let client = SqsClient::at(&endpoint, "eu-west-1", SharedCredentialsProvider::new(credentials()), QUEUE_URL.to_owned())
+        .unwrap();
     let err = client.delete_batch(&HANDLES).await.unwrap_err();
     assert_eq!(
         err,
-        CallError::Service {
-            status: 503,
-            code: "ServiceUnavailable".to_owned(),
-            message: "later".to_owned()
-        }
+        CallError::Service { status: 503, code: "ServiceUnavailable".to_owned(), message: "later".to_owned() }
     );
     assert_eq!(captured.lock().unwrap().len(), 3);
 }
@@ -408,10 +257,7 @@ async fn a_kept_alive_connection_reset_under_a_call_is_retried_on_a_new_one() {
                     read.fetch_add(1, Ordering::SeqCst);
                     if answered {
                         let body = r#"{"Successful":[{"Id":"0"},{"Id":"1"}]}"#;
-                        let answer = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
-                            body.len()
-                        );
+                        let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len());
                         socket.write_all(answer.as_bytes()).await?;
                     }
                 }
@@ -420,13 +266,8 @@ async fn a_kept_alive_connection_reset_under_a_call_is_retried_on_a_new_one() {
         }
         std::io::Result::Ok(())
     });
-    let client = SqsClient::at(
-        &endpoint,
-        "eu-west-1",
-        SharedCredentialsProvider::new(credentials()),
-        QUEUE_URL.to_owned(),
-    )
-    .unwrap();
+    let client = SqsClient::at(&endpoint, "eu-west-1", SharedCredentialsProvider::new(credentials()), QUEUE_URL.to_owned())
+        .unwrap();
     for _ in 0..2 {
         let done = client.delete_batch(&HANDLES).await.unwrap();
         assert_eq!((done.successful.len(), done.failed.len()), (2, 0));
