@@ -93,28 +93,34 @@ build() {
 build "$image" poller
 build "$loadgen_image" loadgen
 
-# --- image configuration --------------------------------------------------------------------------------
-user=$(podman image inspect --format '{{.Config.User}}' "$image")
-entrypoint=$(podman image inspect --format '{{json .Config.Entrypoint}}' "$image")
-size=$(podman image inspect --format '{{.Size}}' "$image")
-echo "image $image: user '$user', entrypoint $entrypoint, $(( size / 1000000 )) MB" >&2
-case "${user%%:*}" in
-    "" | 0 | root) echo "FAIL: the image runs as root (User '$user')" >&2; exit 1 ;;
-esac
-[ "$entrypoint" = '["poller"]' ] || { echo "FAIL: entrypoint is $entrypoint, expected [\"poller\"]" >&2; exit 1; }
+# --- image configuration and file system ------------------------------------------------------------------
+# unpack IMAGE ENTRYPOINT STATE_DIR ROOTFS: checks IMAGE's configuration (a user that is not root,
+# ENTRYPOINT ["ENTRYPOINT"], STATE_DIR owned by that user) and exports its file system to ROOTFS.
+# Sets img_user, img_size (bytes) and img_env (the image's environment, one VAR=value per element).
+unpack() {
+    local image=$1 entry=$2 state=$3 rootfs=$4 entrypoint owner ctr
+    img_user=$(podman image inspect --format '{{.Config.User}}' "$image")
+    entrypoint=$(podman image inspect --format '{{json .Config.Entrypoint}}' "$image")
+    img_size=$(podman image inspect --format '{{.Size}}' "$image")
+    echo "image $image: user '$img_user', entrypoint $entrypoint, $(( img_size / 1000000 )) MB" >&2
+    case "${img_user%%:*}" in
+        "" | 0 | root) echo "FAIL: $image runs as root (User '$img_user')" >&2; exit 1 ;;
+    esac
+    [ "$entrypoint" = "[\"$entry\"]" ] || { echo "FAIL: $image's entrypoint is $entrypoint, expected [\"$entry\"]" >&2; exit 1; }
+    rm -rf "$rootfs"
+    mkdir -p "$rootfs"
+    ctr=$(podman create "$image")
+    podman export "$ctr" | tar -C "$rootfs" -x
+    podman rm "$ctr" >/dev/null
+    owner=$(stat -c %u:%g "$rootfs$state")
+    [ "$owner" = "$img_user" ] || { echo "FAIL: $state in $image belongs to $owner, not $img_user" >&2; exit 1; }
+    mapfile -t img_env < <(podman image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$image" | sed '/^$/d')
+}
 
-# --- its file system ------------------------------------------------------------------------------------
 rootfs="$work/rootfs"
-rm -rf "$rootfs"
-mkdir -p "$rootfs"
-ctr=$(podman create "$image")
-podman export "$ctr" | tar -C "$rootfs" -x
-podman rm "$ctr" >/dev/null
+unpack "$image" poller /var/lib/poller "$rootfs"
+user=$img_user size=$img_size image_env=("${img_env[@]}")
 [ -s "$rootfs/etc/ssl/certs/ca-certificates.crt" ] || { echo "FAIL: no CA bundle at /etc/ssl/certs/ca-certificates.crt" >&2; exit 1; }
-state_owner=$(stat -c %u:%g "$rootfs/var/lib/poller")
-[ "$state_owner" = "$user" ] || { echo "FAIL: /var/lib/poller belongs to $state_owner, not $user" >&2; exit 1; }
-
-mapfile -t image_env < <(podman image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$image" | sed '/^$/d')
 
 # --- run it against moto and the function simulator -----------------------------------------------------
 source scripts/emulator.sh
@@ -184,23 +190,9 @@ poller_pid=
 cat "$work/poller.out"
 
 # --- the loadgen image: configuration, and a run of its own `loadgen` against the simulator ---------------
-lg_user=$(podman image inspect --format '{{.Config.User}}' "$loadgen_image")
-lg_entrypoint=$(podman image inspect --format '{{json .Config.Entrypoint}}' "$loadgen_image")
-lg_size=$(podman image inspect --format '{{.Size}}' "$loadgen_image")
-echo "image $loadgen_image: user '$lg_user', entrypoint $lg_entrypoint, $(( lg_size / 1000000 )) MB" >&2
-case "${lg_user%%:*}" in
-    "" | 0 | root) echo "FAIL: the loadgen image runs as root (User '$lg_user')" >&2; exit 1 ;;
-esac
-[ "$lg_entrypoint" = '["loadgen"]' ] || { echo "FAIL: entrypoint is $lg_entrypoint, expected [\"loadgen\"]" >&2; exit 1; }
 lg_rootfs="$work/loadgen-rootfs"
-rm -rf "$lg_rootfs"
-mkdir -p "$lg_rootfs"
-ctr=$(podman create "$loadgen_image")
-podman export "$ctr" | tar -C "$lg_rootfs" -x
-podman rm "$ctr" >/dev/null
-lg_dir_owner=$(stat -c %u:%g "$lg_rootfs/var/lib/loadgen")
-[ "$lg_dir_owner" = "$lg_user" ] || { echo "FAIL: /var/lib/loadgen belongs to $lg_dir_owner, not $lg_user" >&2; exit 1; }
-mapfile -t lg_env < <(podman image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$loadgen_image" | sed '/^$/d')
+unpack "$loadgen_image" loadgen /var/lib/loadgen "$lg_rootfs"
+lg_user=$img_user lg_size=$img_size lg_env=("${img_env[@]}")
 lg_requests=200
 # The image's entrypoint as the image's user, in the image's working directory (chroot starts in /, so
 # --out-dir is given in full: /var/lib/loadgen is where a relative one lands in a container).
