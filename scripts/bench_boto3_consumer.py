@@ -1,7 +1,8 @@
 """The simplest SQS consumer a user would write, as the poller benchmark's baseline (scripts/bench_poller.py):
 receive up to 10 messages, POST them as one JSON event to an HTTP function, delete them in one batch,
 until `count` messages are done. Prints its own CPU time (user + sys) for the loop, without interpreter
-start-up and imports, as JSON on stdout.
+start-up and imports, as JSON on stdout: `time.process_time()`, the process's CPU-time clock
+(CLOCK_PROCESS_CPUTIME_ID, nanosecond resolution), the clock the driver reads for the poller.
 
 Usage: python scripts/bench_boto3_consumer.py QUEUE_URL FUNCTION_URL COUNT
 """

@@ -29,7 +29,6 @@ import uuid
 import boto3
 import requests
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 # SendMessageBatch calls in flight while a queue is filled (boto3's default pool holds 10 connections).
@@ -37,11 +36,12 @@ FILL_THREADS = 8
 
 
 def cpu_seconds(pid):
-    """User + sys CPU seconds of a running process, from /proc/PID/stat."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    """CPU seconds (user + sys) of a running process, all its threads including those that have ended,
+    with nanosecond resolution: the kernel's CPU-time clock of that process, the clock
+    `clock_getcpuclockid(3)` names (Linux encodes it as `(~pid << 3) | CPUCLOCK_SCHED`). It is the clock
+    of `CLOCK_PROCESS_CPUTIME_ID`, which the boto3 baseline reads on itself (`time.process_time()`), so
+    both sides are measured the same way. /proc/PID/stat counts in 10 ms ticks, ±10 % of a short run."""
+    return time.clock_gettime((~pid << 3) | 2)
 
 
 def peak_rss_mib(pid):
@@ -97,8 +97,6 @@ def make_queue(sqs, name, messages):
         sqs.send_message_batch(QueueUrl=url, Entries=entries)
 
     # moto serves each connection on its own thread: a few batches in flight overlap the round trips.
-    # moto's own CPU per message still bounds the fill: it counts the queue for every SendMessage, so
-    # a fill is quadratic in the queue's length (docs/benchmarks.md, "Why not 20,000 messages").
     with concurrent.futures.ThreadPoolExecutor(FILL_THREADS) as pool:
         list(pool.map(send, range(0, messages, 10)))
     return url
@@ -141,12 +139,13 @@ def run_poller(args, label, mapping, target_args, done, deadline_s, idle_s=None,
             stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, "RUST_LOG": "warn"},
         )
         started = time.monotonic()
-        # Profile: sample the poller's stacks (frame pointers; build with -Cforce-frame-pointers=yes).
+        # Profile: sample the poller's stacks (`--perf-call-graph fp` needs a build with
+        # -Cforce-frame-pointers=yes; `dwarf` unwinds any release build from its unwind tables).
         # `perf record -p` follows only the threads that exist when it attaches: let the runtime start.
         if args.perf_dir:
             time.sleep(1)
         perf = args.perf_dir and subprocess.Popen(
-            ["perf", "record", "-q", "-F", "999", "--call-graph", "fp", "-p", str(proc.pid),
+            ["perf", "record", "-q", "-F", "999", "--call-graph", args.perf_call_graph, "-p", str(proc.pid),
              "-o", os.path.join(args.perf_dir, f"{label}.perf.data")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
@@ -314,6 +313,7 @@ def main():
     p.add_argument("--steady-from", type=float, default=0.2,
                    help="SQS: also report records/CPU-s from this fraction of the records done to the end")
     p.add_argument("--perf-dir", help="record a `perf` profile of every poller run into this directory")
+    p.add_argument("--perf-call-graph", default="fp", help="perf's --call-graph: fp (frame-pointer build) or dwarf")
     args = p.parse_args()
 
     endpoint = os.environ["POLLER_TEST_ENDPOINT"]

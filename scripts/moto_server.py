@@ -1,5 +1,5 @@
-"""Start moto server (the AWS emulator the tests use) with fixes to SQS FIFO receives, Kinesis
-resharding, DynamoDB conditional writes and HTTP keep-alive (see docs/testing.md).
+"""Start moto server (the AWS emulator the tests use) with fixes to SQS FIFO receives and deep queues,
+Kinesis resharding, DynamoDB conditional writes and HTTP keep-alive (see docs/testing.md).
 
 SQS never hands out messages of a FIFO message group while earlier messages of that group are in
 flight. moto 5.2.5 checks this against a snapshot of the in-flight groups taken when a ReceiveMessage
@@ -40,8 +40,10 @@ def receive_message(
                 for m in queue.pending_messages
                 if m.group_id is not None and id(m) not in taken and m.visible is False
             }
-            for message in queue.messages:
-                if not message.visible:
+            # moto's `queue.messages` lists every visible message of the queue before the first is
+            # taken: walking the queue lazily keeps a receive of 10 from a deep queue short.
+            for message in queue._messages:
+                if not message.visible or message.delayed:
                     continue
                 if message in queue.pending_messages:
                     # In flight before, visible again: the consumer's visibility timeout ran out.
@@ -77,7 +79,21 @@ def receive_message(
 
 models.SQSBackend.receive_message = receive_message
 
-_delete_message = models.Queue.delete_message
+
+def _delete_one_message(self, receipt_handle):
+    # moto's own walks the whole queue twice in Python (to check the handle, then to rebuild the list),
+    # which makes draining a queue quadratic in its length. A handle belongs to one message: find it
+    # (near the front of a queue consumed in order) and copy the list around it at C speed. The list is
+    # still replaced rather than changed in place, as moto's is, for readers iterating it unlocked.
+    if receipt_handle in self.deleted_messages:
+        return
+    index = next((i for i, m in enumerate(self._messages) if m.had_receipt_handle(receipt_handle)), None)
+    if index is None:
+        raise models.ReceiptHandleIsInvalid()
+    message = self._messages[index]
+    self.pending_messages.discard(message)
+    self.deleted_messages.update(message.all_receipt_handles)
+    self._messages = self._messages[:index] + self._messages[index + 1:]
 
 
 def delete_message(self, receipt_handle):
@@ -86,10 +102,46 @@ def delete_message(self, receipt_handle):
     # the "deleted" message is delivered again after its visibility timeout. Deletes, receives and sends
     # of a queue are serialized here.
     with _take_lock, self._messages_lock:
-        _delete_message(self, receipt_handle)
+        _delete_one_message(self, receipt_handle)
 
 
 models.Queue.delete_message = delete_message
+
+# SendMessage reads one queue attribute, ContentBasedDeduplication, through moto's `queue.attributes`,
+# which computes every attribute, among them the approximate message counts, each a walk of the whole
+# queue: filling a queue was quadratic in its length (a 20,000-message fill took most of an hour).
+# While a send runs, `queue.attributes` gives that one attribute, with the value moto's would have
+# (FIFO queues only, "true" or "false"); GetQueueAttributes and everything else read moto's own.
+_sending = threading.local()
+_queue_attributes = models.Queue.attributes
+
+
+def _attributes(self):
+    if not getattr(_sending, "active", False):
+        return _queue_attributes.fget(self)
+    if not self.fifo_queue:
+        return {}
+    value = self.content_based_deduplication
+    return {"ContentBasedDeduplication": str(value).lower() if isinstance(value, bool) else value}
+
+
+models.Queue.attributes = property(_attributes)
+
+
+def _while_sending(send):
+    def wrapper(*args, **kwargs):
+        outer = getattr(_sending, "active", False)
+        _sending.active = True
+        try:
+            return send(*args, **kwargs)
+        finally:
+            _sending.active = outer
+
+    return wrapper
+
+
+models.SQSBackend.send_message = _while_sending(models.SQSBackend.send_message)
+models.SQSBackend.send_message_batch = _while_sending(models.SQSBackend.send_message_batch)
 
 # --- Kinesis -------------------------------------------------------------------------------------
 # moto 5.2.5 differs from Kinesis where a shard worker depends on it:
