@@ -2,17 +2,12 @@
 //! delivering a destination record) and ReceiveMessage + DeleteMessageBatch (`loadgen run`
 //! collecting them), sent through [`aws_wire`] rather than the SDK.
 //!
-//! The AWS JSON 1.0 protocol, as the SDK sends it: `POST /` to the service endpoint with
-//! `X-Amz-Target: AmazonSQS.<Action>` and `Content-Type: application/x-amz-json-1.0`, signed with
-//! SigV4 for `sqs`.
+//! The AWS JSON 1.0 protocol, as the SDK sends it ([`aws_wire::JsonService`]).
 //! <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-making-api-requests-json.html>
 
 use aws_config::SdkConfig;
-use aws_wire::{Pool, Signer};
+use aws_wire::JsonService;
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue};
-use http::{Method, Request, Uri};
-use http_body_util::Full;
 use serde::{Deserialize, Serialize};
 
 /// Largest answer read: ten messages of at most 1 MiB each, escaped in JSON.
@@ -21,12 +16,7 @@ const MAX_ANSWER_BYTES: usize = 64 << 20;
 /// SQS calls to one endpoint, signed for one region.
 #[derive(Debug)]
 pub(crate) struct Sqs {
-    /// The endpoint with path `/`, and as text for signing.
-    uri: Uri,
-    uri_text: String,
-    host: HeaderValue,
-    signer: Signer,
-    pool: Pool,
+    service: JsonService,
 }
 
 /// A message as ReceiveMessage returns it (the members used here).
@@ -83,18 +73,9 @@ impl Sqs {
             .ok_or("no AWS credentials provider is configured")?;
         let endpoint = aws_wire::configured_endpoint(sdk, "SQS")
             .unwrap_or_else(|| format!("https://sqs.{region}.amazonaws.com"));
-        let uri: Uri = format!("{}/", endpoint.trim_end_matches('/'))
-            .parse()
-            .map_err(|e| format!("SQS endpoint `{endpoint}`: {e}"))?;
-        let host =
-            aws_wire::host(&uri).ok_or_else(|| format!("SQS endpoint `{endpoint}`: no host"))?;
-        Ok(Sqs {
-            uri_text: uri.to_string(),
-            uri,
-            host,
-            signer: Signer::new("sqs", region, credentials),
-            pool: aws_wire::pool(),
-        })
+        let service = JsonService::new(&endpoint, "sqs", region, credentials)
+            .map_err(|e| format!("SQS {e}"))?;
+        Ok(Sqs { service })
     }
 
     /// The queue URL for `queue`, a queue URL or an ARN (`arn:aws:sqs:REGION:ACCOUNT:NAME`). An
@@ -106,7 +87,7 @@ impl Sqs {
         }
         match queue.split(':').collect::<Vec<_>>()[..] {
             ["arn", _, "sqs", _, account, name] if !account.is_empty() && !name.is_empty() => {
-                Ok(format!("{}{account}/{name}", self.uri_text))
+                Ok(format!("{}{account}/{name}", self.service.endpoint()))
             }
             _ => Err(format!(
                 "`{queue}` is neither a queue URL (http:// or https://) nor an SQS queue ARN \
@@ -170,22 +151,9 @@ impl Sqs {
         body: &impl Serialize,
     ) -> Result<T, String> {
         let body = Bytes::from(serde_json::to_vec(body).expect("requests serialise"));
-        let mut request = Request::new(Full::new(body.clone()));
-        *request.method_mut() = Method::POST;
-        *request.uri_mut() = self.uri.clone();
-        let headers = request.headers_mut();
-        headers.insert(HOST, self.host.clone());
-        headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/x-amz-json-1.0"),
-        );
-        headers.insert("x-amz-target", HeaderValue::from_static(action));
-        headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
-        self.signer
-            .sign(&mut request, &self.uri_text, &body)
-            .await
-            .map_err(|e| format!("{action}: {e}"))?;
-        let answer = aws_wire::send(&self.pool, request, MAX_ANSWER_BYTES)
+        let answer = self
+            .service
+            .call(action, body, MAX_ANSWER_BYTES)
             .await
             .map_err(|e| format!("{action}: {e}"))?;
         if !(200..300).contains(&answer.status) {

@@ -11,7 +11,8 @@
 //! * [`pool`]: a keep-alive pool of hyper HTTP/1.1 connections for `http://` and `https://` (rustls,
 //!   the system's roots), lighter per request than hyper-util's pooling client;
 //! * [`send`]: sends a request and reads at most a given number of bytes of the answer;
-//! * [`timed`]: when that request and its answer met the socket ([`Exchange`]), for a load generator.
+//! * [`timed`]: when that request and its answer met the socket ([`Exchange`]), for a load generator;
+//! * [`JsonService`]: calls in the AWS JSON 1.0 protocol (SQS), built and signed as the SDK does.
 //!
 //! The signature is aws-sigv4's with its default settings, the ones the SDK uses for every service
 //! except S3 (double percent-encoding, normalised path, no `x-amz-content-sha256`, session token
@@ -19,6 +20,7 @@
 
 mod credentials;
 mod endpoint;
+mod json;
 mod send;
 mod sign;
 #[cfg(feature = "test-support")]
@@ -26,6 +28,7 @@ pub mod testing;
 
 pub use credentials::CredentialsCache;
 pub use endpoint::configured_endpoint;
+pub use json::JsonService;
 pub use send::{Answer, Exchange, Pool, host, pool, send, timed};
 pub use sign::Signer;
 

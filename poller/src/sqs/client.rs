@@ -4,9 +4,9 @@
 //! Measured in the poller (docs/benchmarks.md), the SDK's fixed cost per call (interceptors,
 //! endpoint and identity resolution, type-erased configuration) was most of the CPU an SQS mapping
 //! spent, far more than signing or parsing. These three calls are therefore sent as the SDK sends
-//! them, from parts prepared once: the AWS JSON 1.0 protocol (`POST /`, `X-Amz-Target:
-//! AmazonSQS.<Action>`, `Content-Type: application/x-amz-json-1.0`, the query-compatibility header
-//! `x-amzn-query-mode: true`), the same JSON body, signed with SigV4 for `sqs` by [`aws_wire`].
+//! them, from parts prepared once: the AWS JSON 1.0 protocol with the query-compatibility header
+//! `x-amzn-query-mode: true` ([`aws_wire::JsonService`]), the same JSON body, signed with SigV4 for
+//! `sqs`.
 //! Answers are parsed straight into what the poller uses. Calls made once per mapping or per
 //! redrive (GetQueueUrl, GetQueueAttributes, SendMessage) keep the SDK.
 //! <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-making-api-requests-json.html>
@@ -18,11 +18,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_wire::{Pool, Signer};
+use aws_wire::JsonService;
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
-use http::{Method, Request, Uri};
-use http_body_util::Full;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -34,22 +31,13 @@ const MAX_ANSWER_BYTES: usize = 64 << 20;
 /// Attempts per call, as the SDK's standard retry mode makes.
 const ATTEMPTS: u32 = 3;
 
-const X_AMZ_TARGET: HeaderName = HeaderName::from_static("x-amz-target");
-const X_AMZN_QUERY_MODE: HeaderName = HeaderName::from_static("x-amzn-query-mode");
 const X_AMZN_QUERY_ERROR: &str = "x-amzn-query-error";
-const JSON_1_0: HeaderValue = HeaderValue::from_static("application/x-amz-json-1.0");
 
 /// One queue's per-batch calls.
 #[derive(Debug)]
 pub(crate) struct SqsClient {
     queue_url: String,
-    /// The service endpoint with path `/`, and as text for signing.
-    uri: Uri,
-    uri_text: String,
-    /// The `Host` header of every request, formatted once.
-    host: HeaderValue,
-    signer: Signer,
-    pool: Pool,
+    service: JsonService,
 }
 
 /// A message as ReceiveMessage returns it.
@@ -234,18 +222,10 @@ impl SqsClient {
         credentials: aws_credential_types::provider::SharedCredentialsProvider,
         queue_url: String,
     ) -> Result<SqsClient, String> {
-        let uri: Uri = format!("{}/", endpoint.trim_end_matches('/'))
-            .parse()
-            .map_err(|e| format!("SQS endpoint `{endpoint}`: {e}"))?;
-        let host = aws_wire::host(&uri).ok_or_else(|| format!("SQS endpoint `{endpoint}`: no host"))?;
-        Ok(SqsClient {
-            queue_url,
-            uri_text: uri.to_string(),
-            uri,
-            host,
-            signer: Signer::new("sqs", region, credentials),
-            pool: aws_wire::pool(),
-        })
+        let service = JsonService::new(endpoint, "sqs", region, credentials)
+            .map_err(|e| format!("SQS {e}"))?
+            .query_compatible();
+        Ok(SqsClient { queue_url, service })
     }
 
     /// ReceiveMessage: up to `max` messages (at most 10) with every system and message attribute,
@@ -309,8 +289,9 @@ impl SqsClient {
     }
 
     async fn call_once<T: DeserializeOwned + Default>(&self, action: &'static str, body: Bytes) -> Result<T, CallError> {
-        let request = self.request(action, body).await?;
-        let answer = aws_wire::send(&self.pool, request, MAX_ANSWER_BYTES)
+        let answer = self
+            .service
+            .call(action, body, MAX_ANSWER_BYTES)
             .await
             .map_err(|e| CallError::NoAnswer(e.to_string()))?;
         if answer.cut(MAX_ANSWER_BYTES) {
@@ -320,30 +301,6 @@ impl SqsClient {
             return Err(service_error(answer.status, &answer.headers, &answer.body));
         }
         parse(&answer.body)
-    }
-
-    /// The signed request for `action`, as the SDK builds it.
-    async fn request(&self, action: &'static str, body: Bytes) -> Result<Request<Full<Bytes>>, CallError> {
-        let mut request = self.unsigned(action, body.clone());
-        self.signer
-            .sign(&mut request, &self.uri_text, &body)
-            .await
-            .map_err(|e| CallError::NoAnswer(e.to_string()))?;
-        Ok(request)
-    }
-
-    fn unsigned(&self, action: &'static str, body: Bytes) -> Request<Full<Bytes>> {
-        let length = HeaderValue::from(body.len());
-        let mut request = Request::new(Full::new(body));
-        *request.method_mut() = Method::POST;
-        *request.uri_mut() = self.uri.clone();
-        let headers = request.headers_mut();
-        headers.insert(HOST, self.host.clone());
-        headers.insert(CONTENT_TYPE, JSON_1_0);
-        headers.insert(X_AMZ_TARGET, HeaderValue::from_static(action));
-        headers.insert(X_AMZN_QUERY_MODE, HeaderValue::from_static("true"));
-        headers.insert(CONTENT_LENGTH, length);
-        request
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use http::HeaderMap;
+use http::header::{HeaderName, HeaderValue};
 
 use super::*;
 
@@ -85,11 +86,11 @@ async fn the_requests_and_their_signatures_are_the_sdks() {
         assert_eq!(signed_headers(&ours_sent.headers), signed_headers_without_user_agent(&sdk.headers), "{target}");
 
         let uri = format!("{endpoint}/");
-        assert_signature_is_sdks(&ours.signer, &uri, sdk, &credentials());
+        assert_signature_is_sdks(ours.service.signer(), &uri, sdk, &credentials());
         // The SDK's signing time (it reads the clock itself): both are signed at it below.
         let time = amz_date(&sdk.headers);
         let resigned = |headers: &HeaderMap, body: &[u8], leave_out: &[&str]| {
-            resign(&ours.signer, &uri, headers, body, leave_out, &credentials(), time)["authorization"].clone()
+            resign(ours.service.signer(), &uri, headers, body, leave_out, &credentials(), time)["authorization"].clone()
         };
         assert_eq!(
             resigned(&ours_sent.headers, &ours_sent.body, &[]),
