@@ -66,7 +66,7 @@ fn one_page(body: &[u8], stream: &ArnParts, filters: &Filters, retry: &RetryConf
     loop {
         match machine.next_action(1_764_460_900_000) {
             Action::Invoke(range) => {
-                let json: Vec<&[u8]> = matched[range.clone()].iter().map(|r| r.json.as_slice()).collect();
+                let json: Vec<&[u8]> = matched[range.clone()].iter().map(|r| &r.json[..]).collect();
                 black_box(Envelope::records().payload(&json));
                 let in_batch = |id: &str| matched[range.clone()].iter().any(|r| r.sequence_number.as_str() == id);
                 let outcome = match parse_batch_response(br#"{"batchItemFailures":[]}"#, in_batch) {

@@ -281,17 +281,18 @@ impl LeaseStore for SqliteStore {
                     requested,
                 });
             }
-            tx.execute(
+            // Cached, like the fence's SELECT and the bump: a busy shard writes one per batch.
+            tx.prepare_cached(
                 "UPDATE leases SET checkpoint = ?3, checkpoint_sub = ?4, owner_switches = 0,
                                    pending_checkpoint = NULL
                  WHERE mapping_uuid = ?1 AND lease_key = ?2",
-                params![
+            )
+            .and_then(|mut statement| statement.execute(params![
                     lease.mapping_uuid,
                     lease.lease_key,
                     requested.kcl_value(),
                     to_sql(requested.sub_sequence_number())
-                ],
-            )
+                ]))
             .map_err(storage)?;
             bump(tx, &lease, row.counter, "")
         })
@@ -349,18 +350,18 @@ impl LeaseStore for SqliteStore {
 /// Sets the counter to `counter + 1` (plus `extra` assignments) and returns it.
 fn bump(tx: &Transaction<'_>, lease: &LeaseRef, counter: u64, extra: &str) -> Result<u64, Error> {
     let next = counter + 1;
-    tx.execute(
-        &format!(
-            "UPDATE leases SET lease_counter = ?3, updated_at = ?4{extra}
-             WHERE mapping_uuid = ?1 AND lease_key = ?2"
-        ),
-        params![
+    tx.prepare_cached(&format!(
+        "UPDATE leases SET lease_counter = ?3, updated_at = ?4{extra}
+         WHERE mapping_uuid = ?1 AND lease_key = ?2"
+    ))
+    .and_then(|mut statement| {
+        statement.execute(params![
             lease.mapping_uuid,
             lease.lease_key,
             to_sql(next),
             now_millis()
-        ],
-    )
+        ])
+    })
     .map_err(storage)?;
     Ok(next)
 }
@@ -395,14 +396,11 @@ fn insert_if_absent(
 }
 
 fn load(tx: &Transaction<'_>, lease: &LeaseRef) -> Result<Option<Lease>, Error> {
-    tx.query_row(
-        &format!("SELECT {SELECT_COLUMNS} FROM leases WHERE mapping_uuid = ?1 AND lease_key = ?2"),
-        params![lease.mapping_uuid, lease.lease_key],
-        read_row,
-    )
-    .optional()
-    .map_err(storage)?
-    .transpose()
+    tx.prepare_cached(&format!("SELECT {SELECT_COLUMNS} FROM leases WHERE mapping_uuid = ?1 AND lease_key = ?2"))
+        .and_then(|mut statement| statement.query_row(params![lease.mapping_uuid, lease.lease_key], read_row))
+        .optional()
+        .map_err(storage)?
+        .transpose()
 }
 
 /// Decodes a row; the outer error is SQLite's, the inner one a malformed value.

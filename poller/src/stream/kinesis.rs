@@ -12,6 +12,7 @@ use aws_sdk_kinesis::config::Region;
 use aws_sdk_kinesis::error::DisplayErrorContext;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use aws_smithy_types::DateTime;
+use bytes::Bytes;
 use esm_events::kinesis::KinesisRecord;
 use esm_filter::{Filters, Member};
 
@@ -125,6 +126,11 @@ impl KinesisSource {
 
 /// A GetRecords answer's body as a page of records in the event's shape, each marked with whether
 /// it passes `filters`.
+///
+/// The records that pass are written one after the other into one buffer, sized for them
+/// beforehand, and each record's JSON is its slice of it: one allocation per page rather than one
+/// per record (records live until their batch is delivered, so freeing them one by one in bursts
+/// of a page is what the allocator paid for).
 pub fn page(
     body: &[u8],
     shard_id: &str,
@@ -133,11 +139,50 @@ pub fn page(
     filters: &Filters,
 ) -> Result<Page, ReadError> {
     let answer = get_records::parse(body)?;
-    let records = answer
+    // The filters decide first, from the record's members, so the buffer can be sized for exactly
+    // the records that pass.
+    let mut event_id = String::new();
+    let events = answer
         .records
         .iter()
-        .map(|record| stream_record(record, shard_id, stream, invoke_identity_arn, filters))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|record| {
+            let event = event_record(record, shard_id, stream, invoke_identity_arn)?;
+            let passes = passes(&event, filters, &mut event_id);
+            Ok((event, passes))
+        })
+        .collect::<Result<Vec<_>, ReadError>>()?;
+    let fixed = json_fixed_len(shard_id, stream, invoke_identity_arn);
+    let size: usize = events
+        .iter()
+        .filter(|(_, passes)| *passes)
+        .map(|(event, _)| fixed + json_variable_len(event))
+        .sum();
+    let mut buffer = Vec::with_capacity(size);
+    let mut ends = Vec::with_capacity(events.len());
+    for (event, passes) in &events {
+        if *passes {
+            serde_json::to_writer(&mut buffer, event)
+                .map_err(|e| ReadError::Other(format!("record {} of {shard_id}: {e}", event.sequence_number)))?;
+        }
+        ends.push(buffer.len());
+    }
+    let buffer = Bytes::from(buffer);
+    let mut start = 0;
+    let records = events
+        .iter()
+        .zip(ends)
+        .map(|((event, passes), end)| {
+            let json = buffer.slice(start..end);
+            start = end;
+            Ok(StreamRecord {
+                sequence_number: sequence_number(event.sequence_number)?,
+                arrival_ms: event.approximate_arrival_ms,
+                partition_key: event.partition_key.as_bytes().to_vec(),
+                passes: *passes,
+                json,
+            })
+        })
+        .collect::<Result<Vec<_>, ReadError>>()?;
     Ok(Page {
         records,
         // Kinesis leaves NextShardIterator out once a closed shard has been read to its end.
@@ -146,15 +191,13 @@ pub fn page(
     })
 }
 
-/// One record as the function receives it, serialized once, with what the worker orders and ages it by.
-/// The filters see the record's fields before it is written: one they drop is never written.
-fn stream_record(
-    record: &WireRecord<'_>,
-    shard_id: &str,
-    stream: &ArnParts,
-    invoke_identity_arn: &str,
-    filters: &Filters,
-) -> Result<StreamRecord, ReadError> {
+/// One record as the function receives it, borrowing from the answer and the mapping.
+fn event_record<'a>(
+    record: &'a WireRecord<'_>,
+    shard_id: &'a str,
+    stream: &'a ArnParts,
+    invoke_identity_arn: &'a str,
+) -> Result<KinesisRecord<'a>, ReadError> {
     let malformed = |what: &str| {
         ReadError::Other(format!(
             "record {} of {shard_id} has no {what}",
@@ -167,7 +210,7 @@ fn stream_record(
         .ok_or_else(|| malformed("ApproximateArrivalTimestamp"))?;
     // Through a DateTime as the SDK reads it, so the millisecond is the one it gave.
     let arrival_ms = epoch_millis(&DateTime::from_secs_f64(arrival))?;
-    let event = KinesisRecord {
+    Ok(KinesisRecord {
         shard_id,
         partition_key,
         sequence_number: &record.sequence_number,
@@ -176,35 +219,35 @@ fn stream_record(
         invoke_identity_arn,
         aws_region: &stream.region,
         event_source_arn: &stream.arn,
-    };
-    let passes = passes(&event, filters);
-    let mut json = Vec::new();
-    if passes {
-        // Sized for the record at once rather than grown from serde_json's 128 bytes.
-        json.reserve(JSON_OVERHEAD + event.data.len() + 2 * event.sequence_number.len() + event.partition_key.len());
-        serde_json::to_writer(&mut json, &event)
-            .map_err(|e| ReadError::Other(format!("record {} of {shard_id}: {e}", record.sequence_number)))?;
-    }
-    Ok(StreamRecord {
-        sequence_number: sequence_number(&record.sequence_number)?,
-        arrival_ms,
-        partition_key: partition_key.as_bytes().to_vec(),
-        passes,
-        json,
     })
 }
 
-/// A record's JSON less its data, sequence number (twice) and partition key: the constant members
-/// and the mapping's ARNs, region and shard id, generously.
-const JSON_OVERHEAD: usize = 512;
+/// The length of a record's JSON less its data, sequence number (twice) and partition key: the
+/// constant members, the mapping's ARNs, region and shard id (escapes aside: a capacity, not a
+/// limit).
+fn json_fixed_len(shard_id: &str, stream: &ArnParts, invoke_identity_arn: &str) -> usize {
+    JSON_CONSTANT + shard_id.len() + stream.region.len() + stream.arn.len() + invoke_identity_arn.len()
+}
+
+/// What a record adds to [`json_fixed_len`]; the timestamp is at most 24 characters.
+fn json_variable_len(event: &KinesisRecord<'_>) -> usize {
+    event.data.len() + 2 * event.sequence_number.len() + event.partition_key.len() + 24
+}
+
+/// The characters of a Kinesis record's JSON that are the same in every record: its keys,
+/// constant values, quotes and punctuation (`{"kinesis":{"kinesisSchemaVersion":"1.0",…`).
+const JSON_CONSTANT: usize = 275;
 
 /// Whether the record passes the filters, from its members as the event shows them (the filters
-/// see the `kinesis` object's members at the top level), without writing its JSON.
-fn passes(event: &KinesisRecord<'_>, filters: &Filters) -> bool {
+/// see the `kinesis` object's members at the top level), without writing its JSON. `event_id` is
+/// scratch space for the `eventID` member, reused from record to record.
+fn passes(event: &KinesisRecord<'_>, filters: &Filters, event_id: &mut String) -> bool {
+    use std::fmt::Write as _;
     if filters.is_empty() {
         return true;
     }
-    let event_id = format!("{}:{}", event.shard_id, event.sequence_number);
+    event_id.clear();
+    write!(event_id, "{}:{}", event.shard_id, event.sequence_number).expect("writing to a String");
     let members = [
         ("kinesisSchemaVersion", Member::Str("1.0")),
         ("partitionKey", Member::Str(event.partition_key)),
@@ -213,7 +256,7 @@ fn passes(event: &KinesisRecord<'_>, filters: &Filters) -> bool {
         ("approximateArrivalTimestamp", Member::Float(event.approximate_arrival_ms as f64 / 1000.0)),
         ("eventSource", Member::Str("aws:kinesis")),
         ("eventVersion", Member::Str("1.0")),
-        ("eventID", Member::Str(&event_id)),
+        ("eventID", Member::Str(event_id)),
         ("eventName", Member::Str("aws:kinesis:record")),
         ("invokeIdentityArn", Member::Str(event.invoke_identity_arn)),
         ("awsRegion", Member::Str(event.aws_region)),
@@ -296,13 +339,32 @@ mod tests {
         let page = page(body.as_bytes(), "shardId-000000000006", &stream(), "arn:aws:iam::123456789012:role/lambda-role", &no_filters()).unwrap();
         let out = &page.records[0];
         assert_eq!(
-            String::from_utf8(out.json.clone()).unwrap(),
+            String::from_utf8(out.json.to_vec()).unwrap(),
             r#"{"kinesis":{"kinesisSchemaVersion":"1.0","partitionKey":"1","sequenceNumber":"49590338271490256608559692538361571095921575989136588898","data":"SGVsbG8sIHRoaXMgaXMgYSB0ZXN0Lg==","approximateArrivalTimestamp":1545084650.987},"eventSource":"aws:kinesis","eventVersion":"1.0","eventID":"shardId-000000000006:49590338271490256608559692538361571095921575989136588898","eventName":"aws:kinesis:record","invokeIdentityArn":"arn:aws:iam::123456789012:role/lambda-role","awsRegion":"us-east-2","eventSourceARN":"arn:aws:kinesis:us-east-2:123456789012:stream/lambda-stream"}"#
         );
         assert_eq!(out.arrival_ms, 1_545_084_650_987);
         assert_eq!(out.partition_key, b"1");
         assert_eq!(out.sequence_number.as_str(), SEQ);
         assert_eq!((page.next_iterator.as_deref(), page.millis_behind), (Some("next"), Some(0)));
+    }
+
+    #[test]
+    fn the_page_buffer_is_sized_for_the_records_it_holds() {
+        // Without escapes a record's JSON is its predicted length less the timestamp's unused
+        // characters: the buffer neither grows nor is much larger than needed.
+        let body = format!(
+            r#"{{"Records":[{{"SequenceNumber":"{SEQ}","ApproximateArrivalTimestamp":1.545084650987E9,"Data":"SGVsbG8sIHRoaXMgaXMgYSB0ZXN0Lg==","PartitionKey":"1"}},{{"SequenceNumber":"{SEQ}1","ApproximateArrivalTimestamp":1.5E9,"Data":"","PartitionKey":"partition-key"}}],"NextShardIterator":"next"}}"#
+        );
+        let answer = get_records::parse(body.as_bytes()).unwrap();
+        let role = "arn:aws:iam::123456789012:role/lambda-role";
+        let stream = stream();
+        let page = page(body.as_bytes(), "shardId-000000000006", &stream, role, &no_filters()).unwrap();
+        for (wire, record) in answer.records.iter().zip(&page.records) {
+            let event = event_record(wire, "shardId-000000000006", &stream, role).unwrap();
+            let predicted = json_fixed_len("shardId-000000000006", &stream, role) + json_variable_len(&event);
+            let written = record.json.len();
+            assert!(written <= predicted && predicted - written <= 24, "{written} of {predicted}");
+        }
     }
 
     #[test]

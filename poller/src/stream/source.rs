@@ -4,6 +4,7 @@
 //! own type; [`StreamSource`] dispatches. Records come back already in the exact shape the function
 //! receives (serialized once, esm-events), with what the worker needs beside it.
 
+use bytes::Bytes;
 use esm_stream::seq::SequenceNumber;
 
 use super::{dynamodb::DynamoDbSource, kinesis::KinesisSource};
@@ -44,8 +45,9 @@ pub struct StreamRecord {
     /// would.
     pub passes: bool,
     /// The record exactly as it appears in the event's `Records` array. Kinesis records that do not
-    /// pass the filters are never delivered, so never written: theirs is empty.
-    pub json: Vec<u8>,
+    /// pass the filters are never delivered, so never written: theirs is empty. A Kinesis page's
+    /// records share one buffer; each holds its slice.
+    pub json: Bytes,
 }
 
 /// One GetRecords answer.
