@@ -281,20 +281,25 @@ impl LeaseStore for SqliteStore {
                     requested,
                 });
             }
-            // Cached, like the fence's SELECT and the bump: a busy shard writes one per batch.
+            // One cached statement that also bumps the counter: a busy shard writes one per batch.
+            let next = row.counter + 1;
             tx.prepare_cached(
                 "UPDATE leases SET checkpoint = ?3, checkpoint_sub = ?4, owner_switches = 0,
-                                   pending_checkpoint = NULL
+                                   pending_checkpoint = NULL, lease_counter = ?5, updated_at = ?6
                  WHERE mapping_uuid = ?1 AND lease_key = ?2",
             )
-            .and_then(|mut statement| statement.execute(params![
+            .and_then(|mut statement| {
+                statement.execute(params![
                     lease.mapping_uuid,
                     lease.lease_key,
                     requested.kcl_value(),
-                    to_sql(requested.sub_sequence_number())
-                ]))
+                    to_sql(requested.sub_sequence_number()),
+                    to_sql(next),
+                    now_millis()
+                ])
+            })
             .map_err(storage)?;
-            bump(tx, &lease, row.counter, "")
+            Ok(next)
         })
         .await
     }

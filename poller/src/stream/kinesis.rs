@@ -13,7 +13,7 @@ use aws_sdk_kinesis::error::DisplayErrorContext;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use aws_smithy_types::DateTime;
 use bytes::Bytes;
-use esm_events::kinesis::KinesisRecord;
+use esm_events::kinesis::{KinesisRecord, KinesisRecordWriter};
 use esm_filter::{Filters, Member};
 
 use super::get_records::{self, GetRecords, WireRecord};
@@ -159,10 +159,10 @@ pub fn page(
         .sum();
     let mut buffer = Vec::with_capacity(size);
     let mut ends = Vec::with_capacity(events.len());
+    let writer = KinesisRecordWriter::new(shard_id, invoke_identity_arn, &stream.region, &stream.arn);
     for (event, passes) in &events {
         if *passes {
-            serde_json::to_writer(&mut buffer, event)
-                .map_err(|e| ReadError::Other(format!("record {} of {shard_id}: {e}", event.sequence_number)))?;
+            writer.write(event, &mut buffer);
         }
         ends.push(buffer.len());
     }
