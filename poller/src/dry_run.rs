@@ -366,7 +366,7 @@ mod tests {
         let record = StreamRecord {
             sequence_number: SequenceNumber::parse(&seq.to_string()).unwrap(),
             arrival_ms: 0,
-            partition_key: key.as_bytes().to_vec(),
+            partition_key: key.as_bytes().to_vec().into(),
             passes: true,
             json: b"{}"[..].into(),
         };

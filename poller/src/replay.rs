@@ -841,7 +841,7 @@ mod tests {
         StreamRecord {
             sequence_number: SequenceNumber::parse(&seq.to_string()).unwrap(),
             arrival_ms: 0,
-            partition_key: key.as_bytes().to_vec(),
+            partition_key: key.as_bytes().to_vec().into(),
             passes: true,
             json: format!(r#"{{"key":"{key}"}}"#).into_bytes().into(),
         }

@@ -132,7 +132,7 @@ impl KinesisSource {
 /// per record (records live until their batch is delivered, so freeing them one by one in bursts
 /// of a page is what the allocator paid for).
 pub fn page(
-    body: &[u8],
+    body: &Bytes,
     shard_id: &str,
     stream: &ArnParts,
     invoke_identity_arn: &str,
@@ -177,7 +177,8 @@ pub fn page(
             Ok(StreamRecord {
                 sequence_number: sequence_number(event.sequence_number)?,
                 arrival_ms: event.approximate_arrival_ms,
-                partition_key: event.partition_key.as_bytes().to_vec(),
+                // The key only chooses the record's lane: shared with the body, not copied.
+                partition_key: shared(body, event.partition_key),
                 passes: *passes,
                 json,
             })
@@ -189,6 +190,17 @@ pub fn page(
         next_iterator: answer.next_shard_iterator,
         millis_behind: answer.millis_behind_latest,
     })
+}
+
+/// `text` as a `Bytes` sharing `body`'s buffer when it is a part of it, else (it held JSON escapes,
+/// so it was unescaped into a string of its own) a copy.
+fn shared(body: &Bytes, text: &str) -> Bytes {
+    let (within, part) = (body.as_ptr_range(), text.as_bytes().as_ptr_range());
+    if within.start <= part.start && part.end <= within.end {
+        body.slice_ref(text.as_bytes())
+    } else {
+        Bytes::copy_from_slice(text.as_bytes())
+    }
 }
 
 /// One record as the function receives it, borrowing from the answer and the mapping.
@@ -204,7 +216,7 @@ fn event_record<'a>(
             record.sequence_number
         ))
     };
-    let partition_key = record.partition_key.as_deref().ok_or_else(|| malformed("PartitionKey"))?;
+    let partition_key = record.partition_key.as_ref().map(|key| &*key.0).ok_or_else(|| malformed("PartitionKey"))?;
     let arrival = record
         .approximate_arrival_timestamp
         .ok_or_else(|| malformed("ApproximateArrivalTimestamp"))?;
@@ -288,7 +300,7 @@ mod tests {
     fn a_record_the_filters_drop_is_marked_and_not_written() {
         let body = br#"{"Records":[{"SequenceNumber":"1","ApproximateArrivalTimestamp":1.5E9,"Data":"eyJ0eXBlIjoiY2xpY2sifQ==","PartitionKey":"k"},{"SequenceNumber":"2","ApproximateArrivalTimestamp":1.5E9,"Data":"eyJ0eXBlIjoidmlldyJ9","PartitionKey":"k"}],"NextShardIterator":"next"}"#;
         let clicks = Filters::compile(esm_filter::Source::Kinesis, &[r#"{"data":{"type":["click"]}}"#]).unwrap();
-        let page = page(body, "shardId-000000000000", &stream(), "role", &clicks).unwrap();
+        let page = page(&Bytes::from_static(body), "shardId-000000000000", &stream(), "role", &clicks).unwrap();
         let [click, view] = &page.records[..] else { panic!("two records") };
         assert!(click.passes && clicks.matches_json(&click.json), "{}", String::from_utf8_lossy(&click.json));
         assert!(!view.passes && view.json.is_empty());
@@ -325,8 +337,8 @@ mod tests {
             }], "NextShardIterator": "next"})
             .to_string();
             let filters = Filters::compile(esm_filter::Source::Kinesis, &[pattern]).unwrap();
-            let all = page(body.as_bytes(), shard, &stream(), "arn:aws:iam::123456789012:role/lambda-role", &no_filters()).unwrap();
-            let filtered = page(body.as_bytes(), shard, &stream(), "arn:aws:iam::123456789012:role/lambda-role", &filters).unwrap();
+            let all = page(&Bytes::copy_from_slice(body.as_bytes()), shard, &stream(), "arn:aws:iam::123456789012:role/lambda-role", &no_filters()).unwrap();
+            let filtered = page(&Bytes::copy_from_slice(body.as_bytes()), shard, &stream(), "arn:aws:iam::123456789012:role/lambda-role", &filters).unwrap();
             proptest::prop_assert_eq!(filtered.records[0].passes, filters.matches_json(&all.records[0].json), "{}", body);
         }
     }
@@ -336,14 +348,14 @@ mod tests {
         let body = format!(
             r#"{{"Records":[{{"SequenceNumber":"{SEQ}","ApproximateArrivalTimestamp":1.545084650987E9,"Data":"SGVsbG8sIHRoaXMgaXMgYSB0ZXN0Lg==","PartitionKey":"1"}}],"NextShardIterator":"next","MillisBehindLatest":0}}"#
         );
-        let page = page(body.as_bytes(), "shardId-000000000006", &stream(), "arn:aws:iam::123456789012:role/lambda-role", &no_filters()).unwrap();
+        let page = page(&Bytes::copy_from_slice(body.as_bytes()), "shardId-000000000006", &stream(), "arn:aws:iam::123456789012:role/lambda-role", &no_filters()).unwrap();
         let out = &page.records[0];
         assert_eq!(
             String::from_utf8(out.json.to_vec()).unwrap(),
             r#"{"kinesis":{"kinesisSchemaVersion":"1.0","partitionKey":"1","sequenceNumber":"49590338271490256608559692538361571095921575989136588898","data":"SGVsbG8sIHRoaXMgaXMgYSB0ZXN0Lg==","approximateArrivalTimestamp":1545084650.987},"eventSource":"aws:kinesis","eventVersion":"1.0","eventID":"shardId-000000000006:49590338271490256608559692538361571095921575989136588898","eventName":"aws:kinesis:record","invokeIdentityArn":"arn:aws:iam::123456789012:role/lambda-role","awsRegion":"us-east-2","eventSourceARN":"arn:aws:kinesis:us-east-2:123456789012:stream/lambda-stream"}"#
         );
         assert_eq!(out.arrival_ms, 1_545_084_650_987);
-        assert_eq!(out.partition_key, b"1");
+        assert_eq!(out.partition_key, &b"1"[..]);
         assert_eq!(out.sequence_number.as_str(), SEQ);
         assert_eq!((page.next_iterator.as_deref(), page.millis_behind), (Some("next"), Some(0)));
     }
@@ -358,7 +370,7 @@ mod tests {
         let answer = get_records::parse(body.as_bytes()).unwrap();
         let role = "arn:aws:iam::123456789012:role/lambda-role";
         let stream = stream();
-        let page = page(body.as_bytes(), "shardId-000000000006", &stream, role, &no_filters()).unwrap();
+        let page = page(&Bytes::copy_from_slice(body.as_bytes()), "shardId-000000000006", &stream, role, &no_filters()).unwrap();
         for (wire, record) in answer.records.iter().zip(&page.records) {
             let event = event_record(wire, "shardId-000000000006", &stream, role).unwrap();
             let predicted = json_fixed_len("shardId-000000000006", &stream, role) + json_variable_len(&event);
@@ -368,9 +380,19 @@ mod tests {
     }
 
     #[test]
+    fn partition_keys_share_the_body_unless_they_were_unescaped() {
+        let body = Bytes::from_static(br#"{"Records":[{"SequenceNumber":"1","ApproximateArrivalTimestamp":1.5E9,"Data":"","PartitionKey":"plain"},{"SequenceNumber":"2","ApproximateArrivalTimestamp":1.5E9,"Data":"","PartitionKey":"a\/b"}],"NextShardIterator":"next"}"#);
+        let page = page(&body, "shardId-000000000000", &stream(), "role", &no_filters()).unwrap();
+        let [plain, escaped] = &page.records[..] else { panic!("two records") };
+        assert_eq!((&plain.partition_key[..], &escaped.partition_key[..]), (&b"plain"[..], &b"a/b"[..]));
+        let within = |key: &Bytes| body.as_ptr_range().contains(&key.as_ptr());
+        assert!(within(&plain.partition_key) && !within(&escaped.partition_key));
+    }
+
+    #[test]
     fn a_record_without_arrival_time_is_an_error_not_a_panic() {
         let body = br#"{"Records":[{"SequenceNumber":"1","Data":"","PartitionKey":"k"}],"NextShardIterator":"next"}"#;
-        let err = page(body, "shardId-000000000000", &stream(), "role", &no_filters()).unwrap_err();
+        let err = page(&Bytes::from_static(body), "shardId-000000000000", &stream(), "role", &no_filters()).unwrap_err();
         assert!(matches!(&err, ReadError::Other(m) if m.contains("ApproximateArrivalTimestamp")), "{err}");
     }
 }

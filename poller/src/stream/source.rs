@@ -40,7 +40,7 @@ pub struct StreamRecord {
     pub arrival_ms: i64,
     /// What orders records: the Kinesis partition key; for DynamoDB the item's key attributes (as
     /// serialized JSON), so changes to one item stay in order.
-    pub partition_key: Vec<u8>,
+    pub partition_key: Bytes,
     /// Whether the record passes the filters it was read with; they see it exactly as the function
     /// would.
     pub passes: bool,
