@@ -120,7 +120,7 @@ def make_stream(kinesis, name, shards, records):
         kinesis.put_records(StreamName=name, Records=batch)
 
 
-def run_poller(args, label, mapping, target_args, done, deadline_s, idle_s=None, progress=None, mark_at=1):
+def run_poller(args, label, mapping, target_args, done, deadline_s, idle_s=None, progress=None, mark_at=1, poller=None):
     """Start the poller pinned to one CPU, wait for `done()` (or, for an idle run, `idle_s` seconds),
     and return (cpu_seconds, wall_seconds, peak_rss_mib, mark) measured before it is stopped.
 
@@ -134,7 +134,7 @@ def run_poller(args, label, mapping, target_args, done, deadline_s, idle_s=None,
             json.dump(mapping, f)
         log = open(os.path.join(args.log_dir, f"poller-{label}.log"), "w")
         proc = subprocess.Popen(
-            ["taskset", "-c", args.cpu, args.poller, "run", "--mapping", path, "--state-dir", state,
+            ["taskset", "-c", args.cpu, poller or args.poller, "run", "--mapping", path, "--state-dir", state,
              "--metrics-addr", "off", *target_args],
             stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, "RUST_LOG": "warn"},
         )
@@ -220,12 +220,28 @@ def baseline_scenario(args, sim, sqs):
     return run
 
 
-def kinesis_scenario(args, sim, kinesis):
+# The stream every Kinesis run reads with `--fill-once`.
+FILLED_ONCE = {}
+
+
+def kinesis_scenario(args, sim, kinesis, poller=None, label="kinesis"):
+    """With `--fill-once`, every run (of every binary) reads the same stream, filled once, from
+    TRIM_HORIZON: a fresh function name per run keeps the simulator's counts apart, and the fill, which
+    takes moto minutes, is paid once."""
+    shared = FILLED_ONCE
+
     def run(rep):
-        function = f"kinesis-{rep}-{uuid.uuid4().hex[:6]}"
-        make_stream(kinesis, function, args.shards, args.records)
+        function = f"{label}-{rep}-{uuid.uuid4().hex[:6]}"
+        if not args.fill_once:
+            stream = function
+            make_stream(kinesis, stream, args.shards, args.records)
+        else:
+            if "stream" not in shared:
+                shared["stream"] = f"kinesis-shared-{uuid.uuid4().hex[:6]}"
+                make_stream(kinesis, shared["stream"], args.shards, args.records)
+            stream = shared["stream"]
         mapping = {
-            "EventSourceArn": f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{function}",
+            "EventSourceArn": f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{stream}",
             "FunctionName": function, "BatchSize": 500, "StartingPosition": "TRIM_HORIZON",
             "ParallelizationFactor": args.parallelization_factor,
             "FilterCriteria": {"Filters": [{"Pattern": json.dumps({"data": {"type": ["click"]}})}]},
@@ -233,13 +249,14 @@ def kinesis_scenario(args, sim, kinesis):
         kept = (args.records + 1) // 2
         done = lambda: sim.records_ok(function) >= kept
         cpu, wall, rss, mark = run_poller(args, function, mapping, ["--lambda-endpoint-url", sim.url], done,
-                                          args.deadline, progress=lambda: sim.records_ok(function))
-        kinesis.delete_stream(StreamName=function)
+                                          args.deadline, progress=lambda: sim.records_ok(function), poller=poller)
+        if not args.fill_once:
+            kinesis.delete_stream(StreamName=stream)
         # CPU before the first delivery (start-up: configuration, credentials, TLS roots, DescribeStreamSummary,
         # ListShards, leases, iterators, the first pages), and the records per CPU-second after it.
         polled_after = args.records * (kept - mark[0]) / kept
         steady = polled_after / (cpu - mark[1]) if cpu > mark[1] else float("inf")
-        print(f"# kinesis: {mark[1]:.2f} CPU-s until the first {mark[0]} records were delivered; "
+        print(f"# {label}: {mark[1]:.2f} CPU-s until the first {mark[0]} records were delivered; "
               f"{steady:,.0f} records polled/CPU-s after that", file=sys.stderr, flush=True)
         return args.records / cpu, cpu, wall, rss
     return run
@@ -314,6 +331,11 @@ def main():
                    help="SQS: also report records/CPU-s from this fraction of the records done to the end")
     p.add_argument("--perf-dir", help="record a `perf` profile of every poller run into this directory")
     p.add_argument("--perf-call-graph", default="fp", help="perf's --call-graph: fp (frame-pointer build) or dwarf")
+    p.add_argument("--fill-once", action="store_true",
+                   help="Kinesis: fill one stream and read it from TRIM_HORIZON in every run")
+    p.add_argument("--kinesis-anchor", metavar="POLLER",
+                   help="Kinesis: also run this poller binary on the same workload, alternated with --poller "
+                        "(row kinesis-anchor)")
     args = p.parse_args()
 
     endpoint = os.environ["POLLER_TEST_ENDPOINT"]
@@ -333,11 +355,17 @@ def main():
         ("kinesis", f"Kinesis, {args.records:,} records, {args.shards} shards, ParallelizationFactor "
          f"{args.parallelization_factor}, BatchSize 500, filter keeps half",
          "records polled/CPU-s", kinesis_scenario(args, sim, kinesis)),
+        ("kinesis-anchor", f"Kinesis as above, anchor {args.kinesis_anchor}", "records polled/CPU-s",
+         kinesis_scenario(args, sim, kinesis, args.kinesis_anchor, "kinesis-anchor")),
         ("idle-kinesis", "Idle: quiet 4-shard stream", "% of a core", idle_kinesis_scenario(args, sim, kinesis)),
         ("idle", "Idle: empty SQS queue + quiet 4-shard stream", "% of a core", idle_scenario(args, sim, sqs, kinesis)),
         ("idle-sqs", "Idle: one SQS mapping, empty queue", "% of a core", idle_sqs_scenario(args, sim, sqs)),
     ]
     only = {s for s in args.only.split(",") if s}
+    if args.kinesis_anchor and only and "kinesis" in only:
+        only.add("kinesis-anchor")
+    elif not args.kinesis_anchor:
+        scenarios = [s for s in scenarios if s[0] != "kinesis-anchor"]
     rows = []
     try:
         results = {}
@@ -377,6 +405,10 @@ def main():
             ratio = f", {med / base:.1f}x the boto3 loop" if base else ""
             print(f"{key}: steady state (from {args.steady_from:.0%} of the records done) {med:,.0f} records/CPU-s"
                   f" (spread {lo:,.0f}-{hi:,.0f}{ratio})")
+    if "kinesis" in results and "kinesis-anchor" in results:
+        ratios = [a[0] / b[0] for a, b in zip(results["kinesis"], results["kinesis-anchor"])]
+        med, lo, hi = summary(ratios)
+        print(f"kinesis / kinesis-anchor, per repetition: median {med:.2f}x (spread {lo:.2f}-{hi:.2f}x)")
 
 
 if __name__ == "__main__":

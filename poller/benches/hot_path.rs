@@ -12,6 +12,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use base64::Engine as _;
+use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use esm_events::envelope::Envelope;
 use esm_events::response::{BatchResponse, parse_batch_response};
@@ -43,7 +44,7 @@ fn page() -> Vec<u8> {
 }
 
 /// One page through the poller's steps; returns the checkpoint it ends at.
-fn one_page(body: &[u8], stream: &ArnParts, filters: &Filters, retry: &RetryConfig) -> String {
+fn one_page(body: &Bytes, stream: &ArnParts, filters: &Filters, retry: &RetryConfig) -> String {
     let page = kinesis::page(body, SHARD, stream, ROLE, filters).expect("valid answer");
     let mut frontier = Frontier::new(None);
     let mut matched = Vec::with_capacity(page.records.len());
@@ -66,7 +67,7 @@ fn one_page(body: &[u8], stream: &ArnParts, filters: &Filters, retry: &RetryConf
     loop {
         match machine.next_action(1_764_460_900_000) {
             Action::Invoke(range) => {
-                let json: Vec<&[u8]> = matched[range.clone()].iter().map(|r| r.json.as_slice()).collect();
+                let json: Vec<&[u8]> = matched[range.clone()].iter().map(|r| &r.json[..]).collect();
                 black_box(Envelope::records().payload(&json));
                 let in_batch = |id: &str| matched[range.clone()].iter().any(|r| r.sequence_number.as_str() == id);
                 let outcome = match parse_batch_response(br#"{"batchItemFailures":[]}"#, in_batch) {
@@ -87,7 +88,7 @@ fn one_page(body: &[u8], stream: &ArnParts, filters: &Filters, retry: &RetryConf
 }
 
 fn kinesis_page(c: &mut Criterion) {
-    let page = page();
+    let page = Bytes::from(page());
     let stream = ArnParts {
         arn: "arn:aws:kinesis:us-east-1:123456789012:stream/bench".to_owned(),
         region: "us-east-1".to_owned(),

@@ -366,9 +366,9 @@ mod tests {
         let record = StreamRecord {
             sequence_number: SequenceNumber::parse(&seq.to_string()).unwrap(),
             arrival_ms: 0,
-            partition_key: key.as_bytes().to_vec(),
+            partition_key: key.as_bytes().to_vec().into(),
             passes: true,
-            json: b"{}".to_vec(),
+            json: b"{}"[..].into(),
         };
         (seq.to_string(), record)
     }
@@ -409,7 +409,7 @@ mod tests {
     #[test]
     fn dynamodb_records_are_named_by_event_id_kinesis_records_by_sequence_number() {
         let (_, mut r) = record(42, "k");
-        r.json = br#"{"eventID":"e-1","dynamodb":{"SequenceNumber":"42"}}"#.to_vec();
+        r.json = br#"{"eventID":"e-1","dynamodb":{"SequenceNumber":"42"}}"#[..].into();
         assert_eq!(record_id(&r, true), "e-1");
         assert_eq!(record_id(&r, false), "42");
     }

@@ -292,7 +292,7 @@ impl Replayer {
             Selection::Expired(why) => return Outcome::Expired(why),
             Selection::Mismatch(why) => return Outcome::Failed(why),
         };
-        let json: Vec<&[u8]> = batch.iter().map(|r| r.json.as_slice()).collect();
+        let json: Vec<&[u8]> = batch.iter().map(|r| &r.json[..]).collect();
         let payload = Envelope::records().payload(&json);
         if self.dry_run {
             println!("{}", String::from_utf8_lossy(&payload));
@@ -841,9 +841,9 @@ mod tests {
         StreamRecord {
             sequence_number: SequenceNumber::parse(&seq.to_string()).unwrap(),
             arrival_ms: 0,
-            partition_key: key.as_bytes().to_vec(),
+            partition_key: key.as_bytes().to_vec().into(),
             passes: true,
-            json: format!(r#"{{"key":"{key}"}}"#).into_bytes(),
+            json: format!(r#"{{"key":"{key}"}}"#).into_bytes().into(),
         }
     }
 

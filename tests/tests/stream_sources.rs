@@ -66,7 +66,7 @@ fn json(record: &StreamRecord) -> Value {
 /// The raw text of a numeric timestamp field, checked to be epoch seconds with 1–3 fractional digits,
 /// and the same instant as `arrival_ms` (which was taken in `[before_ms, after_ms]`).
 fn check_timestamp(record: &StreamRecord, field: &str, before_ms: i64, after_ms: i64) -> Value {
-    let text = String::from_utf8(record.json.clone()).expect("UTF-8");
+    let text = String::from_utf8(record.json.to_vec()).expect("UTF-8");
     let key = format!("\"{field}\":");
     let start = text.find(&key).unwrap_or_else(|| panic!("{field} in {text}")) + key.len();
     let number = &text[start..start + text[start..].find([',', '}']).expect("number ends")];
@@ -199,7 +199,7 @@ async fn kinesis_records_in_order_and_in_the_event_shape() {
     for (record, ((key, data), (shard_id, sequence))) in page.records.iter().zip(first.iter().zip(&put)) {
         assert_eq!(shard_id, shard0);
         let arrival = check_timestamp(record, "approximateArrivalTimestamp", before, after);
-        let text = String::from_utf8(record.json.clone()).expect("UTF-8");
+        let text = String::from_utf8(record.json.to_vec()).expect("UTF-8");
         assert_eq!(text, stream.event(shard0, key, sequence, data, arrival));
         assert_eq!(record.partition_key, key.as_bytes());
     }
@@ -428,7 +428,7 @@ async fn dynamodb_insert_modify_remove_in_the_event_shape() {
             "dynamodb": change,
             "eventSourceARN": table.stream_arn,
         });
-        assert_eq!(String::from_utf8(record.json.clone()).expect("UTF-8"), expected.to_string());
+        assert_eq!(String::from_utf8(record.json.to_vec()).expect("UTF-8"), expected.to_string());
         assert_eq!(record.partition_key, keys.to_string().into_bytes());
     }
     assert!(records.windows(2).all(|w| w[0].sequence_number < w[1].sequence_number));

@@ -281,19 +281,25 @@ impl LeaseStore for SqliteStore {
                     requested,
                 });
             }
-            tx.execute(
+            // One cached statement that also bumps the counter: a busy shard writes one per batch.
+            let next = row.counter + 1;
+            tx.prepare_cached(
                 "UPDATE leases SET checkpoint = ?3, checkpoint_sub = ?4, owner_switches = 0,
-                                   pending_checkpoint = NULL
+                                   pending_checkpoint = NULL, lease_counter = ?5, updated_at = ?6
                  WHERE mapping_uuid = ?1 AND lease_key = ?2",
-                params![
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![
                     lease.mapping_uuid,
                     lease.lease_key,
                     requested.kcl_value(),
-                    to_sql(requested.sub_sequence_number())
-                ],
-            )
+                    to_sql(requested.sub_sequence_number()),
+                    to_sql(next),
+                    now_millis()
+                ])
+            })
             .map_err(storage)?;
-            bump(tx, &lease, row.counter, "")
+            Ok(next)
         })
         .await
     }
@@ -349,18 +355,18 @@ impl LeaseStore for SqliteStore {
 /// Sets the counter to `counter + 1` (plus `extra` assignments) and returns it.
 fn bump(tx: &Transaction<'_>, lease: &LeaseRef, counter: u64, extra: &str) -> Result<u64, Error> {
     let next = counter + 1;
-    tx.execute(
-        &format!(
-            "UPDATE leases SET lease_counter = ?3, updated_at = ?4{extra}
-             WHERE mapping_uuid = ?1 AND lease_key = ?2"
-        ),
-        params![
+    tx.prepare_cached(&format!(
+        "UPDATE leases SET lease_counter = ?3, updated_at = ?4{extra}
+         WHERE mapping_uuid = ?1 AND lease_key = ?2"
+    ))
+    .and_then(|mut statement| {
+        statement.execute(params![
             lease.mapping_uuid,
             lease.lease_key,
             to_sql(next),
             now_millis()
-        ],
-    )
+        ])
+    })
     .map_err(storage)?;
     Ok(next)
 }
@@ -395,14 +401,11 @@ fn insert_if_absent(
 }
 
 fn load(tx: &Transaction<'_>, lease: &LeaseRef) -> Result<Option<Lease>, Error> {
-    tx.query_row(
-        &format!("SELECT {SELECT_COLUMNS} FROM leases WHERE mapping_uuid = ?1 AND lease_key = ?2"),
-        params![lease.mapping_uuid, lease.lease_key],
-        read_row,
-    )
-    .optional()
-    .map_err(storage)?
-    .transpose()
+    tx.prepare_cached(&format!("SELECT {SELECT_COLUMNS} FROM leases WHERE mapping_uuid = ?1 AND lease_key = ?2"))
+        .and_then(|mut statement| statement.query_row(params![lease.mapping_uuid, lease.lease_key], read_row))
+        .optional()
+        .map_err(storage)?
+        .transpose()
 }
 
 /// Decodes a row; the outer error is SQLite's, the inner one a malformed value.

@@ -93,6 +93,10 @@ pub(crate) struct PathInfo {
 pub(crate) struct Engine {
     view: View,
     paths: HashMap<Box<str>, PathInfo, BuildHasherDefault<Fnv>>,
+    /// Bit `n` is set when some path is `n` bytes long (bit 63: 63 or more): a name whose length
+    /// no path has is not looked up. Kinesis records are matched from eleven members a pattern
+    /// rarely names, so most lookups end here.
+    path_lengths: u64,
     path_count: usize,
     branches: Vec<CompiledBranch>,
     /// Whether any branch looks at the data key (else we never decode or parse it).
@@ -106,6 +110,7 @@ impl Engine {
         let mut engine = Engine {
             view,
             paths: HashMap::default(),
+            path_lengths: 0,
             path_count: 0,
             branches: Vec::new(),
             uses_data: false,
@@ -152,7 +157,9 @@ impl Engine {
     fn intern(&mut self, path: &str) -> u32 {
         for (at, _) in path.match_indices('.') {
             self.paths.entry(path[..at].into()).or_default().is_prefix = true;
+            self.path_lengths |= length_bit(at);
         }
+        self.path_lengths |= length_bit(path.len());
         let next = self.path_count as u32;
         let info = self.paths.entry(path.into()).or_default();
         *info.id.get_or_insert_with(|| {
@@ -211,8 +218,16 @@ impl Engine {
     }
 
     pub(crate) fn lookup(&self, path: &str) -> Option<PathInfo> {
+        if self.path_lengths & length_bit(path.len()) == 0 {
+            return None;
+        }
         self.paths.get(path).copied()
     }
+}
+
+/// A path length's bit in [`Engine::path_lengths`].
+fn length_bit(len: usize) -> u64 {
+    1 << len.min(63)
 }
 
 /// The bytes behind `kinesis.data`, if it is valid base64.
@@ -293,5 +308,23 @@ impl Hasher for Fnv {
             hash = hash.wrapping_mul(0x0100_0000_01b3);
         }
         self.0 = hash;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_length_check_hides_no_path_and_skips_other_lengths() {
+        let long = "k".repeat(70);
+        let pattern = format!(r#"{{"data":{{"type":["click"],"{long}":[1]}},"eventName":["x"],"a":{{"b":{{"c":[1]}}}}}}"#);
+        let engine = Engine::compile(View::Kinesis, &[&pattern]).unwrap();
+        for path in engine.paths.keys() {
+            assert!(engine.lookup(path).is_some(), "{path}");
+        }
+        assert!(engine.lookup(&format!("data.{}", "x".repeat(80))).is_none(), "long, not a path");
+        assert_eq!(engine.lookup("partitionKey").map(|_| ()), None);
+        assert_eq!(engine.path_lengths & length_bit("partitionKey".len()), 0, "no path of that length");
     }
 }

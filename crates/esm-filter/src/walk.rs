@@ -210,7 +210,9 @@ impl<'e, 'a> Flattener<'e, 'a> {
     /// The named leaves grouped by path, and what the record's data turned out to be.
     pub(crate) fn finish(self) -> (Flat<'a>, DataKind) {
         let count = self.engine.path_count();
-        let mut offsets = vec![0u32; count + 1];
+        // Filled with `resize` rather than `vec![0; n]`: that is `calloc`, which glibc serves
+        // without its per-thread cache, and this runs for every record filtered.
+        let mut offsets = zeroed(count + 1);
         for field in &self.fields {
             offsets[field.path as usize + 1] += 1;
         }
@@ -218,7 +220,7 @@ impl<'e, 'a> Flattener<'e, 'a> {
             offsets[p + 1] += offsets[p];
         }
         let mut next = offsets.clone();
-        let mut order = vec![0u32; self.fields.len()];
+        let mut order = zeroed(self.fields.len());
         for (i, field) in self.fields.iter().enumerate() {
             let slot = &mut next[field.path as usize];
             order[*slot as usize] = i as u32;
@@ -227,6 +229,13 @@ impl<'e, 'a> Flattener<'e, 'a> {
         let flat = Flat { fields: self.fields, members: self.members, order, offsets };
         (flat, self.data_kind)
     }
+}
+
+/// `len` zeros.
+fn zeroed(len: usize) -> Vec<u32> {
+    let mut zeros = Vec::with_capacity(len);
+    zeros.resize(len, 0);
+    zeros
 }
 
 /// The top of text data: walks it when it is an object, answers `false` for anything else.

@@ -131,7 +131,7 @@ async fn invoke(
     framing: &mut Framing,
     last: &mut LastResponse,
 ) -> Outcome {
-    let json: Vec<&[u8]> = records.iter().map(|r| r.json.as_slice()).collect();
+    let json: Vec<&[u8]> = records.iter().map(|r| &r.json[..]).collect();
     let payload = framing.envelope().payload(&json);
     match ctx
         .counters
@@ -247,7 +247,7 @@ async fn send_on_failure(
             stream_arn: ctx.source.arn().arn.clone(),
         },
     };
-    let json: Vec<&[u8]> = records.iter().map(|r| r.json.as_slice()).collect();
+    let json: Vec<&[u8]> = records.iter().map(|r| &r.json[..]).collect();
     let payload = Envelope::records().payload(&json);
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
     loop {

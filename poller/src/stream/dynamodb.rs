@@ -206,11 +206,11 @@ fn stream_record(record: &Record, shard_id: &str, stream: &ArnParts) -> Result<S
         event_source_arn: stream.arn.clone(),
         user_identity,
     };
-    let json = serde_json::to_vec(&event).map_err(|e| malformed(&e.to_string()))?;
+    let json = serde_json::to_vec(&event).map_err(|e| malformed(&e.to_string()))?.into();
     Ok(StreamRecord {
         sequence_number: sequence_number(sequence)?,
         arrival_ms,
-        partition_key,
+        partition_key: partition_key.into(),
         passes: true,
         json,
     })
@@ -322,11 +322,11 @@ mod tests {
         );
         let out = stream_record(&insert, "shardId-1", &stream()).unwrap();
         assert_eq!(
-            String::from_utf8(out.json).unwrap(),
+            String::from_utf8(out.json.to_vec()).unwrap(),
             r#"{"eventID":"c4ca4238a0b923820dcc509a6f75849b","eventName":"INSERT","eventVersion":"1.1","eventSource":"aws:dynamodb","awsRegion":"us-east-1","dynamodb":{"ApproximateCreationDateTime":1764086780.0,"Keys":{"Id":{"N":"101"}},"NewImage":{"Id":{"N":"101"},"Message":{"S":"New item!"}},"SequenceNumber":"4421584500000000017450439091","SizeBytes":26,"StreamViewType":"NEW_AND_OLD_IMAGES"},"eventSourceARN":"arn:aws:dynamodb:us-east-1:123456789012:table/T/stream/2015-06-27T00:48:05.899"}"#
         );
         assert_eq!(out.arrival_ms, 1_764_086_780_000);
-        assert_eq!(out.partition_key, br#"{"Id":{"N":"101"}}"#);
+        assert_eq!(out.partition_key, &br#"{"Id":{"N":"101"}}"#[..]);
         assert_eq!(out.sequence_number.as_str(), "4421584500000000017450439091");
     }
 

@@ -12,7 +12,8 @@ use aws_sdk_kinesis::config::Region;
 use aws_sdk_kinesis::error::DisplayErrorContext;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use aws_smithy_types::DateTime;
-use esm_events::kinesis::KinesisRecord;
+use bytes::Bytes;
+use esm_events::kinesis::{KinesisRecord, KinesisRecordWriter};
 use esm_filter::{Filters, Member};
 
 use super::get_records::{self, GetRecords, WireRecord};
@@ -125,19 +126,64 @@ impl KinesisSource {
 
 /// A GetRecords answer's body as a page of records in the event's shape, each marked with whether
 /// it passes `filters`.
+///
+/// The records that pass are written one after the other into one buffer, sized for them
+/// beforehand, and each record's JSON is its slice of it: one allocation per page rather than one
+/// per record (records live until their batch is delivered, so freeing them one by one in bursts
+/// of a page is what the allocator paid for).
 pub fn page(
-    body: &[u8],
+    body: &Bytes,
     shard_id: &str,
     stream: &ArnParts,
     invoke_identity_arn: &str,
     filters: &Filters,
 ) -> Result<Page, ReadError> {
     let answer = get_records::parse(body)?;
-    let records = answer
+    // The filters decide first, from the record's members, so the buffer can be sized for exactly
+    // the records that pass.
+    let mut event_id = String::new();
+    let events = answer
         .records
         .iter()
-        .map(|record| stream_record(record, shard_id, stream, invoke_identity_arn, filters))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|record| {
+            let event = event_record(record, shard_id, stream, invoke_identity_arn)?;
+            let passes = passes(&event, filters, &mut event_id);
+            Ok((event, passes))
+        })
+        .collect::<Result<Vec<_>, ReadError>>()?;
+    let fixed = json_fixed_len(shard_id, stream, invoke_identity_arn);
+    let size: usize = events
+        .iter()
+        .filter(|(_, passes)| *passes)
+        .map(|(event, _)| fixed + json_variable_len(event))
+        .sum();
+    let mut buffer = Vec::with_capacity(size);
+    let mut ends = Vec::with_capacity(events.len());
+    let writer = KinesisRecordWriter::new(shard_id, invoke_identity_arn, &stream.region, &stream.arn);
+    for (event, passes) in &events {
+        if *passes {
+            writer.write(event, &mut buffer);
+        }
+        ends.push(buffer.len());
+    }
+    let buffer = Bytes::from(buffer);
+    let mut start = 0;
+    let records = events
+        .iter()
+        .zip(ends)
+        .map(|((event, passes), end)| {
+            let json = buffer.slice(start..end);
+            start = end;
+            Ok(StreamRecord {
+                sequence_number: sequence_number(event.sequence_number)?,
+                arrival_ms: event.approximate_arrival_ms,
+                // The key only chooses the record's lane: shared with the body, not copied.
+                partition_key: shared(body, event.partition_key),
+                passes: *passes,
+                json,
+            })
+        })
+        .collect::<Result<Vec<_>, ReadError>>()?;
     Ok(Page {
         records,
         // Kinesis leaves NextShardIterator out once a closed shard has been read to its end.
@@ -146,28 +192,37 @@ pub fn page(
     })
 }
 
-/// One record as the function receives it, serialized once, with what the worker orders and ages it by.
-/// The filters see the record's fields before it is written: one they drop is never written.
-fn stream_record(
-    record: &WireRecord<'_>,
-    shard_id: &str,
-    stream: &ArnParts,
-    invoke_identity_arn: &str,
-    filters: &Filters,
-) -> Result<StreamRecord, ReadError> {
+/// `text` as a `Bytes` sharing `body`'s buffer when it is a part of it, else (it held JSON escapes,
+/// so it was unescaped into a string of its own) a copy.
+fn shared(body: &Bytes, text: &str) -> Bytes {
+    let (within, part) = (body.as_ptr_range(), text.as_bytes().as_ptr_range());
+    if within.start <= part.start && part.end <= within.end {
+        body.slice_ref(text.as_bytes())
+    } else {
+        Bytes::copy_from_slice(text.as_bytes())
+    }
+}
+
+/// One record as the function receives it, borrowing from the answer and the mapping.
+fn event_record<'a>(
+    record: &'a WireRecord<'_>,
+    shard_id: &'a str,
+    stream: &'a ArnParts,
+    invoke_identity_arn: &'a str,
+) -> Result<KinesisRecord<'a>, ReadError> {
     let malformed = |what: &str| {
         ReadError::Other(format!(
             "record {} of {shard_id} has no {what}",
             record.sequence_number
         ))
     };
-    let partition_key = record.partition_key.as_deref().ok_or_else(|| malformed("PartitionKey"))?;
+    let partition_key = record.partition_key.as_ref().map(|key| &*key.0).ok_or_else(|| malformed("PartitionKey"))?;
     let arrival = record
         .approximate_arrival_timestamp
         .ok_or_else(|| malformed("ApproximateArrivalTimestamp"))?;
     // Through a DateTime as the SDK reads it, so the millisecond is the one it gave.
     let arrival_ms = epoch_millis(&DateTime::from_secs_f64(arrival))?;
-    let event = KinesisRecord {
+    Ok(KinesisRecord {
         shard_id,
         partition_key,
         sequence_number: &record.sequence_number,
@@ -176,35 +231,35 @@ fn stream_record(
         invoke_identity_arn,
         aws_region: &stream.region,
         event_source_arn: &stream.arn,
-    };
-    let passes = passes(&event, filters);
-    let mut json = Vec::new();
-    if passes {
-        // Sized for the record at once rather than grown from serde_json's 128 bytes.
-        json.reserve(JSON_OVERHEAD + event.data.len() + 2 * event.sequence_number.len() + event.partition_key.len());
-        serde_json::to_writer(&mut json, &event)
-            .map_err(|e| ReadError::Other(format!("record {} of {shard_id}: {e}", record.sequence_number)))?;
-    }
-    Ok(StreamRecord {
-        sequence_number: sequence_number(&record.sequence_number)?,
-        arrival_ms,
-        partition_key: partition_key.as_bytes().to_vec(),
-        passes,
-        json,
     })
 }
 
-/// A record's JSON less its data, sequence number (twice) and partition key: the constant members
-/// and the mapping's ARNs, region and shard id, generously.
-const JSON_OVERHEAD: usize = 512;
+/// The length of a record's JSON less its data, sequence number (twice) and partition key: the
+/// constant members, the mapping's ARNs, region and shard id (escapes aside: a capacity, not a
+/// limit).
+fn json_fixed_len(shard_id: &str, stream: &ArnParts, invoke_identity_arn: &str) -> usize {
+    JSON_CONSTANT + shard_id.len() + stream.region.len() + stream.arn.len() + invoke_identity_arn.len()
+}
+
+/// What a record adds to [`json_fixed_len`]; the timestamp is at most 24 characters.
+fn json_variable_len(event: &KinesisRecord<'_>) -> usize {
+    event.data.len() + 2 * event.sequence_number.len() + event.partition_key.len() + 24
+}
+
+/// The characters of a Kinesis record's JSON that are the same in every record: its keys,
+/// constant values, quotes and punctuation (`{"kinesis":{"kinesisSchemaVersion":"1.0",…`).
+const JSON_CONSTANT: usize = 275;
 
 /// Whether the record passes the filters, from its members as the event shows them (the filters
-/// see the `kinesis` object's members at the top level), without writing its JSON.
-fn passes(event: &KinesisRecord<'_>, filters: &Filters) -> bool {
+/// see the `kinesis` object's members at the top level), without writing its JSON. `event_id` is
+/// scratch space for the `eventID` member, reused from record to record.
+fn passes(event: &KinesisRecord<'_>, filters: &Filters, event_id: &mut String) -> bool {
+    use std::fmt::Write as _;
     if filters.is_empty() {
         return true;
     }
-    let event_id = format!("{}:{}", event.shard_id, event.sequence_number);
+    event_id.clear();
+    write!(event_id, "{}:{}", event.shard_id, event.sequence_number).expect("writing to a String");
     let members = [
         ("kinesisSchemaVersion", Member::Str("1.0")),
         ("partitionKey", Member::Str(event.partition_key)),
@@ -213,7 +268,7 @@ fn passes(event: &KinesisRecord<'_>, filters: &Filters) -> bool {
         ("approximateArrivalTimestamp", Member::Float(event.approximate_arrival_ms as f64 / 1000.0)),
         ("eventSource", Member::Str("aws:kinesis")),
         ("eventVersion", Member::Str("1.0")),
-        ("eventID", Member::Str(&event_id)),
+        ("eventID", Member::Str(event_id)),
         ("eventName", Member::Str("aws:kinesis:record")),
         ("invokeIdentityArn", Member::Str(event.invoke_identity_arn)),
         ("awsRegion", Member::Str(event.aws_region)),
@@ -245,7 +300,7 @@ mod tests {
     fn a_record_the_filters_drop_is_marked_and_not_written() {
         let body = br#"{"Records":[{"SequenceNumber":"1","ApproximateArrivalTimestamp":1.5E9,"Data":"eyJ0eXBlIjoiY2xpY2sifQ==","PartitionKey":"k"},{"SequenceNumber":"2","ApproximateArrivalTimestamp":1.5E9,"Data":"eyJ0eXBlIjoidmlldyJ9","PartitionKey":"k"}],"NextShardIterator":"next"}"#;
         let clicks = Filters::compile(esm_filter::Source::Kinesis, &[r#"{"data":{"type":["click"]}}"#]).unwrap();
-        let page = page(body, "shardId-000000000000", &stream(), "role", &clicks).unwrap();
+        let page = page(&Bytes::from_static(body), "shardId-000000000000", &stream(), "role", &clicks).unwrap();
         let [click, view] = &page.records[..] else { panic!("two records") };
         assert!(click.passes && clicks.matches_json(&click.json), "{}", String::from_utf8_lossy(&click.json));
         assert!(!view.passes && view.json.is_empty());
@@ -282,8 +337,8 @@ mod tests {
             }], "NextShardIterator": "next"})
             .to_string();
             let filters = Filters::compile(esm_filter::Source::Kinesis, &[pattern]).unwrap();
-            let all = page(body.as_bytes(), shard, &stream(), "arn:aws:iam::123456789012:role/lambda-role", &no_filters()).unwrap();
-            let filtered = page(body.as_bytes(), shard, &stream(), "arn:aws:iam::123456789012:role/lambda-role", &filters).unwrap();
+            let all = page(&Bytes::copy_from_slice(body.as_bytes()), shard, &stream(), "arn:aws:iam::123456789012:role/lambda-role", &no_filters()).unwrap();
+            let filtered = page(&Bytes::copy_from_slice(body.as_bytes()), shard, &stream(), "arn:aws:iam::123456789012:role/lambda-role", &filters).unwrap();
             proptest::prop_assert_eq!(filtered.records[0].passes, filters.matches_json(&all.records[0].json), "{}", body);
         }
     }
@@ -293,22 +348,51 @@ mod tests {
         let body = format!(
             r#"{{"Records":[{{"SequenceNumber":"{SEQ}","ApproximateArrivalTimestamp":1.545084650987E9,"Data":"SGVsbG8sIHRoaXMgaXMgYSB0ZXN0Lg==","PartitionKey":"1"}}],"NextShardIterator":"next","MillisBehindLatest":0}}"#
         );
-        let page = page(body.as_bytes(), "shardId-000000000006", &stream(), "arn:aws:iam::123456789012:role/lambda-role", &no_filters()).unwrap();
+        let page = page(&Bytes::copy_from_slice(body.as_bytes()), "shardId-000000000006", &stream(), "arn:aws:iam::123456789012:role/lambda-role", &no_filters()).unwrap();
         let out = &page.records[0];
         assert_eq!(
-            String::from_utf8(out.json.clone()).unwrap(),
+            String::from_utf8(out.json.to_vec()).unwrap(),
             r#"{"kinesis":{"kinesisSchemaVersion":"1.0","partitionKey":"1","sequenceNumber":"49590338271490256608559692538361571095921575989136588898","data":"SGVsbG8sIHRoaXMgaXMgYSB0ZXN0Lg==","approximateArrivalTimestamp":1545084650.987},"eventSource":"aws:kinesis","eventVersion":"1.0","eventID":"shardId-000000000006:49590338271490256608559692538361571095921575989136588898","eventName":"aws:kinesis:record","invokeIdentityArn":"arn:aws:iam::123456789012:role/lambda-role","awsRegion":"us-east-2","eventSourceARN":"arn:aws:kinesis:us-east-2:123456789012:stream/lambda-stream"}"#
         );
         assert_eq!(out.arrival_ms, 1_545_084_650_987);
-        assert_eq!(out.partition_key, b"1");
+        assert_eq!(out.partition_key, &b"1"[..]);
         assert_eq!(out.sequence_number.as_str(), SEQ);
         assert_eq!((page.next_iterator.as_deref(), page.millis_behind), (Some("next"), Some(0)));
     }
 
     #[test]
+    fn the_page_buffer_is_sized_for_the_records_it_holds() {
+        // Without escapes a record's JSON is its predicted length less the timestamp's unused
+        // characters: the buffer neither grows nor is much larger than needed.
+        let body = format!(
+            r#"{{"Records":[{{"SequenceNumber":"{SEQ}","ApproximateArrivalTimestamp":1.545084650987E9,"Data":"SGVsbG8sIHRoaXMgaXMgYSB0ZXN0Lg==","PartitionKey":"1"}},{{"SequenceNumber":"{SEQ}1","ApproximateArrivalTimestamp":1.5E9,"Data":"","PartitionKey":"partition-key"}}],"NextShardIterator":"next"}}"#
+        );
+        let answer = get_records::parse(body.as_bytes()).unwrap();
+        let role = "arn:aws:iam::123456789012:role/lambda-role";
+        let stream = stream();
+        let page = page(&Bytes::copy_from_slice(body.as_bytes()), "shardId-000000000006", &stream, role, &no_filters()).unwrap();
+        for (wire, record) in answer.records.iter().zip(&page.records) {
+            let event = event_record(wire, "shardId-000000000006", &stream, role).unwrap();
+            let predicted = json_fixed_len("shardId-000000000006", &stream, role) + json_variable_len(&event);
+            let written = record.json.len();
+            assert!(written <= predicted && predicted - written <= 24, "{written} of {predicted}");
+        }
+    }
+
+    #[test]
+    fn partition_keys_share_the_body_unless_they_were_unescaped() {
+        let body = Bytes::from_static(br#"{"Records":[{"SequenceNumber":"1","ApproximateArrivalTimestamp":1.5E9,"Data":"","PartitionKey":"plain"},{"SequenceNumber":"2","ApproximateArrivalTimestamp":1.5E9,"Data":"","PartitionKey":"a\/b"}],"NextShardIterator":"next"}"#);
+        let page = page(&body, "shardId-000000000000", &stream(), "role", &no_filters()).unwrap();
+        let [plain, escaped] = &page.records[..] else { panic!("two records") };
+        assert_eq!((&plain.partition_key[..], &escaped.partition_key[..]), (&b"plain"[..], &b"a/b"[..]));
+        let within = |key: &Bytes| body.as_ptr_range().contains(&key.as_ptr());
+        assert!(within(&plain.partition_key) && !within(&escaped.partition_key));
+    }
+
+    #[test]
     fn a_record_without_arrival_time_is_an_error_not_a_panic() {
         let body = br#"{"Records":[{"SequenceNumber":"1","Data":"","PartitionKey":"k"}],"NextShardIterator":"next"}"#;
-        let err = page(body, "shardId-000000000000", &stream(), "role", &no_filters()).unwrap_err();
+        let err = page(&Bytes::from_static(body), "shardId-000000000000", &stream(), "role", &no_filters()).unwrap_err();
         assert!(matches!(&err, ReadError::Other(m) if m.contains("ApproximateArrivalTimestamp")), "{err}");
     }
 }

@@ -4,6 +4,7 @@
 //! own type; [`StreamSource`] dispatches. Records come back already in the exact shape the function
 //! receives (serialized once, esm-events), with what the worker needs beside it.
 
+use bytes::Bytes;
 use esm_stream::seq::SequenceNumber;
 
 use super::{dynamodb::DynamoDbSource, kinesis::KinesisSource};
@@ -39,13 +40,14 @@ pub struct StreamRecord {
     pub arrival_ms: i64,
     /// What orders records: the Kinesis partition key; for DynamoDB the item's key attributes (as
     /// serialized JSON), so changes to one item stay in order.
-    pub partition_key: Vec<u8>,
+    pub partition_key: Bytes,
     /// Whether the record passes the filters it was read with; they see it exactly as the function
     /// would.
     pub passes: bool,
     /// The record exactly as it appears in the event's `Records` array. Kinesis records that do not
-    /// pass the filters are never delivered, so never written: theirs is empty.
-    pub json: Vec<u8>,
+    /// pass the filters are never delivered, so never written: theirs is empty. A Kinesis page's
+    /// records share one buffer; each holds its slice.
+    pub json: Bytes,
 }
 
 /// One GetRecords answer.
