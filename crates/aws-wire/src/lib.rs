@@ -21,6 +21,8 @@
 mod credentials;
 mod endpoint;
 mod json;
+#[cfg(target_os = "linux")]
+mod rx_stamp;
 mod send;
 mod sign;
 #[cfg(feature = "test-support")]

@@ -154,10 +154,13 @@ impl Pool {
         let sender = if scheme == Scheme::HTTPS {
             let connector = self.0.https.get_or_init(https).as_ref().map_err(|e| Error::Tls(e.clone()))?;
             let io = connector.clone().call(uri.clone()).await;
-            handshake(io.map_err(|e| Error::Transport(error_chain(&*e)))?, &stamps).await?
+            handshake(TokioIo::new(io.map_err(|e| Error::Transport(error_chain(&*e)))?), &stamps).await?
         } else {
             let io = self.0.http.clone().call(uri.clone()).await;
-            handshake(io.map_err(|e| Error::Transport(error_chain(&e)))?, &stamps).await?
+            let tcp = io.map_err(|e| Error::Transport(error_chain(&e)))?.into_inner();
+            #[cfg(target_os = "linux")]
+            let tcp = crate::rx_stamp::RxStamped::new(tcp);
+            handshake(tcp, &stamps).await?
         };
         Ok(Idle {
             scheme,
@@ -178,10 +181,10 @@ impl Pool {
 /// spawned.
 async fn handshake<I>(io: I, stamps: &Arc<Stamps>) -> Result<SendRequest<Full<Bytes>>, Error>
 where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    I: AsyncRead + AsyncWrite + ArrivalTime + Unpin + Send + 'static,
 {
     let io = TokioIo::new(Stamped {
-        io: TokioIo::new(io),
+        io,
         stamps: Arc::clone(stamps),
     });
     let (sender, connection) = hyper::client::conn::http1::handshake(io)
@@ -257,7 +260,9 @@ pub struct Exchange {
     /// Just before the request's first byte was written to the socket; for the request that
     /// opened its connection, when the connect began (it waited for it).
     pub sent: Instant,
-    /// Just after the answer's last byte (as far as it was read) was read from the socket.
+    /// When the answer's last byte (as far as it was read) arrived: on `http://` connections on
+    /// Linux, the kernel's receive time stamp of the segment that carried it; elsewhere, just
+    /// after it was read from the socket.
     pub received: Instant,
 }
 
@@ -319,8 +324,22 @@ impl Stamps {
     }
 }
 
+/// I/O that may know when the bytes of its last read arrived.
+pub(crate) trait ArrivalTime {
+    /// When the bytes the last read returned arrived, if known: taken, so it is given once.
+    fn take_arrival(&mut self) -> Option<Instant> {
+        None
+    }
+}
+
+/// `https://`: the arrival of TLS records is not the answer's.
+impl<T> ArrivalTime for TokioIo<T> {}
+
+/// Where the kernel's receive time stamps are not read.
+impl ArrivalTime for tokio::net::TcpStream {}
+
 /// A connection's I/O that stamps its [`Stamps`]: the first write after [`Stamps::arm`] and every
-/// read that got bytes.
+/// read that got bytes (with the bytes' arrival time when the I/O knows it).
 struct Stamped<T> {
     io: T,
     stamps: Arc<Stamps>,
@@ -339,12 +358,13 @@ impl<T> Stamped<T> {
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for Stamped<T> {
+impl<T: AsyncRead + ArrivalTime + Unpin> AsyncRead for Stamped<T> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let poll = Pin::new(&mut self.io).poll_read(cx, buf);
         if buf.filled().len() > before {
-            let at = self.stamps.encode(Instant::now());
+            let arrived = self.io.take_arrival().unwrap_or_else(Instant::now);
+            let at = self.stamps.encode(arrived);
             self.stamps.read.store(at, Ordering::Release);
         }
         poll
@@ -597,6 +617,36 @@ mod tests {
         // The request waited for its connection: it counts from the connect, before the accept.
         assert!(exchange.sent <= accepted, "sent {:?} after the accept", exchange.sent - accepted);
         assert!(exchange.received >= answering);
+    }
+
+    /// I/O whose bytes arrived at a known time.
+    struct Arrived {
+        data: &'static [u8],
+        at: Instant,
+    }
+
+    impl ArrivalTime for Arrived {
+        fn take_arrival(&mut self) -> Option<Instant> {
+            Some(self.at)
+        }
+    }
+
+    impl AsyncRead for Arrived {
+        fn poll_read(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+            buf.put_slice(self.data);
+            self.data = &[];
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_is_stamped_with_its_bytes_arrival_when_the_io_knows_it() {
+        let stamps = Arc::new(Stamps::new());
+        let at = stamps.connect + Duration::from_millis(3);
+        let mut io = Stamped { io: Arrived { data: b"hello", at }, stamps: Arc::clone(&stamps) };
+        let mut buf = [0u8; 8];
+        assert_eq!(io.read(&mut buf).await.unwrap(), 5);
+        assert_eq!(stamps.exchange(), Some(Exchange { sent: stamps.connect, received: at }));
     }
 
     #[tokio::test]

@@ -1,0 +1,151 @@
+//! A TCP connection that knows when its bytes arrived: the kernel's receive time stamp of what
+//! each read returned (`SO_TIMESTAMPNS`, Linux), rather than the time the reading task got to it.
+//!
+//! A load generator that reads many answers arriving together (a closed model's burst: every
+//! request sent together is answered together) reads the last of them only after it has handled
+//! the others, and that wait is the generator's, not the service's. The kernel stamps each segment
+//! as it is received, the time a packet capture shows; reading it with the data takes the
+//! generator's own delay out of the measured latency.
+//! <https://www.kernel.org/doc/html/latest/networking/timestamping.html>
+
+use std::io::{self, IoSliceMut};
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt};
+use nix::sys::time::TimeSpec;
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::send::ArrivalTime;
+
+/// Largest part of a read buffer made ready (zeroed) for one read: enough for a whole answer
+/// of the sizes a load test sees, without zeroing a large buffer on every read.
+const READ_AT_MOST: usize = 16 << 10;
+
+/// A [`TcpStream`] whose reads keep the kernel's receive time stamp of the bytes they returned.
+#[derive(Debug)]
+pub(crate) struct RxStamped {
+    tcp: TcpStream,
+    /// Whether the kernel stamps this socket's segments (it may refuse).
+    enabled: bool,
+    /// The receive time of the bytes the last read returned.
+    last: Option<Instant>,
+}
+
+impl RxStamped {
+    pub(crate) fn new(tcp: TcpStream) -> RxStamped {
+        let enabled = setsockopt(&tcp, sockopt::ReceiveTimestampns, &true).is_ok();
+        RxStamped { tcp, enabled, last: None }
+    }
+}
+
+impl ArrivalTime for RxStamped {
+    fn take_arrival(&mut self) -> Option<Instant> {
+        self.last.take()
+    }
+}
+
+/// A wall-clock time stamp as an [`Instant`], by its distance from now on both clocks.
+fn instant_of(stamp: TimeSpec) -> Instant {
+    let at = UNIX_EPOCH + Duration::new(stamp.tv_sec().max(0) as u64, stamp.tv_nsec().clamp(0, 999_999_999) as u32);
+    let (now, wall) = (Instant::now(), SystemTime::now());
+    wall.duration_since(at).ok().and_then(|ago| now.checked_sub(ago)).unwrap_or(now)
+}
+
+/// One `recvmsg` into `buf`: the bytes read and their receive time stamp, if the kernel gave one.
+fn receive(tcp: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, Option<TimeSpec>)> {
+    let mut iov = [IoSliceMut::new(buf)];
+    let mut control = nix::cmsg_space!(TimeSpec);
+    let message = recvmsg::<()>(tcp.as_raw_fd(), &mut iov, Some(&mut control), MsgFlags::empty())?;
+    let stamp = message.cmsgs()?.find_map(|c| match c {
+        ControlMessageOwned::ScmTimestampns(at) => Some(at),
+        _ => None,
+    });
+    Ok((message.bytes, stamp))
+}
+
+impl AsyncRead for RxStamped {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.enabled {
+            return Pin::new(&mut this.tcp).poll_read(cx, buf);
+        }
+        loop {
+            ready!(this.tcp.poll_read_ready(cx))?;
+            let ready = buf.remaining().min(READ_AT_MOST);
+            let space = buf.initialize_unfilled_to(ready);
+            match this.tcp.try_io(Interest::READABLE, || receive(&this.tcp, space)) {
+                Ok((n, stamp)) => {
+                    buf.advance(n);
+                    if n > 0 {
+                        this.last = stamp.map(instant_of);
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+                // Not readable after all: poll_read_ready waits again.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for RxStamped {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// The bytes a read returns are stamped when they arrived, not when they were read: here the
+    /// answer is in the socket's queue (loopback delivers it within the write) well before the
+    /// read, and its stamp lies between the write and the read.
+    #[tokio::test]
+    async fn a_read_gives_the_time_its_bytes_arrived() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = RxStamped::new(TcpStream::connect(listener.local_addr().unwrap()).await.unwrap());
+        assert!(client.enabled, "the kernel stamps loopback segments");
+        let (mut server, _) = listener.accept().await.unwrap();
+        let writing = Instant::now();
+        server.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await.unwrap();
+        // Another request's work on the generator: the read comes later than the bytes.
+        std::thread::sleep(Duration::from_millis(20));
+        let reading = Instant::now();
+        let mut buf = [0u8; 64];
+        let n = client.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+        let arrived = client.take_arrival().expect("a stamp for the bytes read");
+        assert!(arrived >= writing - Duration::from_millis(1), "arrived {:?} before the write", writing - arrived);
+        assert!(arrived < reading, "arrived {:?} after the read began", arrived - reading);
+        // Given once: a later read without bytes has none.
+        assert_eq!(client.take_arrival(), None);
+        drop(server);
+        assert_eq!(client.read(&mut buf).await.unwrap(), 0);
+        assert_eq!(client.take_arrival(), None);
+    }
+}
