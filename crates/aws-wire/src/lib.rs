@@ -31,7 +31,7 @@ pub mod testing;
 pub use credentials::CredentialsCache;
 pub use endpoint::configured_endpoint;
 pub use json::JsonService;
-pub use send::{Answer, Exchange, Pool, host, pool, send, timed};
+pub use send::{Answer, Exchange, Pool, arrival_timing_pool, host, pool, send, timed};
 pub use sign::Signer;
 
 /// Why a request was not sent or got no answer.

@@ -8,6 +8,7 @@
 //! generator's own delay out of the measured latency.
 //! <https://www.kernel.org/doc/html/latest/networking/timestamping.html>
 
+use std::cell::RefCell;
 use std::io::{self, IoSliceMut};
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
@@ -21,9 +22,15 @@ use tokio::net::TcpStream;
 
 use crate::send::ArrivalTime;
 
-/// Largest part of a read buffer made ready (zeroed) for one read: enough for a whole answer
-/// of the sizes a load test sees, without zeroing a large buffer on every read.
-const READ_AT_MOST: usize = 16 << 10;
+/// Size of the buffer `recvmsg` reads into, then copied into the caller's as far as filled:
+/// `recvmsg` wants initialised memory, and zeroing the caller's buffer on every read cost more
+/// than copying the bytes an answer has. One per thread, not per connection, so that thousands
+/// of connections do not hold one each.
+const SCRATCH: usize = 64 << 10;
+
+thread_local! {
+    static SCRATCH_BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH]);
+}
 
 /// A [`TcpStream`] whose reads keep the kernel's receive time stamp of the bytes they returned.
 #[derive(Debug)]
@@ -75,11 +82,14 @@ impl AsyncRead for RxStamped {
         }
         loop {
             ready!(this.tcp.poll_read_ready(cx))?;
-            let ready = buf.remaining().min(READ_AT_MOST);
-            let space = buf.initialize_unfilled_to(ready);
-            match this.tcp.try_io(Interest::READABLE, || receive(&this.tcp, space)) {
+            let room = buf.remaining().min(SCRATCH);
+            let read = SCRATCH_BUFFER.with_borrow_mut(|scratch| {
+                let (n, stamp) = this.tcp.try_io(Interest::READABLE, || receive(&this.tcp, &mut scratch[..room]))?;
+                buf.put_slice(&scratch[..n]);
+                io::Result::Ok((n, stamp))
+            });
+            match read {
                 Ok((n, stamp)) => {
-                    buf.advance(n);
                     if n > 0 {
                         this.last = stamp.map(instant_of);
                     }

@@ -58,6 +58,13 @@ impl HttpTarget {
         })
     }
 
+    /// The same target on an [`aws_wire::arrival_timing_pool`]: each answer's arrival is the
+    /// kernel's receive time stamp (for a load generator's [`aws_wire::timed`]).
+    pub fn with_arrival_times(mut self) -> Self {
+        self.pool = aws_wire::arrival_timing_pool();
+        self
+    }
+
     /// The same target sending `method` with `headers` (each replacing a default header of the same
     /// name). An invalid method or header is an [`Error::Transport`] naming it.
     pub fn with_request(mut self, method: &str, headers: &[(String, String)]) -> Result<Self, Error> {

@@ -84,6 +84,18 @@ impl LambdaTarget {
         }
     }
 
+    /// The same target on an [`aws_wire::arrival_timing_pool`]: each answer's arrival is the
+    /// kernel's receive time stamp (for a load generator's [`aws_wire::timed`]). For a target just
+    /// made: its clones share the pool they were made with.
+    pub fn with_arrival_times(mut self) -> Self {
+        if let Ok(direct) = &mut self.direct
+            && let Some(direct) = Arc::get_mut(direct)
+        {
+            direct.pool = aws_wire::arrival_timing_pool();
+        }
+        self
+    }
+
     /// Fails, with the reason, if no invoke can succeed whatever the function does: no region, an
     /// invalid endpoint, no credentials. For a caller that wants to stop at start-up rather than count
     /// every invoke as a transport error.

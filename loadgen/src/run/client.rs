@@ -21,6 +21,7 @@ pub async fn target_for(plan: &TargetPlan) -> Result<Target, Error> {
         TargetKind::Http { url, method, headers } => {
             let target = HttpTarget::new(url, Some(plan.timeout))
                 .and_then(|t| t.with_request(method, headers))
+                .map(HttpTarget::with_arrival_times)
                 .map_err(|e| Error::Target(format!("target: {e}")))?;
             return Ok(Target::Http(target));
         }
@@ -37,7 +38,7 @@ pub async fn target_for(plan: &TargetPlan) -> Result<Target, Error> {
         .region(region)
         .load()
         .await;
-    let lambda = LambdaTarget::new(&sdk, function, endpoint_url.as_deref(), None);
+    let lambda = LambdaTarget::new(&sdk, function, endpoint_url.as_deref(), None).with_arrival_times();
     lambda.check().await.map_err(|e| Error::Target(e.to_string()))?;
     Ok(Target::Lambda(lambda))
 }
