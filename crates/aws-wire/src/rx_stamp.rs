@@ -141,6 +141,20 @@ mod tests {
         let mut client = RxStamped::new(TcpStream::connect(listener.local_addr().unwrap()).await.unwrap());
         assert!(client.enabled, "the kernel stamps loopback segments");
         let (mut server, _) = listener.accept().await.unwrap();
+        // The kernel turns receive stamping on lazily when the first socket of the system asks
+        // for it (a deferred switch): until then segments arrive unstamped, and a read keeps its
+        // own time. Wait, with a deadline, until a probe byte comes back stamped.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut probe = [0u8; 1];
+        loop {
+            server.write_all(b".").await.unwrap();
+            assert_eq!(client.read(&mut probe).await.unwrap(), 1);
+            if client.take_arrival().is_some() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the kernel never stamped a segment");
+            tokio::task::yield_now().await;
+        }
         let writing = Instant::now();
         server.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await.unwrap();
         // Another request's work on the generator: the read comes later than the bytes.
