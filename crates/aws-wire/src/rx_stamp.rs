@@ -32,19 +32,20 @@ thread_local! {
     static SCRATCH_BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH]);
 }
 
-/// A [`TcpStream`] whose reads keep the kernel's receive time stamp of the bytes they returned.
+/// A [`TcpStream`] whose reads keep the kernel's receive time stamp of the bytes they returned,
+/// when asked for; otherwise its reads are the stream's own.
 #[derive(Debug)]
 pub(crate) struct RxStamped {
     tcp: TcpStream,
-    /// Whether the kernel stamps this socket's segments (it may refuse).
+    /// Whether stamps were asked for and the kernel stamps this socket's segments (it may refuse).
     enabled: bool,
     /// The receive time of the bytes the last read returned.
     last: Option<Instant>,
 }
 
 impl RxStamped {
-    pub(crate) fn new(tcp: TcpStream) -> RxStamped {
-        let enabled = setsockopt(&tcp, sockopt::ReceiveTimestampns, &true).is_ok();
+    pub(crate) fn new(tcp: TcpStream, stamped: bool) -> RxStamped {
+        let enabled = stamped && setsockopt(&tcp, sockopt::ReceiveTimestampns, &true).is_ok();
         RxStamped { tcp, enabled, last: None }
     }
 }
@@ -138,7 +139,7 @@ mod tests {
     #[tokio::test]
     async fn a_read_gives_the_time_its_bytes_arrived() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = RxStamped::new(TcpStream::connect(listener.local_addr().unwrap()).await.unwrap());
+        let mut client = RxStamped::new(TcpStream::connect(listener.local_addr().unwrap()).await.unwrap(), true);
         assert!(client.enabled, "the kernel stamps loopback segments");
         let (mut server, _) = listener.accept().await.unwrap();
         // The kernel turns receive stamping on lazily when the first socket of the system asks

@@ -43,6 +43,7 @@ struct Shared {
     https: OnceLock<Result<HttpsConnector<HttpConnector>, String>>,
     idle: Mutex<Vec<Idle>>,
     /// Whether `http://` connections read the kernel's receive time stamps ([`arrival_timing_pool`]).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     arrival_times: bool,
 }
 
@@ -175,12 +176,7 @@ impl Pool {
             let io = self.0.http.clone().call(uri.clone()).await;
             let tcp = io.map_err(|e| Error::Transport(error_chain(&e)))?.into_inner();
             #[cfg(target_os = "linux")]
-            if self.0.arrival_times {
-                handshake(crate::rx_stamp::RxStamped::new(tcp), &stamps).await?
-            } else {
-                handshake(tcp, &stamps).await?
-            }
-            #[cfg(not(target_os = "linux"))]
+            let tcp = crate::rx_stamp::RxStamped::new(tcp, self.0.arrival_times);
             handshake(tcp, &stamps).await?
         };
         Ok(Idle {
@@ -356,7 +352,8 @@ pub(crate) trait ArrivalTime {
 /// `https://`: the arrival of TLS records is not the answer's.
 impl<T> ArrivalTime for TokioIo<T> {}
 
-/// Where the kernel's receive time stamps are not read.
+/// `http://` where the kernel's receive time stamps are not read.
+#[cfg(not(target_os = "linux"))]
 impl ArrivalTime for tokio::net::TcpStream {}
 
 /// A connection's I/O that stamps its [`Stamps`]: the first write after [`Stamps::arm`] and every
