@@ -23,8 +23,8 @@
 #
 # Usage: loadgen/scripts/bench-vs-oha.sh
 #   env: MODE, LOADGEN, OHA, N, C, RATE, DURATION, REPEAT, LATENCY, ACC_RATE, ACC_DURATION,
-#   ACC_C, ACC_N, BASELINE (accuracy mode: a second loadgen build, e.g. before a change, run
-#   between loadgen and oha in every repetition)
+#   ACC_C, ACC_N, BASELINE (a second loadgen build, e.g. before a change, run after loadgen in
+#   every repetition, in both modes)
 set -euo pipefail
 
 MODE=${MODE:-throughput}
@@ -40,7 +40,7 @@ ACC_RATE=${ACC_RATE:-500}         # accuracy mode, open model: arrivals per seco
 ACC_DURATION=${ACC_DURATION:-20}  # accuracy mode, open model: seconds
 ACC_C=${ACC_C:-16}                # accuracy mode, closed model: requests in flight
 ACC_N=${ACC_N:-8000}              # accuracy mode, closed model: requests
-BASELINE=${BASELINE:-}            # accuracy mode: another loadgen binary, measured in the same runs
+BASELINE=${BASELINE:-}            # another loadgen binary, measured in the same runs
 
 export AWS_ACCESS_KEY_ID=AKIDEXAMPLE AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY
 export AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
@@ -84,18 +84,23 @@ lg_lambda=(--function bench --endpoint-url "$base" --region "$AWS_REGION")
 
 throughput() {
   printf "%-8s %-30s %8s %7s %7s %10s %12s\n" tool mode requests wall_s cpu_s req/s req/cpu-s
-  local n=$((RATE * DURATION))
+  local n=$((RATE * DURATION)) loadgens=("loadgen=$LOADGEN")
+  if [ -n "$BASELINE" ]; then loadgens+=("baseline=$BASELINE"); fi
   for _ in $(seq "$REPEAT"); do
     for target in http lambda; do
       local -n oha_args="oha_$target" lg_args="lg_$target"
       read -r w c < <(measure "$OHA" --no-tui -n "$N" -c "$C" "${oha_args[@]}")
       row oha "$target closed c=$C" "$N" "$w" "$c"
-      read -r w c < <(measure "$LOADGEN" run "${lg_args[@]}" --concurrency "$C" --requests "$N" --no-progress --metrics-addr off)
-      row loadgen "$target closed c=$C" "$N" "$w" "$c"
+      for lg in "${loadgens[@]}"; do
+        read -r w c < <(measure "${lg#*=}" run "${lg_args[@]}" --concurrency "$C" --requests "$N" --no-progress --metrics-addr off)
+        row "${lg%%=*}" "$target closed c=$C" "$N" "$w" "$c"
+      done
       read -r w c < <(measure "$OHA" --no-tui -z "${DURATION}s" -q "$RATE" --latency-correction -c "$C" "${oha_args[@]}")
       row oha "$target open ${RATE}/s" "$n" "$w" "$c"
-      read -r w c < <(measure "$LOADGEN" run "${lg_args[@]}" --rate "$RATE" --duration "${DURATION}s" --max-in-flight "$C" --no-progress --metrics-addr off --allow-dropped)
-      row loadgen "$target open ${RATE}/s" "$n" "$w" "$c"
+      for lg in "${loadgens[@]}"; do
+        read -r w c < <(measure "${lg#*=}" run "${lg_args[@]}" --rate "$RATE" --duration "${DURATION}s" --max-in-flight "$C" --no-progress --metrics-addr off --allow-dropped)
+        row "${lg%%=*}" "$target open ${RATE}/s" "$n" "$w" "$c"
+      done
     done
   done
 }

@@ -85,9 +85,25 @@ impl AsyncRead for RxStamped {
             ready!(this.tcp.poll_read_ready(cx))?;
             let room = buf.remaining().min(SCRATCH);
             let read = SCRATCH_BUFFER.with_borrow_mut(|scratch| {
-                let (n, stamp) = this.tcp.try_io(Interest::READABLE, || receive(&this.tcp, &mut scratch[..room]))?;
-                buf.put_slice(&scratch[..n]);
-                io::Result::Ok((n, stamp))
+                let mut received = None;
+                let cleared = this.tcp.try_io(Interest::READABLE, || {
+                    let (n, stamp) = receive(&this.tcp, &mut scratch[..room])?;
+                    received = Some((n, stamp));
+                    // A read that did not fill the buffer emptied the socket's queue: the stream
+                    // is not readable until the next segment, so say "would block" and the
+                    // readiness is cleared now, instead of by one more `recvmsg` that finds the
+                    // queue empty (one system call per answer). This is what tokio's own
+                    // `TcpStream::poll_read` does; a close stays readable, tokio keeps it.
+                    if n > 0 && n < room { Err(io::ErrorKind::WouldBlock.into()) } else { Ok(()) }
+                });
+                match (received, cleared) {
+                    (Some((n, stamp)), _) => {
+                        buf.put_slice(&scratch[..n]);
+                        Ok((n, stamp))
+                    }
+                    (None, Err(e)) => Err(e),
+                    (None, Ok(())) => unreachable!("try_io ran the read"),
+                }
             });
             match read {
                 Ok((n, stamp)) => {
@@ -172,5 +188,28 @@ mod tests {
         drop(server);
         assert_eq!(client.read(&mut buf).await.unwrap(), 0);
         assert_eq!(client.take_arrival(), None);
+    }
+
+    /// A read that empties the socket's queue leaves the stream not readable, as tokio's own reads
+    /// do: otherwise every answer costs one more `recvmsg` that finds nothing. The next segment
+    /// still wakes the reader.
+    #[tokio::test]
+    async fn a_read_that_empties_the_socket_clears_its_readiness() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = RxStamped::new(TcpStream::connect(listener.local_addr().unwrap()).await.unwrap(), true);
+        assert!(client.enabled, "the kernel stamps loopback segments");
+        let (mut server, _) = listener.accept().await.unwrap();
+        // Loopback queues the bytes within the write, so the read below takes all of them.
+        server.write_all(b"first").await.unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(client.read(&mut buf).await.unwrap(), 5);
+        let readable = std::future::poll_fn(|cx| Poll::Ready(client.tcp.poll_read_ready(cx).is_ready())).await;
+        assert!(!readable, "a read shorter than its buffer emptied the queue, yet the stream stays readable");
+        server.write_all(b"second").await.unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(30), client.read(&mut buf))
+            .await
+            .expect("the next segment wakes the reader")
+            .unwrap();
+        assert_eq!(&buf[..n], b"second");
     }
 }
