@@ -214,6 +214,32 @@ async fn a_bad_scenario_exits_with_2() {
     assert!(stderr.contains("load.rate: must be between 0"), "{stderr}");
 }
 
+/// A request past `--timeout` is a timeout, for an HTTP URL and for a Lambda function alike: the
+/// target bounds it, and says so apart from a broken connection. Exit code 3: nothing succeeded.
+#[tokio::test]
+async fn a_request_past_its_timeout_is_a_timeout_for_either_target() {
+    let sim = simulator("2s").await;
+    let http = format!("{}/http/slow", sim.url());
+    let endpoint = sim.url();
+    let targets: [&[&str]; 2] = [
+        &["--target-url", &http],
+        &["--function", "slow", "--endpoint-url", &endpoint],
+    ];
+    for target in targets {
+        let mut args = vec!["run", "--timeout", "100ms", "--concurrency", "2", "--requests", "4"];
+        args.extend_from_slice(&["--no-progress", "--metrics-addr", "off", "--json"]);
+        args.extend_from_slice(target);
+        let output = command(&args).output().await.unwrap();
+        let (stdout, _) = exited(&output, 3);
+        let report: Value = serde_json::from_str(&stdout).unwrap();
+        let outcomes = &report["outcomes"];
+        assert_eq!(outcomes["timeout"]["count"], 4, "{target:?}: {outcomes}");
+        assert_eq!(outcomes["transport_error"]["count"], 0, "{target:?}: {outcomes}");
+        let latency = &report["latency_by_outcome_ms"]["timeout"];
+        assert!(latency["min"].as_f64().unwrap() >= 100.0, "{target:?}: {latency}");
+    }
+}
+
 #[tokio::test]
 async fn lambda_invokes_are_sigv4_signed_and_go_to_the_endpoint_override() {
     // A stand-in endpoint that records what arrives.

@@ -11,7 +11,7 @@ use common::{lambda, start};
 use lambda_invoke::{HttpTarget, Target};
 use loadgen::metrics::RunMetrics;
 use loadgen::report::{Report, RunInfo};
-use loadgen::run::{Outcome, Run, execute};
+use loadgen::run::{Outcome, Run, execute, target_for};
 use loadgen::plan::Plan;
 use loadgen::scenario::Scenario;
 use loadgen::simulate::{FunctionConfig, InvocationType, SimConfig, SimHandle, Stall};
@@ -344,10 +344,12 @@ async fn timeouts_and_transport_errors_are_their_own_outcomes() {
         false,
     )
     .await;
-    let slow = plan(
-        "[target]\nurl = \"http://unused\"\ntimeout = \"100ms\"\n[load]\nconcurrency = 2\nmax_requests = 4\n",
-    );
-    let run_slow = run(&slow, http(&sim, "slow")).await;
+    // The target bounds each request: built from the plan, as the command line builds it.
+    let slow = plan(&format!(
+        "[target]\nurl = \"{}/http/slow\"\ntimeout = \"100ms\"\n[load]\nconcurrency = 2\nmax_requests = 4\n",
+        sim.url()
+    ));
+    let run_slow = run(&slow, target_for(&slow.target).await.unwrap()).await;
     let timeouts = run_slow.measurements.latency.get(Outcome::Timeout);
     assert_eq!(timeouts.len(), 4);
     assert!(timeouts.min() >= 100_000, "{}", timeouts.min());

@@ -116,9 +116,13 @@ pub enum Error {
         code: String,
         message: String,
     },
-    /// No answer: connection refused, reset, or the request timed out.
+    /// No answer: connection refused or reset, an invalid request.
     #[error("transport error: {0}")]
     Transport(String),
+    /// No answer within the request's timeout. Its own variant so that a caller that counts
+    /// outcomes (a load generator) can tell a slow function from a broken connection.
+    #[error("transport error: no answer within {0:?}")]
+    Timeout(Duration),
 }
 
 /// What Lambda's `GetFunctionConfiguration` says about a function, as far as an event source mapping
@@ -257,7 +261,7 @@ async fn send(
     let answer = match timeout {
         Some(limit) => tokio::time::timeout(limit, exchange)
             .await
-            .map_err(|_| Error::Transport(format!("no answer within {limit:?}")))?,
+            .map_err(|_| Error::Timeout(limit))?,
         None => exchange.await,
     };
     answer.map_err(|e| Error::Transport(e.to_string()))
@@ -350,6 +354,7 @@ mod tests {
         ];
         for target in targets {
             let err = target.invoke(b"{}".to_vec(), InvocationType::RequestResponse, false).await.unwrap_err();
+            assert!(matches!(err, Error::Timeout(limit) if limit == Duration::from_millis(200)), "{}: {err:?}", target.describe());
             assert_eq!(err.to_string(), "transport error: no answer within 200ms", "{}", target.describe());
         }
     }

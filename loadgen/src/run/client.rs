@@ -15,7 +15,7 @@ pub type Client = Target;
 /// The target of `plan`. A Lambda target loads the AWS configuration (region: the plan's, else the
 /// environment's, else `us-east-1`; the endpoint: the plan's, else where the SDK finds it) and
 /// resolves credentials once, so that a run without credentials fails here instead of counting every
-/// request as a transport error. The engine bounds each request with the plan's timeout.
+/// request as a transport error. Either target bounds each request with the plan's timeout.
 pub async fn target_for(plan: &TargetPlan) -> Result<Target, Error> {
     let (function, endpoint_url, region) = match &plan.kind {
         TargetKind::Http { url, method, headers } => {
@@ -38,7 +38,7 @@ pub async fn target_for(plan: &TargetPlan) -> Result<Target, Error> {
         .region(region)
         .load()
         .await;
-    let lambda = LambdaTarget::new(&sdk, function, endpoint_url.as_deref(), None).with_arrival_times();
+    let lambda = LambdaTarget::new(&sdk, function, endpoint_url.as_deref(), Some(plan.timeout)).with_arrival_times();
     lambda.check().await.map_err(|e| Error::Target(e.to_string()))?;
     Ok(Target::Lambda(lambda))
 }

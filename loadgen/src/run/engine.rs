@@ -81,7 +81,10 @@ impl Done {
 }
 
 /// Runs `plan` against `target` until the schedule ends, `max_requests` are sent, or `stop` is
-/// cancelled; then waits for the requests in flight (each bounded by the target timeout).
+/// cancelled; then waits for the requests in flight. The target bounds each request with its own
+/// timeout ([`target_for`](super::client::target_for) gives it the plan's), one timer per request
+/// rather than a second one here; its [`Timeout`](lambda_invoke::Error::Timeout) is the
+/// [`Outcome::Timeout`](super::outcome::Outcome::Timeout) outcome.
 /// `metrics` count along, live ([`RunMetrics::new`] for a run that exports none).
 pub async fn execute(
     plan: &Plan,
@@ -208,7 +211,6 @@ impl Sender<'_> {
         // Lambda returns a log tail only for synchronous invocations.
         let log_tail =
             self.plan.target.log_tail && invocation_type == InvocationType::RequestResponse;
-        let timeout = self.plan.target.timeout;
         let target = Arc::clone(&self.target);
         let start = self.start;
         let matched = self.plan.target.destination.is_some() && invocation_type == InvocationType::Event;
@@ -218,14 +220,13 @@ impl Sender<'_> {
             // Boxed: the invoke future is large (it can hold an AWS SDK call), and a small task
             // is cheaper to spawn and move.
             let invoke = Box::pin(target.invoke(payload, invocation_type, log_tail));
-            let (result, wire) = aws_wire::timed(tokio::time::timeout(timeout, invoke)).await;
-            let result = result.ok();
+            let (result, wire) = aws_wire::timed(invoke).await;
             let (sent_at, done_at) = exchange_times(start, (began, start.elapsed()), wire);
-            if let Some(cause) = result.as_ref().and_then(generator_limit) {
+            if let Some(cause) = generator_limit(&result) {
                 done.send(Done::GeneratorError(cause)).ok();
                 return;
             }
-            let classified = classify(result.as_ref());
+            let classified = classify(&result);
             let sample = Sample {
                 outcome: classified.outcome,
                 detail: classified.detail,
@@ -234,7 +235,7 @@ impl Sender<'_> {
                 send_lag: sent_at.saturating_sub(scheduled),
                 report: classified.report,
             };
-            let event = sent_wall.and_then(|sent| Accepted::of(result.as_ref()?.as_ref().ok()?, sent, sample.service_time));
+            let event = sent_wall.and_then(|sent| Accepted::of(result.as_ref().ok()?, sent, sample.service_time));
             // The receiver is gone only if the run itself was dropped: nobody to report to.
             done.send(Done::Completed(sample, invocation_type, event)).ok();
         });

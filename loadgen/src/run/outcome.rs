@@ -83,16 +83,15 @@ pub struct Classified {
     pub report: Option<ReportLine>,
 }
 
-/// Classifies what the target answered; `None` means the request timed out.
+/// Classifies what the target answered.
 ///
 /// A 2xx response with `X-Amz-Function-Error` is a function error (the Invoke API answers 200 for
 /// those). A non-2xx response can only come from a plain HTTP target (`lambda-invoke` passes its
 /// status through): it is an HTTP error counted by status, because a generic endpoint's 500 says
 /// nothing about a function.
-pub fn classify(result: Option<&Result<Response, InvokeError>>) -> Classified {
+pub fn classify(result: &Result<Response, InvokeError>) -> Classified {
     let (outcome, detail, report) = match result {
-        None => (Outcome::Timeout, None, None),
-        Some(Ok(response)) => {
+        Ok(response) => {
             let report = response.log_tail.as_deref().and_then(ReportLine::find);
             if !(200..300).contains(&response.status) {
                 (
@@ -106,7 +105,7 @@ pub fn classify(result: Option<&Result<Response, InvokeError>>) -> Classified {
                 (Outcome::Success, None, report)
             }
         }
-        Some(Err(error)) => match error {
+        Err(error) => match error {
             InvokeError::Throttled { reason, .. } => (
                 Outcome::Throttle,
                 Some(reason.clone().unwrap_or_else(|| "(no reason)".to_owned())),
@@ -119,6 +118,7 @@ pub fn classify(result: Option<&Result<Response, InvokeError>>) -> Classified {
             InvokeError::Transport(message) => {
                 (Outcome::TransportError, Some(message.clone()), None)
             }
+            InvokeError::Timeout(_) => (Outcome::Timeout, None, None),
         },
     };
     Classified {
@@ -285,7 +285,7 @@ mod tests {
     }
 
     fn outcome(result: Result<Response, InvokeError>) -> (Outcome, Option<String>) {
-        let c = classify(Some(&result));
+        let c = classify(&result);
         (c.outcome, c.detail)
     }
 
@@ -348,7 +348,8 @@ mod tests {
         assert_eq!(outcome(Err(service)).0, Outcome::HttpError);
         let refused = InvokeError::Transport("connection refused".into());
         assert_eq!(outcome(Err(refused)).0, Outcome::TransportError);
-        assert_eq!(classify(None).outcome, Outcome::Timeout);
+        let timed_out = InvokeError::Timeout(Duration::from_secs(1));
+        assert_eq!(outcome(Err(timed_out)).0, Outcome::Timeout);
     }
 
     const COLD: &str = "START RequestId: 1 Version: $LATEST\nEND RequestId: 1\nREPORT RequestId: 1\tDuration: 12.34 ms\tBilled Duration: 193 ms\tMemory Size: 128 MB\tMax Memory Used: 64 MB\tInit Duration: 180.56 ms\t\n";
@@ -419,17 +420,17 @@ mod tests {
 
     #[test]
     fn report_lines_come_from_the_log_tail() {
-        let cold = classify(Some(&Ok(response(200, None, Some(COLD)))));
+        let cold = classify(&Ok(response(200, None, Some(COLD))));
         let report = cold.report.unwrap();
         assert_eq!(report.init_duration, Some(ms(180.56)));
         assert_eq!(report.duration, ms(12.34));
         assert_eq!(report.billed_duration, Duration::from_millis(193));
-        let warm = classify(Some(&Ok(response(200, None, Some(WARM)))));
+        let warm = classify(&Ok(response(200, None, Some(WARM))));
         assert_eq!(warm.report.unwrap().init_duration, None);
         // A function error has a REPORT line too, and can be a cold start.
-        let failed = classify(Some(&Ok(response(200, Some("Unhandled"), Some(COLD)))));
+        let failed = classify(&Ok(response(200, Some("Unhandled"), Some(COLD))));
         assert!(failed.report.unwrap().init_duration.is_some());
-        assert_eq!(classify(Some(&Ok(response(200, None, None)))).report, None);
+        assert_eq!(classify(&Ok(response(200, None, None))).report, None);
     }
 
     #[test]
