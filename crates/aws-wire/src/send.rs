@@ -109,6 +109,24 @@ pub fn host(uri: &Uri) -> Option<HeaderValue> {
     value.ok()
 }
 
+/// Turns `request`'s absolute URI into the origin form HTTP/1.1 sends to a server (path and query
+/// only), setting `Host` from it unless given; returns where the request goes. Done before the
+/// request's first wait, so that its future does not carry the URI across it.
+fn origin_form(request: &mut Request<Full<Bytes>>) -> Result<(Scheme, Authority), Error> {
+    let uri = request.uri();
+    let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned()) else {
+        return Err(Error::Transport(format!("`{uri}` is not an absolute http:// or https:// URI")));
+    };
+    if !request.headers().contains_key(HOST) {
+        let host = host(uri).ok_or_else(|| Error::Transport(format!("`{uri}` has no valid host")))?;
+        request.headers_mut().insert(HOST, host);
+    }
+    let mut origin = http::uri::Parts::default();
+    origin.path_and_query = request.uri().path_and_query().cloned();
+    *request.uri_mut() = Uri::from_parts(origin).map_err(|e| Error::Transport(e.to_string()))?;
+    Ok((scheme, authority))
+}
+
 impl Pool {
     /// Sends `request` (absolute URI) on an idle connection to its endpoint, or a new one; the
     /// connection comes back with the answer, to be returned with [`Pool::put_back`].
@@ -116,22 +134,14 @@ impl Pool {
         &self,
         mut request: Request<Full<Bytes>>,
     ) -> Result<(Response<Incoming>, Idle), Error> {
-        let uri = request.uri().clone();
-        let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned()) else {
-            return Err(Error::Transport(format!("`{uri}` is not an absolute http:// or https:// URI")));
-        };
-        if !request.headers().contains_key(HOST) {
-            let host = host(&uri).ok_or_else(|| Error::Transport(format!("`{uri}` has no valid host")))?;
-            request.headers_mut().insert(HOST, host);
-        }
-        // HTTP/1.1 to an origin server: the request line carries the path and query only.
-        let mut origin = http::uri::Parts::default();
-        origin.path_and_query = uri.path_and_query().cloned();
-        *request.uri_mut() = Uri::from_parts(origin).map_err(|e| Error::Transport(e.to_string()))?;
+        let (scheme, authority) = origin_form(&mut request)?;
         loop {
             let (mut connection, reused) = match self.take(&scheme, &authority).await {
                 Some(idle) => (idle, true),
-                None => (self.connect(&uri, scheme.clone(), authority.clone()).await?, false),
+                // Boxed: connecting (TCP, TLS, the HTTP/1.1 handshake) is a state machine of
+                // kilobytes that every request's future would otherwise carry, allocate and move,
+                // although only a connection's first request runs it.
+                None => (Box::pin(self.connect(scheme.clone(), authority.clone())).await?, false),
             };
             if reused {
                 connection.stamps.arm();
@@ -165,15 +175,21 @@ impl Pool {
         }
     }
 
-    async fn connect(&self, uri: &Uri, scheme: Scheme, authority: Authority) -> Result<Idle, Error> {
+    async fn connect(&self, scheme: Scheme, authority: Authority) -> Result<Idle, Error> {
         // Taken first: the request that opens the connection waits for it, so it counts from here.
         let stamps = Arc::new(Stamps::new());
+        let uri = Uri::builder()
+            .scheme(scheme.clone())
+            .authority(authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|e| Error::Transport(e.to_string()))?;
         let sender = if scheme == Scheme::HTTPS {
             let connector = self.0.https.get_or_init(https).as_ref().map_err(|e| Error::Tls(e.clone()))?;
-            let io = connector.clone().call(uri.clone()).await;
+            let io = connector.clone().call(uri).await;
             handshake(TokioIo::new(io.map_err(|e| Error::Transport(error_chain(&*e)))?), &stamps).await?
         } else {
-            let io = self.0.http.clone().call(uri.clone()).await;
+            let io = self.0.http.clone().call(uri).await;
             let tcp = io.map_err(|e| Error::Transport(error_chain(&e)))?.into_inner();
             #[cfg(target_os = "linux")]
             let tcp = crate::rx_stamp::RxStamped::new(tcp, self.0.arrival_times);
