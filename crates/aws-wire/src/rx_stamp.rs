@@ -149,15 +149,21 @@ mod tests {
 
     use super::*;
 
+    /// A loopback connection: its client end reads with stamps, and the server end.
+    async fn stamped_connection() -> (RxStamped, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = RxStamped::new(TcpStream::connect(listener.local_addr().unwrap()).await.unwrap(), true);
+        assert!(client.enabled, "the kernel stamps loopback segments");
+        let (server, _) = listener.accept().await.unwrap();
+        (client, server)
+    }
+
     /// The bytes a read returns are stamped when they arrived, not when they were read: here the
     /// answer is in the socket's queue (loopback delivers it within the write) well before the
     /// read, and its stamp lies between the write and the read.
     #[tokio::test]
     async fn a_read_gives_the_time_its_bytes_arrived() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = RxStamped::new(TcpStream::connect(listener.local_addr().unwrap()).await.unwrap(), true);
-        assert!(client.enabled, "the kernel stamps loopback segments");
-        let (mut server, _) = listener.accept().await.unwrap();
+        let (mut client, mut server) = stamped_connection().await;
         // The kernel turns receive stamping on lazily when the first socket of the system asks
         // for it (a deferred switch): until then segments arrive unstamped, and a read keeps its
         // own time. Wait, with a deadline, until a probe byte comes back stamped.
@@ -195,10 +201,7 @@ mod tests {
     /// still wakes the reader.
     #[tokio::test]
     async fn a_read_that_empties_the_socket_clears_its_readiness() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = RxStamped::new(TcpStream::connect(listener.local_addr().unwrap()).await.unwrap(), true);
-        assert!(client.enabled, "the kernel stamps loopback segments");
-        let (mut server, _) = listener.accept().await.unwrap();
+        let (mut client, mut server) = stamped_connection().await;
         // Loopback queues the bytes within the write, so the read below takes all of them.
         server.write_all(b"first").await.unwrap();
         let mut buf = [0u8; 64];
