@@ -160,70 +160,140 @@ async fn sqs_receives_resume_after_an_outage_without_losing_a_message() {
     }
 }
 
+/// A one-shard stream mapping run by one `poller run --lease-table` process whose DynamoDB calls go
+/// through a [`Proxy`], started and given records that are processed and checkpointed (a checkpoint
+/// lost in an outage would bring them back).
+struct LeaseOutage {
+    kinesis: Kinesis,
+    stream: String,
+    sim: loadgen::simulate::SimHandle,
+    proxy: Proxy,
+    child: std::process::Child,
+    log_path: std::path::PathBuf,
+    before: Vec<(String, String)>,
+    _process: PollerProcess,
+}
+
+impl LeaseOutage {
+    async fn start(label: &str, failover: &str) -> LeaseOutage {
+        let kinesis = Kinesis::new().await;
+        let dynamodb = aws_sdk_dynamodb::Client::new(&e2e::sdk_config().await);
+        let stream = unique(label);
+        let arn = kinesis.create_stream(&stream, 1).await;
+        let sim = simulator(Default::default()).await;
+        let proxy = Proxy::start(&endpoint()).await;
+        let mapping = stream_mapping(&arn, &format!("{label}-fn"), r#""StartingPosition":"TRIM_HORIZON""#);
+        let uuid = poller::config::load(&mapping).expect("mapping").uuid;
+        let prefix = unique(&format!("{label}-leases"));
+        let table = format!("{prefix}-{uuid}");
+        let process = PollerProcess::new(&mapping, &sim.url());
+        let log_path = process.dir.join("stderr.log");
+        let child = process
+            .command(&["--lease-table", prefix.as_str(), "--lease-failover", failover])
+            .env("AWS_ENDPOINT_URL_DYNAMODB", proxy.url())
+            .stderr(std::fs::File::create(&log_path).expect("log file"))
+            .spawn()
+            .expect("poller starts");
+        let before = records("before", 5);
+        let sequence_numbers = kinesis.put(&stream, &before).await;
+        let last = sequence_numbers.last().expect("records").clone();
+        eventually(Duration::from_secs(60), "records before the outage checkpointed", || async {
+            let item = dynamodb
+                .get_item()
+                .table_name(&table)
+                .key("leaseKey", aws_sdk_dynamodb::types::AttributeValue::S("shardId-000000000000".into()))
+                .consistent_read(true)
+                .send()
+                .await;
+            item.ok()
+                .and_then(|out| out.item)
+                .and_then(|item| item.get("checkpoint")?.as_s().ok().cloned())
+                .is_some_and(|checkpoint| checkpoint == last)
+        })
+        .await;
+        LeaseOutage { kinesis, stream, sim, proxy, child, log_path, before, _process: process }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    fn processed(&self) -> BTreeMap<String, usize> {
+        counts(processed_kinesis_data(&self.sim.invocations()))
+    }
+
+    /// Waits for the log to say the shard stopped because its lease could not be renewed.
+    async fn wait_for_the_shard_to_stop(&self) {
+        eventually(Duration::from_secs(120), "the shard stopped for want of renewals", || async {
+            let log = self.log();
+            log.contains("lease not renewed for the failover time") && log.contains("reading leases failed")
+        })
+        .await;
+    }
+
+    /// Waits until every record of `records` was processed.
+    async fn wait_for(&self, records: &[(String, String)], what: &str) {
+        eventually(Duration::from_secs(60), what, || async {
+            let seen = self.processed();
+            records.iter().all(|(_, data)| seen.contains_key(data))
+        })
+        .await;
+    }
+
+    fn stop(mut self) -> BTreeMap<String, usize> {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("exit");
+        self.processed()
+    }
+}
+
 /// The lease table (DynamoDB) becomes unreachable for longer than the lease failover time: the only
 /// poller cannot renew its lease, stops the shard before a peer could take it, and warns that lease
 /// reads fail. Once DynamoDB is back it takes its own expired lease back and processes the records
 /// written meanwhile, each once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_table_outage_stops_the_shard_and_it_resumes_after() {
-    let kinesis = Kinesis::new().await;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&e2e::sdk_config().await);
-    let name = unique("lease-outage");
-    let arn = kinesis.create_stream(&name, 1).await;
-    let sim = simulator(Default::default()).await;
-    let proxy = Proxy::start(&endpoint()).await;
-    let mapping = stream_mapping(&arn, "lease-outage-fn", r#""StartingPosition":"TRIM_HORIZON""#);
-    let uuid = poller::config::load(&mapping).expect("mapping").uuid;
-    let prefix = unique("outage-leases");
-    let table = format!("{prefix}-{uuid}");
-    let process = PollerProcess::new(&mapping, &sim.url());
-    let log_path = process.dir.join("stderr.log");
-    let mut child = process
-        .command(&["--lease-table", prefix.as_str(), "--lease-failover", "2s"])
-        .env("AWS_ENDPOINT_URL_DYNAMODB", proxy.url())
-        .stderr(std::fs::File::create(&log_path).expect("log file"))
-        .spawn()
-        .expect("poller starts");
-    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-
-    let before = records("before", 5);
-    let sequence_numbers = kinesis.put(&name, &before).await;
-    let last = sequence_numbers.last().expect("records").clone();
-    // Processed and checkpointed: a checkpoint lost in the outage would bring records back.
-    eventually(Duration::from_secs(60), "records before the outage checkpointed", || async {
-        let item = dynamodb
-            .get_item()
-            .table_name(&table)
-            .key("leaseKey", aws_sdk_dynamodb::types::AttributeValue::S("shardId-000000000000".into()))
-            .consistent_read(true)
-            .send()
-            .await;
-        item.ok()
-            .and_then(|out| out.item)
-            .and_then(|item| item.get("checkpoint")?.as_s().ok().cloned())
-            .is_some_and(|checkpoint| checkpoint == last)
-    })
-    .await;
-
-    proxy.cut();
-    eventually(Duration::from_secs(120), "the shard stopped for want of renewals", || async {
-        let log = log();
-        log.contains("lease not renewed for the failover time") && log.contains("reading leases failed")
-    })
-    .await;
+    let outage = LeaseOutage::start("lease-outage", "2s").await;
+    outage.proxy.cut();
+    outage.wait_for_the_shard_to_stop().await;
     let during = records("during", 5);
-    kinesis.put(&name, &during).await;
-    proxy.restore();
-    eventually(Duration::from_secs(60), "records written during the outage processed", || async {
-        let seen = counts(processed_kinesis_data(&sim.invocations()));
-        during.iter().all(|(_, data)| seen.contains_key(data))
-    })
-    .await;
-
-    child.kill().expect("kill");
-    child.wait().expect("exit");
-    let seen = counts(processed_kinesis_data(&sim.invocations()));
+    outage.kinesis.put(&outage.stream, &during).await;
+    outage.proxy.restore();
+    outage.wait_for(&during, "records written during the outage processed").await;
+    let before = outage.before.clone();
+    let seen = outage.stop();
     for (_, data) in before.iter().chain(&during) {
         assert_eq!(seen.get(data), Some(&1), "{data} processed once: {seen:?}");
+    }
+}
+
+/// Records arrive while the lease table is unreachable: they are delivered (Kinesis is up), and
+/// their checkpoint cannot be written. Retrying that checkpoint must not keep the lease's renewer
+/// from running: the shard still stops once the lease is not renewed for the failover time (before,
+/// the checkpoint held the lease's lock across its retries, the renewer waited for it, and the
+/// shard never stopped while a peer could take its lease). Once DynamoDB is back the shard resumes
+/// from its last checkpoint: the records delivered during the outage come again (at least once),
+/// those before it do not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_the_lease_table_cannot_take_does_not_keep_the_shard_from_stopping() {
+    // A failover long enough that the records below are delivered, and their checkpoint is being
+    // retried, well before the renewer's failures reach it.
+    let outage = LeaseOutage::start("checkpoint-outage", "10s").await;
+    outage.proxy.cut();
+    let during = records("during", 5);
+    outage.kinesis.put(&outage.stream, &during).await;
+    outage.wait_for(&during, "records written during the outage delivered").await;
+    outage.wait_for_the_shard_to_stop().await;
+    outage.proxy.restore();
+    let after = records("after", 5);
+    outage.kinesis.put(&outage.stream, &after).await;
+    outage.wait_for(&after, "records written after the outage processed").await;
+    let before = outage.before.clone();
+    let seen = outage.stop();
+    for (_, data) in &before {
+        assert_eq!(seen.get(data), Some(&1), "{data} processed once: {seen:?}");
+    }
+    for (_, data) in during.iter().chain(&after) {
+        assert!(seen.get(data).is_some_and(|&n| n >= 1), "{data} processed: {seen:?}");
     }
 }

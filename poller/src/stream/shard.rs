@@ -251,25 +251,31 @@ impl ShardWorker {
         if matches!(&self.start, Checkpoint::Sequence { sequence_number, .. } if *sequence_number == seq) {
             return Ok(());
         }
-        let mut counter = self.held.counter.lock().await;
         loop {
-            if self.held.lost.is_cancelled() {
-                return Err(Exit::Lost);
-            }
-            match self.ctx.store.checkpoint(&self.lease, &self.ctx.owner, *counter, &seq, 0).await {
-                Ok(next) => {
-                    *counter = next;
-                    self.start = Checkpoint::Sequence {
-                        sequence_number: seq,
-                        sub_sequence_number: 0,
-                    };
-                    Counters::add(&self.ctx.counters.checkpoints, 1);
-                    return Ok(());
+            // The lease's lock is held for one attempt, not across the retries: while the store is
+            // unreachable the renewer must get its turn, fail, and after the failover time cancel
+            // `lost`, which is what ends this loop (a peer may take the lease by then).
+            {
+                let mut counter = self.held.counter.lock().await;
+                if self.held.lost.is_cancelled() {
+                    return Err(Exit::Lost);
                 }
-                Err(e) if e.is_transient() => tokio::time::sleep(Duration::from_millis(100)).await,
-                Err(esm_checkpoint::Error::Lost) => return Err(Exit::Lost),
-                Err(e) => return Err(Exit::Failed(format!("checkpoint failed: {e}"))),
+                match self.ctx.store.checkpoint(&self.lease, &self.ctx.owner, *counter, &seq, 0).await {
+                    Ok(next) => {
+                        *counter = next;
+                        self.start = Checkpoint::Sequence {
+                            sequence_number: seq,
+                            sub_sequence_number: 0,
+                        };
+                        Counters::add(&self.ctx.counters.checkpoints, 1);
+                        return Ok(());
+                    }
+                    Err(e) if e.is_transient() => {}
+                    Err(esm_checkpoint::Error::Lost) => return Err(Exit::Lost),
+                    Err(e) => return Err(Exit::Failed(format!("checkpoint failed: {e}"))),
+                }
             }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
