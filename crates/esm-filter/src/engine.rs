@@ -19,7 +19,7 @@ use serde_json::Value;
 use crate::compile::{self, Branch};
 use crate::matcher::{Matcher, Term};
 use crate::Member;
-use crate::walk::{Buffers, Flat, Flattener};
+use crate::walk::{Flat, Flattener};
 
 /// How a record is presented to the patterns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,7 +176,7 @@ impl Engine {
     pub(crate) fn matches(&self, record: &Value) -> bool {
         // Decoded Kinesis data must outlive the fields that borrow from it.
         let decoded = if self.uses_data && self.view == View::Kinesis { decode_kinesis_data(record) } else { None };
-        let mut flattener = Flattener::new(self, Buffers::default());
+        let mut flattener = Flattener::new(self);
         flattener.record(record, decoded.as_deref());
         let (event, kind) = flattener.finish();
         self.any_branch(&event, kind)
@@ -185,14 +185,10 @@ impl Engine {
     /// [`Engine::matches`] on a Kinesis record given as its (lifted) members and base64 data.
     pub(crate) fn matches_kinesis(&self, data: &str, members: &[(&str, Member<'_>)]) -> bool {
         let matches = |decoded: Option<&[u8]>| {
-            BUFFERS.with_borrow_mut(|buffers| {
-                let mut flattener = Flattener::new(self, std::mem::take(buffers));
-                flattener.kinesis_members(members, decoded);
-                let (event, kind) = flattener.finish();
-                let matched = self.any_branch(&event, kind);
-                *buffers = event.into_buffers();
-                matched
-            })
+            let mut flattener = Flattener::new(self);
+            flattener.kinesis_members(members, decoded);
+            let (event, kind) = flattener.finish();
+            self.any_branch(&event, kind)
         };
         if !self.uses_data {
             return matches(None);
@@ -248,9 +244,6 @@ thread_local! {
     /// is hundreds of records, and a vector of its own for each was a zero-filled allocation
     /// (`calloc`) and a free per record.
     static DECODED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-
-    /// The flattening's vectors, reused from Kinesis record to Kinesis record likewise.
-    static BUFFERS: RefCell<Buffers> = RefCell::new(Buffers::default());
 }
 
 /// A larger buffer (a record's data is at most 1 MiB) is given back after the record rather than

@@ -28,48 +28,22 @@ pub(crate) struct Field<'a> {
 /// The named leaves of one record, grouped by path.
 pub(crate) struct Flat<'a> {
     fields: Vec<Field<'a>>,
-    /// `members`: the enclosing `(array, element)` pairs of every field; `order`: field indices
-    /// grouped by path, `offsets[p]..offsets[p + 1]` being path `p`'s group.
-    buffers: Buffers,
+    members: Vec<(u32, u32)>,
+    /// Field indices grouped by path; `offsets[p]..offsets[p + 1]` is path `p`'s group.
+    order: Vec<u32>,
+    offsets: Vec<u32>,
 }
 
 impl<'a> Flat<'a> {
     pub(crate) fn fields_of(&self, path: u32) -> impl Iterator<Item = &Field<'a>> {
-        let offsets = &self.buffers.offsets;
-        let range = offsets[path as usize] as usize..offsets[path as usize + 1] as usize;
-        self.buffers.order[range].iter().map(|&i| &self.fields[i as usize])
+        let range = self.offsets[path as usize] as usize..self.offsets[path as usize + 1] as usize;
+        self.order[range].iter().map(|&i| &self.fields[i as usize])
     }
 
     pub(crate) fn members_of(&self, field: &Field<'_>) -> &[(u32, u32)] {
-        &self.buffers.members[field.members.0 as usize..field.members.1 as usize]
-    }
-
-    /// The vectors back, for the next record (a large one's are let go).
-    pub(crate) fn into_buffers(self) -> Buffers {
-        let buffers = self.buffers;
-        let kept = buffers.path.capacity()
-            + 4 * (buffers.members.capacity() + buffers.stack.capacity())
-            + 4 * (buffers.order.capacity() + buffers.offsets.capacity() + buffers.next.capacity());
-        if kept > MAX_KEPT_BUFFERS { Buffers::default() } else { buffers }
+        &self.members[field.members.0 as usize..field.members.1 as usize]
     }
 }
-
-/// The vectors a record's flattening fills, which a caller that filters many records keeps from one
-/// record to the next ([`Engine::matches_kinesis`](crate::engine::Engine)): a page is hundreds of
-/// records, and a fresh set for each was five allocations and frees per record.
-#[derive(Debug, Default)]
-pub(crate) struct Buffers {
-    path: String,
-    members: Vec<(u32, u32)>,
-    stack: Vec<(u32, u32)>,
-    order: Vec<u32>,
-    offsets: Vec<u32>,
-    /// Scratch of `finish`.
-    next: Vec<u32>,
-}
-
-/// Bytes of [`Buffers`] kept for the next record at most; more came from an unusually large record.
-const MAX_KEPT_BUFFERS: usize = 64 << 10;
 
 /// Nesting beyond this is not walked (serde_json itself refuses to parse deeper documents).
 const MAX_DEPTH: usize = 256;
@@ -81,27 +55,19 @@ pub(crate) struct Flattener<'e, 'a> {
     members: Vec<(u32, u32)>,
     /// The arrays enclosing the current position.
     stack: Vec<(u32, u32)>,
-    /// `order`, `offsets` and `next` for `finish`.
-    spare: Buffers,
     next_array: u32,
     depth: usize,
     data_kind: DataKind,
 }
 
 impl<'e, 'a> Flattener<'e, 'a> {
-    /// A flattener filling `buffers` (emptied first; a record's leftovers are never seen).
-    pub(crate) fn new(engine: &'e Engine, buffers: Buffers) -> Self {
-        let Buffers { mut path, mut members, mut stack, order, offsets, next } = buffers;
-        path.clear();
-        members.clear();
-        stack.clear();
+    pub(crate) fn new(engine: &'e Engine) -> Self {
         Flattener {
             engine,
-            path,
+            path: String::with_capacity(64),
             fields: Vec::new(),
-            members,
-            stack,
-            spare: Buffers { order, offsets, next, ..Buffers::default() },
+            members: Vec::new(),
+            stack: Vec::new(),
             next_array: 0,
             depth: 0,
             data_kind: DataKind::Missing,
@@ -244,30 +210,35 @@ impl<'e, 'a> Flattener<'e, 'a> {
     /// The named leaves grouped by path, and what the record's data turned out to be.
     pub(crate) fn finish(self) -> (Flat<'a>, DataKind) {
         let count = self.engine.path_count();
-        let Flattener { path, fields, members, stack, spare, data_kind, .. } = self;
-        let Buffers { mut order, mut offsets, mut next, .. } = spare;
         // Filled with `resize` rather than `vec![0; n]`: that is `calloc`, which glibc serves
-        // without its per-thread cache (and the vectors are usually reused, so nothing is allocated).
-        offsets.clear();
-        offsets.resize(count + 1, 0);
-        for field in &fields {
+        // without its per-thread cache, and this runs for every record filtered.
+        let mut offsets = zeroed(count + 1);
+        for field in &self.fields {
             offsets[field.path as usize + 1] += 1;
         }
         for p in 0..count {
             offsets[p + 1] += offsets[p];
         }
-        next.clear();
-        next.extend_from_slice(&offsets);
-        order.clear();
-        order.resize(fields.len(), 0);
-        for (i, field) in fields.iter().enumerate() {
+        let mut next = offsets.clone();
+        let mut order = zeroed(self.fields.len());
+        for (i, field) in self.fields.iter().enumerate() {
             let slot = &mut next[field.path as usize];
             order[*slot as usize] = i as u32;
             *slot += 1;
         }
-        let buffers = Buffers { path, members, stack, order, offsets, next };
-        (Flat { fields, buffers }, data_kind)
+        let flat = Flat { fields: self.fields, members: self.members, order, offsets };
+        (flat, self.data_kind)
     }
+}
+
+/// `len` zeros. Not `vec![0; len]`: that asks the allocator for zeroed memory (`calloc`), which
+/// glibc serves without its per-thread cache; these vectors are small and made per record, and
+/// the hot-path benchmark ran 11 % faster with one filter this way (docs/benchmarks.md).
+#[allow(clippy::slow_vector_initialization)]
+fn zeroed(len: usize) -> Vec<u32> {
+    let mut zeros = Vec::with_capacity(len);
+    zeros.resize(len, 0);
+    zeros
 }
 
 /// The top of text data: walks it when it is an object, answers `false` for anything else.
