@@ -53,6 +53,7 @@ pub use esm_stream::SequenceNumber;
 pub mod conformance;
 #[cfg(feature = "dynamodb")]
 mod dynamodb;
+mod group;
 mod sqlite;
 mod taker;
 

@@ -7,6 +7,13 @@
 //! it, so the check and the write are atomic. `busy_timeout` (5 s) covers a reader such as the
 //! `sqlite3` CLI holding the file briefly.
 //!
+//! Checkpoints are group-committed ([`crate::group`]): those of several shards that are pending
+//! while a commit is on disk are written together by the next transaction, one fsync for all. Each
+//! keeps its own fence check (the row is read, and updated only if owner and counter still match),
+//! so a fenced-out checkpoint is refused alone; each caller is answered only once the commit that
+//! holds its checkpoint has returned, i.e. is on disk. A failed transaction fails its whole group,
+//! none of which was written, and every caller may retry with the same counter.
+//!
 //! Exclusivity: [`SqliteStore::open`] takes an exclusive advisory lock (`flock` via
 //! `File::try_lock`) on a sibling `<file>.lock` and keeps it while the store lives. A second
 //! poller process pointed at the same file fails fast with [`Error::Locked`] instead of
@@ -30,7 +37,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{
     Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior, params,
 };
+use tokio::sync::oneshot;
 
+use crate::group::GroupQueue;
 use crate::{
     BoxError, Checkpoint, ChildShard, Error, Lease, LeaseRef, LeaseStore, NewLease, SequenceNumber,
 };
@@ -66,6 +75,8 @@ const SELECT_COLUMNS: &str = "lease_key, lease_owner, lease_counter, checkpoint,
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     connection: Arc<Mutex<Connection>>,
+    /// Checkpoints waiting for the next group commit.
+    checkpoints: Arc<Mutex<GroupQueue<CheckpointRequest>>>,
     /// Held for the store's lifetime; dropping the last clone releases the lock.
     _lock: Arc<File>,
 }
@@ -108,6 +119,7 @@ impl SqliteStore {
             .map_err(storage)?;
         Ok(SqliteStore {
             connection: Arc::new(Mutex::new(connection)),
+            checkpoints: Arc::default(),
             _lock: Arc::new(lock),
         })
     }
@@ -268,40 +280,30 @@ impl LeaseStore for SqliteStore {
         sequence_number: &SequenceNumber,
         sub_sequence_number: u64,
     ) -> Result<u64, Error> {
-        let (lease, owner) = (lease.clone(), owner.to_owned());
-        let requested = Checkpoint::Sequence {
-            sequence_number: sequence_number.clone(),
-            sub_sequence_number,
+        let (reply, answer) = oneshot::channel();
+        let request = CheckpointRequest {
+            lease: lease.clone(),
+            owner: owner.to_owned(),
+            expected_counter,
+            requested: Checkpoint::Sequence {
+                sequence_number: sequence_number.clone(),
+                sub_sequence_number,
+            },
+            reply,
         };
-        self.write(move |tx| {
-            let row = Self::fenced(tx, &lease, &owner, expected_counter)?;
-            if row.checkpoint.is_after(&requested) {
-                return Err(Error::CheckpointBackwards {
-                    current: row.checkpoint,
-                    requested,
-                });
-            }
-            // One cached statement that also bumps the counter: a busy shard writes one per batch.
-            let next = row.counter + 1;
-            tx.prepare_cached(
-                "UPDATE leases SET checkpoint = ?3, checkpoint_sub = ?4, owner_switches = 0,
-                                   pending_checkpoint = NULL, lease_counter = ?5, updated_at = ?6
-                 WHERE mapping_uuid = ?1 AND lease_key = ?2",
-            )
-            .and_then(|mut statement| {
-                statement.execute(params![
-                    lease.mapping_uuid,
-                    lease.lease_key,
-                    requested.kcl_value(),
-                    to_sql(requested.sub_sequence_number()),
-                    to_sql(next),
-                    now_millis()
-                ])
-            })
-            .map_err(storage)?;
-            Ok(next)
-        })
-        .await
+        let start = self.checkpoints.lock().unwrap_or_else(PoisonError::into_inner).push(request);
+        if start {
+            let committer = Committer {
+                connection: Arc::clone(&self.connection),
+                queue: Arc::clone(&self.checkpoints),
+                stopped: false,
+            };
+            // Dropped unrun if the runtime is shutting down: `Committer`'s drop then fails the queue.
+            drop(tokio::task::spawn_blocking(move || committer.run()));
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(Error::Storage("the checkpoint writer stopped before answering".into())))
     }
 
     async fn end_shard(
@@ -350,6 +352,111 @@ impl LeaseStore for SqliteStore {
         self.fenced_bump(lease, owner, expected_counter, ", lease_owner = NULL")
             .await
     }
+}
+
+/// A checkpoint waiting for the next group commit.
+#[derive(Debug)]
+struct CheckpointRequest {
+    lease: LeaseRef,
+    owner: String,
+    expected_counter: u64,
+    requested: Checkpoint,
+    reply: oneshot::Sender<Result<u64, Error>>,
+}
+
+/// The one running writer of queued checkpoints (on the blocking pool), from the request that found
+/// none running until the queue is empty.
+struct Committer {
+    connection: Arc<Mutex<Connection>>,
+    queue: Arc<Mutex<GroupQueue<CheckpointRequest>>>,
+    /// True once the queue told it to stop; otherwise its drop fails what is queued.
+    stopped: bool,
+}
+
+impl Committer {
+    fn run(mut self) {
+        loop {
+            // The connection first, the group second: what queues up while another write holds the
+            // connection joins this group.
+            let mut connection = self.connection.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(group) = self.queue.lock().unwrap_or_else(PoisonError::into_inner).take() else {
+                self.stopped = true;
+                return;
+            };
+            let answers = commit_group(&mut connection, &group);
+            drop(connection);
+            for (request, answer) in group.into_iter().zip(answers) {
+                // The caller may have gone (its future dropped); the checkpoint stands either way.
+                drop(request.reply.send(answer));
+            }
+        }
+    }
+}
+
+impl Drop for Committer {
+    /// A panic (or a task dropped unrun) must not leave the queue waiting for this committer:
+    /// the queued callers get an error (their reply senders drop) and the next request starts anew.
+    fn drop(&mut self) {
+        if !self.stopped {
+            drop(self.queue.lock().unwrap_or_else(PoisonError::into_inner).abandon());
+        }
+    }
+}
+
+/// Writes `group` in one transaction, one answer per request in order. A refusal (fence, order,
+/// corrupt row) writes nothing and concerns its request alone; a storage failure rolls the whole
+/// transaction back and is every request's answer.
+fn commit_group(connection: &mut Connection, group: &[CheckpointRequest]) -> Vec<Result<u64, Error>> {
+    let written = (|| {
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let answers = group
+            .iter()
+            .map(|request| apply_checkpoint(&tx, request))
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        tx.commit()?;
+        Ok(answers)
+    })();
+    written.unwrap_or_else(|error: rusqlite::Error| {
+        let error = Arc::new(error);
+        group
+            .iter()
+            .map(|_| Err(storage_error(is_busy(&error), Box::new(Arc::clone(&error)))))
+            .collect()
+    })
+}
+
+/// One checkpoint inside a group's transaction: the fence, then the order, then the write. The
+/// outer error is SQLite's (fails the group), the inner one this request's answer.
+fn apply_checkpoint(tx: &Transaction<'_>, request: &CheckpointRequest) -> rusqlite::Result<Result<u64, Error>> {
+    let row = match load_row(tx, &request.lease)? {
+        Some(Ok(row)) if row.counter == request.expected_counter && row.owner.as_deref() == Some(request.owner.as_str()) => {
+            row
+        }
+        Some(Err(corrupt)) => return Ok(Err(corrupt)),
+        _ => return Ok(Err(Error::Lost)),
+    };
+    if row.checkpoint.is_after(&request.requested) {
+        return Ok(Err(Error::CheckpointBackwards {
+            current: row.checkpoint,
+            requested: request.requested.clone(),
+        }));
+    }
+    // One cached statement that also bumps the counter: a busy shard writes one per batch.
+    let next = row.counter + 1;
+    tx.prepare_cached(
+        "UPDATE leases SET checkpoint = ?3, checkpoint_sub = ?4, owner_switches = 0,
+                           pending_checkpoint = NULL, lease_counter = ?5, updated_at = ?6
+         WHERE mapping_uuid = ?1 AND lease_key = ?2",
+    )?
+    .execute(params![
+        request.lease.mapping_uuid,
+        request.lease.lease_key,
+        request.requested.kcl_value(),
+        to_sql(request.requested.sub_sequence_number()),
+        to_sql(next),
+        now_millis()
+    ])?;
+    Ok(Ok(next))
 }
 
 /// Sets the counter to `counter + 1` (plus `extra` assignments) and returns it.
@@ -401,11 +508,14 @@ fn insert_if_absent(
 }
 
 fn load(tx: &Transaction<'_>, lease: &LeaseRef) -> Result<Option<Lease>, Error> {
+    load_row(tx, lease).map_err(storage)?.transpose()
+}
+
+/// The row of `lease`, if any; the outer error is SQLite's, the inner one a malformed value.
+fn load_row(tx: &Transaction<'_>, lease: &LeaseRef) -> rusqlite::Result<Option<Result<Lease, Error>>> {
     tx.prepare_cached(&format!("SELECT {SELECT_COLUMNS} FROM leases WHERE mapping_uuid = ?1 AND lease_key = ?2"))
         .and_then(|mut statement| statement.query_row(params![lease.mapping_uuid, lease.lease_key], read_row))
         .optional()
-        .map_err(storage)?
-        .transpose()
 }
 
 /// Decodes a row; the outer error is SQLite's, the inner one a malformed value.
@@ -477,15 +587,22 @@ fn now_millis() -> i64 {
 
 /// Classifies SQLite errors: lock contention is transient, the rest is not.
 fn storage(error: rusqlite::Error) -> Error {
-    let transient = matches!(
+    let busy = is_busy(&error);
+    storage_error(busy, Box::new(error))
+}
+
+fn is_busy(error: &rusqlite::Error) -> bool {
+    matches!(
         error.sqlite_error_code(),
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
-    );
-    let boxed: BoxError = Box::new(error);
-    if transient {
-        Error::Transient(boxed)
+    )
+}
+
+fn storage_error(busy: bool, error: BoxError) -> Error {
+    if busy {
+        Error::Transient(error)
     } else {
-        Error::Storage(boxed)
+        Error::Storage(error)
     }
 }
 

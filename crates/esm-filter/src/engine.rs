@@ -9,6 +9,7 @@
 //! Per event, `walk` collects the leaves some pattern names (a set of path prefixes prunes the
 //! rest of the record), then each branch is searched over them.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -183,11 +184,24 @@ impl Engine {
 
     /// [`Engine::matches`] on a Kinesis record given as its (lifted) members and base64 data.
     pub(crate) fn matches_kinesis(&self, data: &str, members: &[(&str, Member<'_>)]) -> bool {
-        let decoded = if self.uses_data { base64::engine::general_purpose::STANDARD.decode(data).ok() } else { None };
-        let mut flattener = Flattener::new(self);
-        flattener.kinesis_members(members, decoded.as_deref());
-        let (event, kind) = flattener.finish();
-        self.any_branch(&event, kind)
+        let matches = |decoded: Option<&[u8]>| {
+            let mut flattener = Flattener::new(self);
+            flattener.kinesis_members(members, decoded);
+            let (event, kind) = flattener.finish();
+            self.any_branch(&event, kind)
+        };
+        if !self.uses_data {
+            return matches(None);
+        }
+        DECODED.with_borrow_mut(|buffer| {
+            buffer.clear();
+            let decoded = base64::engine::general_purpose::STANDARD.decode_vec(data, buffer).is_ok();
+            let matched = matches(decoded.then_some(buffer.as_slice()));
+            if buffer.capacity() > MAX_KEPT_DECODED {
+                *buffer = Vec::new();
+            }
+            matched
+        })
     }
 
     /// Whether some branch matches the record's named leaves.
@@ -224,6 +238,17 @@ impl Engine {
         self.paths.get(path).copied()
     }
 }
+
+thread_local! {
+    /// The decoded `data` of the Kinesis record being matched, reused from record to record: a page
+    /// is hundreds of records, and a vector of its own for each was a zero-filled allocation
+    /// (`calloc`) and a free per record.
+    static DECODED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A larger buffer (a record's data is at most 1 MiB) is given back after the record rather than
+/// kept by the thread.
+const MAX_KEPT_DECODED: usize = 64 << 10;
 
 /// A path length's bit in [`Engine::path_lengths`].
 fn length_bit(len: usize) -> u64 {
@@ -314,6 +339,30 @@ impl Hasher for Fnv {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The decoded-data buffer is shared from record to record: each record is still matched on its
+    /// own data alone, whatever the length or validity of the one before.
+    #[test]
+    fn each_kinesis_record_is_matched_on_its_own_data() {
+        let engine = Engine::compile(View::Kinesis, &[r#"{"data":{"type":["click"]}}"#, r#"{"data":{"tags":["a"]}}"#]).unwrap();
+        let encode = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+        let large = format!(r#"{{"type":"click","pad":"{}"}}"#, "x".repeat(MAX_KEPT_DECODED));
+        for (data, expected) in [
+            (encode(r#"{"type":"click","pad":"a long record before a short one"}"#), true),
+            (encode(r#"{"type":"view"}"#), false),
+            ("not base64!".to_owned(), false),
+            (encode(&large), true),
+            (encode(r#"{"type":"click"}"#), true),
+            (encode("click"), false),
+            (encode(r#"{"tags":[["z"],"a"]}"#), true),
+            (encode(r#"{"tags":["b",["c"]]}"#), false),
+            (encode(r#"{"tags":"a"}"#), true),
+            (encode(r#"{"tags":[]}"#), false),
+        ] {
+            assert_eq!(engine.matches_kinesis(&data, &[]), expected, "{}", &data[..data.len().min(40)]);
+        }
+        DECODED.with_borrow(|buffer| assert!(buffer.capacity() <= MAX_KEPT_DECODED, "a large buffer is not kept"));
+    }
 
     #[test]
     fn the_length_check_hides_no_path_and_skips_other_lengths() {

@@ -141,16 +141,15 @@ pub fn page(
     let answer = get_records::parse(body)?;
     // The filters decide first, from the record's members, so the buffer can be sized for exactly
     // the records that pass.
+    // Vectors sized for the page up front: collecting an iterator of `Result`s into a vector cannot
+    // know its length, and grows it by reallocation and copy.
     let mut event_id = String::new();
-    let events = answer
-        .records
-        .iter()
-        .map(|record| {
-            let event = event_record(record, shard_id, stream, invoke_identity_arn)?;
-            let passes = passes(&event, filters, &mut event_id);
-            Ok((event, passes))
-        })
-        .collect::<Result<Vec<_>, ReadError>>()?;
+    let mut events = Vec::with_capacity(answer.records.len());
+    for record in &answer.records {
+        let event = event_record(record, shard_id, stream, invoke_identity_arn)?;
+        let passes = passes(&event, filters, &mut event_id);
+        events.push((event, passes));
+    }
     let fixed = json_fixed_len(shard_id, stream, invoke_identity_arn);
     let size: usize = events
         .iter()
@@ -168,22 +167,18 @@ pub fn page(
     }
     let buffer = Bytes::from(buffer);
     let mut start = 0;
-    let records = events
-        .iter()
-        .zip(ends)
-        .map(|((event, passes), end)| {
-            let json = buffer.slice(start..end);
-            start = end;
-            Ok(StreamRecord {
-                sequence_number: sequence_number(event.sequence_number)?,
-                arrival_ms: event.approximate_arrival_ms,
-                // The key only chooses the record's lane: shared with the body, not copied.
-                partition_key: shared(body, event.partition_key),
-                passes: *passes,
-                json,
-            })
-        })
-        .collect::<Result<Vec<_>, ReadError>>()?;
+    let mut records = Vec::with_capacity(events.len());
+    for ((event, passes), end) in events.iter().zip(ends) {
+        records.push(StreamRecord {
+            sequence_number: sequence_number(event.sequence_number)?,
+            arrival_ms: event.approximate_arrival_ms,
+            // The key only chooses the record's lane: shared with the body, not copied.
+            partition_key: shared(body, event.partition_key),
+            passes: *passes,
+            json: buffer.slice(start..end),
+        });
+        start = end;
+    }
     Ok(Page {
         records,
         // Kinesis leaves NextShardIterator out once a closed shard has been read to its end.
@@ -377,6 +372,16 @@ mod tests {
             let written = record.json.len();
             assert!(written <= predicted && predicted - written <= 24, "{written} of {predicted}");
         }
+    }
+
+    #[test]
+    fn a_page_holds_its_records_in_a_vector_of_their_number() {
+        let records: Vec<String> = (1..=5)
+            .map(|n| format!(r#"{{"SequenceNumber":"{n}","ApproximateArrivalTimestamp":1.5E9,"Data":"","PartitionKey":"k"}}"#))
+            .collect();
+        let body = format!(r#"{{"Records":[{}],"NextShardIterator":"next"}}"#, records.join(","));
+        let page = page(&Bytes::from(body), "shardId-000000000000", &stream(), "role", &no_filters()).unwrap();
+        assert_eq!((page.records.len(), page.records.capacity()), (5, 5), "sized once, never grown");
     }
 
     #[test]

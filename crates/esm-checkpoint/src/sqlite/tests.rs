@@ -137,6 +137,75 @@ fn malformed_rows_are_reported_not_guessed() {
     );
 }
 
+/// Checkpoints pending at the same moment go into one transaction (one commit, one fsync); none is
+/// answered before that commit, and a fenced-out one is refused alone while the others are written.
+#[tokio::test]
+#[expect(clippy::await_holding_lock, reason = "the test holds the connection so that checkpoints queue up")]
+async fn pending_checkpoints_share_one_commit_and_a_fenced_one_fails_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("leases.db")).unwrap();
+    let lease = |shard: usize| LeaseRef::new("m", format!("shardId-00000000000{shard}"));
+    for shard in 0..4 {
+        let new = NewLease {
+            lease_key: lease(shard).lease_key,
+            checkpoint: Checkpoint::TrimHorizon,
+            parent_shard_ids: vec![],
+        };
+        assert!(store.create_if_absent("m", new).await.unwrap());
+        assert_eq!(store.take(&lease(shard), "w", 0).await.unwrap().counter, 1);
+    }
+    let commits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&commits);
+    let mut held = store.connection.lock().unwrap();
+    held.commit_hook(Some(move || {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        false
+    }))
+    .expect("commit hook");
+    let sequence_number = SequenceNumber::parse("100").unwrap();
+    let tasks: Vec<_> = (0..4)
+        .map(|shard| {
+            let (store, lease, sequence_number) = (store.clone(), lease(shard), sequence_number.clone());
+            // Shard 2 names a counter it no longer holds (another worker took the lease since).
+            let counter = if shard == 2 { 0 } else { 1 };
+            tokio::spawn(async move { store.checkpoint(&lease, "w", counter, &sequence_number, 0).await })
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while store.checkpoints.lock().unwrap().len() < 4 {
+        assert!(std::time::Instant::now() < deadline, "the four checkpoints never queued up");
+        tokio::task::yield_now().await;
+    }
+    assert!(tasks.iter().all(|t| !t.is_finished()), "nothing is answered before its commit");
+    drop(held);
+
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    assert_eq!(commits.load(std::sync::atomic::Ordering::SeqCst), 1, "one commit for the group");
+    for (shard, answer) in answers.iter().enumerate() {
+        match shard {
+            2 => assert!(matches!(answer, Err(Error::Lost)), "fenced out: {answer:?}"),
+            _ => assert_eq!(answer.as_ref().ok(), Some(&2), "shard {shard}"),
+        }
+    }
+    let leases = store.list("m").await.unwrap();
+    for (shard, stored) in leases.iter().enumerate() {
+        let expected = if shard == 2 {
+            (Checkpoint::TrimHorizon, 1)
+        } else {
+            (Checkpoint::Sequence { sequence_number: sequence_number.clone(), sub_sequence_number: 0 }, 2)
+        };
+        assert_eq!((stored.checkpoint.clone(), stored.counter), expected, "shard {shard}");
+    }
+
+    // A checkpoint alone is committed alone, at once.
+    let later = SequenceNumber::parse("200").unwrap();
+    assert_eq!(store.checkpoint(&lease(0), "w", 2, &later, 0).await.unwrap(), 3);
+    assert_eq!(commits.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Crash test: a child process (this test binary, re-invoked) checkpoints in a loop and prints
 // "ack N" after each acknowledged write; the parent SIGKILLs it and checks the file.
