@@ -267,13 +267,14 @@ async fn a_lease_table_outage_stops_the_shard_and_it_resumes_after() {
     }
 }
 
-/// Records arrive while the lease table is unreachable: they are delivered (Kinesis is up), and
-/// their checkpoint cannot be written. Retrying that checkpoint must not keep the lease's renewer
-/// from running: the shard still stops once the lease is not renewed for the failover time (before,
-/// the checkpoint held the lease's lock across its retries, the renewer waited for it, and the
-/// shard never stopped while a peer could take its lease). Once DynamoDB is back the shard resumes
-/// from its last checkpoint: the records delivered during the outage come again (at least once),
-/// those before it do not.
+/// Records arrive while the lease table is unreachable, so a checkpoint is retried during the
+/// outage: theirs once they are delivered (Kinesis is up), or the one still waiting for its answer
+/// when the table went away (the shard then delivers nothing until it stops). Retrying it must not
+/// keep the lease's renewer from running: the shard still stops once the lease is not renewed for
+/// the failover time (before, the checkpoint held the lease's lock across its retries, the renewer
+/// waited for it, and the shard never stopped while a peer could take its lease). Once DynamoDB is
+/// back the shard resumes from its last checkpoint: the records written during the outage are
+/// processed (at least once: delivered ones come again), those before it exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkpoint_the_lease_table_cannot_take_does_not_keep_the_shard_from_stopping() {
     // A failover long enough that the records below are delivered, and their checkpoint is being
@@ -282,11 +283,11 @@ async fn a_checkpoint_the_lease_table_cannot_take_does_not_keep_the_shard_from_s
     outage.proxy.cut();
     let during = records("during", 5);
     outage.kinesis.put(&outage.stream, &during).await;
-    outage.wait_for(&during, "records written during the outage delivered").await;
     outage.wait_for_the_shard_to_stop().await;
     outage.proxy.restore();
     let after = records("after", 5);
     outage.kinesis.put(&outage.stream, &after).await;
+    outage.wait_for(&during, "records written during the outage processed").await;
     outage.wait_for(&after, "records written after the outage processed").await;
     let before = outage.before.clone();
     let seen = outage.stop();
