@@ -181,9 +181,7 @@ impl SqliteStore {
         expected_counter: u64,
     ) -> Result<Lease, Error> {
         match load(tx, lease)? {
-            Some(row) if row.counter == expected_counter && row.owner.as_deref() == Some(owner) => {
-                Ok(row)
-            }
+            Some(row) if holds(&row, owner, expected_counter) => Ok(row),
             _ => Err(Error::Lost),
         }
     }
@@ -429,9 +427,7 @@ fn commit_group(connection: &mut Connection, group: &[CheckpointRequest]) -> Vec
 /// outer error is SQLite's (fails the group), the inner one this request's answer.
 fn apply_checkpoint(tx: &Transaction<'_>, request: &CheckpointRequest) -> rusqlite::Result<Result<u64, Error>> {
     let row = match load_row(tx, &request.lease)? {
-        Some(Ok(row)) if row.counter == request.expected_counter && row.owner.as_deref() == Some(request.owner.as_str()) => {
-            row
-        }
+        Some(Ok(row)) if holds(&row, &request.owner, request.expected_counter) => row,
         Some(Err(corrupt)) => return Ok(Err(corrupt)),
         _ => return Ok(Err(Error::Lost)),
     };
@@ -457,6 +453,11 @@ fn apply_checkpoint(tx: &Transaction<'_>, request: &CheckpointRequest) -> rusqli
         now_millis()
     ])?;
     Ok(Ok(next))
+}
+
+/// The fence: `row` is still `owner`'s at the counter it last saw.
+fn holds(row: &Lease, owner: &str, expected_counter: u64) -> bool {
+    row.counter == expected_counter && row.owner.as_deref() == Some(owner)
 }
 
 /// Sets the counter to `counter + 1` (plus `extra` assignments) and returns it.
