@@ -217,8 +217,8 @@ impl Sender<'_> {
         tokio::spawn(async move {
             let began = start.elapsed();
             let sent_wall = matched.then(SystemTime::now);
-            // Boxed: the invoke future is large (it can hold an AWS SDK call), and a small task
-            // is cheaper to spawn and move.
+            // Boxed: the invoke future is kilobytes (the request, the signing, the answer), and a
+            // small task is cheaper to spawn and move.
             let invoke = Box::pin(target.invoke(payload, invocation_type, log_tail));
             let (result, wire) = aws_wire::timed(invoke).await;
             let (sent_at, done_at) = exchange_times(start, (began, start.elapsed()), wire);
