@@ -26,6 +26,7 @@ use crate::Options;
 use crate::arn::SourceArn;
 use crate::batch::{Batcher, Limits};
 use crate::config::{Mapping, SourceSettings, StartingPosition, StreamSettings};
+use crate::sqs::client::{CallError, Received};
 use crate::stream::source::{Position, StreamRecord, StreamSource};
 
 /// How long received SQS messages stay invisible while the pass reads the queue; all are made
@@ -178,7 +179,8 @@ async fn sqs_pass(
         // A long poll (WaitTimeSeconds > 0) asks every SQS server, so an empty answer means an
         // empty queue; a short poll samples some servers and can answer empty while messages wait
         // (<https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-short-and-long-polling.html>).
-        let messages = match wire.receive(10, 1, Some(SQS_HOLD)).await {
+        let answer = wire.receive(10, 1, Some(SQS_HOLD)).await;
+        let messages = match answer.as_ref().map_err(CallError::clone).and_then(Received::messages) {
             Ok(messages) => messages,
             Err(e) => break Err(format!("ReceiveMessage failed: {e}")),
         };
@@ -186,19 +188,19 @@ async fn sqs_pass(
             break Ok(());
         }
         for message in messages {
-            held.push(message.receipt_handle.clone());
+            held.push(message.receipt_handle.clone().into_owned());
             let record = crate::sqs::record::to_record(message, queue);
-            if !seen.insert(record.message_id.clone()) {
+            if !seen.insert(record.message_id.to_string()) {
                 continue;
             }
             pass.read += 1;
             let value = serde_json::to_value(&record).expect("records serialize");
             if !mapping.filters.is_empty() && !mapping.filters.matches(&value) {
-                pass.dropped.push(record.message_id);
+                pass.dropped.push(record.message_id.into_owned());
                 continue;
             }
             kept.push((
-                record.message_id.clone(),
+                record.message_id.to_string(),
                 serde_json::to_vec(&record).expect("records serialize"),
             ));
         }

@@ -9,6 +9,8 @@
 //!  "eventSource":"aws:sqs","eventSourceARN":"arn:aws:sqs:us-east-2:123456789012:my-queue","awsRegion":"us-east-2"}
 //! ```
 
+use std::borrow::Cow;
+
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
@@ -19,29 +21,33 @@ use crate::encoding::Base64;
 /// Serializes with AWS's key order: `messageId`, `receiptHandle`, `body`, `attributes`,
 /// `messageAttributes`, `md5OfMessageAttributes`, `md5OfBody`, `eventSource` (always `"aws:sqs"`),
 /// `eventSourceARN`, `awsRegion`.
+///
+/// Its text borrows where it can (`Cow`): a poller builds it from the ReceiveMessage answer it has
+/// just read and serializes it at once, so the message's fields need not be copied out of that
+/// answer first, nor the queue's ARN and region into every record.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SqsRecord {
+pub struct SqsRecord<'a> {
     /// `MessageId` from ReceiveMessage; also the `itemIdentifier` of partial batch responses.
-    pub message_id: String,
+    pub message_id: Cow<'a, str>,
     /// `ReceiptHandle` of this receive.
-    pub receipt_handle: String,
+    pub receipt_handle: Cow<'a, str>,
     /// The message body, passed through verbatim.
-    pub body: String,
+    pub body: Cow<'a, str>,
     /// The message system attributes.
-    pub attributes: SqsAttributes,
+    pub attributes: SqsAttributes<'a>,
     /// Message attributes in the order SQS returned them.
     pub message_attributes: Vec<(String, SqsMessageAttribute)>,
     /// `MD5OfMessageAttributes`; `None` is written as `null` (what AWS sent in most recordings).
-    pub md5_of_message_attributes: Option<String>,
+    pub md5_of_message_attributes: Option<Cow<'a, str>>,
     /// `MD5OfBody`.
-    pub md5_of_body: String,
+    pub md5_of_body: Cow<'a, str>,
     /// The queue ARN.
-    pub event_source_arn: String,
+    pub event_source_arn: Cow<'a, str>,
     /// The queue's region, e.g. `us-east-2`.
-    pub aws_region: String,
+    pub aws_region: Cow<'a, str>,
 }
 
-impl Serialize for SqsRecord {
+impl Serialize for SqsRecord<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
         #[serde(rename_all = "camelCase")]
@@ -49,7 +55,7 @@ impl Serialize for SqsRecord {
             message_id: &'a str,
             receipt_handle: &'a str,
             body: &'a str,
-            attributes: &'a SqsAttributes,
+            attributes: &'a SqsAttributes<'a>,
             message_attributes: MessageAttributes<'a>,
             md5_of_message_attributes: Option<&'a str>,
             md5_of_body: &'a str,
@@ -95,40 +101,40 @@ impl Serialize for MessageAttributes<'_> {
 /// `SequenceNumber`?, `MessageGroupId`?, `SenderId`, `MessageDeduplicationId`?,
 /// `ApproximateFirstReceiveTimestamp`. Absent optional attributes are omitted, not `null`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
-pub struct SqsAttributes {
+pub struct SqsAttributes<'a> {
     /// Set when the message was moved here by a redrive policy.
     #[serde(
         rename = "DeadLetterQueueSourceArn",
         skip_serializing_if = "Option::is_none"
     )]
-    pub dead_letter_queue_source_arn: Option<String>,
+    pub dead_letter_queue_source_arn: Option<Cow<'a, str>>,
     /// Receives so far, including this one.
     #[serde(rename = "ApproximateReceiveCount")]
-    pub approximate_receive_count: String,
+    pub approximate_receive_count: Cow<'a, str>,
     /// X-Ray trace header, when the sender was traced.
     #[serde(rename = "AWSTraceHeader", skip_serializing_if = "Option::is_none")]
-    pub aws_trace_header: Option<String>,
+    pub aws_trace_header: Option<Cow<'a, str>>,
     /// Epoch milliseconds, as a string.
     #[serde(rename = "SentTimestamp")]
-    pub sent_timestamp: String,
+    pub sent_timestamp: Cow<'a, str>,
     /// FIFO queues only.
     #[serde(rename = "SequenceNumber", skip_serializing_if = "Option::is_none")]
-    pub sequence_number: Option<String>,
+    pub sequence_number: Option<Cow<'a, str>>,
     /// FIFO queues, and standard queues used as fair queues.
     #[serde(rename = "MessageGroupId", skip_serializing_if = "Option::is_none")]
-    pub message_group_id: Option<String>,
+    pub message_group_id: Option<Cow<'a, str>>,
     /// IAM user or role id of the sender.
     #[serde(rename = "SenderId")]
-    pub sender_id: String,
+    pub sender_id: Cow<'a, str>,
     /// FIFO queues only.
     #[serde(
         rename = "MessageDeduplicationId",
         skip_serializing_if = "Option::is_none"
     )]
-    pub message_deduplication_id: Option<String>,
+    pub message_deduplication_id: Option<Cow<'a, str>>,
     /// Epoch milliseconds, as a string.
     #[serde(rename = "ApproximateFirstReceiveTimestamp")]
-    pub approximate_first_receive_timestamp: String,
+    pub approximate_first_receive_timestamp: Cow<'a, str>,
 }
 
 /// One message attribute, with the camelCase keys Lambda uses (unlike the SQS API).

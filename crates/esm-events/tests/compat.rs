@@ -26,7 +26,7 @@ fn sqs_event_reads_back_through_aws_lambda_events() {
     let plain = &event.records[0];
     assert_eq!(
         plain.message_id.as_deref(),
-        Some(records[0].message_id.as_str())
+        Some(records[0].message_id.as_ref())
     );
     assert_eq!(plain.body.as_deref(), Some("Test message."));
     assert_eq!(plain.md5_of_message_attributes, None);

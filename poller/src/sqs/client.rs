@@ -15,12 +15,12 @@
 //! made again, three attempts in all with jittered exponential backoff from 1 s, before the caller
 //! sees the error. <https://docs.aws.amazon.com/sdkref/latest/guide/feature-retry-behavior.html>
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_wire::JsonService;
 use bytes::Bytes;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::backoff::Backoff;
@@ -40,19 +40,23 @@ pub(crate) struct SqsClient {
     service: JsonService,
 }
 
-/// A message as ReceiveMessage returns it.
+/// A message as ReceiveMessage returns it, its text borrowed from the answer ([`Received`]) where
+/// the JSON has no escapes: most fields are copied once, into the event, not twice.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(crate) struct Message {
-    pub message_id: String,
-    pub receipt_handle: String,
-    #[serde(rename = "MD5OfBody")]
-    pub md5_of_body: String,
-    pub body: String,
-    #[serde(default)]
-    pub attributes: Attributes,
-    #[serde(rename = "MD5OfMessageAttributes")]
-    pub md5_of_message_attributes: Option<String>,
+pub(crate) struct Message<'a> {
+    #[serde(borrow)]
+    pub message_id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub receipt_handle: Cow<'a, str>,
+    #[serde(rename = "MD5OfBody", borrow)]
+    pub md5_of_body: Cow<'a, str>,
+    #[serde(borrow)]
+    pub body: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub attributes: Attributes<'a>,
+    #[serde(rename = "MD5OfMessageAttributes", default, borrow, deserialize_with = "borrowed")]
+    pub md5_of_message_attributes: Option<Cow<'a, str>>,
     /// By name: SQS orders them so when it computes `MD5OfMessageAttributes`, and so does the event.
     #[serde(default)]
     pub message_attributes: BTreeMap<String, MessageAttribute>,
@@ -61,17 +65,33 @@ pub(crate) struct Message {
 /// The system attributes Lambda puts in the event (the others are ignored).
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(crate) struct Attributes {
-    pub dead_letter_queue_source_arn: Option<String>,
-    pub approximate_receive_count: Option<String>,
-    #[serde(rename = "AWSTraceHeader")]
-    pub aws_trace_header: Option<String>,
-    pub sent_timestamp: Option<String>,
-    pub sequence_number: Option<String>,
-    pub message_group_id: Option<String>,
-    pub sender_id: Option<String>,
-    pub message_deduplication_id: Option<String>,
-    pub approximate_first_receive_timestamp: Option<String>,
+pub(crate) struct Attributes<'a> {
+    #[serde(default, borrow, deserialize_with = "borrowed")]
+    pub dead_letter_queue_source_arn: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "borrowed")]
+    pub approximate_receive_count: Option<Cow<'a, str>>,
+    #[serde(rename = "AWSTraceHeader", default, borrow, deserialize_with = "borrowed")]
+    pub aws_trace_header: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "borrowed")]
+    pub sent_timestamp: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "borrowed")]
+    pub sequence_number: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "borrowed")]
+    pub message_group_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "borrowed")]
+    pub sender_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "borrowed")]
+    pub message_deduplication_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "borrowed")]
+    pub approximate_first_receive_timestamp: Option<Cow<'a, str>>,
+}
+
+/// An optional text field borrowed from the answer where it can be: serde borrows a `Cow` only
+/// when it is the field itself, not inside an `Option`.
+fn borrowed<'de: 'a, 'a, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Cow<'a, str>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(Option::<Text>::deserialize(deserializer)?.map(|text| text.0))
 }
 
 /// A message attribute; `BinaryValue` is base64 in the JSON protocol.
@@ -105,7 +125,7 @@ pub(crate) struct BatchFailure {
 }
 
 /// Why a call failed, after its attempts.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum CallError {
     /// No answer (connection refused or reset, signing or credentials failed).
     NoAnswer(String),
@@ -163,11 +183,27 @@ struct ReceiveMessage<'a> {
     wait_time_seconds: i32,
 }
 
-#[derive(Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct Received {
-    #[serde(default)]
-    messages: Vec<Message>,
+/// A ReceiveMessage answer, read whole; its messages borrow from it.
+#[derive(Debug)]
+pub(crate) struct Received(Bytes);
+
+impl From<Bytes> for Received {
+    fn from(body: Bytes) -> Received {
+        Received(body)
+    }
+}
+
+impl Received {
+    /// The messages of the answer, in its order.
+    pub(crate) fn messages(&self) -> Result<Vec<Message<'_>>, CallError> {
+        #[derive(Default, Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Answer<'a> {
+            #[serde(default, borrow)]
+            messages: Vec<Message<'a>>,
+        }
+        Ok(parse::<Answer>(&self.0)?.messages)
+    }
 }
 
 #[derive(Serialize)]
@@ -236,7 +272,7 @@ impl SqsClient {
         max: usize,
         wait_seconds: u64,
         visibility_timeout: Option<Duration>,
-    ) -> Result<Vec<Message>, CallError> {
+    ) -> Result<Received, CallError> {
         let body = ReceiveMessage {
             queue_url: &self.queue_url,
             message_system_attribute_names: ["All"],
@@ -245,8 +281,7 @@ impl SqsClient {
             visibility_timeout: visibility_timeout.map(|t| seconds(t.as_secs())),
             wait_time_seconds: seconds(wait_seconds),
         };
-        let received: Received = self.call("AmazonSQS.ReceiveMessage", &body).await?;
-        Ok(received.messages)
+        self.call("AmazonSQS.ReceiveMessage", &body).await.map(Received::from)
     }
 
     /// DeleteMessageBatch of at most 10 receipt handles.
@@ -255,7 +290,7 @@ impl SqsClient {
             queue_url: &self.queue_url,
             entries: entries(receipt_handles.iter().copied(), None),
         };
-        self.call("AmazonSQS.DeleteMessageBatch", &body).await
+        parse(&self.call("AmazonSQS.DeleteMessageBatch", &body).await?)
     }
 
     /// ChangeMessageVisibilityBatch of at most 10 receipt handles to `timeout_secs`.
@@ -268,11 +303,12 @@ impl SqsClient {
             queue_url: &self.queue_url,
             entries: entries(receipt_handles.iter().map(String::as_str), Some(timeout_secs)),
         };
-        self.call("AmazonSQS.ChangeMessageVisibilityBatch", &body).await
+        parse(&self.call("AmazonSQS.ChangeMessageVisibilityBatch", &body).await?)
     }
 
-    /// One call (`action` is its `X-Amz-Target`), with the SDK's attempts for transient failures.
-    async fn call<T: DeserializeOwned + Default>(&self, action: &'static str, body: &impl Serialize) -> Result<T, CallError> {
+    /// One call (`action` is its `X-Amz-Target`), with the SDK's attempts for transient failures;
+    /// the body of its 2xx answer.
+    async fn call(&self, action: &'static str, body: &impl Serialize) -> Result<Bytes, CallError> {
         let body = Bytes::from(serde_json::to_vec(body).expect("requests serialize"));
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(20));
         let mut attempt = 1;
@@ -288,7 +324,7 @@ impl SqsClient {
         }
     }
 
-    async fn call_once<T: DeserializeOwned + Default>(&self, action: &'static str, body: Bytes) -> Result<T, CallError> {
+    async fn call_once(&self, action: &'static str, body: Bytes) -> Result<Bytes, CallError> {
         let answer = self
             .service
             .call(action, body, MAX_ANSWER_BYTES)
@@ -300,7 +336,7 @@ impl SqsClient {
         if !(200..300).contains(&answer.status) {
             return Err(service_error(answer.status, &answer.headers, &answer.body));
         }
-        parse(&answer.body)
+        Ok(answer.body)
     }
 }
 
@@ -310,7 +346,7 @@ fn seconds(s: u64) -> i32 {
 }
 
 /// A 2xx answer's body; an empty body is the empty answer.
-fn parse<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, CallError> {
+fn parse<'a, T: Deserialize<'a> + Default>(body: &'a [u8]) -> Result<T, CallError> {
     if body.is_empty() {
         return Ok(T::default());
     }

@@ -36,6 +36,7 @@ pub mod scaling;
 pub mod throttle;
 pub(crate) mod visibility;
 
+use std::borrow::Cow;
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -367,11 +368,15 @@ impl SqsMapping {
             // SQS starts a message's visibility timeout somewhere between this instant and the answer: count
             // from the earliest, so the heartbeat is never late however long the answer takes to arrive.
             let sent_at = Instant::now();
-            let received = tokio::select! {
-                r = self.receive(want, wait) => r,
+            let answer = tokio::select! {
+                r = self.wire.receive(want, wait, None) => r,
                 _ = cancel.cancelled() => break,
             };
-            let messages = match received {
+            let received = match &answer {
+                Ok(answer) => answer.messages(),
+                Err(e) => Err(e.clone()),
+            };
+            let messages = match received.map_err(|e| format!("ReceiveMessage failed: {e}")) {
                 Ok(m) => {
                     backoff.reset();
                     self.counters.health.polled();
@@ -403,16 +408,12 @@ impl SqsMapping {
         batcher.take()
     }
 
-    async fn receive(&self, max: usize, wait_seconds: u64) -> Result<Vec<Message>, String> {
-        self.wire
-            .receive(max, wait_seconds, None)
-            .await
-            .map_err(|e| format!("ReceiveMessage failed: {e}"))
-    }
-
     /// Hold received messages, drop (delete) those no filter matches, queue the rest for batching.
-    async fn admit(&self, messages: Vec<Message>, received_at: Instant, carry: &mut VecDeque<(Pending, usize)>) {
+    async fn admit(&self, messages: Vec<Message<'_>>, received_at: Instant, carry: &mut VecDeque<(Pending, usize)>) {
         let mut filtered_out = Vec::new();
+        // Each record is written here, then copied out at its exact length: one allocation per
+        // record instead of a vector grown (and copied) several times while it is written.
+        let mut scratch = Vec::new();
         for message in messages {
             let record = record::to_record(message, &self.queue);
             self.held.hold(&record.receipt_handle, received_at);
@@ -422,21 +423,24 @@ impl SqsMapping {
                 filtered_out.push(record.receipt_handle);
                 continue;
             }
-            let json = serde_json::to_vec(&record).expect("records serialize");
+            scratch.clear();
+            serde_json::to_writer(&mut scratch, &record).expect("records serialize");
+            let json = scratch.clone();
             let len = json.len();
             carry.push_back((
                 Pending {
                     json,
-                    message_id: record.message_id,
-                    receipt_handle: record.receipt_handle,
-                    group: record.attributes.message_group_id,
+                    message_id: record.message_id.into_owned(),
+                    receipt_handle: record.receipt_handle.into_owned(),
+                    group: record.attributes.message_group_id.map(Cow::into_owned),
                 },
                 len,
             ));
         }
         if !filtered_out.is_empty() {
             Counters::add(&self.counters.filtered_out, filtered_out.len());
-            self.delete(&filtered_out).await;
+            let handles: Vec<&str> = filtered_out.iter().map(|h| h.as_ref()).collect();
+            self.delete(&handles).await;
         }
     }
 
@@ -551,7 +555,7 @@ impl SqsMapping {
             batch.iter().partition(|p| keep.contains(p.message_id.as_str()));
         Counters::add(&self.counters.failed_invoke_records, kept.len());
         self.held.release(kept.iter().map(|p| p.receipt_handle.as_str()));
-        let receipts: Vec<String> = done.iter().map(|p| p.receipt_handle.clone()).collect();
+        let receipts: Vec<&str> = done.iter().map(|p| p.receipt_handle.as_str()).collect();
         self.delete(&receipts).await;
         kept.iter().filter_map(|p| p.group.clone()).collect()
     }
@@ -570,9 +574,9 @@ impl SqsMapping {
     /// Delete messages by receipt handle, 10 per call, and stop holding them. A delete that fails for a
     /// reason worth retrying (the call failed, or SQS reports its own fault) is retried while the message
     /// is still held, so that a processed message is not delivered again for a passing error.
-    async fn delete(&self, receipt_handles: &[String]) {
+    async fn delete(&self, receipt_handles: &[&str]) {
         for chunk in receipt_handles.chunks(10) {
-            let mut pending: Vec<&String> = chunk.iter().collect();
+            let mut pending = chunk.to_vec();
             let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
             for attempt in 1..=DELETE_ATTEMPTS {
                 let last = attempt == DELETE_ATTEMPTS;
@@ -582,14 +586,13 @@ impl SqsMapping {
                 }
                 tokio::time::sleep(backoff.next_delay()).await;
             }
-            self.held.release(chunk.iter().map(String::as_str));
+            self.held.release(chunk.iter().copied());
         }
     }
 
     /// One `DeleteMessageBatch`; returns the receipt handles worth another attempt.
-    async fn delete_once<'a>(&self, handles: &[&'a String], last: bool) -> Vec<&'a String> {
-        let receipt_handles: Vec<&str> = handles.iter().map(|h| h.as_str()).collect();
-        let out = match self.wire.delete_batch(&receipt_handles).await {
+    async fn delete_once<'a>(&self, handles: &[&'a str], last: bool) -> Vec<&'a str> {
+        let out = match self.wire.delete_batch(handles).await {
             Ok(out) => out,
             Err(e) => {
                 tracing::warn!(uuid = %self.uuid, error = %e, last,

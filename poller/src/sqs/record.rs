@@ -1,5 +1,7 @@
 //! From a received SQS message to the record Lambda puts in the event.
 
+use std::borrow::Cow;
+
 use base64::Engine;
 use esm_events::sqs::{SqsAttributes, SqsMessageAttribute, SqsRecord};
 
@@ -11,7 +13,7 @@ use crate::sqs::client::Message;
 /// Message attributes are ordered by name, as SQS orders them when it computes
 /// `MD5OfMessageAttributes`. A binary value that is not base64 (SQS always sends base64) is kept
 /// as its text's bytes rather than dropped.
-pub(crate) fn to_record(message: Message, queue: &ArnParts) -> SqsRecord {
+pub(crate) fn to_record<'a>(message: Message<'a>, queue: &'a ArnParts) -> SqsRecord<'a> {
     let message_attributes = message
         .message_attributes
         .into_iter()
@@ -47,8 +49,8 @@ pub(crate) fn to_record(message: Message, queue: &ArnParts) -> SqsRecord {
         message_attributes,
         md5_of_message_attributes: message.md5_of_message_attributes,
         md5_of_body: message.md5_of_body,
-        event_source_arn: queue.arn.clone(),
-        aws_region: queue.region.clone(),
+        event_source_arn: Cow::Borrowed(&queue.arn),
+        aws_region: Cow::Borrowed(&queue.region),
     }
 }
 
@@ -78,8 +80,8 @@ mod tests {
     #[test]
     fn a_recorded_answer_becomes_the_event_record() {
         let body = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sqs/testdata/receive-standard.json")).unwrap();
-        let mut answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        let message: Message = serde_json::from_value(answer["Messages"][0].take()).unwrap();
+        let answer = crate::sqs::client::Received::from(bytes::Bytes::from(body));
+        let message = answer.messages().unwrap().remove(0);
         let queue = crate::arn::SourceArn::parse("arn:aws:sqs:us-east-1:123456789012:rec").unwrap();
         let record = serde_json::to_value(to_record(message, queue.parts())).unwrap();
         assert_eq!(record["body"], "{\"a\":\"é\\n\"}");

@@ -19,7 +19,7 @@ pub fn records_event<T: Serialize>(records: &[T]) -> Vec<u8> {
     Envelope::records().payload(&serialized)
 }
 
-pub fn sqs_standard_records() -> Vec<SqsRecord> {
+pub fn sqs_standard_records() -> Vec<SqsRecord<'static>> {
     let queue = "arn:aws:sqs:us-east-2:123456789012:my-queue";
     vec![
         SqsRecord {
@@ -83,7 +83,7 @@ pub fn sqs_standard_records() -> Vec<SqsRecord> {
     ]
 }
 
-pub fn sqs_fifo_records() -> Vec<SqsRecord> {
+pub fn sqs_fifo_records() -> Vec<SqsRecord<'static>> {
     vec![SqsRecord {
         message_id: "11d6ee51-4cc7-4302-9e22-7cd8afdaadf5".into(),
         receipt_handle: "AQEBBX8nesZEXmkhsmZeyIE8iQAMig7qw...".into(),
