@@ -15,7 +15,9 @@ Usage: python scripts/bench_poller.py --poller target/release/poller --loadgen t
 
 import argparse
 import base64
+import collections
 import concurrent.futures
+import glob
 import json
 import os
 import signal
@@ -130,22 +132,37 @@ def make_stream(kinesis, name, shards, records):
         kinesis.put_records(StreamName=name, Records=batch)
 
 
+# What one poller run measured, before the poller was stopped. `mark` is (records, cpu_seconds) at the
+# first check that saw `mark_at` records done (None without `progress`); `instructions` the instructions
+# the poller executed after the mark, with `--callgrind` (else None).
+Measured = collections.namedtuple("Measured", "cpu wall rss mark system_share instructions")
+
+
 def run_poller(args, label, mapping, target_args, done, deadline_s, idle_s=None, progress=None, mark_at=1, poller=None):
     """Start the poller pinned to one CPU, wait for `done()` (or, for an idle run, `idle_s` seconds),
-    and return (cpu_seconds, wall_seconds, peak_rss_mib, mark, system_share) measured before it is stopped.
+    and return what was measured (`Measured`).
 
     With `progress` (records done so far), `mark` is (records, cpu_seconds) at the first check that
     saw at least `mark_at` records done: what comes after it is the steady state, without start-up
     (credentials, TLS roots, GetQueueUrl, leases, iterators, ...) and, with a larger `mark_at`, the
-    lanes' ramp-up. For an idle run, `mark` is (0, the CPU time of the first 5 s: start-up)."""
+    lanes' ramp-up. For an idle run, `mark` is (0, the CPU time of the first 5 s: start-up).
+
+    With `--callgrind DIR` the poller runs under valgrind's callgrind, which counts the instructions
+    it executes in user space: the same for the same binary and work whatever else the machine does,
+    so two builds can be compared on a noisy machine (the kernel's part and the CPU time are not
+    measured this way; under callgrind the poller is some 50 times slower)."""
     with tempfile.TemporaryDirectory() as state:
         path = os.path.join(state, "mapping.json")
         with open(path, "w") as f:
             json.dump(mapping, f)
         log = open(os.path.join(args.log_dir, f"poller-{label}.log"), "w")
+        command = [poller or args.poller, "run", "--mapping", path, "--state-dir", state, "--metrics-addr", "off",
+                   *target_args]
+        dumps = args.callgrind and os.path.join(args.callgrind, label)
+        if dumps:
+            command = ["valgrind", "--tool=callgrind", "--dump-instr=no", f"--callgrind-out-file={dumps}.%p", *command]
         proc = subprocess.Popen(
-            ["taskset", "-c", args.cpu, poller or args.poller, "run", "--mapping", path, "--state-dir", state,
-             "--metrics-addr", "off", *target_args],
+            ["taskset", "-c", args.cpu, *command],
             stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, "RUST_LOG": "warn"},
         )
         started = time.monotonic()
@@ -155,7 +172,7 @@ def run_poller(args, label, mapping, target_args, done, deadline_s, idle_s=None,
         if args.perf_dir:
             time.sleep(1)
         perf = args.perf_dir and subprocess.Popen(
-            ["perf", "record", "-q", "-F", os.environ.get("PERF_FREQ", "999"), "--call-graph", args.perf_call_graph, "-p", str(proc.pid),
+            ["perf", "record", "-q", "-F", os.environ.get("PERF_FREQ", "999"), *(["--call-graph", args.perf_call_graph] if args.perf_call_graph != "none" else []), "-p", str(proc.pid),
              "-o", os.path.join(args.perf_dir, f"{label}.perf.data")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
@@ -168,6 +185,9 @@ def run_poller(args, label, mapping, target_args, done, deadline_s, idle_s=None,
                         count = progress()
                         if count >= mark_at:
                             mark = (count, cpu_seconds(proc.pid))
+                            if dumps:
+                                # Count from here: start-up and ramp-up are left out.
+                                callgrind_control("-z", proc.pid)
                     return done()
 
                 wait_for(lambda: proc.poll() is not None or finished(), deadline_s, f"{label} to finish",
@@ -175,6 +195,8 @@ def run_poller(args, label, mapping, target_args, done, deadline_s, idle_s=None,
                 if proc.poll() is not None:
                     raise SystemExit(f"poller exited with {proc.returncode}; see {log.name}")
                 cpu, wall = cpu_seconds(proc.pid), time.monotonic() - started
+                if dumps:
+                    callgrind_control("-d", proc.pid)
             else:
                 # Skip start-up (connect, first calls), then measure a quiet stretch.
                 time.sleep(5)
@@ -183,6 +205,7 @@ def run_poller(args, label, mapping, target_args, done, deadline_s, idle_s=None,
                 time.sleep(idle_s)
                 cpu, wall = cpu_seconds(proc.pid) - cpu0, time.monotonic() - t0
             rss, sys_share = peak_rss_mib(proc.pid), system_share(proc.pid)
+            instructions = callgrind_total(f"{dumps}.{proc.pid}.*") if dumps and mark else None
         finally:
             if perf:
                 perf.send_signal(signal.SIGINT)
@@ -190,7 +213,21 @@ def run_poller(args, label, mapping, target_args, done, deadline_s, idle_s=None,
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
             log.close()
-    return cpu, wall, rss, mark, sys_share
+    return Measured(cpu, wall, rss, mark, sys_share, instructions)
+
+
+def callgrind_control(option, pid):
+    subprocess.run(["callgrind_control", option, str(pid)], check=True, capture_output=True, timeout=60)
+
+
+def callgrind_total(pattern):
+    """The instructions counted in the last dump matching `pattern` (its `summary:` or `totals:` line)."""
+    last = max(glob.glob(pattern), key=lambda path: int(path.rsplit(".", 1)[1]))
+    with open(last) as f:
+        for line in f:
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1])
+    raise SystemExit(f"no instruction total in {last}")
 
 
 def sqs_scenario(args, sim, sqs, name, batch_size, window, target):
@@ -206,12 +243,13 @@ def sqs_scenario(args, sim, sqs, name, batch_size, window, target):
         target_args = (["--http-url", f"{sim.url}/http/{{function}}"] if target == "http"
                        else ["--lambda-endpoint-url", sim.url])
         done = lambda: sim.records_ok(function) >= args.messages and queue_empty(sqs, url)
-        cpu, wall, rss, mark, sys_share = run_poller(args, function, mapping, target_args, done, args.deadline,
-                                          progress=lambda: sim.records_ok(function),
-                                          mark_at=args.steady_from * args.messages)
+        m = run_poller(args, function, mapping, target_args, done, args.deadline,
+                       progress=lambda: sim.records_ok(function), mark_at=args.steady_from * args.messages)
         sqs.delete_queue(QueueUrl=url)
-        steady = (args.messages - mark[0]) / (cpu - mark[1]) if mark and cpu > mark[1] else None
-        return args.messages / cpu, cpu, wall, rss, steady, sys_share
+        if args.callgrind:
+            return m.instructions / (args.messages - m.mark[0]), m.cpu, m.wall, m.rss
+        steady = (args.messages - m.mark[0]) / (m.cpu - m.mark[1]) if m.mark and m.cpu > m.mark[1] else None
+        return args.messages / m.cpu, m.cpu, m.wall, m.rss, steady, m.system_share
     return run
 
 
@@ -259,17 +297,20 @@ def kinesis_scenario(args, sim, kinesis, poller=None, label="kinesis"):
         }
         kept = (args.records + 1) // 2
         done = lambda: sim.records_ok(function) >= kept
-        cpu, wall, rss, mark, _ = run_poller(args, function, mapping, ["--lambda-endpoint-url", sim.url], done,
-                                          args.deadline, progress=lambda: sim.records_ok(function), poller=poller)
+        m = run_poller(args, function, mapping, ["--lambda-endpoint-url", sim.url], done, args.deadline,
+                       progress=lambda: sim.records_ok(function), poller=poller)
+        cpu, mark = m.cpu, m.mark
         if not args.fill_once:
             kinesis.delete_stream(StreamName=stream)
         # CPU before the first delivery (start-up: configuration, credentials, TLS roots, DescribeStreamSummary,
         # ListShards, leases, iterators, the first pages), and the records per CPU-second after it.
         polled_after = args.records * (kept - mark[0]) / kept
+        if args.callgrind:
+            return m.instructions / polled_after, cpu, m.wall, m.rss
         steady = polled_after / (cpu - mark[1]) if cpu > mark[1] else float("inf")
         print(f"# {label}: {mark[1]:.2f} CPU-s until the first {mark[0]} records were delivered; "
               f"{steady:,.0f} records polled/CPU-s after that", file=sys.stderr, flush=True)
-        return args.records / cpu, cpu, wall, rss
+        return args.records / cpu, cpu, m.wall, m.rss
     return run
 
 
@@ -310,7 +351,7 @@ def idle_kinesis_scenario(args, sim, kinesis):
         make_stream(kinesis, function, 4, 0)
         mapping = {"EventSourceArn": f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{function}", "FunctionName": function,
                    "StartingPosition": "LATEST"}
-        cpu, wall, rss, startup, _ = run_poller(args, function, mapping, ["--lambda-endpoint-url", sim.url], None, None,
+        cpu, wall, rss, startup, *_ = run_poller(args, function, mapping, ["--lambda-endpoint-url", sim.url], None, None,
                                              idle_s=args.idle_seconds)
         print(f"# idle-kinesis: {startup[1]:.2f} CPU-s in the first 5 s (start-up)", file=sys.stderr, flush=True)
         kinesis.delete_stream(StreamName=function)
@@ -342,6 +383,10 @@ def main():
                    help="SQS: also report records/CPU-s from this fraction of the records done to the end")
     p.add_argument("--perf-dir", help="record a `perf` profile of every poller run into this directory")
     p.add_argument("--perf-call-graph", default="fp", help="perf's --call-graph: fp (frame-pointer build) or dwarf")
+    p.add_argument("--callgrind", metavar="DIR",
+                   help="run the poller under valgrind's callgrind (dumps in DIR) and report the instructions it "
+                        "executes per record after the mark, instead of CPU time: repeatable on a noisy machine, "
+                        "user space only (SQS and Kinesis scenarios)")
     p.add_argument("--fill-once", action="store_true",
                    help="Kinesis: fill one stream and read it from TRIM_HORIZON in every run")
     p.add_argument("--kinesis-anchor", metavar="POLLER",
@@ -377,6 +422,11 @@ def main():
         only.add("kinesis-anchor")
     elif not args.kinesis_anchor:
         scenarios = [s for s in scenarios if s[0] != "kinesis-anchor"]
+    if args.callgrind:
+        # Instructions per record, for the scenarios that run the poller on records only.
+        os.makedirs(args.callgrind, exist_ok=True)
+        scenarios = [(key, title, "instructions/record" + (" polled" if key.startswith("kinesis") else ""), run)
+                     for key, title, _, run in scenarios if key.startswith(("sqs-", "kinesis"))]
     rows = []
     try:
         results = {}
