@@ -1,6 +1,6 @@
 //! Credentials resolved once, not per request.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
@@ -10,10 +10,13 @@ use crate::Error;
 
 /// Credentials resolved once and again only shortly before they expire, so that the provider chain
 /// (files, IMDS, STS, SSO) is not asked per request.
+///
+/// Handed out behind an `Arc`: cloning `Credentials` itself copies its map of properties (several
+/// allocations), which every signed request would pay.
 #[derive(Debug)]
 pub struct CredentialsCache {
     provider: SharedCredentialsProvider,
-    current: Mutex<Option<Credentials>>,
+    current: Mutex<Option<Arc<Credentials>>>,
 }
 
 /// Credentials expiring sooner than this are renewed (the SDK's identity cache uses the same
@@ -30,25 +33,26 @@ impl CredentialsCache {
 
     /// Valid credentials: the cached ones, or fresh ones from the provider when there are none yet
     /// or they expire within five minutes.
-    pub async fn get(&self) -> Result<Credentials, Error> {
+    pub async fn get(&self) -> Result<Arc<Credentials>, Error> {
         let fresh = |c: &Credentials| {
             c.expiry()
                 .is_none_or(|expiry| expiry > SystemTime::now() + EXPIRY_BUFFER)
         };
         if let Some(credentials) = self.lock().as_ref().filter(|c| fresh(c)) {
-            return Ok(credentials.clone());
+            return Ok(Arc::clone(credentials));
         }
         // Several requests may renew at once at expiry; they all get valid credentials.
-        let credentials = self
-            .provider
-            .provide_credentials()
-            .await
-            .map_err(|e| Error::Credentials(crate::error_chain(&e)))?;
-        *self.lock() = Some(credentials.clone());
+        let credentials = Arc::new(
+            self.provider
+                .provide_credentials()
+                .await
+                .map_err(|e| Error::Credentials(crate::error_chain(&e)))?,
+        );
+        *self.lock() = Some(Arc::clone(&credentials));
         Ok(credentials)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Credentials>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Arc<Credentials>>> {
         self.current.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -100,8 +104,11 @@ mod tests {
     #[tokio::test]
     async fn long_lived_credentials_are_asked_for_once() {
         let (cache, asked) = cache(Duration::from_secs(3600));
+        let first = cache.get().await.unwrap();
         for _ in 0..3 {
-            assert_eq!(cache.get().await.unwrap().access_key_id(), "AKID");
+            let again = cache.get().await.unwrap();
+            assert_eq!(again.access_key_id(), "AKID");
+            assert!(Arc::ptr_eq(&first, &again), "the cached credentials themselves, not a copy");
         }
         assert_eq!(asked.load(Ordering::SeqCst), 1);
     }

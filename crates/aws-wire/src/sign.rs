@@ -85,7 +85,7 @@ impl Signer {
 
     /// The current credentials; a caller asks once at start-up so that missing credentials fail
     /// there and not on every request.
-    pub async fn credentials(&self) -> Result<Credentials, Error> {
+    pub async fn credentials(&self) -> Result<Arc<Credentials>, Error> {
         self.credentials.get().await
     }
 
