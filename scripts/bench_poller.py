@@ -230,7 +230,7 @@ def callgrind_total(pattern):
     raise SystemExit(f"no instruction total in {last}")
 
 
-def sqs_scenario(args, sim, sqs, name, batch_size, window, target):
+def sqs_scenario(args, sim, sqs, name, batch_size, window, target, poller=None):
     def run(rep):
         function = f"{name}-{rep}-{uuid.uuid4().hex[:6]}"
         url = make_queue(sqs, function, args.messages)
@@ -244,7 +244,8 @@ def sqs_scenario(args, sim, sqs, name, batch_size, window, target):
                        else ["--lambda-endpoint-url", sim.url])
         done = lambda: sim.records_ok(function) >= args.messages and queue_empty(sqs, url)
         m = run_poller(args, function, mapping, target_args, done, args.deadline,
-                       progress=lambda: sim.records_ok(function), mark_at=args.steady_from * args.messages)
+                       progress=lambda: sim.records_ok(function), mark_at=args.steady_from * args.messages,
+                       poller=poller)
         sqs.delete_queue(QueueUrl=url)
         if args.callgrind:
             return m.instructions / (args.messages - m.mark[0]), m.cpu, m.wall, m.rss
@@ -389,9 +390,10 @@ def main():
                         "user space only (SQS and Kinesis scenarios)")
     p.add_argument("--fill-once", action="store_true",
                    help="Kinesis: fill one stream and read it from TRIM_HORIZON in every run")
-    p.add_argument("--kinesis-anchor", metavar="POLLER",
-                   help="Kinesis: also run this poller binary on the same workload, alternated with --poller "
-                        "(row kinesis-anchor)")
+    p.add_argument("--anchor", "--kinesis-anchor", metavar="POLLER",
+                   help="also run this poller binary on the same work, right after --poller in every repetition, "
+                        "for each SQS and Kinesis scenario selected (rows NAME-anchor), and report the ratio "
+                        "per repetition")
     args = p.parse_args()
 
     endpoint = os.environ["POLLER_TEST_ENDPOINT"]
@@ -399,29 +401,36 @@ def main():
     kinesis = boto3.client("kinesis", endpoint_url=endpoint, region_name=REGION)
     sim = Simulator(args.loadgen, args.other_cpus)
     n = args.messages
+
+    def on_records(poller=None, suffix=""):
+        """The scenarios that run a poller binary on records (SQS, Kinesis)."""
+        anchor = f", anchor {poller}" if poller else ""
+        return [
+            (f"sqs-http{suffix}", f"SQS, {n:,} messages, BatchSize 10, HTTP target{anchor}", "records/CPU-s",
+             sqs_scenario(args, sim, sqs, f"sqs-http{suffix}", 10, 0, "http", poller)),
+            (f"sqs-lambda{suffix}", f"SQS, {n:,} messages, BatchSize 10, Lambda Invoke target{anchor}",
+             "records/CPU-s", sqs_scenario(args, sim, sqs, f"sqs-lambda{suffix}", 10, 0, "lambda", poller)),
+            (f"sqs-window{suffix}", f"SQS, {n:,} messages, BatchSize 100 + 1 s window, Lambda Invoke{anchor}",
+             "records/CPU-s", sqs_scenario(args, sim, sqs, f"sqs-window{suffix}", 100, 1, "lambda", poller)),
+            (f"kinesis{suffix}", f"Kinesis, {args.records:,} records, {args.shards} shards, ParallelizationFactor "
+             f"{args.parallelization_factor}, BatchSize 500, filter keeps half{anchor}",
+             "records polled/CPU-s", kinesis_scenario(args, sim, kinesis, poller, f"kinesis{suffix}")),
+        ]
+
+    # With an anchor, each scenario is followed by the same work on the anchor binary, in every repetition.
+    measured = on_records()
+    if args.anchor:
+        measured = [s for pair in zip(measured, on_records(args.anchor, "-anchor")) for s in pair]
     scenarios = [
         ("boto3", f"SQS, {n:,} messages: boto3 loop (receive 10, POST, delete batch)", "records/CPU-s",
          baseline_scenario(args, sim, sqs)),
-        ("sqs-http", f"SQS, {n:,} messages, BatchSize 10, HTTP target", "records/CPU-s",
-         sqs_scenario(args, sim, sqs, "sqs-http", 10, 0, "http")),
-        ("sqs-lambda", f"SQS, {n:,} messages, BatchSize 10, Lambda Invoke target", "records/CPU-s",
-         sqs_scenario(args, sim, sqs, "sqs-lambda", 10, 0, "lambda")),
-        ("sqs-window", f"SQS, {n:,} messages, BatchSize 100 + 1 s window, Lambda Invoke", "records/CPU-s",
-         sqs_scenario(args, sim, sqs, "sqs-window", 100, 1, "lambda")),
-        ("kinesis", f"Kinesis, {args.records:,} records, {args.shards} shards, ParallelizationFactor "
-         f"{args.parallelization_factor}, BatchSize 500, filter keeps half",
-         "records polled/CPU-s", kinesis_scenario(args, sim, kinesis)),
-        ("kinesis-anchor", f"Kinesis as above, anchor {args.kinesis_anchor}", "records polled/CPU-s",
-         kinesis_scenario(args, sim, kinesis, args.kinesis_anchor, "kinesis-anchor")),
+        *measured,
         ("idle-kinesis", "Idle: quiet 4-shard stream", "% of a core", idle_kinesis_scenario(args, sim, kinesis)),
         ("idle", "Idle: empty SQS queue + quiet 4-shard stream", "% of a core", idle_scenario(args, sim, sqs, kinesis)),
         ("idle-sqs", "Idle: one SQS mapping, empty queue", "% of a core", idle_sqs_scenario(args, sim, sqs)),
     ]
     only = {s for s in args.only.split(",") if s}
-    if args.kinesis_anchor and only and "kinesis" in only:
-        only.add("kinesis-anchor")
-    elif not args.kinesis_anchor:
-        scenarios = [s for s in scenarios if s[0] != "kinesis-anchor"]
+    only |= {f"{key}-anchor" for key in only} if args.anchor else set()
     if args.callgrind:
         # Instructions per record, for the scenarios that run the poller on records only.
         os.makedirs(args.callgrind, exist_ok=True)
@@ -478,10 +487,12 @@ def main():
                 print(f"{key}: system CPU {floor_us:.1f} us/record (median); the boto3 loop's whole CPU "
                       f"{base_us:.1f} us/record: with no user time at all the poller would be at most "
                       f"{base_us / floor_us:.1f}x the boto3 loop")
-    if "kinesis" in results and "kinesis-anchor" in results:
-        ratios = [a[0] / b[0] for a, b in zip(results["kinesis"], results["kinesis-anchor"])]
-        med, lo, hi = summary(ratios)
-        print(f"kinesis / kinesis-anchor, per repetition: median {med:.2f}x (spread {lo:.2f}-{hi:.2f}x)")
+    for key in list(results):
+        if f"{key}-anchor" in results:
+            # Per repetition: the two binaries ran one after the other, under the same load.
+            ratios = [a[0] / b[0] for a, b in zip(results[key], results[f"{key}-anchor"])]
+            med, lo, hi = summary(ratios)
+            print(f"{key} / {key}-anchor, per repetition: median {med:.2f}x (spread {lo:.2f}-{hi:.2f}x)")
 
 
 if __name__ == "__main__":
