@@ -171,8 +171,9 @@ def run_poller(args, label, mapping, target_args, done, deadline_s, idle_s=None,
         # `perf record -p` follows only the threads that exist when it attaches: let the runtime start.
         if args.perf_dir:
             time.sleep(1)
+        call_graph = [] if args.perf_call_graph == "none" else ["--call-graph", args.perf_call_graph]
         perf = args.perf_dir and subprocess.Popen(
-            ["perf", "record", "-q", "-F", os.environ.get("PERF_FREQ", "999"), *(["--call-graph", args.perf_call_graph] if args.perf_call_graph != "none" else []), "-p", str(proc.pid),
+            ["perf", "record", "-q", "-F", os.environ.get("PERF_FREQ", "999"), *call_graph, "-p", str(proc.pid),
              "-o", os.path.join(args.perf_dir, f"{label}.perf.data")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
@@ -383,7 +384,7 @@ def main():
     p.add_argument("--steady-from", type=float, default=0.2,
                    help="SQS: also report records/CPU-s from this fraction of the records done to the end")
     p.add_argument("--perf-dir", help="record a `perf` profile of every poller run into this directory")
-    p.add_argument("--perf-call-graph", default="fp", help="perf's --call-graph: fp (frame-pointer build) or dwarf")
+    p.add_argument("--perf-call-graph", default="fp", help="perf's --call-graph: fp (frame-pointer build), dwarf, or none (a flat profile)")
     p.add_argument("--callgrind", metavar="DIR",
                    help="run the poller under valgrind's callgrind (dumps in DIR) and report the instructions it "
                         "executes per record after the mark, instead of CPU time: repeatable on a noisy machine, "

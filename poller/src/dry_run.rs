@@ -26,7 +26,7 @@ use crate::Options;
 use crate::arn::SourceArn;
 use crate::batch::{Batcher, Limits};
 use crate::config::{Mapping, SourceSettings, StartingPosition, StreamSettings};
-use crate::sqs::client::{CallError, Received};
+use crate::sqs::client::Received;
 use crate::stream::source::{Position, StreamRecord, StreamSource};
 
 /// How long received SQS messages stay invisible while the pass reads the queue; all are made
@@ -180,7 +180,7 @@ async fn sqs_pass(
         // empty queue; a short poll samples some servers and can answer empty while messages wait
         // (<https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-short-and-long-polling.html>).
         let answer = wire.receive(10, 1, Some(SQS_HOLD)).await;
-        let messages = match answer.as_ref().map_err(CallError::clone).and_then(Received::messages) {
+        let messages = match Received::messages_of(&answer) {
             Ok(messages) => messages,
             Err(e) => break Err(format!("ReceiveMessage failed: {e}")),
         };
@@ -188,7 +188,7 @@ async fn sqs_pass(
             break Ok(());
         }
         for message in messages {
-            held.push(message.receipt_handle.clone().into_owned());
+            held.push(message.receipt_handle.to_string());
             let record = crate::sqs::record::to_record(message, queue);
             if !seen.insert(record.message_id.to_string()) {
                 continue;

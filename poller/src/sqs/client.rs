@@ -194,6 +194,12 @@ impl From<Bytes> for Received {
 }
 
 impl Received {
+    /// The messages of a ReceiveMessage call's outcome: its answer's, or why there are none (the
+    /// call failed, or its answer is not the expected JSON).
+    pub(crate) fn messages_of(outcome: &Result<Received, CallError>) -> Result<Vec<Message<'_>>, CallError> {
+        outcome.as_ref().map_err(CallError::clone).and_then(Received::messages)
+    }
+
     /// The messages of the answer, in its order.
     pub(crate) fn messages(&self) -> Result<Vec<Message<'_>>, CallError> {
         #[derive(Default, Deserialize)]

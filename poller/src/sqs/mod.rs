@@ -57,7 +57,7 @@ use crate::config::{Mapping, SourceSettings};
 use crate::error::Error;
 use crate::health::MappingState;
 use crate::stats::Counters;
-use client::{Message, SqsClient};
+use client::{Message, Received, SqsClient};
 use lanes::{Ended, Lanes};
 use scaling::Scaler;
 use throttle::{Gate, Next, ThrottleMode};
@@ -372,11 +372,7 @@ impl SqsMapping {
                 r = self.wire.receive(want, wait, None) => r,
                 _ = cancel.cancelled() => break,
             };
-            let received = match &answer {
-                Ok(answer) => answer.messages(),
-                Err(e) => Err(e.clone()),
-            };
-            let messages = match received.map_err(|e| format!("ReceiveMessage failed: {e}")) {
+            let messages = match Received::messages_of(&answer).map_err(|e| format!("ReceiveMessage failed: {e}")) {
                 Ok(m) => {
                     backoff.reset();
                     self.counters.health.polled();
