@@ -20,11 +20,13 @@ import concurrent.futures
 import glob
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 
@@ -271,6 +273,65 @@ def baseline_scenario(args, sim, sqs):
     return run
 
 
+def round_trips_scenario(args, sim, sqs):
+    """The three HTTP round trips per ten messages alone, made by oha, a Rust HTTP load generator
+    that does nothing else: no signing, no JSON, no event, no bookkeeping. Two ReceiveMessage calls
+    on an empty queue stand for the receive and the delete (moto answers `{}`: smaller answers than
+    the real ones), and one POST of a real ten-record event (built as the boto3 loop builds it, from
+    messages just received) to the simulator, each with `--round-trip-connections` connections, as
+    the poller starts with five lanes. The result, in records per CPU-second as if every ten
+    records cost these three requests, is a lower bound on what any consumer pays for the same
+    exchanges on this machine: it places the goal against the round trips' own cost."""
+    def run(rep):
+        oha = args.oha or shutil.which("oha")
+        if not oha:
+            raise SystemExit("the round-trips scenario needs oha (https://github.com/hatoo/oha): "
+                             "`cargo install oha`, then --oha PATH or oha on PATH")
+        function = f"round-trips-{rep}-{uuid.uuid4().hex[:6]}"
+        url = make_queue(sqs, function, 10)
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"],
+                                       MessageAttributeNames=["All"]).get("Messages", [])
+        event = {"Records": [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+                              "attributes": m.get("Attributes", {}), "md5OfBody": m["MD5OfBody"],
+                              "eventSource": "aws:sqs"} for m in messages]}
+        batches = args.messages // 10
+        with tempfile.TemporaryDirectory() as work:
+            receive, post = os.path.join(work, "receive.json"), os.path.join(work, "event.json")
+            with open(receive, "w") as f:
+                json.dump({"QueueUrl": url, "MaxNumberOfMessages": 10, "WaitTimeSeconds": 0}, f)
+            with open(post, "w") as f:
+                json.dump(event, f)
+            # moto routes by the credential scope of `Authorization` (it does not check signatures).
+            to_moto = ["-H", "content-type: application/x-amz-json-1.0", "-H", "x-amz-target: AmazonSQS.ReceiveMessage",
+                       "-H", "x-amzn-query-mode: true", "-H", "authorization: AWS4-HMAC-SHA256 Credential=testing/"
+                       f"20260101/{REGION}/sqs/aws4_request, SignedHeaders=host, Signature=0",
+                       "-D", receive, os.environ["POLLER_TEST_ENDPOINT"] + "/"]
+            to_function = ["-H", "content-type: application/json", "-D", post, f"{sim.url}/http/{function}"]
+            cpu = system = rss = 0.0
+            wall = time.monotonic()
+            for requests_, target in ((2 * batches, to_moto), (batches, to_function)):
+                proc = subprocess.Popen(["taskset", "-c", args.cpu, oha, "--no-tui", "-n", str(requests_),
+                                         "-c", str(args.round_trip_connections), "-m", "POST", *target],
+                                        stdout=subprocess.DEVNULL)
+                # This oha run's own resource usage (taskset execs oha in the same process).
+                timer = threading.Timer(args.deadline, proc.kill)
+                timer.start()
+                _, status, usage = os.wait4(proc.pid, 0)
+                timer.cancel()
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                if proc.returncode:
+                    raise SystemExit(f"oha failed (exit {proc.returncode}): {' '.join(target)}")
+                cpu += usage.ru_utime + usage.ru_stime
+                system += usage.ru_stime
+                rss = max(rss, usage.ru_maxrss / 1024)
+            wall = time.monotonic() - wall
+        if sim.records_ok(function) != 10 * batches:
+            raise SystemExit(f"round trips: the simulator counted {sim.records_ok(function)} records, not {10 * batches}")
+        sqs.delete_queue(QueueUrl=url)
+        return 10 * batches / cpu, cpu, wall, rss, None, system / cpu
+    return run
+
+
 # The stream every Kinesis run reads with `--fill-once`.
 FILLED_ONCE = {}
 
@@ -395,6 +456,9 @@ def main():
                    help="also run this poller binary on the same work, right after --poller in every repetition, "
                         "for each SQS and Kinesis scenario selected (rows NAME-anchor), and report the ratio "
                         "per repetition")
+    p.add_argument("--oha", metavar="PATH", help="oha binary for the round-trips scenario (default: oha on PATH)")
+    p.add_argument("--round-trip-connections", type=int, default=5,
+                   help="connections of each oha run in the round-trips scenario (the poller's initial SQS lanes)")
     args = p.parse_args()
 
     endpoint = os.environ["POLLER_TEST_ENDPOINT"]
@@ -425,12 +489,17 @@ def main():
     scenarios = [
         ("boto3", f"SQS, {n:,} messages: boto3 loop (receive 10, POST, delete batch)", "records/CPU-s",
          baseline_scenario(args, sim, sqs)),
+        ("round-trips", f"SQS, {n:,} messages: the round trips alone, by oha (3 requests per 10 messages)",
+         "records/CPU-s", round_trips_scenario(args, sim, sqs)),
         *measured,
         ("idle-kinesis", "Idle: quiet 4-shard stream", "% of a core", idle_kinesis_scenario(args, sim, kinesis)),
         ("idle", "Idle: empty SQS queue + quiet 4-shard stream", "% of a core", idle_scenario(args, sim, sqs, kinesis)),
         ("idle-sqs", "Idle: one SQS mapping, empty queue", "% of a core", idle_sqs_scenario(args, sim, sqs)),
     ]
     only = {s for s in args.only.split(",") if s}
+    if not only and not (args.oha or shutil.which("oha")):
+        print("# no oha on PATH: the round-trips scenario is left out (--oha PATH)", file=sys.stderr)
+        scenarios = [s for s in scenarios if s[0] != "round-trips"]
     only |= {f"{key}-anchor" for key in only} if args.anchor else set()
     if args.callgrind:
         # Instructions per record, for the scenarios that run the poller on records only.
