@@ -188,7 +188,7 @@ async fn sqs_pass(
             break Ok(());
         }
         for message in messages {
-            held.push(message.receipt_handle.to_string());
+            held.push(message.receipt_handle.as_str().into_owned());
             let record = crate::sqs::record::to_record(message, queue);
             if !seen.insert(record.message_id.to_string()) {
                 continue;

@@ -13,6 +13,8 @@
 //!   lenient rules, never through typed structs that would reject what AWS accepts.
 //! * [`failure`]: the on-failure destination record for stream mappings (SQS/SNS body, S3 object
 //!   body and key).
+//! * [`json_str`]: a string read from JSON and written back as read when that changes no byte (an
+//!   SQS message body, passed from the ReceiveMessage answer into the event).
 //!
 //! Constructors take plain Rust values (strings, `i64` epoch milliseconds, bytes) so callers can fill
 //! them from whatever SDK types they hold. Every choice not settled by AWS documentation or
@@ -21,6 +23,7 @@
 pub mod dynamodb;
 pub mod envelope;
 pub mod failure;
+pub mod json_str;
 pub mod kinesis;
 pub mod response;
 pub mod sqs;

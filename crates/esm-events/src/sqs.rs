@@ -15,6 +15,7 @@ use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
 use crate::encoding::Base64;
+use crate::json_str::JsonStr;
 
 /// One message of an SQS invocation event.
 ///
@@ -30,9 +31,10 @@ pub struct SqsRecord<'a> {
     /// `MessageId` from ReceiveMessage; also the `itemIdentifier` of partial batch responses.
     pub message_id: Cow<'a, str>,
     /// `ReceiptHandle` of this receive.
-    pub receipt_handle: Cow<'a, str>,
-    /// The message body, passed through verbatim.
-    pub body: Cow<'a, str>,
+    pub receipt_handle: JsonStr<'a>,
+    /// The message body, passed through verbatim: read as a [`JsonStr`], its JSON string is copied
+    /// into the event as read when that is what serde_json would write for it.
+    pub body: JsonStr<'a>,
     /// The message system attributes.
     pub attributes: SqsAttributes<'a>,
     /// Message attributes in the order SQS returned them.
@@ -53,8 +55,8 @@ impl Serialize for SqsRecord<'_> {
         #[serde(rename_all = "camelCase")]
         struct Wire<'a> {
             message_id: &'a str,
-            receipt_handle: &'a str,
-            body: &'a str,
+            receipt_handle: &'a JsonStr<'a>,
+            body: &'a JsonStr<'a>,
             attributes: &'a SqsAttributes<'a>,
             message_attributes: MessageAttributes<'a>,
             md5_of_message_attributes: Option<&'a str>,

@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_wire::JsonService;
+use esm_events::json_str::JsonStr;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -47,12 +48,14 @@ pub(crate) struct SqsClient {
 pub(crate) struct Message<'a> {
     #[serde(borrow)]
     pub message_id: Cow<'a, str>,
+    /// Kept as read, like the body: a long string, copied into the event.
     #[serde(borrow)]
-    pub receipt_handle: Cow<'a, str>,
+    pub receipt_handle: JsonStr<'a>,
     #[serde(rename = "MD5OfBody", borrow)]
     pub md5_of_body: Cow<'a, str>,
+    /// Kept as read when it can be copied into the event unchanged ([`JsonStr`]).
     #[serde(borrow)]
-    pub body: Cow<'a, str>,
+    pub body: JsonStr<'a>,
     #[serde(default, borrow)]
     pub attributes: Attributes<'a>,
     #[serde(rename = "MD5OfMessageAttributes", default, borrow, deserialize_with = "borrowed")]

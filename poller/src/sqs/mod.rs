@@ -412,11 +412,13 @@ impl SqsMapping {
         let mut scratch = Vec::new();
         for message in messages {
             let record = record::to_record(message, &self.queue);
-            self.held.hold(&record.receipt_handle, received_at);
+            // A copy of a borrowed token, not of the text (unless the text had to be decoded).
+            let receipt_handle = record.receipt_handle.clone().into_str();
+            self.held.hold(&receipt_handle, received_at);
             if !self.filters.is_empty()
                 && !self.filters.matches(&serde_json::to_value(&record).expect("records serialize"))
             {
-                filtered_out.push(record.receipt_handle);
+                filtered_out.push(receipt_handle);
                 continue;
             }
             scratch.clear();
@@ -427,7 +429,7 @@ impl SqsMapping {
                 Pending {
                     json,
                     message_id: record.message_id.into_owned(),
-                    receipt_handle: record.receipt_handle.into_owned(),
+                    receipt_handle: receipt_handle.into_owned(),
                     group: record.attributes.message_group_id.map(Cow::into_owned),
                 },
                 len,
