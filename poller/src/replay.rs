@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use bytes::Bytes;
 use esm_events::envelope::Envelope;
 use esm_events::response::BatchResponse;
 use esm_stream::{Lanes, SequenceNumber};
@@ -298,7 +299,7 @@ impl Replayer {
             println!("{}", String::from_utf8_lossy(&payload));
             return Outcome::Found;
         }
-        match self.invoke(payload, &batch).await {
+        match self.invoke(Bytes::from(payload), &batch).await {
             Ok(()) => Outcome::Replayed,
             Err(e) => Outcome::Failed(e),
         }
@@ -332,7 +333,7 @@ impl Replayer {
     /// Invoke the function with `batch` as the stream path does (synchronously, `{"Records":[…]}`).
     /// Throttles and errors that did not reach the function are retried; a function error, an
     /// invalid response or (with ReportBatchItemFailures) failed items fail the replay.
-    async fn invoke(&self, payload: Vec<u8>, batch: &[&StreamRecord]) -> Result<(), String> {
+    async fn invoke(&self, payload: Bytes, batch: &[&StreamRecord]) -> Result<(), String> {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         let mut attempt = 1;
         let response = loop {

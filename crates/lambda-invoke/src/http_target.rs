@@ -79,8 +79,8 @@ impl HttpTarget {
         Ok(self)
     }
 
-    pub(crate) async fn invoke(&self, payload: Vec<u8>) -> Result<Response, Error> {
-        let mut request = Request::new(Full::new(Bytes::from(payload)));
+    pub(crate) async fn invoke(&self, payload: Bytes) -> Result<Response, Error> {
+        let mut request = Request::new(Full::new(payload));
         *request.method_mut() = self.method.clone();
         *request.uri_mut() = self.uri.clone();
         *request.headers_mut() = self.headers.clone();

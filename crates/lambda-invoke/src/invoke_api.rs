@@ -139,12 +139,11 @@ impl LambdaTarget {
 
     pub(crate) async fn invoke(
         &self,
-        payload: Vec<u8>,
+        payload: Bytes,
         invocation_type: InvocationType,
         log_tail: bool,
     ) -> Result<Response, Error> {
         let direct = self.direct()?;
-        let payload = Bytes::from(payload);
         let mut request = direct.request(payload.clone(), invocation_type, log_tail);
         direct
             .signer

@@ -27,6 +27,7 @@
 use std::time::Duration;
 
 use base64::Engine as _;
+use bytes::Bytes;
 
 mod http_target;
 mod invoke_api;
@@ -152,16 +153,17 @@ pub enum Target {
 }
 
 impl Target {
-    /// Invoke once. Never retries.
+    /// Invoke once. Never retries. A caller that may send the same payload again passes `Bytes`,
+    /// whose clones share it.
     pub async fn invoke(
         &self,
-        payload: Vec<u8>,
+        payload: impl Into<Bytes>,
         invocation_type: InvocationType,
         log_tail: bool,
     ) -> Result<Response, Error> {
         match self {
-            Target::Lambda(t) => t.invoke(payload, invocation_type, log_tail).await,
-            Target::Http(t) => t.invoke(payload).await,
+            Target::Lambda(t) => t.invoke(payload.into(), invocation_type, log_tail).await,
+            Target::Http(t) => t.invoke(payload.into()).await,
         }
     }
 

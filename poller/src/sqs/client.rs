@@ -29,6 +29,9 @@ use crate::backoff::Backoff;
 /// Largest answer read: ten messages of at most 1 MiB each, escaped in JSON (at most three
 /// bytes of JSON per byte of text), with their attributes.
 const MAX_ANSWER_BYTES: usize = 64 << 20;
+/// A request body's usual largest size: a batch call's ten receipt handles (SQS's are up to
+/// about 1 KB) and the queue URL.
+const REQUEST_BYTES: usize = 4096;
 /// Attempts per call, as the SDK's standard retry mode makes.
 const ATTEMPTS: u32 = 3;
 
@@ -305,12 +308,12 @@ impl SqsClient {
     /// ChangeMessageVisibilityBatch of at most 10 receipt handles to `timeout_secs`.
     pub(crate) async fn change_visibility_batch(
         &self,
-        receipt_handles: &[String],
+        receipt_handles: &[impl AsRef<str>],
         timeout_secs: i32,
     ) -> Result<BatchResult, CallError> {
         let body = Batch {
             queue_url: &self.queue_url,
-            entries: entries(receipt_handles.iter().map(String::as_str), Some(timeout_secs)),
+            entries: entries(receipt_handles.iter().map(AsRef::as_ref), Some(timeout_secs)),
         };
         parse(&self.call("AmazonSQS.ChangeMessageVisibilityBatch", &body).await?)
     }
@@ -318,7 +321,11 @@ impl SqsClient {
     /// One call (`action` is its `X-Amz-Target`), with the SDK's attempts for transient failures;
     /// the body of its 2xx answer.
     async fn call(&self, action: &'static str, body: &impl Serialize) -> Result<Bytes, CallError> {
-        let body = Bytes::from(serde_json::to_vec(body).expect("requests serialize"));
+        // Room for a batch call of ten receipt handles: one allocation, not a vector doubled from
+        // empty, and copied, some ten times while it is written.
+        let mut bytes = Vec::with_capacity(REQUEST_BYTES);
+        serde_json::to_writer(&mut bytes, body).expect("requests serialize");
+        let body = Bytes::from(bytes);
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(20));
         let mut attempt = 1;
         loop {

@@ -43,6 +43,7 @@ use std::time::Duration;
 
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::QueueAttributeName;
+use bytes::Bytes;
 use esm_events::envelope::{Envelope, MAX_PAYLOAD_BYTES};
 use esm_events::response::BatchResponse;
 use lambda_invoke::{InvocationType, Target};
@@ -81,7 +82,8 @@ struct Pending {
     /// The record as it appears in the event, serialized once.
     json: Vec<u8>,
     message_id: String,
-    receipt_handle: String,
+    /// Shared with [`Held`], which keeps it while the message is held.
+    receipt_handle: Arc<str>,
     /// `MessageGroupId` (FIFO queues).
     group: Option<String>,
 }
@@ -338,9 +340,9 @@ impl SqsMapping {
         if released.is_empty() {
             return;
         }
-        let handles: Vec<String> = released.into_iter().map(|(p, _)| p.receipt_handle).collect();
+        let handles: Vec<Arc<str>> = released.into_iter().map(|(p, _)| p.receipt_handle).collect();
         tracing::debug!(uuid = %self.uuid, messages = handles.len(), "released held-back messages of failed FIFO groups");
-        self.held.release(handles.iter().map(String::as_str));
+        self.held.release(handles.iter().map(AsRef::as_ref));
         visibility::reveal(&self.wire, &handles).await;
     }
 
@@ -412,8 +414,7 @@ impl SqsMapping {
         let mut scratch = Vec::new();
         for message in messages {
             let record = record::to_record(message, &self.queue);
-            // A copy of a borrowed token, not of the text (unless the text had to be decoded).
-            let receipt_handle = record.receipt_handle.clone().into_str();
+            let receipt_handle: Arc<str> = Arc::from(record.receipt_handle.as_str());
             self.held.hold(&receipt_handle, received_at);
             if !self.filters.is_empty()
                 && !self.filters.matches(&serde_json::to_value(&record).expect("records serialize"))
@@ -429,7 +430,7 @@ impl SqsMapping {
                 Pending {
                     json,
                     message_id: record.message_id.into_owned(),
-                    receipt_handle: receipt_handle.into_owned(),
+                    receipt_handle,
                     group: record.attributes.message_group_id.map(Cow::into_owned),
                 },
                 len,
@@ -447,7 +448,8 @@ impl SqsMapping {
     async fn process(&self, batch: Vec<Pending>, cancel: &CancellationToken) -> (bool, HashSet<String>) {
         tracing::debug!(uuid = %self.uuid, records = batch.len(), "invoking");
         let records: Vec<&[u8]> = batch.iter().map(|p| p.json.as_slice()).collect();
-        let payload = self.limits.envelope.payload(&records);
+        // Bytes: each attempt (throttle retries) shares the payload instead of copying it.
+        let payload = Bytes::from(self.limits.envelope.payload(&records));
         let ids: HashSet<&str> = batch.iter().map(|p| p.message_id.as_str()).collect();
         let started = Instant::now();
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
@@ -503,7 +505,7 @@ impl SqsMapping {
     }
 
     /// One invoke request, within the AIMD limit in hold mode.
-    async fn invoke(&self, payload: Vec<u8>) -> Result<lambda_invoke::Response, lambda_invoke::Error> {
+    async fn invoke(&self, payload: Bytes) -> Result<lambda_invoke::Response, lambda_invoke::Error> {
         let permit = match &self.gate {
             Some(gate) => Some(gate.enter().await),
             None => None,
@@ -552,8 +554,8 @@ impl SqsMapping {
         let (kept, done): (Vec<&Pending>, Vec<&Pending>) =
             batch.iter().partition(|p| keep.contains(p.message_id.as_str()));
         Counters::add(&self.counters.failed_invoke_records, kept.len());
-        self.held.release(kept.iter().map(|p| p.receipt_handle.as_str()));
-        let receipts: Vec<&str> = done.iter().map(|p| p.receipt_handle.as_str()).collect();
+        self.held.release(kept.iter().map(|p| &*p.receipt_handle));
+        let receipts: Vec<&str> = done.iter().map(|p| &*p.receipt_handle).collect();
         self.delete(&receipts).await;
         kept.iter().filter_map(|p| p.group.clone()).collect()
     }
@@ -562,9 +564,9 @@ impl SqsMapping {
     /// (ChangeMessageVisibility 0). Returns their groups, so that held-back FIFO messages of the same
     /// groups are let go too.
     async fn make_visible(&self, batch: &[Pending]) -> HashSet<String> {
-        self.held.release(batch.iter().map(|p| p.receipt_handle.as_str()));
+        self.held.release(batch.iter().map(|p| &*p.receipt_handle));
         self.counters.health.abandoned(batch.len());
-        let handles: Vec<String> = batch.iter().map(|p| p.receipt_handle.clone()).collect();
+        let handles: Vec<Arc<str>> = batch.iter().map(|p| p.receipt_handle.clone()).collect();
         visibility::reveal(&self.wire, &handles).await;
         batch.iter().filter_map(|p| p.group.clone()).collect()
     }

@@ -32,7 +32,7 @@ struct Hold {
 /// The messages a mapping holds, by receipt handle.
 #[derive(Clone, Debug)]
 pub(super) struct Held {
-    visible_at: Arc<Mutex<HashMap<String, Hold>>>,
+    visible_at: Arc<Mutex<HashMap<Arc<str>, Hold>>>,
     timeout: Duration,
 }
 
@@ -45,18 +45,18 @@ impl Held {
     }
 
     /// Start holding a message received at `received_at`, for the lane (task) calling this.
-    pub(super) fn hold(&self, receipt_handle: &str, received_at: Instant) {
+    pub(super) fn hold(&self, receipt_handle: &Arc<str>, received_at: Instant) {
         let hold = Hold {
             visible_at: received_at + self.timeout,
             lane: tokio::task::try_id(),
         };
-        self.lock().insert(receipt_handle.to_owned(), hold);
+        self.lock().insert(Arc::clone(receipt_handle), hold);
     }
 
     /// Stop holding every message `lane` held (it failed); returns their receipt handles.
-    pub(super) fn release_lane(&self, lane: LaneId) -> Vec<String> {
+    pub(super) fn release_lane(&self, lane: LaneId) -> Vec<Arc<str>> {
         let mut map = self.lock();
-        let handles: Vec<String> =
+        let handles: Vec<Arc<str>> =
             map.iter().filter(|(_, h)| h.lane == Some(lane)).map(|(handle, _)| handle.clone()).collect();
         for handle in &handles {
             map.remove(handle);
@@ -78,7 +78,7 @@ impl Held {
         self.lock().len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Hold>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Hold>> {
         // A panic while holding this lock cannot leave the map inconsistent (single inserts/removes).
         self.visible_at.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -90,7 +90,7 @@ impl Held {
     }
 
     /// Receipt handles whose invisibility ends within half a timeout plus a tick; marks them extended.
-    fn due(&self, now: Instant) -> Vec<String> {
+    fn due(&self, now: Instant) -> Vec<Arc<str>> {
         let horizon = now + self.timeout / 2 + self.tick();
         let mut map = self.lock();
         let mut due = Vec::new();
@@ -124,13 +124,13 @@ impl Held {
 
 /// Make messages visible again now (`ChangeMessageVisibility` 0), in the order given: messages the poller
 /// received but will not invoke (their lane failed, or an earlier FIFO message of their group failed).
-pub(crate) async fn reveal(client: &SqsClient, receipt_handles: &[String]) {
+pub(crate) async fn reveal(client: &SqsClient, receipt_handles: &[impl AsRef<str>]) {
     change_visibility(client, receipt_handles, 0, "releasing messages").await;
 }
 
 /// `ChangeMessageVisibilityBatch` for `receipt_handles`, 10 per call. Failures are logged only: a message
 /// whose visibility was not changed still reappears when its current timeout ends.
-async fn change_visibility(client: &SqsClient, receipt_handles: &[String], timeout_secs: i32, what: &str) {
+async fn change_visibility(client: &SqsClient, receipt_handles: &[impl AsRef<str>], timeout_secs: i32, what: &str) {
     for chunk in receipt_handles.chunks(10) {
         match client.change_visibility_batch(chunk, timeout_secs).await {
             Ok(out) if !out.failed.is_empty() => {
@@ -154,12 +154,12 @@ mod tests {
     fn extends_only_messages_close_to_reappearing() {
         let held = Held::new(Duration::from_secs(30));
         let t0 = Instant::now();
-        held.hold("old", t0);
-        held.hold("new", t0 + Duration::from_secs(20));
+        held.hold(&"old".into(), t0);
+        held.hold(&"new".into(), t0 + Duration::from_secs(20));
         // At t0+5: "old" reappears at +30, horizon is 5+15+5=25 → not due yet.
         assert!(held.due(t0 + Duration::from_secs(5)).is_empty());
         // At t0+12: horizon 32 → "old" due, "new" (at 50) not.
-        assert_eq!(held.due(t0 + Duration::from_secs(12)), vec!["old".to_owned()]);
+        assert_eq!(held.due(t0 + Duration::from_secs(12)), vec![Arc::from("old")]);
         // Just extended: not due again right away.
         assert!(held.due(t0 + Duration::from_secs(13)).is_empty());
         held.release(["old", "new"]);
@@ -172,17 +172,17 @@ mod tests {
         let lane = {
             let held = held.clone();
             tokio::spawn(async move {
-                held.hold("a", Instant::now());
-                held.hold("b", Instant::now());
+                held.hold(&"a".into(), Instant::now());
+                held.hold(&"b".into(), Instant::now());
                 tokio::task::id()
             })
         }
         .await
         .unwrap();
-        held.hold("other lane", Instant::now());
+        held.hold(&"other lane".into(), Instant::now());
         let mut released = held.release_lane(lane);
         released.sort();
-        assert_eq!(released, ["a", "b"]);
+        assert_eq!(released, [Arc::from("a"), Arc::from("b")]);
         assert_eq!(held.len(), 1, "the other lane's message is still held");
         assert!(held.release_lane(lane).is_empty());
     }

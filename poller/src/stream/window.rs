@@ -9,6 +9,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use bytes::Bytes;
 use esm_events::envelope::{Envelope, TumblingWindow};
 use esm_stream::window::MAX_STATE_BYTES;
 use esm_stream::{Frontier, SequenceNumber, ShardPosition, Window, WindowStep, WindowTracker};
@@ -171,9 +172,12 @@ fn window_event(
 /// The window's final invocation, retried with backoff until the function returns a valid window
 /// response (AWS: "if it fails, processing of the shard stops until it succeeds"). False on shutdown.
 async fn final_invoke(ctx: &super::StreamCtx, event: TumblingWindow) -> bool {
-    let payload = Envelope::tumbling_window(&event)
-        .expect("window bounds are valid timestamps")
-        .payload::<&[u8]>(&[]);
+    // Bytes: each attempt shares the payload instead of copying it.
+    let payload = Bytes::from(
+        Envelope::tumbling_window(&event)
+            .expect("window bounds are valid timestamps")
+            .payload::<&[u8]>(&[]),
+    );
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
     loop {
         let result = ctx
