@@ -307,7 +307,7 @@ def round_trips_scenario(args, sim, sqs):
                        f"20260101/{REGION}/sqs/aws4_request, SignedHeaders=host, Signature=0",
                        "-D", receive, os.environ["POLLER_TEST_ENDPOINT"] + "/"]
             to_function = ["-H", "content-type: application/json", "-D", post, f"{sim.url}/http/{function}"]
-            cpu = system = rss = 0.0
+            cpu = system = 0.0
             wall = time.monotonic()
             for requests_, target in ((2 * batches, to_moto), (batches, to_function)):
                 proc = subprocess.Popen(["taskset", "-c", args.cpu, oha, "--no-tui", "-n", str(requests_),
@@ -323,12 +323,12 @@ def round_trips_scenario(args, sim, sqs):
                     raise SystemExit(f"oha failed (exit {proc.returncode}): {' '.join(target)}")
                 cpu += usage.ru_utime + usage.ru_stime
                 system += usage.ru_stime
-                rss = max(rss, usage.ru_maxrss / 1024)
             wall = time.monotonic() - wall
         if sim.records_ok(function) != 10 * batches:
             raise SystemExit(f"round trips: the simulator counted {sim.records_ok(function)} records, not {10 * batches}")
         sqs.delete_queue(QueueUrl=url)
-        return 10 * batches / cpu, cpu, wall, rss, None, system / cpu
+        # No peak RSS: the child's high-water mark includes the driver's pages from before the exec.
+        return 10 * batches / cpu, cpu, wall, None, None, system / cpu
     return run
 
 
@@ -518,17 +518,18 @@ def main():
                 results.setdefault(key, []).append(r)
                 steady = f", steady state {r[4]:,.0f}/CPU-s" if len(r) > 4 and r[4] else ""
                 system = f", {r[5]:.0%} of it system" if len(r) > 5 else ""
-                print(f"# {key} run {rep + 1}: {r[0]:,.1f} (cpu {r[1]:.2f}s{system}, wall {r[2]:.1f}s, peak RSS {r[3]:.1f} MiB{steady})",
+                rss = f", peak RSS {r[3]:.1f} MiB" if r[3] is not None else ""
+                print(f"# {key} run {rep + 1}: {r[0]:,.1f} (cpu {r[1]:.2f}s{system}, wall {r[2]:.1f}s{rss}{steady})",
                       file=sys.stderr, flush=True)
         for key, title, unit, _ in scenarios:
             if key not in results:
                 continue
             med, lo, hi = summary([r[0] for r in results[key]])
             cpu = statistics.median(r[1] for r in results[key])
-            rss = max(r[3] for r in results[key])
+            rss = max((r[3] for r in results[key] if r[3] is not None), default=None)
             rows.append((title, f"{med:,.1f}" if unit.startswith("%") else f"{med:,.0f}",
                          f"{lo:,.1f}-{hi:,.1f}" if unit.startswith("%") else f"{lo:,.0f}-{hi:,.0f}",
-                         unit, f"{cpu:.2f}", f"{rss:.0f}"))
+                         unit, f"{cpu:.2f}", "-" if rss is None else f"{rss:.0f}"))
     finally:
         sim.stop()
     base = statistics.median(r[0] for r in results["boto3"]) if "boto3" in results else None
@@ -557,6 +558,15 @@ def main():
                 print(f"{key}: system CPU {floor_us:.1f} us/record (median); the boto3 loop's whole CPU "
                       f"{base_us:.1f} us/record: with no user time at all the poller would be at most "
                       f"{base_us / floor_us:.1f}x the boto3 loop")
+    if "round-trips" in results:
+        # What the exchanges alone cost (oha), against the goal's budget and the poller's whole cost.
+        trips_us = 1e6 / statistics.median(r[0] for r in results["round-trips"])
+        budget = f"; 20x the boto3 loop allows {1e6 / (20 * base):.1f} us/record in all" if base else ""
+        print(f"round-trips: the three exchanges per ten messages alone (oha) cost {trips_us:.1f} us/record{budget}")
+        for key in ("sqs-http", "sqs-lambda", "sqs-window"):
+            if key in results:
+                poller_us = 1e6 / statistics.median(r[0] for r in results[key])
+                print(f"{key}: {poller_us:.1f} us/record, {poller_us / trips_us:.2f}x the round trips alone")
     for key in list(results):
         if f"{key}-anchor" in results:
             # Per repetition: the two binaries ran one after the other, under the same load.
