@@ -14,7 +14,7 @@
 //! * [`failure`]: the on-failure destination record for stream mappings (SQS/SNS body, S3 object
 //!   body and key).
 //! * [`json_str`]: a string read from JSON and written back as read when that changes no byte (an
-//!   SQS message body, passed from the ReceiveMessage answer into the event).
+//!   SQS message's body and receipt handle, passed from the ReceiveMessage answer into the event).
 //!
 //! Constructors take plain Rust values (strings, `i64` epoch milliseconds, bytes) so callers can fill
 //! them from whatever SDK types they hold. Every choice not settled by AWS documentation or

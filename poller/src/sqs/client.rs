@@ -20,8 +20,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_wire::JsonService;
-use esm_events::json_str::JsonStr;
 use bytes::Bytes;
+use esm_events::json_str::JsonStr;
 use serde::{Deserialize, Serialize};
 
 use crate::backoff::Backoff;
