@@ -4,6 +4,7 @@
 //! function to invoke; [`Poller`] runs mappings until cancelled. Each source kind has its own module
 //! ([`sqs`]); batching ([`batch`]) and the other decisions are pure modules tested without I/O.
 
+mod answer;
 pub mod arn;
 mod backoff;
 pub mod batch;

@@ -366,7 +366,7 @@ fn parse<'a, T: Deserialize<'a> + Default>(body: &'a [u8]) -> Result<T, CallErro
     if body.is_empty() {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| CallError::Unreadable(e.to_string()))
+    crate::answer::from_json(body).map_err(|e| CallError::Unreadable(e.to_string()))
 }
 
 /// The error of a non-2xx answer, read as the SDK reads it: the code from `x-amzn-query-error`

@@ -155,7 +155,7 @@ pub(super) struct Text<'a>(#[serde(borrow)] pub(super) Cow<'a, str>);
 
 /// Reads a successful answer's body.
 pub(super) fn parse(body: &[u8]) -> Result<Answer<'_>, ReadError> {
-    serde_json::from_slice(body).map_err(|e| ReadError::Other(format!("GetRecords: unreadable answer: {e}")))
+    crate::answer::from_json(body).map_err(|e| ReadError::Other(format!("GetRecords: unreadable answer: {e}")))
 }
 
 /// A failed call's error, classified by its code the way the SDK finds it for AWS JSON: the
