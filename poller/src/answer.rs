@@ -1,6 +1,13 @@
 //! Reading the JSON answers of the calls sent without the SDK (SQS's per-batch calls, GetRecords).
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
+
+/// A string that borrows from the body unless it holds JSON escapes. serde borrows a `Cow` only
+/// when it is a field of its own: inside an `Option` it would always be an owned copy.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Text<'a>(#[serde(borrow)] pub(crate) Cow<'a, str>);
 
 /// An answer's JSON body, read into `T`, which may borrow its strings from `body`.
 ///

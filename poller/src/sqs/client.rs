@@ -24,6 +24,7 @@ use bytes::Bytes;
 use esm_events::json_str::JsonStr;
 use serde::{Deserialize, Serialize};
 
+use crate::answer::Text;
 use crate::backoff::Backoff;
 
 /// Largest answer read: ten messages of at most 1 MiB each, escaped in JSON (at most three
@@ -92,11 +93,8 @@ pub(crate) struct Attributes<'a> {
     pub approximate_first_receive_timestamp: Option<Cow<'a, str>>,
 }
 
-/// An optional text field borrowed from the answer where it can be: serde borrows a `Cow` only
-/// when it is the field itself, not inside an `Option`.
+/// An optional text field borrowed from the answer where it can be ([`Text`]).
 fn borrowed<'de: 'a, 'a, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Cow<'a, str>>, D::Error> {
-    #[derive(Deserialize)]
-    struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
     Ok(Option::<Text>::deserialize(deserializer)?.map(|text| text.0))
 }
 

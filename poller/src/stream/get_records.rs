@@ -22,6 +22,7 @@ use http_body_util::Full;
 use serde::{Deserialize, Serialize};
 
 use super::source::{ReadError, classify};
+use crate::answer::Text;
 use crate::arn::ArnParts;
 use crate::error::Error;
 
@@ -147,11 +148,6 @@ pub(super) struct WireRecord<'a> {
     #[serde(borrow)]
     pub(super) partition_key: Option<Text<'a>>,
 }
-
-/// A string that borrows from the body unless it holds JSON escapes. serde borrows a `Cow` only
-/// when it is a field of its own: inside an `Option` it would always be an owned copy.
-#[derive(Debug, Deserialize)]
-pub(super) struct Text<'a>(#[serde(borrow)] pub(super) Cow<'a, str>);
 
 /// Reads a successful answer's body.
 pub(super) fn parse(body: &[u8]) -> Result<Answer<'_>, ReadError> {
