@@ -17,6 +17,13 @@ import boto3
 import requests
 
 
+def event(messages):
+    """The `{"Records":[...]}` event of received messages, as a simple consumer builds it."""
+    return {"Records": [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+                         "attributes": m.get("Attributes", {}), "md5OfBody": m["MD5OfBody"],
+                         "eventSource": "aws:sqs"} for m in messages]}
+
+
 def main():
     queue_url, function_url, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
     sqs = boto3.client("sqs", endpoint_url=os.environ["POLLER_TEST_ENDPOINT"], region_name="us-east-1")
@@ -30,10 +37,7 @@ def main():
         ).get("Messages", [])
         if not messages:
             continue
-        records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-                    "attributes": m.get("Attributes", {}), "md5OfBody": m["MD5OfBody"],
-                    "eventSource": "aws:sqs"} for m in messages]
-        http.post(function_url, json={"Records": records}).raise_for_status()
+        http.post(function_url, json=event(messages)).raise_for_status()
         sqs.delete_message_batch(QueueUrl=queue_url, Entries=[
             {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
         ])

@@ -33,6 +33,8 @@ import uuid
 import boto3
 import requests
 
+import bench_boto3_consumer
+
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 # SendMessageBatch calls in flight while a queue is filled (boto3's default pool holds 10 connections).
@@ -291,16 +293,13 @@ def round_trips_scenario(args, sim, sqs):
         url = make_queue(sqs, function, 10)
         messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"],
                                        MessageAttributeNames=["All"]).get("Messages", [])
-        event = {"Records": [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-                              "attributes": m.get("Attributes", {}), "md5OfBody": m["MD5OfBody"],
-                              "eventSource": "aws:sqs"} for m in messages]}
         batches = args.messages // 10
         with tempfile.TemporaryDirectory() as work:
             receive, post = os.path.join(work, "receive.json"), os.path.join(work, "event.json")
             with open(receive, "w") as f:
                 json.dump({"QueueUrl": url, "MaxNumberOfMessages": 10, "WaitTimeSeconds": 0}, f)
             with open(post, "w") as f:
-                json.dump(event, f)
+                json.dump(bench_boto3_consumer.event(messages), f)
             # moto routes by the credential scope of `Authorization` (it does not check signatures).
             to_moto = ["-H", "content-type: application/x-amz-json-1.0", "-H", "x-amz-target: AmazonSQS.ReceiveMessage",
                        "-H", "x-amzn-query-mode: true", "-H", "authorization: AWS4-HMAC-SHA256 Credential=testing/"
